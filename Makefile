@@ -1,0 +1,71 @@
+# spignosapi — `make run` starts everything on embedded defaults; `make test` runs every check.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+
+# Test services: real PostgreSQL and Redis on loopback unless the environment names others.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/spignosapi
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/8
+
+.PHONY: run test lint typecheck migrations-check pytest browser-deps bench install install-dev clean
+
+$(BIN)/activate:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(BIN)/activate
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/activate
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+run: install
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py seed_defaults
+	$(PY) manage.py ensure_admin
+	@key=$$($(PY) manage.py createapikey "make-run $$(date +%Y-%m-%dT%H:%M:%S)" --staff 2>/dev/null | tail -n 1); \
+	  echo; echo "  API key (shown once): $$key"; \
+	  echo "  Try: curl -H \"Authorization: Bearer $$key\" http://127.0.0.1:$${PORT:-8000}/api/v1/status"; echo
+	@# honcho sets PORT for each process itself, so the web port travels as WEB_PORT.
+	@trap '$(PY) -m spignosapi.embedded_redis stop >/dev/null 2>&1 || true' EXIT; \
+	  WEB_PORT=$${PORT:-8000} PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install-dev
+	$(BIN)/mypy --strict llm
+	$(BIN)/mypy
+
+migrations-check: install-dev
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) manage.py makemigrations --check --dry-run
+
+# The browser tests drive Debian's Chromium (Playwright's own browser download does not work offline).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "installing chromium (apt-get)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null || \
+	  { echo "could not install chromium: install it with your package manager" >&2; exit 1; }; }
+
+pytest: install-dev browser-deps
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/pytest
+
+test: lint typecheck migrations-check pytest
+
+# The performance harness (bench/README.md): fake upstream, the platform as deployed, a load generator.
+# BENCH_DATABASE_URL / BENCH_REDIS_URL name its PostgreSQL and Redis (default: local ones); BENCH_ARGS
+# passes options (e.g. BENCH_ARGS=--quick, --sizing; --profile needs py-spy: make install-dev).
+bench: install
+	$(PY) -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The shared API plumbing: error envelope, request ids, authentication helpers, pagination."""

@@ -1,0 +1,186 @@
+"""Django's ASGI handler, minus the thread it started (and the hops it paid) for every request.
+
+``ASGIHandler`` gives each request a thread-sensitive context whose thread is created on first use and
+joined at the end; it then sends ``request_started`` to the synchronous receivers in that thread (so every
+request, even one for an async view, started a thread and hopped to it), and calls ``response.close()``
+(which sends ``request_finished``) in it again. A sync view's thread, and its database connection, died
+with the request, so ``CONN_MAX_AGE`` never kept a connection under ASGI.
+
+This handler lends each request a thread from a small per-process pool instead (``ThreadSensitiveContext``
+with an executor, as asgiref provides for this), and sends Django's own receivers where they matter:
+
+* ``request_started`` (``reset_queries``, ``close_old_connections``: they act on the calling thread's
+  database connections) runs in the request's thread just before its first synchronous work, as it would
+  under WSGI; a request that never leaves the event loop does not need it.
+* ``response.close()`` runs in that thread when the request used it (so an obsolete connection is closed
+  there, and a healthy one kept for the next request), else inline: ``close_old_connections`` then acts
+  on the event loop's thread, which has no connection (the ORM refuses to run there), ``close_caches`` is
+  a no-op for Redis, ``reset_urlconf`` resets a context variable, and the only resource closer is the
+  request's in-memory body.
+
+Any other receiver, closer or uploaded file keeps Django's behaviour. Everything else is ``ASGIHandler``'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.core import signals
+from django.core.cache import close_caches
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.core.handlers.base import reset_urlconf
+from django.db import close_old_connections, reset_queries
+from django.dispatch import Signal
+from django.urls import set_script_prefix
+
+_STARTED_IN_THREAD = frozenset({reset_queries, close_old_connections})
+_FINISHED_INLINE = frozenset({close_old_connections, close_caches, reset_urlconf})
+# Idle request threads kept per process (each may hold a database connection).
+KEEP_THREADS = 16
+
+
+class RequestThread(ThreadPoolExecutor):
+    """The one thread that runs a request's thread-sensitive (synchronous) work; reused across requests."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1, thread_name_prefix="request")
+        self.used = False
+        self._before_first: Callable[[], object] | None = None
+
+    def begin(self, before_first: Callable[[], object] | None) -> None:
+        """A new request: ``before_first`` runs in the thread ahead of its first work item."""
+        self.used = False
+        self._before_first = before_first
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.used = True
+        before, self._before_first = self._before_first, None
+        if before is None:
+            return super().submit(fn, *args, **kwargs)
+
+        def first() -> Any:
+            before()
+            return fn(*args, **kwargs)
+
+        return super().submit(first)
+
+
+class _Threads:
+    """Idle request threads, most recently used first (its connections are the warmest)."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self._idle: list[RequestThread] = []
+
+    def borrow(self) -> RequestThread:
+        return self._idle.pop() if self._idle else RequestThread()
+
+    def give_back(self, thread: RequestThread) -> None:
+        if len(self._idle) < self.keep:
+            self._idle.append(thread)
+        else:
+            thread.shutdown(wait=False)
+
+
+_threads = _Threads(KEEP_THREADS)
+
+
+def _receivers_within(signal: Signal, sender: type, allowed: frozenset[Any]) -> bool:
+    sync_receivers, async_receivers = signal._live_receivers(sender)
+    return not async_receivers and all(receiver in allowed for receiver in sync_receivers)
+
+
+def _closes_only(response: Any, request: Any) -> bool:
+    """Is closing the response only closing the request's in-memory body (no uploaded files)?"""
+    closers = response._resource_closers
+    return all(closer == request.close for closer in closers) and not hasattr(request, "_files")
+
+
+class GatewayASGIHandler(ASGIHandler):
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        thread = _threads.borrow()
+        try:
+            async with ThreadSensitiveContext(executor=thread):
+                await self._handle(scope, receive, send, thread)
+        finally:
+            _threads.give_back(thread)
+
+    async def _handle(self, scope: dict[str, Any], receive: Any, send: Any, thread: RequestThread) -> None:
+        """``ASGIHandler.handle`` (Django 5.2) with the two changes described in the module docstring."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        if _receivers_within(signals.request_started, self.__class__, _STARTED_IN_THREAD):
+            sender = self.__class__
+            thread.begin(lambda: signals.request_started.send(sender=sender, scope=scope))
+        else:
+            thread.begin(None)
+            await signals.request_started.asend(sender=self.__class__, scope=scope)
+        request, error_response = self.create_request(scope, body_file)
+        if request is None:
+            assert error_response is not None
+            body_file.close()
+            await self.send_response(error_response, send)
+            await sync_to_async(error_response.close)()
+            return
+
+        async def process_request(request: Any, send: Any) -> Any:
+            response = await self.run_get_response(request)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.send_response(response, send)
+            return response
+
+        tasks = [
+            asyncio.create_task(self.listen_for_disconnect(receive)),
+            asyncio.create_task(process_request(request, send)),
+        ]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                try:
+                    task.result()
+                except RequestAborted:
+                    pass
+                except AssertionError:
+                    body_file.close()
+                    raise
+            else:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+        try:
+            response = tasks[1].result()
+        except asyncio.CancelledError:
+            await signals.request_finished.asend(sender=self.__class__)
+        else:
+            if (
+                not thread.used
+                and _closes_only(response, request)
+                and _receivers_within(signals.request_finished, self.__class__, _FINISHED_INLINE)
+            ):
+                response.close()
+            else:
+                await sync_to_async(response.close)()
+        body_file.close()
+
+
+def get_asgi_application() -> GatewayASGIHandler:
+    """``django.core.asgi.get_asgi_application`` with the handler above."""
+    import django
+
+    django.setup(set_prefix=False)
+    return GatewayASGIHandler()
+
+
+__all__ = ["GatewayASGIHandler", "RequestThread", "get_asgi_application"]

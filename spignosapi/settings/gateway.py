@@ -1,0 +1,38 @@
+"""The gateway's own settings: routing, circuit breakers, limits, usage accounting (energy: ``energy.py``)."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .env import env_float, env_int, env_str
+
+ROUTING_MODE = env_str("ROUTING_MODE", "keywords")
+ROUTING_MODES = ("keywords", "llm", "hybrid", "semantic")
+if ROUTING_MODE not in ROUTING_MODES:
+    raise ImproperlyConfigured(f"ROUTING_MODE must be one of {', '.join(ROUTING_MODES)}, got {ROUTING_MODE!r}")
+ROUTING_DEFAULT_CATEGORY = env_str("ROUTING_DEFAULT_CATEGORY", "conversation")
+# The small model asked for a category name in the llm and hybrid modes, and how long it may take.
+ROUTING_CLASSIFIER_MODEL = env_str("ROUTING_CLASSIFIER_MODEL", "demo/demo-fast")
+ROUTING_CLASSIFIER_TIMEOUT_S = env_float("ROUTING_CLASSIFIER_TIMEOUT_S", 3.0, minimum=0.1)
+
+# Circuit breaker (contract section 6): consecutive retryable failures that open it, and for how long.
+BREAKER_FAILURE_THRESHOLD = env_int("BREAKER_FAILURE_THRESHOLD", 3, minimum=1)
+BREAKER_OPEN_SECONDS = env_float("BREAKER_OPEN_SECONDS", 300.0, minimum=0.0)
+
+# Per-key defaults when a key sets none.
+DEFAULT_RPM_LIMIT = env_int("DEFAULT_RPM_LIMIT", 600, minimum=1)
+DEFAULT_TPM_LIMIT = env_int("DEFAULT_TPM_LIMIT", 1_000_000, minimum=1)
+DEFAULT_MAX_TOKENS_CAP = env_int("DEFAULT_MAX_TOKENS_CAP", 16_384, minimum=1)
+DEFAULT_MAX_PROMPT_TOKENS = env_int("DEFAULT_MAX_PROMPT_TOKENS", 128_000, minimum=1)
+# How long a request may wait for a model's outbound budget before the model is skipped.
+OUTBOUND_BUDGET_WAIT_S = env_float("OUTBOUND_BUDGET_WAIT_S", 0.0, minimum=0.0)
+
+# How often each process checks whether the in-memory keys and routing tables changed elsewhere.
+SNAPSHOT_CHECK_SECONDS = env_float("SNAPSHOT_CHECK_SECONDS", 1.0, minimum=0.0)
+
+# Usage records are buffered in each web process and written in batches, off the request path.
+USAGE_FLUSH_SECONDS = env_float("USAGE_FLUSH_SECONDS", 1.0, minimum=0.05)
+USAGE_FLUSH_BATCH = env_int("USAGE_FLUSH_BATCH", 500, minimum=1)
+
+# The demo upstream `make run` starts, which the default routes use until a real provider is configured.
+DEMO_UPSTREAM_URL = env_str("DEMO_UPSTREAM_URL", f"http://127.0.0.1:{env_int('FAKE_UPSTREAM_PORT', 8900)}/v1")

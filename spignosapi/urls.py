@@ -1,0 +1,47 @@
+"""URL configuration: API under /api/v1/, OpenAI-compatible under /v1/, pages, admin, docs."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import URLPattern, URLResolver, include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from jobs.views import chat
+from monitoring import views as monitoring_views
+from routing import openai_api
+from routing.metrics import metrics_view
+
+from . import views
+
+api_v1: list[URLPattern | URLResolver] = [
+    path("status", views.StatusView.as_view(), name="status"),
+    path("", include("routing.urls")),
+    path("", include("energy.urls")),
+    path("", include("jobs.urls")),
+    path("", include("monitoring.urls")),
+]
+
+openai_v1 = [
+    path("chat/completions", openai_api.chat_completions_view, name="openai-chat-completions"),
+    path("models", openai_api.models_view, name="openai-models"),
+]
+
+urlpatterns = [
+    path("health", views.health, name="health"),
+    path("health/full", views.health_full, name="health-full"),
+    path("api/v1/", include(api_v1)),
+    path("v1/", include(openai_v1)),
+    path("chat/completions", openai_api.chat_completions_view, name="chat-completions-alias"),
+    path("metrics", metrics_view, name="metrics"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("swagger/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("admin/", admin.site.urls),
+    path("chat/", chat, name="chat"),
+    path("", monitoring_views.dashboard, name="dashboard"),
+    path("results/", monitoring_views.results, name="results"),
+]
+
+handler400 = "spignosapi.api.errors.json_400"
+handler404 = "spignosapi.api.errors.json_404"
+handler500 = "spignosapi.api.errors.json_500"

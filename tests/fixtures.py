@@ -1,0 +1,317 @@
+"""Fixtures shared by every Django-side test: API clients with keys, and real Celery processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from accounts.models import ApiKey
+from accounts.services import apikey_create
+
+from .helpers import ROOT, django_env, python, wait_until
+
+
+@pytest.fixture
+def api_key(db: None) -> tuple[ApiKey, str]:
+    return apikey_create(name="test key")
+
+
+@pytest.fixture
+def staff_key(db: None) -> tuple[ApiKey, str]:
+    return apikey_create(name="staff key", is_staff=True)
+
+
+@pytest.fixture
+def client_for() -> Iterator[object]:
+    def make(raw_key: str | None) -> APIClient:
+        client = APIClient()
+        if raw_key is not None:
+            client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw_key}")
+        return client
+
+    yield make
+
+
+@pytest.fixture
+def api_client(api_key: tuple[ApiKey, str]) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key[1]}")
+    return client
+
+
+@pytest.fixture
+def staff_client(staff_key: tuple[ApiKey, str]) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {staff_key[1]}")
+    return client
+
+
+def shared_database_url() -> str:
+    """The URL of the database pytest-django created, for subprocesses that must share it."""
+    db = settings.DATABASES["default"]
+    user = db.get("USER") or "postgres"
+    return f"postgres://{user}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process on the test database and Redis, consuming high, default and low."""
+    from spignosapi.celery import app
+
+    proc = subprocess.Popen(
+        [
+            python(),
+            "-m",
+            "celery",
+            "-A",
+            "spignosapi",
+            "worker",
+            "--queues",
+            "high,default,low",
+            "--concurrency",
+            "2",
+            "--hostname",
+            "test-worker@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=django_env(
+            DATABASE_URL=shared_database_url(),
+            BEAT_HEARTBEAT_SECONDS="1",
+            SNAPSHOT_CHECK_SECONDS="0",
+            USAGE_FLUSH_SECONDS="0.05",
+        ),
+    )
+    try:
+        assert wait_until(lambda: bool(app.control.ping(timeout=0.5)), timeout=60), "worker did not start"
+        yield proc
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture
+def celery_beat(celery_worker: subprocess.Popen[bytes], tmp_path: object) -> Iterator[subprocess.Popen[bytes]]:
+    """A real beat process (database scheduler) sending its heartbeat every second."""
+    proc = subprocess.Popen(
+        [python(), "-m", "celery", "-A", "spignosapi", "beat", "--loglevel", "WARNING", "--pidfile", ""],
+        cwd=ROOT,
+        env=django_env(DATABASE_URL=shared_database_url(), BEAT_HEARTBEAT_SECONDS="1"),
+    )
+    try:
+        yield proc
+    finally:
+        _stop(proc)
+
+
+# --- the gateway over real HTTP ------------------------------------------------------------------------
+
+
+class Fake:
+    """The fake upstream (llm.fake_upstream) in a thread of the test process, with its control API."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def _call(self, method: str, path: str, body: object | None = None) -> object:
+        import json
+        import urllib.request
+
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            text = response.read().decode()
+        return json.loads(text) if text else None
+
+    def configure(self, **models: dict[str, Any]) -> None:
+        self._call("POST", "/_fake/models", models)
+
+    def reset(self) -> None:
+        self._call("POST", "/_fake/reset", {})
+
+    def stats(self) -> dict[str, object]:
+        result = self._call("GET", "/_fake/stats")
+        assert isinstance(result, dict)
+        return result
+
+
+@pytest.fixture(scope="session")
+def fake_upstream_server() -> Iterator[Fake]:
+    from llm.fake_upstream import start_in_thread
+
+    url, stop = start_in_thread()
+    try:
+        yield Fake(url)
+    finally:
+        stop()
+
+
+@pytest.fixture
+def fake(fake_upstream_server: Fake) -> Fake:
+    fake_upstream_server.reset()
+    return fake_upstream_server
+
+
+def _flush_test_redis() -> None:
+    import redis
+    from django.conf import settings as dj
+
+    for url in {dj.REDIS_CACHE_URL, dj.REDIS_CHANNELS_URL}:
+        client = redis.Redis.from_url(url)
+        client.flushdb()
+        client.close()
+
+
+class Gateway:
+    """A running platform web server (uvicorn, ASGI) on loopback, and the URL to reach it."""
+
+    def __init__(self, url: str, proc: subprocess.Popen[bytes]) -> None:
+        self.url = url
+        self.proc = proc
+
+
+def start_gateway(extra_env: dict[str, str] | None = None) -> Gateway:
+    from .helpers import free_port
+
+    port = free_port()
+    env = django_env(
+        DATABASE_URL=shared_database_url(),
+        USAGE_FLUSH_SECONDS="0.05",
+        # Tests change keys and routing between requests: every request looks at the versions.
+        SNAPSHOT_CHECK_SECONDS="0",
+        LOG_LEVEL="WARNING",
+        **(extra_env or {}),
+    )
+    proc = subprocess.Popen(
+        [
+            python(),
+            "-m",
+            "uvicorn",
+            "spignosapi.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "off",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    if not wait_until(up, timeout=60):
+        _stop(proc)
+        raise AssertionError("the gateway server did not start")
+    return Gateway(url, proc)
+
+
+@pytest.fixture(scope="session")
+def gateway_server(django_db_setup: None) -> Iterator[Gateway]:
+    server = start_gateway()
+    try:
+        yield server
+    finally:
+        _stop(server.proc)
+
+
+@pytest.fixture
+def seeded(transactional_db: None, fake: Fake, settings: object) -> Fake:
+    """Defaults seeded with the demo provider pointing at the fake upstream; Redis state cleared."""
+    from routing.seed import seed_defaults
+
+    _flush_test_redis()
+    settings.DEMO_UPSTREAM_URL = fake.url + "/v1"  # type: ignore[attr-defined]
+    seed_defaults()
+    return fake
+
+
+@pytest.fixture
+def gateway(gateway_server: Gateway, seeded: Fake) -> Gateway:
+    return gateway_server
+
+
+# --- headless Chromium -----------------------------------------------------------------------------------
+
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (Playwright's own browser download is not used)."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop running in this thread; the tests' ORM calls are still
+    # plain synchronous code, which Django allows once told so (Playwright's documented Django setup).
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert executable, "chromium is not installed (make test installs it with apt-get)"
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=executable,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@pytest.fixture
+def logged_in_page(browser: Any, gateway: Gateway) -> Iterator[Any]:
+    """A browser page logged in to the admin (and so the dashboard pages) as a fresh staff user."""
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_superuser("browser-admin", "", "browser-password-123")
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(gateway.url + "/admin/login/")
+    page.fill("#id_username", "browser-admin")
+    page.fill("#id_password", "browser-password-123")
+    page.click("input[type=submit]")
+    page.wait_for_url(gateway.url + "/admin/")
+    try:
+        yield page
+    finally:
+        context.close()
