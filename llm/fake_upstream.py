@@ -1,0 +1,1175 @@
+"""A fake OpenAI-compatible (and Anthropic Messages) upstream for tests, demos and benchmarks.
+
+Run it: ``python -m llm.fake_upstream --port 8900 [--host 127.0.0.1] [--seed 0]``, or in-process with
+``start_in_thread()`` / ``FakeUpstream``. ``create_app(seed)`` returns the aiohttp application.
+
+Routes (each also without the ``/v1`` prefix):
+  POST /v1/chat/completions   JSON, or SSE with ``"stream": true`` (+ a usage chunk on include_usage)
+  POST /v1/embeddings         float or base64 (what the openai SDK asks for by default)
+  GET  /v1/models             defaults + configured + seen model names
+  POST /v1/messages           Anthropic Messages API, JSON or SSE
+  POST /openai/deployments/{deployment}/chat/completions|embeddings   Azure-style paths
+  GET  /health
+Control, for tests:
+  POST /_fake/models  {"<model>": {knob: value}}  sets (replaces) the behaviour of those models;
+                      "<model>" is the name as sent, or its base name (before "@"), or "*" for every model
+  GET  /_fake/models, DELETE /_fake/models (clear)
+  GET  /_fake/stats   {"requests": {"<model>": n}, "last": {"<model>": <last request body>}}
+  POST /_fake/reset   clears stats, counters and configs
+
+Behaviour knobs, from three sources; precedence: control config > ``X-Fake-<Knob>`` headers
+(``X-Fake-Latency-Ms: 200``) > model-name params (``fast@tokens=5,latency_ms=20``) > defaults:
+  latency_ms=0      delay before the response (stream: before the headers)
+  ttft_ms           stream: delay before the first chunk (default: latency_ms)
+  tps=0             stream: tokens per second (0 = as fast as possible)
+  tokens=16         completion length; capped by max_tokens, which makes finish_reason "length"
+  fail_rate=0       probability (0..1) that a request fails; deterministic for a seed, model and request index
+  status            HTTP status of a failure (default 500). Given alone (no fail_rate/fail_first), every
+                    request fails with it
+  fail_first=0      the first N requests of the model fail, later ones succeed (counter per model name)
+  retry_after       seconds, sent as Retry-After on 429/503/529 failures
+  hang=0            1: never answer (the connection stays open until the client gives up)
+  hang_after        stream: hang after N chunks (0: headers only); a JSON request then hangs too
+  error_after       stream: after N chunks send an in-stream error event and end the stream
+  garbage=0         1: 200 with a truncated, non-JSON body (stream: one good chunk then a broken one)
+  usage=1           0: no usage in responses (nor in the include_usage chunk)
+  dim=64            embedding size (the request's "dimensions" wins)
+  tool=1            0: ignore tools
+  content_filter=0  1: finish_reason "content_filter" (Anthropic: stop_reason "refusal") after half the
+                    text; 2: 400 with code "content_filter"
+  stream_options=1  0: reject requests carrying stream_options with a 400, as some servers do
+  echo=0            1: answer with the last user message's words (up to ``tokens`` of them), e.g. to make
+                    a classifier model answer a chosen category name
+
+Output is deterministic: the words depend on (seed, base model name, last user message) only, and each
+word is a single token in cl100k_base and o200k_base, so completion_tokens is the real count. The
+reported ``model`` is the name exactly as requested.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import random
+import threading
+import time
+from array import array
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from types import TracebackType
+from typing import Any, Final
+
+from aiohttp import web
+
+from .tokens import count_message_tokens, count_tokens
+
+__all__ = [
+    "DEFAULT_MODELS",
+    "KNOBS",
+    "VOCABULARY",
+    "Behaviour",
+    "FakeUpstream",
+    "create_app",
+    "main",
+    "start_in_thread",
+]
+
+DEFAULT_MODELS: Final = ("demo-fast", "demo-smart", "demo-embed")
+
+# Each word is one token in cl100k_base and o200k_base, with and without a leading space (a test checks).
+VOCABULARY: Final = (
+    "the", "of", "and", "to", "in", "is", "it", "that", "for", "on", "with", "as", "at", "by", "from",
+    "time", "people", "world", "water", "light", "point", "form", "line", "turn", "move", "play", "air",
+    "page", "letter", "answer", "study", "plant", "food", "sun", "state", "city", "tree", "farm", "story",
+    "sea", "night", "north", "open", "white", "walk", "paper", "group", "music", "river", "book", "science",
+    "room", "friend", "idea", "fish", "horse", "color", "wood", "bird", "song", "door", "ship",
+)  # fmt: skip
+
+_INT_KNOBS: Final = frozenset(
+    {"tokens", "status", "fail_first", "hang", "hang_after", "error_after", "garbage", "usage", "dim", "tool",
+     "content_filter", "stream_options", "echo"}
+)  # fmt: skip
+_FLOAT_KNOBS: Final = frozenset({"latency_ms", "ttft_ms", "tps", "fail_rate", "retry_after"})
+KNOBS: Final = _INT_KNOBS | _FLOAT_KNOBS
+_FLAGS: Final = frozenset({"hang", "garbage", "usage", "tool", "stream_options", "echo"})
+
+_log = logging.getLogger(__name__)
+
+Knobs = dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Behaviour:
+    """How the fake answers one request (see the module docstring for each knob)."""
+
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    tps: float = 0.0
+    tokens: int = 16
+    fail_rate: float = 0.0
+    status: int | None = None
+    fail_first: int = 0
+    retry_after: float | None = None
+    hang: int = 0
+    hang_after: int | None = None
+    error_after: int | None = None
+    garbage: int = 0
+    usage: int = 1
+    dim: int = 64
+    tool: int = 1
+    content_filter: int = 0
+    stream_options: int = 1
+    echo: int = 0
+
+    @classmethod
+    def from_knobs(cls, knobs: Mapping[str, float]) -> Behaviour:
+        if not knobs:
+            return _DEFAULT_BEHAVIOUR
+        values: dict[str, Any] = {k: (int(v) if k in _INT_KNOBS else float(v)) for k, v in knobs.items()}
+        return cls(**values)
+
+
+_DEFAULT_BEHAVIOUR: Final = Behaviour()
+
+
+class KnobError(ValueError):
+    """A knob name or value the fake does not understand (answered with a 400)."""
+
+
+def parse_knob(name: str, raw: object) -> float:
+    """Validate one knob value from a header, a model name or the control API."""
+    if name not in KNOBS:
+        raise KnobError(f"unknown fake knob {name!r} (known: {', '.join(sorted(KNOBS))})")
+    value: float
+    if isinstance(raw, bool | int | float):
+        value = float(raw)
+    elif isinstance(raw, str) and raw.strip().lower() in ("true", "false", "yes", "no", "on", "off"):
+        value = 1.0 if raw.strip().lower() in ("true", "yes", "on") else 0.0
+    elif isinstance(raw, str):
+        try:
+            value = float(raw)
+        except ValueError:
+            raise KnobError(f"fake knob {name}: {raw!r} is not a number") from None
+    else:
+        raise KnobError(f"fake knob {name}: {raw!r} is not a number")
+    if value != value or value < 0:  # NaN or negative
+        raise KnobError(f"fake knob {name}: {raw!r} must be >= 0")
+    if name in _INT_KNOBS and value != int(value):
+        raise KnobError(f"fake knob {name}: {raw!r} must be an integer")
+    if name in _FLAGS and value not in (0, 1):
+        raise KnobError(f"fake knob {name}: {raw!r} must be 0 or 1")
+    if name == "fail_rate" and value > 1:
+        raise KnobError(f"fake knob fail_rate: {raw!r} must be between 0 and 1")
+    if name == "status" and not 100 <= value <= 599:
+        raise KnobError(f"fake knob status: {raw!r} is not an HTTP status")
+    if name == "content_filter" and value not in (0, 1, 2):
+        raise KnobError(f"fake knob content_filter: {raw!r} must be 0, 1 or 2")
+    if name == "dim" and not 1 <= value <= 16384:
+        raise KnobError(f"fake knob dim: {raw!r} must be between 1 and 16384")
+    if name == "tokens" and value > 1_000_000:
+        raise KnobError(f"fake knob tokens: {raw!r} is too large")
+    return value
+
+
+def parse_knobs(knobs: Mapping[str, object]) -> Knobs:
+    """Validate a {knob: value} mapping (control API); ``None`` values are dropped (= default)."""
+    return {name: parse_knob(name, raw) for name, raw in knobs.items() if raw is not None}
+
+
+@lru_cache(maxsize=4096)
+def _split_model_name(model: str) -> tuple[str, tuple[tuple[str, float], ...]]:
+    """``"fast@tokens=5,latency_ms=20"`` -> ``("fast", (("tokens", 5.0), ("latency_ms", 20.0)))``."""
+    base, sep, params = model.partition("@")
+    if not sep:
+        return model, ()
+    knobs: list[tuple[str, float]] = []
+    for item in params.split(","):
+        if not item.strip():
+            continue
+        name, eq, raw = item.partition("=")
+        if not eq:
+            raise KnobError(f"model parameter {item!r} is not knob=value")
+        name = name.strip().lower().replace("-", "_")
+        knobs.append((name, parse_knob(name, raw.strip())))
+    return base, tuple(knobs)
+
+
+def _header_knobs(headers: Mapping[str, str]) -> Knobs:
+    knobs: Knobs = {}
+    for key, raw in headers.items():
+        if key[:7].lower() == "x-fake-":
+            name = key[7:].lower().replace("-", "_")
+            knobs[name] = parse_knob(name, raw)
+    return knobs
+
+
+# --------------------------------------------------------------------------------------------------------
+# Deterministic content
+
+
+@lru_cache(maxsize=8192)
+def _words(seed: int, base_model: str, prompt: str, count: int) -> tuple[str, ...]:
+    # random.Random(str) seeds through SHA-512: stable across processes, unlike hash().
+    rng = random.Random(f"{seed}\x00{base_model}\x00{prompt}")
+    return tuple(rng.choice(VOCABULARY) for _ in range(count))
+
+
+def _text_pieces(words: tuple[str, ...]) -> list[str]:
+    """One piece per token: the first word bare, the others with a leading space."""
+    return [w if i == 0 else " " + w for i, w in enumerate(words)]
+
+
+@lru_cache(maxsize=8192)
+def _count_cached(text: str, model: str) -> int:
+    return count_tokens(text, model)
+
+
+@lru_cache(maxsize=8192)
+def _count_messages_cached(messages: tuple[tuple[tuple[str, Any], ...], ...], model: str) -> int:
+    return count_message_tokens([dict(m) for m in messages], model)
+
+
+def _prompt_tokens(messages: list[Any], model: str, system: str = "") -> int:
+    extra = _count_cached(system, model) if system else 0
+    try:
+        key = tuple(tuple(m.items()) for m in messages)
+        return _count_messages_cached(key, model) + extra
+    except TypeError:  # unhashable values (content parts, tool_calls): count without the cache
+        return count_message_tokens(messages, model) + extra
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(part.get("text", ""))
+            for part in content
+            if isinstance(part, dict) and part.get("type", "text") == "text"
+        )
+    return ""
+
+
+def _last_user_text(messages: list[Any]) -> str:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return _content_text(message.get("content"))
+    return ""
+
+
+def _fill_schema(schema: Any) -> dict[str, Any]:
+    """Arguments for a tool: every required property filled with a placeholder of its type."""
+    if not isinstance(schema, dict):
+        return {}
+    properties = schema.get("properties")
+    properties = properties if isinstance(properties, dict) else {}
+    required = schema.get("required")
+    args: dict[str, Any] = {}
+    for name in required if isinstance(required, list) else ():
+        prop = properties.get(name)
+        kind = prop.get("type") if isinstance(prop, dict) else None
+        if isinstance(kind, list):
+            kind = next((k for k in kind if k != "null"), None)
+        if kind == "string":
+            args[str(name)] = "fake"
+        elif kind in ("number", "integer"):
+            args[str(name)] = 1
+        elif kind == "boolean":
+            args[str(name)] = True
+        else:
+            args[str(name)] = None
+    return args
+
+
+def _tool_id(prefix: str, seed: int, base_model: str, prompt: str, name: str) -> str:
+    digest = hashlib.blake2b(f"{seed}\x00{base_model}\x00{prompt}\x00{name}".encode(), digest_size=12)
+    return prefix + digest.hexdigest()
+
+
+@lru_cache(maxsize=8192)
+def _embedding(base_model: str, text: str, dim: int) -> array[float]:
+    raw = hashlib.shake_256(f"{base_model}\x00{text}".encode()).digest(4 * dim)
+    ints = array("I")
+    ints.frombytes(raw)
+    values = [x / 2147483647.5 - 1.0 for x in ints]
+    norm = sum(v * v for v in values) ** 0.5 or 1.0
+    return array("f", (v / norm for v in values))
+
+
+# --------------------------------------------------------------------------------------------------------
+# State
+
+
+class _State:
+    """Per-app state. Only touched from the event loop thread, so no locking is needed."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.configs: dict[str, Knobs] = {}
+        self.requests: dict[str, int] = {}
+        self.last: dict[str, Any] = {}
+        self.seen: dict[str, None] = dict.fromkeys(DEFAULT_MODELS)
+        self.ids = 0
+        self.closing = asyncio.Event()
+
+    def reset(self) -> None:
+        self.configs.clear()
+        self.requests.clear()
+        self.last.clear()
+        self.seen = dict.fromkeys(DEFAULT_MODELS)
+        self.ids = 0
+
+    def behaviour(self, model: str, headers: Mapping[str, str]) -> tuple[str, Behaviour]:
+        base, name_knobs = _split_model_name(model)
+        header_knobs = _header_knobs(headers)
+        if not name_knobs and not header_knobs and not self.configs:
+            return base, _DEFAULT_BEHAVIOUR
+        knobs: Knobs = dict(name_knobs)
+        knobs.update(header_knobs)
+        if self.configs:
+            knobs.update(self.configs.get("*", {}))
+            knobs.update(self.configs.get(model) or self.configs.get(base) or {})
+        return base, Behaviour.from_knobs(knobs)
+
+    def record(self, model: str, body: Any) -> int:
+        """Count a request; returns its 0-based index for this model."""
+        index = self.requests.get(model, 0)
+        self.requests[model] = index + 1
+        self.last[model] = body
+        self.seen[model] = None
+        self.ids += 1
+        return index
+
+    def should_fail(self, b: Behaviour, model: str, index: int) -> bool:
+        if b.fail_first and index < b.fail_first:
+            return True
+        if b.fail_rate > 0:
+            return random.Random(f"{self.seed}\x00{model}\x00{index}").random() < b.fail_rate
+        # A status given on its own (without fail_rate / fail_first) means "always answer with it".
+        return b.status is not None and b.status >= 400 and not b.fail_first
+
+
+STATE: Final = web.AppKey("fake_upstream_state", _State)
+
+
+class _BadRequest(Exception):
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+class _Closing(Exception):
+    """The server is shutting down while a handler waits."""
+
+
+# --------------------------------------------------------------------------------------------------------
+# Responses
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def _json(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(text=_dumps(obj), status=status, content_type="application/json", headers=headers)
+
+
+_OPENAI_ERRORS: Final = {
+    400: ("invalid_request_error", "bad_request"),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("permission_error", "permission_denied"),
+    404: ("invalid_request_error", "model_not_found"),
+    408: ("timeout", "timeout"),
+    409: ("conflict", "conflict"),
+    422: ("invalid_request_error", "unprocessable_entity"),
+    429: ("requests", "rate_limit_exceeded"),
+    503: ("server_error", "service_unavailable"),
+}
+_ANTHROPIC_ERRORS: Final = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
+
+
+def _openai_error_body(status: int, message: str, code: str | None = None, param: str | None = None) -> Any:
+    kind, default_code = _OPENAI_ERRORS.get(
+        status,
+        (
+            "server_error" if status >= 500 else "invalid_request_error",
+            "server_error" if status >= 500 else "error",
+        ),
+    )
+    return {"error": {"message": message, "type": kind, "code": code or default_code, "param": param}}
+
+
+def _anthropic_error_body(status: int, message: str) -> Any:
+    kind = _ANTHROPIC_ERRORS.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def _retry_headers(b: Behaviour, status: int) -> dict[str, str] | None:
+    if b.retry_after is None or status not in (429, 503, 529):
+        return None
+    value = b.retry_after
+    return {"Retry-After": str(int(value)) if value == int(value) else str(value)}
+
+
+def _error(
+    flavour: str,
+    status: int,
+    message: str,
+    *,
+    code: str | None = None,
+    param: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    if flavour == "anthropic":
+        return _json(_anthropic_error_body(status, message), status, headers)
+    return _json(_openai_error_body(status, message, code, param), status, headers)
+
+
+def _failure(flavour: str, b: Behaviour, model: str, index: int) -> web.Response:
+    status = b.status if b.status is not None and b.status >= 400 else 500
+    message = f"fake upstream: simulated {status} for model {model!r} (request #{index + 1})"
+    return _error(flavour, status, message, headers=_retry_headers(b, status))
+
+
+_GARBAGE_JSON: Final = b'{"id":"garbage","object":"chat.completion","choices":[{"index":0,"message":{"rol'
+
+
+# --------------------------------------------------------------------------------------------------------
+# Waiting
+
+
+async def _sleep(state: _State, seconds: float) -> None:
+    """Sleep, but give up promptly when the server shuts down."""
+    if seconds <= 0:
+        return
+    if seconds < 0.05:
+        await asyncio.sleep(seconds)
+    else:
+        try:
+            await asyncio.wait_for(state.closing.wait(), seconds)
+        except TimeoutError:
+            return
+    if state.closing.is_set():
+        raise _Closing
+
+
+async def _hang(request: web.Request, state: _State) -> None:
+    """Keep the connection open without answering until the client leaves or the server stops."""
+    while not state.closing.is_set():
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            break
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.closing.wait(), 0.1)
+    raise _Closing
+
+
+def _gone() -> web.Response:
+    # Nobody reads this: the client left, or the server is closing.
+    return web.Response(status=499)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Handlers
+
+
+async def _read_body(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise _BadRequest("We could not parse the JSON body of your request.") from None
+    if not isinstance(body, dict):
+        raise _BadRequest("The request body must be a JSON object.")
+    return body
+
+
+def _max_tokens(body: Mapping[str, Any], *names: str) -> int | None:
+    for name in names:
+        value = body.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise _BadRequest(f"Invalid '{name}': expected a positive integer.", param=name)
+        return value
+    return None
+
+
+def _is_function_tool(tool: Any) -> bool:
+    function = tool.get("function") if isinstance(tool, dict) else None
+    return isinstance(function, dict) and bool(function.get("name"))
+
+
+def _openai_tool(body: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """The tool to call (name, arguments) for an OpenAI request, or None."""
+    tools = body.get("tools")
+    if not tools:
+        return None
+    if not isinstance(tools, list) or not all(_is_function_tool(t) for t in tools):
+        raise _BadRequest("Invalid 'tools': each tool needs a function with a name.", param="tools")
+    choice = body.get("tool_choice")
+    if choice == "none":
+        return None
+    functions = [t["function"] for t in tools]
+    chosen = functions[0]
+    if isinstance(choice, dict):
+        inner = choice.get("function")
+        wanted = inner.get("name") if isinstance(inner, dict) else choice.get("name")
+        match = [f for f in functions if f.get("name") == wanted]
+        if not match:
+            raise _BadRequest(f"Invalid 'tool_choice': no tool named {wanted!r}.", param="tool_choice")
+        chosen = match[0]
+    return str(chosen["name"]), _fill_schema(chosen.get("parameters"))
+
+
+def _anthropic_tool(body: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    tools = body.get("tools")
+    if not tools:
+        return None
+    if not isinstance(tools, list) or not all(isinstance(t, dict) and t.get("name") for t in tools):
+        raise _BadRequest("tools: each tool needs a name")
+    choice = body.get("tool_choice")
+    chosen = tools[0]
+    if isinstance(choice, dict):
+        if choice.get("type") == "none":
+            return None
+        if choice.get("type") == "tool":
+            match = [t for t in tools if t.get("name") == choice.get("name")]
+            if not match:
+                raise _BadRequest(f"tool_choice: no tool named {choice.get('name')!r}")
+            chosen = match[0]
+    return str(chosen["name"]), _fill_schema(chosen.get("input_schema"))
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What a chat request answers, independent of the wire format."""
+
+    pieces: list[str]
+    finish: str  # stop | length | tool_calls | content_filter
+    tool: tuple[str, str, str] | None  # (id, name, arguments JSON)
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def _plan(
+    state: _State,
+    b: Behaviour,
+    base: str,
+    messages: list[Any],
+    max_tokens: int | None,
+    tool: tuple[str, dict[str, Any]] | None,
+    system: str = "",
+    tool_prefix: str = "call_",
+) -> _Plan:
+    prompt = _last_user_text(messages)
+    prompt_tokens = _prompt_tokens(messages, base, system)
+    if tool is not None and b.tool and not b.content_filter:
+        name, args = tool
+        arguments = _dumps(args)
+        tool_id = _tool_id(tool_prefix, state.seed, base, prompt, name)
+        tokens = _count_cached(name + arguments, base)
+        return _Plan([], "tool_calls", (tool_id, name, arguments), prompt_tokens, tokens)
+    count = b.tokens
+    finish = "stop"
+    if max_tokens is not None and count > max_tokens:
+        count, finish = max_tokens, "length"
+    if b.content_filter:
+        count, finish = count // 2, "content_filter"
+    if b.echo:
+        echoed = prompt.split()[:count]
+        pieces = _text_pieces(tuple(echoed))
+        return _Plan(pieces, finish, None, prompt_tokens, _count_cached("".join(pieces), base) if pieces else 0)
+    pieces = _text_pieces(_words(state.seed, base, prompt, count))
+    return _Plan(pieces, finish, None, prompt_tokens, len(pieces))
+
+
+async def _gate(
+    request: web.Request, state: _State, flavour: str, model: str, b: Behaviour, index: int, delay_ms: float
+) -> web.Response | None:
+    """Hang, wait and fail as the behaviour says; None means "go on and answer"."""
+    if b.hang:
+        await _hang(request, state)
+    await _sleep(state, delay_ms / 1000)
+    if state.should_fail(b, model, index):
+        return _failure(flavour, b, model, index)
+    if b.content_filter == 2:
+        message = "The response was filtered due to the prompt triggering the content management policy."
+        return _error(flavour, 400, message, code="content_filter", param="prompt")
+    return None
+
+
+async def _stream_out(
+    request: web.Request,
+    state: _State,
+    b: Behaviour,
+    pre_ms: float,
+    events: list[bytes],
+    token_events: frozenset[int],
+    error_event: bytes,
+) -> web.StreamResponse:
+    """Send SSE ``events``, pacing them by ttft/tps and hanging or erroring where the behaviour says."""
+    ttft_ms = b.latency_ms if b.ttft_ms is None else b.ttft_ms
+    wait_first = max(0.0, ttft_ms - pre_ms) / 1000
+    if not wait_first and not b.tps and b.hang_after is None and b.error_after is None:
+        # The common, fast path: the whole stream in one write.
+        return web.Response(
+            body=b"".join(events), content_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+    await response.prepare(request)
+    gap = 1.0 / b.tps if b.tps else 0.0
+    try:
+        await _sleep(state, wait_first)
+        for i, event in enumerate(events):
+            if b.hang_after is not None and i >= b.hang_after:
+                await _hang(request, state)
+            if b.error_after is not None and i >= b.error_after:
+                await response.write(error_event)
+                break
+            if gap and i > 0 and i in token_events:
+                await _sleep(state, gap)
+            await response.write(event)
+        await response.write_eof()
+    except (_Closing, ConnectionError):
+        # The client left (or the server is stopping): drop the connection rather than end the stream
+        # cleanly, so a reader never mistakes a cut stream for a complete one.
+        if request.transport is not None:
+            request.transport.close()
+    return response
+
+
+def _pre_ms(b: Behaviour) -> float:
+    """Stream: the delay before the headers (the rest of the ttft is waited after them)."""
+    return b.latency_ms if b.ttft_ms is None else min(b.latency_ms, b.ttft_ms)
+
+
+def _guarded(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]], flavour: str
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except _BadRequest as exc:
+            return _error(flavour, 400, exc.message, code=exc.code, param=exc.param)
+        except KnobError as exc:
+            return _error(flavour, 400, str(exc), code="fake_knob")
+        except (_Closing, ConnectionError):
+            return _gone()
+
+    return wrapped
+
+
+async def _chat_completions(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    body = await _read_body(request)
+    model = request.match_info.get("deployment") or body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _BadRequest("you must provide a model parameter", param="model")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        raise _BadRequest("'messages' must be a non-empty array of objects", param="messages")
+    base, b = state.behaviour(model, request.headers)
+    stream = body.get("stream") is True
+    stream_options = body.get("stream_options")
+    if stream_options is not None and not b.stream_options:
+        raise _BadRequest("Unrecognized request argument supplied: stream_options", param="stream_options")
+    max_tokens = _max_tokens(body, "max_completion_tokens", "max_tokens")
+    tool = _openai_tool(body)
+    index = state.record(model, body)
+
+    if b.hang_after is not None and not stream:
+        b = Behaviour.from_knobs({"hang": 1})
+    failed = await _gate(request, state, "openai", model, b, index, _pre_ms(b) if stream else b.latency_ms)
+    if failed is not None:
+        return failed
+    plan = _plan(state, b, base, messages, max_tokens, tool)
+    created = int(time.time())
+    completion_id = f"chatcmpl-fake{state.ids}"
+    usage = {
+        "prompt_tokens": plan.prompt_tokens,
+        "completion_tokens": plan.completion_tokens,
+        "total_tokens": plan.prompt_tokens + plan.completion_tokens,
+    }
+    if not stream:
+        if b.garbage:
+            return web.Response(body=_GARBAGE_JSON, content_type="application/json")
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(plan.pieces), "refusal": None}
+        if plan.tool is not None:
+            tool_id, name, arguments = plan.tool
+            message["content"] = None
+            message["tool_calls"] = [
+                {"id": tool_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+            ]
+        result: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "fp_fake",
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": plan.finish}],
+        }
+        if b.usage:
+            result["usage"] = usage
+        return _json(result)
+
+    head = (
+        f'data: {{"id":"{completion_id}","object":"chat.completion.chunk","created":{created},'
+        f'"model":{_dumps(model)},"system_fingerprint":"fp_fake","choices":'
+    )
+
+    def chunk(delta: Any, finish: str | None = None) -> bytes:
+        choice = f'[{{"index":0,"delta":{_dumps(delta)},"logprobs":null,"finish_reason":{_dumps(finish)}}}]'
+        return (head + choice + "}\n\n").encode()
+
+    events: list[bytes] = []
+    token_events: set[int] = set()
+    if plan.tool is not None:
+        tool_id, name, arguments = plan.tool
+        first = {"index": 0, "id": tool_id, "type": "function", "function": {"name": name, "arguments": ""}}
+        events.append(chunk({"role": "assistant", "content": None, "tool_calls": [first]}))
+        half = len(arguments) // 2
+        for part in (arguments[:half], arguments[half:]):
+            token_events.add(len(events))
+            events.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}))
+    else:
+        pieces = plan.pieces or [""]
+        events.append(chunk({"role": "assistant", "content": pieces[0], "refusal": None}))
+        for piece in pieces[1:]:
+            token_events.add(len(events))
+            events.append(chunk({"content": piece}))
+    if b.garbage:
+        events[1:] = [(head + '[{"index":0,"delta":{"content":"trunc\n\n').encode()]
+    else:
+        events.append(chunk({}, plan.finish))
+        if b.usage and isinstance(stream_options, dict) and stream_options.get("include_usage"):
+            events.append((head + "[]," + f'"usage":{_dumps(usage)}' + "}\n\n").encode())
+        events.append(b"data: [DONE]\n\n")
+    error_event = (
+        "data: " + _dumps(_openai_error_body(500, "fake upstream: simulated error mid-stream")) + "\n\n"
+    ).encode()
+    return await _stream_out(request, state, b, _pre_ms(b), events, frozenset(token_events), error_event)
+
+
+async def _messages(request: web.Request) -> web.StreamResponse:
+    """Anthropic Messages API."""
+    state = request.app[STATE]
+    body = await _read_body(request)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _BadRequest("model: Field required")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+        raise _BadRequest("messages: Field required (a non-empty list of objects)")
+    if body.get("max_tokens") is None:
+        raise _BadRequest("max_tokens: Field required")
+    max_tokens = _max_tokens(body, "max_tokens")
+    system = _content_text(body.get("system"))
+    base, b = state.behaviour(model, request.headers)
+    stream = body.get("stream") is True
+    tool = _anthropic_tool(body)
+    index = state.record(model, body)
+
+    if b.hang_after is not None and not stream:
+        b = Behaviour.from_knobs({"hang": 1})
+    failed = await _gate(request, state, "anthropic", model, b, index, _pre_ms(b) if stream else b.latency_ms)
+    if failed is not None:
+        return failed
+    plan = _plan(state, b, base, messages, max_tokens, tool, system, tool_prefix="toolu_")
+    stop_reason = {
+        "stop": "end_turn",
+        "length": "max_tokens",
+        "tool_calls": "tool_use",
+        "content_filter": "refusal",
+    }[plan.finish]
+    message_id = f"msg_fake{state.ids}"
+    usage = {"input_tokens": plan.prompt_tokens, "output_tokens": plan.completion_tokens}
+    content: list[dict[str, Any]] = []
+    if plan.tool is not None:
+        tool_id, name, arguments = plan.tool
+        content.append({"type": "tool_use", "id": tool_id, "name": name, "input": json.loads(arguments)})
+    else:
+        content.append({"type": "text", "text": "".join(plan.pieces)})
+    if not stream:
+        if b.garbage:
+            return web.Response(
+                body=b'{"id":"msg_garbage","type":"message","content":[{"ty', content_type="application/json"
+            )
+        result: dict[str, Any] = {
+            "id": message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": content,
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
+        }
+        if b.usage:
+            result["usage"] = usage
+        return _json(result)
+
+    def event(name: str, data: Any) -> bytes:
+        return f"event: {name}\ndata: {_dumps(data)}\n\n".encode()
+
+    start: dict[str, Any] = {
+        "id": message_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+    }
+    if b.usage:
+        start["usage"] = {"input_tokens": plan.prompt_tokens, "output_tokens": 1}
+    events = [event("message_start", {"type": "message_start", "message": start})]
+    token_events: set[int] = set()
+    if plan.tool is not None:
+        tool_id, name, arguments = plan.tool
+        block = {"type": "tool_use", "id": tool_id, "name": name, "input": {}}
+        start_block = {"type": "content_block_start", "index": 0, "content_block": block}
+        events.append(event("content_block_start", start_block))
+        half = len(arguments) // 2
+        for part in (arguments[:half], arguments[half:]):
+            token_events.add(len(events))
+            events.append(
+                event(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "input_json_delta", "partial_json": part},
+                    },
+                )
+            )
+    else:
+        events.append(
+            event(
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            )
+        )
+        events.append(event("ping", {"type": "ping"}))
+        for piece in plan.pieces:
+            token_events.add(len(events))
+            events.append(
+                event(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": 0,
+                        "delta": {"type": "text_delta", "text": piece},
+                    },
+                )
+            )
+    if b.garbage:
+        del events[2:]
+        events.append(b'event: content_block_delta\ndata: {"type":"content_block_delta","ind\n\n')
+    else:
+        events.append(event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        delta: dict[str, Any] = {
+            "type": "message_delta",
+            "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+        }
+        if b.usage:
+            delta["usage"] = {"output_tokens": plan.completion_tokens}
+        events.append(event("message_delta", delta))
+        events.append(event("message_stop", {"type": "message_stop"}))
+    error_event = event("error", _anthropic_error_body(529, "fake upstream: simulated overload mid-stream"))
+    return await _stream_out(request, state, b, _pre_ms(b), events, frozenset(token_events), error_event)
+
+
+def _embedding_inputs(raw: Any) -> list[str]:
+    """Texts to embed; token arrays are keyed by their ids."""
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, list) and raw:
+        if all(isinstance(x, int) and not isinstance(x, bool) for x in raw):
+            return ["\x00tokens:" + ",".join(map(str, raw))]
+        texts: list[str] = []
+        for item in raw:
+            if isinstance(item, str):
+                texts.append(item)
+            elif isinstance(item, list) and all(isinstance(x, int) for x in item):
+                texts.append("\x00tokens:" + ",".join(map(str, item)))
+            else:
+                break
+        else:
+            return texts
+    message = "'input' must be a string, an array of strings or an array of token arrays"
+    raise _BadRequest(message, param="input")
+
+
+async def _embeddings(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    body = await _read_body(request)
+    model = request.match_info.get("deployment") or body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _BadRequest("you must provide a model parameter", param="model")
+    if "input" not in body:
+        raise _BadRequest("'input' is a required property", param="input")
+    texts = _embedding_inputs(body["input"])
+    encoding_format = body.get("encoding_format", "float")
+    if encoding_format not in ("float", "base64"):
+        raise _BadRequest("'encoding_format' must be 'float' or 'base64'", param="encoding_format")
+    base, b = state.behaviour(model, request.headers)
+    dimensions = body.get("dimensions")
+    if dimensions is not None and (not isinstance(dimensions, int) or not 1 <= dimensions <= 16384):
+        raise _BadRequest("'dimensions' must be an integer between 1 and 16384", param="dimensions")
+    index = state.record(model, body)
+
+    if b.hang_after is not None:
+        b = Behaviour.from_knobs({"hang": 1})
+    failed = await _gate(request, state, "openai", model, b, index, b.latency_ms)
+    if failed is not None:
+        return failed
+    if b.garbage:
+        return web.Response(
+            body=b'{"object":"list","data":[{"object":"embedding","embedding":[0.1,',
+            content_type="application/json",
+        )
+    dim = dimensions or b.dim
+    data: list[dict[str, Any]] = []
+    tokens = 0
+    for i, text in enumerate(texts):
+        vector = _embedding(base, text, dim)
+        b64 = encoding_format == "base64"
+        value: Any = base64.b64encode(vector.tobytes()).decode() if b64 else vector.tolist()
+        data.append({"object": "embedding", "index": i, "embedding": value})
+        tokens += text.count(",") + 1 if text.startswith("\x00tokens:") else _count_cached(text, base)
+    result: dict[str, Any] = {"object": "list", "data": data, "model": model}
+    if b.usage:
+        result["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return _json(result)
+
+
+def _model_entry(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "fake-upstream"}
+
+
+def _model_names(state: _State) -> Iterator[str]:
+    yield from state.seen
+    yield from (name for name in state.configs if name != "*" and name not in state.seen)
+
+
+async def _models(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    return _json({"object": "list", "data": [_model_entry(name) for name in _model_names(state)]})
+
+
+async def _model(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    name = request.match_info["model"]
+    if name not in set(_model_names(state)):
+        message = f"The model '{name}' does not exist"
+        return _error("openai", 404, message, code="model_not_found", param="model")
+    return _json(_model_entry(name))
+
+
+async def _health(request: web.Request) -> web.StreamResponse:
+    return _json({"status": "ok"})
+
+
+async def _control_set_models(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    body = await _read_body(request)
+    parsed: dict[str, Knobs] = {}
+    for name, knobs in body.items():
+        if not isinstance(knobs, dict):
+            raise _BadRequest(f"the behaviour of {name!r} must be an object of knobs")
+        parsed[name] = parse_knobs(knobs)
+    state.configs.update(parsed)
+    return _json({"models": state.configs})
+
+
+async def _control_get_models(request: web.Request) -> web.StreamResponse:
+    return _json({"models": request.app[STATE].configs})
+
+
+async def _control_clear_models(request: web.Request) -> web.StreamResponse:
+    request.app[STATE].configs.clear()
+    return _json({"models": {}})
+
+
+async def _control_stats(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    return _json({"requests": state.requests, "last": state.last, "total": sum(state.requests.values())})
+
+
+async def _control_reset(request: web.Request) -> web.StreamResponse:
+    request.app[STATE].reset()
+    return _json({"reset": True})
+
+
+def create_app(seed: int = 0) -> web.Application:
+    """The fake upstream as an aiohttp application (its state lives in the app, one per app)."""
+    app = web.Application(client_max_size=32 * 1024 * 1024)
+    state = _State(seed)
+    app[STATE] = state
+
+    async def on_shutdown(app: web.Application) -> None:
+        state.closing.set()
+
+    app.on_shutdown.append(on_shutdown)
+    routes: list[web.RouteDef] = []
+    for prefix in ("/v1", ""):
+        routes += [
+            web.post(f"{prefix}/chat/completions", _guarded(_chat_completions, "openai")),
+            web.post(f"{prefix}/embeddings", _guarded(_embeddings, "openai")),
+            web.get(f"{prefix}/models", _models),
+            web.get(prefix + "/models/{model:.+}", _model),
+            web.post(f"{prefix}/messages", _guarded(_messages, "anthropic")),
+        ]
+    routes += [
+        web.post("/openai/deployments/{deployment}/chat/completions", _guarded(_chat_completions, "openai")),
+        web.post("/openai/deployments/{deployment}/embeddings", _guarded(_embeddings, "openai")),
+        web.get("/health", _health),
+        web.post("/_fake/models", _guarded(_control_set_models, "openai")),
+        web.get("/_fake/models", _control_get_models),
+        web.delete("/_fake/models", _control_clear_models),
+        web.get("/_fake/stats", _control_stats),
+        web.post("/_fake/reset", _control_reset),
+    ]
+    app.add_routes(routes)
+    return app
+
+
+# --------------------------------------------------------------------------------------------------------
+# Running it
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop  # optional (installed with uvicorn[standard]); about twice the throughput
+    except ImportError:  # pragma: no cover
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+class FakeUpstream:
+    """The fake upstream served from a background thread (its own event loop).
+
+    ``with FakeUpstream() as fake: OpenAI(base_url=fake.url + "/v1", ...)``; ``port=0`` picks a free port.
+    """
+
+    def __init__(self, port: int = 0, seed: int = 0, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port = port
+        self.seed = seed
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL without ``/v1``, e.g. ``http://127.0.0.1:54321``."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> str:
+        if self._thread is not None:
+            raise RuntimeError("the fake upstream is already started")
+        self._thread = threading.Thread(target=self._run, name=f"fake-upstream-{self.port}", daemon=True)
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            self._thread.join(5)
+            self._thread = None
+            raise RuntimeError(f"the fake upstream could not start: {self._error}") from self._error
+        return self.url
+
+    def _run(self) -> None:
+        loop = _new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop = loop
+        runner = web.AppRunner(create_app(self.seed), access_log=None, shutdown_timeout=2.0)
+        self._runner = runner
+        try:
+            loop.run_until_complete(runner.setup())
+            site = web.TCPSite(runner, self.host, self.port, backlog=1024)
+            loop.run_until_complete(site.start())
+            self.port = int(runner.addresses[0][1])
+        except BaseException as exc:  # reported to start()
+            self._error = exc
+            self._ready.set()
+            loop.run_until_complete(runner.cleanup())
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(runner.cleanup())
+            pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.close()
+
+    def stop(self) -> None:
+        """Stop serving and wait for the thread; safe to call twice."""
+        thread, loop = self._thread, self._loop
+        if thread is None or loop is None:
+            return
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(loop.stop)
+        thread.join(15)
+        self._thread = None
+
+    def __enter__(self) -> FakeUpstream:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def start_in_thread(port: int = 0, seed: int = 0, host: str = "127.0.0.1") -> tuple[str, Callable[[], None]]:
+    """Start the fake in a background thread; returns (base URL without /v1, stop function)."""
+    fake = FakeUpstream(port=port, seed=seed, host=host)
+    return fake.start(), fake.stop
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m llm.fake_upstream", description=__doc__.split("\n")[0])
+    parser.add_argument("--host", default=os.environ.get("FAKE_UPSTREAM_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("FAKE_UPSTREAM_PORT", "8900")))
+    parser.add_argument("--seed", type=int, default=int(os.environ.get("FAKE_UPSTREAM_SEED", "0")))
+    args = parser.parse_args(argv)
+    loop = _new_event_loop()
+    asyncio.set_event_loop(loop)
+    print(f"fake upstream on http://{args.host}:{args.port} (seed {args.seed})", flush=True)
+    web.run_app(
+        create_app(args.seed),
+        host=args.host,
+        port=args.port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=2.0,
+        loop=loop,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,551 @@
+"""Anthropic Messages API over plain HTTP, with the HTTP client module the openai SDK uses (httpx2).
+
+OpenAI-style requests are translated on the way out (system prompt, tool calls and results, tools,
+tool_choice) and Anthropic answers translated back, so callers see one format for every provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncGenerator, Generator, Mapping
+from typing import Any
+
+import httpx2
+
+from ..errors import (
+    AuthenticationError,
+    BadRequestError,
+    LLMError,
+    NotFoundError,
+    RateLimitedError,
+    UpstreamServerError,
+    error_for_status,
+)
+from ..types import ChatRequest, GenerationResult, ProviderConfig, StreamEvent, ToolCall, ToolCallDelta, Usage
+from .base import AsyncClientCache, Clock, Provider, StreamAccumulator, build_result
+
+__all__ = ["ANTHROPIC_VERSION", "AnthropicProvider", "to_anthropic_body"]
+
+ANTHROPIC_VERSION = "2023-06-01"
+
+_STOP_REASONS: Mapping[str, str] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "pause_turn": "stop",
+}
+# In-stream `error` events carry a type but no HTTP status.
+_ERROR_TYPES: Mapping[str, type[LLMError]] = {
+    "invalid_request_error": BadRequestError,
+    "request_too_large": BadRequestError,
+    "authentication_error": AuthenticationError,
+    "permission_error": AuthenticationError,
+    "not_found_error": NotFoundError,
+    "rate_limit_error": RateLimitedError,
+    "api_error": UpstreamServerError,
+    "overloaded_error": UpstreamServerError,
+}
+_PARSE_ERRORS = (KeyError, TypeError, AttributeError, IndexError, ValueError)
+
+
+class AnthropicProvider(Provider):
+    """Chat and streaming against `POST {base_url}/v1/messages` (or `{base_url}/messages` for a /v1 base).
+
+    Timeouts behave as in `OpenAICompatProvider`. Embeddings are not offered (BadRequestError).
+    """
+
+    def __init__(self, config: ProviderConfig, *, clock: Clock = time.monotonic) -> None:
+        super().__init__(config, clock=clock)
+        base = config.base_url.rstrip("/")
+        self._url = base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+        headers = {"anthropic-version": ANTHROPIC_VERSION, "content-type": "application/json"}
+        if config.api_key:
+            headers["x-api-key"] = config.api_key
+        headers.update(config.headers)
+        self._headers = headers
+        self._timeout = httpx2.Timeout(config.timeout_s, connect=config.connect_timeout_s)
+        self._stream_timeout = self._timeout
+        if config.first_token_timeout_s is not None and config.first_token_timeout_s < config.timeout_s:
+            self._stream_timeout = httpx2.Timeout(
+                config.timeout_s, connect=config.connect_timeout_s, read=config.first_token_timeout_s
+            )
+        self._limits = httpx2.Limits(
+            max_connections=config.max_connections, max_keepalive_connections=config.max_connections
+        )
+        self._sync: httpx2.Client | None = None
+        self._sync_lock = threading.Lock()
+        self._async: AsyncClientCache[httpx2.AsyncClient] = AsyncClientCache(self._make_async)
+
+    # -- clients ---------------------------------------------------------------------------------------
+
+    def _make_async(self) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(headers=self._headers, timeout=self._timeout, limits=self._limits)
+
+    def _sync_client(self) -> httpx2.Client:
+        client = self._sync
+        if client is None:
+            with self._sync_lock:
+                client = self._sync
+                if client is None:
+                    client = self._sync = httpx2.Client(
+                        headers=self._headers, timeout=self._timeout, limits=self._limits
+                    )
+        return client
+
+    def close(self) -> None:
+        with self._sync_lock:
+            client, self._sync = self._sync, None
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        self.close()
+
+        async def close(client: httpx2.AsyncClient) -> None:
+            await client.aclose()
+
+        await self._async.aclose_current(close)
+
+    def _timeouts(self, request: ChatRequest, *, stream: bool) -> httpx2.Timeout:
+        if request.timeout_s is None:
+            return self._stream_timeout if stream else self._timeout
+        read = request.timeout_s
+        if stream and self.config.first_token_timeout_s is not None:
+            read = min(read, self.config.first_token_timeout_s)
+        connect = min(self.config.connect_timeout_s, request.timeout_s)
+        return httpx2.Timeout(request.timeout_s, connect=connect, read=read)
+
+    def _total_timeout(self, request: ChatRequest) -> float:
+        return request.timeout_s if request.timeout_s is not None else self.config.timeout_s
+
+    # -- generate --------------------------------------------------------------------------------------
+
+    def generate(self, request: ChatRequest) -> GenerationResult:
+        start = self._clock()
+        body = to_anthropic_body(request, stream=False)
+        try:
+            response = self._sync_client().post(self._url, json=body, timeout=self._timeouts(request, stream=False))
+        except httpx2.HTTPError as exc:
+            raise self._map_transport_error(exc, request.model) from exc
+        if response.status_code >= 400:
+            raise self._status_error(response.status_code, response.content, response.headers, request.model)
+        return self._parse_message(response.content, request, start, self._clock())
+
+    async def agenerate(self, request: ChatRequest) -> GenerationResult:
+        start = self._clock()
+        body = to_anthropic_body(request, stream=False)
+        try:
+            async with asyncio.timeout(self._total_timeout(request)):
+                response = await self._async.get().post(
+                    self._url, json=body, timeout=self._timeouts(request, stream=False)
+                )
+        except (httpx2.HTTPError, TimeoutError) as exc:
+            raise self._map_transport_error(exc, request.model) from exc
+        if response.status_code >= 400:
+            raise self._status_error(response.status_code, response.content, response.headers, request.model)
+        return self._parse_message(response.content, request, start, self._clock())
+
+    def _parse_message(self, raw: bytes, request: ChatRequest, start: float, end: float) -> GenerationResult:
+        try:
+            data = json.loads(raw)
+            texts: list[str] = []
+            calls: list[ToolCall] = []
+            for block in data["content"]:
+                kind = block.get("type")
+                if kind == "text":
+                    texts.append(block["text"])
+                elif kind == "tool_use":
+                    arguments = json.dumps(block.get("input") or {}, separators=(",", ":"), ensure_ascii=False)
+                    calls.append(ToolCall(id=block["id"], name=block["name"], arguments=arguments))
+            stop_reason = data.get("stop_reason")
+            usage = _parse_usage(data.get("usage"))
+            model = data.get("model")
+        except _PARSE_ERRORS as exc:
+            raise self._invalid(f"malformed Anthropic message: {exc!r}", request.model) from exc
+        return build_result(
+            provider=self.name,
+            request=request,
+            text="".join(texts),
+            finish_reason=_STOP_REASONS.get(stop_reason, stop_reason) if stop_reason else None,
+            tool_calls=tuple(calls),
+            usage=usage,
+            model=model if isinstance(model, str) else None,
+            start=start,
+            first_token_at=None,
+            end=end,
+        )
+
+    # -- stream ----------------------------------------------------------------------------------------
+
+    def stream(self, request: ChatRequest) -> Generator[StreamEvent, None, None]:
+        start = self._clock()
+        body = to_anthropic_body(request, stream=True)
+        ftt = self.config.first_token_timeout_s
+        first_token_bound = ftt is not None and ftt < self._total_timeout(request)
+        acc = StreamAccumulator()
+        state = _StreamState()
+        try:
+            with self._sync_client().stream(
+                "POST", self._url, json=body, timeout=self._timeouts(request, stream=True)
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise self._status_error(response.status_code, response.content, response.headers, request.model)
+                events = iter(httpx2.EventSource(response))
+                while True:
+                    try:
+                        sse = next(events)
+                    except StopIteration:
+                        break
+                    except httpx2.HTTPError as exc:
+                        pending = first_token_bound and acc.first_token_at is None
+                        raise self._map_transport_error(
+                            exc, request.model, in_body=True, first_token_pending=pending
+                        ) from exc
+                    event = self._apply_event(sse.event, sse.data, acc, state, request.model)
+                    if event is not None:
+                        yield event
+        except httpx2.HTTPError as exc:
+            raise self._map_transport_error(exc, request.model, first_token_pending=first_token_bound) from exc
+        yield self._finish_stream(acc, state, request, start)
+
+    async def astream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        start = self._clock()
+        body = to_anthropic_body(request, stream=True)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        total_deadline = now + self._total_timeout(request)
+        first_deadline = total_deadline
+        if self.config.first_token_timeout_s is not None:
+            first_deadline = min(total_deadline, now + self.config.first_token_timeout_s)
+        first_token_bound = first_deadline < total_deadline
+        acc = StreamAccumulator()
+        state = _StreamState()
+        client = self._async.get()
+        http_request = client.build_request("POST", self._url, json=body, timeout=self._timeouts(request, stream=True))
+        try:
+            async with asyncio.timeout_at(first_deadline):
+                response = await client.send(http_request, stream=True)
+        except (httpx2.HTTPError, TimeoutError) as exc:
+            raise self._map_transport_error(exc, request.model, first_token_pending=first_token_bound) from exc
+        try:
+            if response.status_code >= 400:
+                try:
+                    async with asyncio.timeout_at(total_deadline):
+                        await response.aread()
+                except (httpx2.HTTPError, TimeoutError) as exc:
+                    raise self._map_transport_error(exc, request.model) from exc
+                raise self._status_error(response.status_code, response.content, response.headers, request.model)
+            events = httpx2.EventSource(response).__aiter__()
+            # Read to the end of the body (just after message_stop) so the connection returns to the pool.
+            while True:
+                deadline = first_deadline if acc.first_token_at is None else total_deadline
+                try:
+                    # Only the read is under the deadline, never a `yield` (see OpenAICompatProvider).
+                    async with asyncio.timeout_at(deadline):
+                        sse = await events.__anext__()
+                except StopAsyncIteration:
+                    break
+                except (httpx2.HTTPError, TimeoutError) as exc:
+                    pending = first_token_bound and acc.first_token_at is None
+                    raise self._map_transport_error(
+                        exc, request.model, in_body=True, first_token_pending=pending
+                    ) from exc
+                event = self._apply_event(sse.event, sse.data, acc, state, request.model)
+                if event is not None:
+                    yield event
+        finally:
+            await response.aclose()
+        yield self._finish_stream(acc, state, request, start)
+
+    def _apply_event(
+        self, name: str, data: str, acc: StreamAccumulator, state: _StreamState, model: str
+    ) -> StreamEvent | None:
+        """Fold one Anthropic SSE event into `acc`; the delta event to yield, if any."""
+        try:
+            payload = json.loads(data) if data else {}
+            kind = payload.get("type", name)
+            if kind == "content_block_delta":
+                delta = payload["delta"]
+                delta_type = delta.get("type")
+                if delta_type == "text_delta":
+                    text = delta.get("text") or ""
+                    if not text:
+                        return None
+                    if acc.first_token_at is None:
+                        acc.first_token_at = self._clock()
+                    acc.add_text(text)
+                    return StreamEvent(type="delta", content=text)
+                if delta_type == "input_json_delta":
+                    partial = delta.get("partial_json") or ""
+                    tool_index = state.tool_blocks.get(payload.get("index", 0))
+                    if not partial or tool_index is None:
+                        return None
+                    acc.add_tool_call(tool_index, None, None, partial)
+                    call_delta = ToolCallDelta(index=tool_index, id=None, name=None, arguments=partial)
+                    return StreamEvent(type="delta", tool_calls=(call_delta,))
+                return None  # thinking and signature deltas are not part of the answer
+            if kind == "content_block_start":
+                block = payload["content_block"]
+                block_type = block.get("type")
+                if block_type == "tool_use":
+                    tool_index = len(state.tool_blocks)
+                    state.tool_blocks[payload.get("index", 0)] = tool_index
+                    if acc.first_token_at is None:
+                        acc.first_token_at = self._clock()
+                    acc.add_tool_call(tool_index, block["id"], block["name"], "")
+                    call_delta = ToolCallDelta(index=tool_index, id=block["id"], name=block["name"], arguments="")
+                    return StreamEvent(type="delta", tool_calls=(call_delta,))
+                if block_type == "text" and block.get("text"):
+                    if acc.first_token_at is None:
+                        acc.first_token_at = self._clock()
+                    acc.add_text(block["text"])
+                    return StreamEvent(type="delta", content=block["text"])
+                return None
+            if kind == "message_start":
+                message = payload["message"]
+                if isinstance(message.get("model"), str):
+                    acc.model = message["model"]
+                usage = message.get("usage")
+                if isinstance(usage, dict) and isinstance(usage.get("input_tokens"), int):
+                    state.input_tokens = _input_tokens(usage)
+                    state.output_tokens = int(usage.get("output_tokens") or 0)
+                return None
+            if kind == "message_delta":
+                stop_reason = (payload.get("delta") or {}).get("stop_reason")
+                if stop_reason:
+                    acc.finish_reason = _STOP_REASONS.get(stop_reason, stop_reason)
+                usage = payload.get("usage")
+                if isinstance(usage, dict):
+                    if isinstance(usage.get("input_tokens"), int):
+                        state.input_tokens = _input_tokens(usage)
+                    if isinstance(usage.get("output_tokens"), int):
+                        state.output_tokens = usage["output_tokens"]
+                return None
+            if kind == "message_stop":
+                state.stopped = True
+                return None
+            if kind == "error":
+                raise self._error_event(payload.get("error"), model)
+            return None  # ping, content_block_stop, unknown future events
+        except _PARSE_ERRORS as exc:
+            raise self._invalid(f"malformed Anthropic stream event {name!r}: {exc!r}", model) from exc
+
+    def _finish_stream(
+        self, acc: StreamAccumulator, state: _StreamState, request: ChatRequest, start: float
+    ) -> StreamEvent:
+        if not state.stopped:
+            raise self._invalid("the stream ended before message_stop", request.model)
+        if state.input_tokens is not None:
+            acc.usage = Usage(state.input_tokens, state.output_tokens, state.input_tokens + state.output_tokens)
+        return acc.done_event(provider=self.name, request=request, start=start, end=self._clock())
+
+    # -- errors ----------------------------------------------------------------------------------------
+
+    def _status_error(self, status: int, raw: bytes, headers: Mapping[str, str], model: str) -> LLMError:
+        message = ""
+        try:
+            error = json.loads(raw).get("error")
+            if isinstance(error, dict):
+                message = str(error.get("message") or "")
+        except (ValueError, AttributeError):
+            message = raw[:200].decode("utf-8", "replace")
+        message = self._redact(message or f"HTTP {status} from Anthropic")
+        # Anthropic has no error code for filtered input; its message names the policy.
+        lowered = message.lower()
+        filtered = status == 400 and ("content filter" in lowered or "content management policy" in lowered)
+        return error_for_status(
+            status,
+            message,
+            headers=headers,
+            error_code="content_filter" if filtered else None,
+            provider=self.name,
+            model=model,
+        )
+
+    def _error_event(self, error: object, model: str) -> LLMError:
+        error_type, message = "api_error", "error event in the stream"
+        if isinstance(error, dict):
+            error_type = str(error.get("type") or error_type)
+            message = str(error.get("message") or message)
+        cls = _ERROR_TYPES.get(error_type, UpstreamServerError)
+        return cls(self._redact(message), provider=self.name, model=model)
+
+
+class _StreamState:
+    __slots__ = ("input_tokens", "output_tokens", "stopped", "tool_blocks")
+
+    def __init__(self) -> None:
+        self.input_tokens: int | None = None
+        self.output_tokens = 0
+        self.stopped = False
+        self.tool_blocks: dict[int, int] = {}  # content block index -> tool call index
+
+
+def _input_tokens(usage: Mapping[str, Any]) -> int:
+    # Cached prompt tokens are reported apart from input_tokens; the prompt is their sum.
+    return (
+        int(usage.get("input_tokens") or 0)
+        + int(usage.get("cache_creation_input_tokens") or 0)
+        + int(usage.get("cache_read_input_tokens") or 0)
+    )
+
+
+def _parse_usage(raw: object) -> Usage | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("input_tokens"), int):
+        return None
+    prompt = _input_tokens(raw)
+    completion = int(raw.get("output_tokens") or 0)
+    return Usage(prompt, completion, prompt + completion)
+
+
+# -- request translation -----------------------------------------------------------------------------
+
+
+def to_anthropic_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+    """The Messages API body for an OpenAI-style request.
+
+    System messages become `system`; assistant `tool_calls` become `tool_use` blocks and `tool` messages
+    `tool_result` blocks; consecutive messages of one role are merged, as Anthropic requires alternation.
+    `temperature` is clamped to Anthropic's 0..1 range; `top_p` is sent only when not 1.
+    """
+    system: list[str] = []
+    messages: list[dict[str, Any]] = []
+    for message in request.messages:
+        role = message.get("role")
+        content = message.get("content")
+        if role in ("system", "developer"):
+            text = _text_of(content)
+            if text:
+                system.append(text)
+            continue
+        blocks: list[dict[str, Any]]
+        if role == "tool":
+            role = "user"
+            blocks = [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": str(message.get("tool_call_id") or ""),
+                    "content": _text_of(content),
+                }
+            ]
+        elif role == "assistant":
+            blocks = _content_blocks(content)
+            for call in message.get("tool_calls") or ():
+                function = call.get("function") or {}
+                blocks.append(
+                    {
+                        "type": "tool_use",
+                        "id": call.get("id") or "",
+                        "name": function.get("name") or "",
+                        "input": _json_object(function.get("arguments")),
+                    }
+                )
+        else:
+            role = "user"
+            blocks = _content_blocks(content)
+        if not blocks:
+            continue
+        if messages and messages[-1]["role"] == role:
+            messages[-1]["content"].extend(blocks)
+        else:
+            messages.append({"role": role, "content": blocks})
+
+    body: dict[str, Any] = {
+        "model": request.model,
+        "max_tokens": request.max_tokens,
+        "messages": messages,
+        "temperature": min(max(request.temperature, 0.0), 1.0),
+    }
+    if request.top_p != 1.0:
+        body["top_p"] = request.top_p
+    if system:
+        body["system"] = "\n\n".join(system)
+    if request.stop is not None:
+        body["stop_sequences"] = [request.stop] if isinstance(request.stop, str) else list(request.stop)
+    if request.tools:
+        body["tools"] = [_tool(tool) for tool in request.tools]
+        if request.tool_choice is not None:
+            choice = _tool_choice(request.tool_choice)
+            if choice is not None:
+                body["tool_choice"] = choice
+    if request.user is not None:
+        body["metadata"] = {"user_id": request.user}
+    if stream:
+        body["stream"] = True
+    return body
+
+
+def _text_of(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(
+            str(part.get("text", "")) for part in content if isinstance(part, Mapping) and part.get("type") == "text"
+        )
+    return str(content)
+
+
+def _content_blocks(content: Any) -> list[dict[str, Any]]:
+    if content is None or content == "":
+        return []
+    if isinstance(content, str):
+        return [{"type": "text", "text": content}]
+    blocks: list[dict[str, Any]] = []
+    for part in content if isinstance(content, list) else ():
+        if not isinstance(part, Mapping):
+            continue
+        kind = part.get("type")
+        if kind == "text" and part.get("text"):
+            blocks.append({"type": "text", "text": part["text"]})
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, Mapping) else image
+            if isinstance(url, str):
+                blocks.append({"type": "image", "source": _image_source(url)})
+    return blocks
+
+
+def _image_source(url: str) -> dict[str, str]:
+    if url.startswith("data:") and ";base64," in url:
+        media_type, _, data = url[5:].partition(";base64,")
+        return {"type": "base64", "media_type": media_type, "data": data}
+    return {"type": "url", "url": url}
+
+
+def _json_object(arguments: Any) -> Any:
+    if isinstance(arguments, Mapping):
+        return dict(arguments)
+    if not arguments:
+        return {}
+    try:
+        return json.loads(arguments)
+    except ValueError:
+        raise BadRequestError(f"tool call arguments are not valid JSON: {str(arguments)[:100]!r}") from None
+
+
+def _tool(tool: Mapping[str, Any]) -> dict[str, Any]:
+    function = tool.get("function", tool)
+    result: dict[str, Any] = {
+        "name": function["name"],
+        "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
+    }
+    if function.get("description"):
+        result["description"] = function["description"]
+    return result
+
+
+def _tool_choice(choice: str | Mapping[str, Any]) -> dict[str, Any] | None:
+    if isinstance(choice, str):
+        return {"auto": {"type": "auto"}, "none": {"type": "none"}, "required": {"type": "any"}}.get(choice)
+    function = choice.get("function")
+    if isinstance(function, Mapping) and function.get("name"):
+        return {"type": "tool", "name": function["name"]}
+    return None

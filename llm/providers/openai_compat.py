@@ -1,0 +1,754 @@
+"""OpenAI-compatible chat completions: OpenAI, Azure OpenAI, OpenRouter, Ollama, LLMaaS, compatible servers.
+
+Requests go through the official `openai` SDK client (auth, Azure deployment URLs, error classes), with
+its retries disabled: `RetryPolicy` decides. Bodies are sent and read as plain JSON (`cast_to=object`)
+rather than through the SDK's typed models, which keeps the per-call overhead to the HTTP exchange.
+
+The async chat calls (`agenerate`, `astream`: the gateway's hot path) skip the SDK's request machinery
+and its HTTP client for one pooled aiohttp session per event loop, which costs a fraction of the CPU per
+call. They speak the same wire format and decode errors, bodies and server-sent events exactly as the SDK
+does (its own SSE decoder is reused), so every outcome maps to the same `LLMError`. Azure, and base URLs
+carrying credentials or a query string, keep the SDK path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+import weakref
+from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import aiohttp
+import httpx2
+import openai
+from openai._streaming import SSEDecoder
+
+from ..errors import LLMError, UpstreamServerError, error_for_status
+from ..tokens import count_tokens, is_exact
+from ..types import (
+    ChatRequest,
+    EmbeddingResult,
+    GenerationResult,
+    ProviderConfig,
+    StreamEvent,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+from .base import AsyncClientCache, Clock, Provider, StreamAccumulator, build_result
+
+__all__ = ["OpenAICompatProvider"]
+
+_CHAT_PATH = "/chat/completions"
+_EMBEDDINGS_PATH = "/embeddings"
+# OpenAI's reasoning models reject `max_tokens` and sampling parameters.
+_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+_PARSE_ERRORS = (KeyError, TypeError, AttributeError, IndexError, ValueError)
+_TRANSPORT_ERRORS = (openai.OpenAIError, httpx2.HTTPError, ValueError)
+_AIO_ERRORS = (aiohttp.ClientError, ValueError)
+
+
+class _StatusError(Exception):
+    """A non-2xx answer on the direct path: what the SDK would put in its `APIStatusError`."""
+
+    def __init__(self, status: int, message: str, body: object, headers: Mapping[str, str]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.body = body
+        self.headers = headers
+
+
+class _StreamError(Exception):
+    """An error object inside a 200 stream, as the SDK's `APIError` would carry it."""
+
+    def __init__(self, message: str, body: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.body = body
+
+
+# Per event loop, the async generators that close its sessions (see `_close_with_loop`).
+_session_closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[AsyncGenerator[None, None]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _close_with_loop(session: aiohttp.ClientSession) -> None:
+    """Close `session` when its event loop shuts down (`asyncio.run` returning, a server stopping).
+
+    An event loop finalises the async generators still suspended in it before closing
+    (`shutdown_asyncgens`), so one parked on a `yield` closes the session cleanly there - instead of
+    aiohttp reporting an unclosed session when a short-lived loop (a Celery task's) is collected.
+    """
+
+    async def closer() -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            await session.close()
+
+    generator = closer()
+    step = generator.__anext__()  # the loop's first-iteration hook registers the generator here
+    with contextlib.suppress(StopIteration):
+        step.send(None)  # runs to the `yield` without suspending
+    _session_closers.setdefault(asyncio.get_running_loop(), []).append(generator)
+
+
+def _status_error(status: int, raw: bytes, headers: Mapping[str, str]) -> _StatusError:
+    """The SDK's `_make_status_error_from_response`: message "Error code: N[ - message]", body["error"]."""
+    message = f"Error code: {status}"
+    text = raw.decode("utf-8", errors="replace").strip()
+    body: object = text
+    try:
+        body = json.loads(text)
+    except Exception:
+        pass
+    else:
+        error = body.get("error", body) if isinstance(body, Mapping) else None
+        detail = error.get("message") if isinstance(error, Mapping) else None
+        if isinstance(detail, str) and detail:
+            message += f" - {detail}"
+    data = body.get("error", body) if isinstance(body, Mapping) else body
+    return _StatusError(status, message, data, headers)
+
+
+class OpenAICompatProvider(Provider):
+    """Chat, streaming and embeddings over the OpenAI wire format.
+
+    Timeouts: `connect_timeout_s` for connecting, `timeout_s` (or the request's `timeout_s`) as the total
+    budget of a call. `first_token_timeout_s` bounds the wait for a stream's first delta: exactly in
+    `astream`; in the sync `stream` it is the socket read timeout of the whole stream, so it also bounds
+    the gaps between chunks.
+    """
+
+    def __init__(self, config: ProviderConfig, *, clock: Clock = time.monotonic) -> None:
+        super().__init__(config, clock=clock)
+        self._timeout = httpx2.Timeout(config.timeout_s, connect=config.connect_timeout_s)
+        self._stream_timeout = self._timeout
+        if config.first_token_timeout_s is not None and config.first_token_timeout_s < config.timeout_s:
+            self._stream_timeout = httpx2.Timeout(
+                config.timeout_s, connect=config.connect_timeout_s, read=config.first_token_timeout_s
+            )
+        self._limits = httpx2.Limits(
+            max_connections=config.max_connections, max_keepalive_connections=config.max_connections
+        )
+        # Models whose server rejected `stream_options` (once); their usage is then counted locally.
+        self._no_stream_options: set[str] = set()
+        self._sync: openai.OpenAI | None = None
+        self._sync_lock = threading.Lock()
+        self._async: AsyncClientCache[openai.AsyncOpenAI] = AsyncClientCache(self._make_async)
+        # The direct (aiohttp) path, where it speaks exactly as the SDK would.
+        parts = urlsplit(config.base_url)
+        direct = config.kind != "azure" and not (parts.username or parts.password or parts.query or parts.fragment)
+        self._chat_url = config.base_url.rstrip("/") + _CHAT_PATH if direct else None
+        self._aio: AsyncClientCache[aiohttp.ClientSession] = AsyncClientCache(self._make_session)
+        api_key = config.api_key or ("ollama" if config.kind == "ollama" else "no-key")
+        self._headers = {
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "User-Agent": f"AsyncOpenAI/Python {openai.__version__}",
+            "Authorization": f"Bearer {api_key}",
+            **config.headers,
+        }
+
+    # -- clients ---------------------------------------------------------------------------------------
+
+    def _client_options(self) -> dict[str, Any]:
+        config = self.config
+        api_key = config.api_key or ("ollama" if config.kind == "ollama" else "no-key")
+        options: dict[str, Any] = {
+            "api_key": api_key,
+            "max_retries": 0,
+            "timeout": self._timeout,
+            "default_headers": dict(config.headers) or None,
+        }
+        if config.kind == "azure":
+            options["api_version"] = config.api_version
+            if config.base_url.rstrip("/").endswith("/openai"):
+                options["base_url"] = config.base_url
+            else:
+                options["azure_endpoint"] = config.base_url
+        else:
+            options["base_url"] = config.base_url
+        return options
+
+    def _make_sync(self) -> openai.OpenAI:
+        http_client = openai.DefaultHttpx2Client(timeout=self._timeout, limits=self._limits)
+        if self.config.kind == "azure":
+            return openai.AzureOpenAI(http_client=http_client, **self._client_options())
+        return openai.OpenAI(http_client=http_client, **self._client_options())
+
+    def _make_async(self) -> openai.AsyncOpenAI:
+        http_client = openai.DefaultAsyncHttpx2Client(timeout=self._timeout, limits=self._limits)
+        if self.config.kind == "azure":
+            return openai.AsyncAzureOpenAI(http_client=http_client, **self._client_options())
+        return openai.AsyncOpenAI(http_client=http_client, **self._client_options())
+
+    def _sync_client(self) -> openai.OpenAI:
+        client = self._sync
+        if client is None:
+            with self._sync_lock:
+                client = self._sync
+                if client is None:
+                    client = self._sync = self._make_sync()
+        return client
+
+    def close(self) -> None:
+        with self._sync_lock:
+            client, self._sync = self._sync, None
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        self.close()
+
+        async def close(client: openai.AsyncOpenAI) -> None:
+            await client.close()
+
+        async def close_session(session: aiohttp.ClientSession) -> None:
+            await session.close()
+
+        await self._async.aclose_current(close)
+        await self._aio.aclose_current(close_session)
+
+    def _make_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=self.config.max_connections, ttl_dns_cache=300)
+        session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout_s),
+            skip_auto_headers=("User-Agent",),
+            auto_decompress=True,
+        )
+        _close_with_loop(session)
+        return session
+
+    async def _apost(self, request: ChatRequest, body: dict[str, Any]) -> aiohttp.ClientResponse:
+        """POST a chat body on the direct path; a non-2xx answer raises `_StatusError` (body read)."""
+        assert self._chat_url is not None
+        connect = self.config.connect_timeout_s
+        if request.timeout_s is not None:
+            connect = min(connect, request.timeout_s)
+        response = await self._aio.get().post(
+            self._chat_url,
+            data=json.dumps(body).encode(),
+            headers=self._headers,
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect),
+        )
+        if not 200 <= response.status < 300:
+            try:
+                raw = await response.read()
+            finally:
+                response.release()
+            raise _status_error(response.status, raw, response.headers)
+        return response
+
+    def _map_aio_error(
+        self, exc: BaseException, model: str, *, in_body: bool = False, first_token_pending: bool = False
+    ) -> LLMError:
+        """Our error for a failure on the direct path (the same as `_map_error` for the SDK's)."""
+        if isinstance(exc, LLMError):
+            return exc
+        if isinstance(exc, _StatusError):
+            return self._error_from_body(exc.body, model, status=exc.status, headers=exc.headers, fallback=exc.message)
+        if isinstance(exc, _StreamError):
+            return self._error_from_body(exc.body, model, fallback=exc.message)
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return self._timeout_error("connect", model)
+        if isinstance(exc, aiohttp.ServerTimeoutError):
+            return self._timeout_error("first_token" if first_token_pending else "total", model)
+        return self._map_transport_error(exc, model, in_body=in_body, first_token_pending=first_token_pending)
+
+    async def _adirect_generate(self, request: ChatRequest) -> GenerationResult:
+        start = self._clock()
+        try:
+            async with asyncio.timeout(self._total_timeout(request)):
+                response = await self._apost(request, self._body(request, stream=False))
+                try:
+                    raw = await response.read()
+                except _AIO_ERRORS as exc:
+                    raise self._map_aio_error(exc, request.model, in_body=True) from exc
+                finally:
+                    response.release()
+        except TimeoutError as exc:
+            raise self._timeout_error("total", request.model) from exc
+        except (_StatusError, *_AIO_ERRORS) as exc:
+            raise self._map_aio_error(exc, request.model) from exc
+        # As the SDK does: JSON only when the server says so, else the text (which is not an object).
+        content_type = response.headers.get("content-type", "*").split(";")[0]
+        data: object
+        if content_type.endswith("json"):
+            try:
+                data = json.loads(raw)
+            except ValueError as exc:
+                raise self._map_aio_error(exc, request.model) from exc
+        else:
+            data = raw.decode("utf-8", errors="replace")
+        return self._parse_completion(data, request, start, self._clock())
+
+    async def _adirect_open_stream(self, request: ChatRequest) -> aiohttp.ClientResponse:
+        try:
+            return await self._apost(request, self._body(request, stream=True))
+        except _StatusError as exc:
+            if (
+                exc.status != 400
+                or request.model in self._no_stream_options
+                or "stream_options" not in f"{exc.message} {exc.body}"
+            ):
+                raise
+            self._no_stream_options.add(request.model)
+            return await self._apost(request, self._body(request, stream=True))
+
+    @staticmethod
+    async def _sse_chunks(response: aiohttp.ClientResponse) -> AsyncGenerator[object, None]:
+        """The stream's JSON chunks, decoded as the SDK's `AsyncStream` does (errors raise `_StreamError`)."""
+        events = SSEDecoder().aiter_bytes(response.content.iter_any())
+        async for sse in events:
+            if sse.data.startswith("[DONE]"):
+                async for _ in events:  # read to the end, so the connection goes back to the pool
+                    pass
+                break
+            data = sse.json()
+            if isinstance(data, Mapping) and data.get("error"):
+                error = data.get("error")
+                message = error.get("message") if isinstance(error, Mapping) else None
+                if not message or not isinstance(message, str):
+                    message = "An error occurred during streaming"
+                raise _StreamError(message, data["error"])
+            yield data
+
+    async def _adirect_stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        start = self._clock()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        total_deadline = now + self._total_timeout(request)
+        first_deadline = total_deadline
+        if self.config.first_token_timeout_s is not None:
+            first_deadline = min(total_deadline, now + self.config.first_token_timeout_s)
+        try:
+            async with asyncio.timeout_at(first_deadline):
+                response = await self._adirect_open_stream(request)
+        except TimeoutError as exc:
+            raise self._deadline_error(first_deadline, total_deadline, request.model) from exc
+        except (_StatusError, *_AIO_ERRORS) as exc:
+            pending = first_deadline < total_deadline
+            raise self._map_aio_error(exc, request.model, first_token_pending=pending) from exc
+        acc = StreamAccumulator()
+        iterator = self._sse_chunks(response)
+        try:
+            while True:
+                deadline = first_deadline if acc.first_token_at is None else total_deadline
+                try:
+                    # The timeout wraps only the read, never a `yield` (see `astream`).
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await iterator.__anext__()
+                except StopAsyncIteration:
+                    break
+                except TimeoutError as exc:
+                    if acc.first_token_at is None:
+                        raise self._deadline_error(first_deadline, total_deadline, request.model) from exc
+                    raise self._timeout_error("total", request.model) from exc
+                except (_StreamError, *_AIO_ERRORS) as exc:
+                    pending = first_deadline < total_deadline and acc.first_token_at is None
+                    raise self._map_aio_error(exc, request.model, in_body=True, first_token_pending=pending) from exc
+                event = self._apply_chunk(chunk, acc, request.model)
+                if event is not None:
+                    yield event
+        finally:
+            await iterator.aclose()
+            response.release()
+        yield self._finish_stream(acc, request, start)
+
+    # -- request building ------------------------------------------------------------------------------
+
+    def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": request.model, "messages": request.messages}
+        if self.config.kind == "openai" and request.model.startswith(_REASONING_PREFIXES):
+            body["max_completion_tokens"] = request.max_tokens
+        else:
+            body["max_tokens"] = request.max_tokens
+            body["temperature"] = request.temperature
+            body["top_p"] = request.top_p
+        if request.stop is not None:
+            body["stop"] = request.stop
+        if request.tools:
+            body["tools"] = request.tools
+            if request.tool_choice is not None:
+                body["tool_choice"] = request.tool_choice
+        if request.user is not None:
+            body["user"] = request.user
+        if stream:
+            body["stream"] = True
+            if request.model not in self._no_stream_options:
+                body["stream_options"] = {"include_usage": True}
+        return body
+
+    def _options(self, request: ChatRequest, *, stream: bool = False) -> openai.RequestOptions:
+        if request.timeout_s is None:
+            return {"timeout": self._stream_timeout} if stream else {}
+        read = request.timeout_s
+        if stream and self.config.first_token_timeout_s is not None:
+            read = min(read, self.config.first_token_timeout_s)
+        connect = min(self.config.connect_timeout_s, request.timeout_s)
+        return {"timeout": httpx2.Timeout(request.timeout_s, connect=connect, read=read)}
+
+    def _first_token_binds(self, request: ChatRequest) -> bool:
+        ftt = self.config.first_token_timeout_s
+        return ftt is not None and ftt < self._total_timeout(request)
+
+    def _total_timeout(self, request: ChatRequest) -> float:
+        return request.timeout_s if request.timeout_s is not None else self.config.timeout_s
+
+    # -- generate --------------------------------------------------------------------------------------
+
+    def generate(self, request: ChatRequest) -> GenerationResult:
+        start = self._clock()
+        try:
+            data = self._sync_client().post(
+                _CHAT_PATH,
+                cast_to=object,
+                body=self._body(request, stream=False),
+                options=self._options(request),
+            )
+        except _TRANSPORT_ERRORS as exc:
+            raise self._map_error(exc, request.model) from exc
+        return self._parse_completion(data, request, start, self._clock())
+
+    async def agenerate(self, request: ChatRequest) -> GenerationResult:
+        if self._chat_url is not None:
+            return await self._adirect_generate(request)
+        start = self._clock()
+        try:
+            async with asyncio.timeout(self._total_timeout(request)):
+                data = await self._async.get().post(
+                    _CHAT_PATH,
+                    cast_to=object,
+                    body=self._body(request, stream=False),
+                    options=self._options(request),
+                )
+        except TimeoutError as exc:
+            raise self._timeout_error("total", request.model) from exc
+        except _TRANSPORT_ERRORS as exc:
+            raise self._map_error(exc, request.model) from exc
+        return self._parse_completion(data, request, start, self._clock())
+
+    def _parse_completion(self, data: object, request: ChatRequest, start: float, end: float) -> GenerationResult:
+        if not isinstance(data, dict):
+            raise self._invalid("the upstream answered with a body that is not a JSON object", request.model)
+        if "choices" not in data and isinstance(data.get("error"), dict):
+            # Some gateways (OpenRouter) report upstream failures in a 200 body.
+            raise self._error_from_body(data["error"], request.model)
+        try:
+            choice = data["choices"][0]
+            message = choice["message"]
+            text = message.get("content") or ""
+            if not isinstance(text, str):
+                raise TypeError("content is not a string")
+            tool_calls = tuple(
+                ToolCall(
+                    id=str(call.get("id") or ""),
+                    name=call["function"]["name"],
+                    arguments=call["function"].get("arguments") or "{}",
+                )
+                for call in message.get("tool_calls") or ()
+            )
+            usage = _parse_usage(data.get("usage"))
+            finish_reason = choice.get("finish_reason")
+            model = data.get("model")
+        except _PARSE_ERRORS as exc:
+            raise self._invalid(f"malformed chat completion: {exc!r}", request.model) from exc
+        return build_result(
+            provider=self.name,
+            request=request,
+            text=text,
+            finish_reason=finish_reason,
+            tool_calls=tool_calls,
+            usage=usage,
+            model=model if isinstance(model, str) else None,
+            start=start,
+            first_token_at=None,
+            end=end,
+        )
+
+    # -- stream ----------------------------------------------------------------------------------------
+
+    def stream(self, request: ChatRequest) -> Generator[StreamEvent, None, None]:
+        start = self._clock()
+        client = self._sync_client()
+        options = self._options(request, stream=True)
+        first_token_bound = self._first_token_binds(request)
+        try:
+            try:
+                chunks = client.post(
+                    _CHAT_PATH,
+                    cast_to=object,
+                    body=self._body(request, stream=True),
+                    options=options,
+                    stream=True,
+                    stream_cls=openai.Stream[object],
+                )
+            except openai.BadRequestError as exc:
+                if request.model in self._no_stream_options or not self._rejects_stream_options(exc):
+                    raise
+                self._no_stream_options.add(request.model)
+                chunks = client.post(
+                    _CHAT_PATH,
+                    cast_to=object,
+                    body=self._body(request, stream=True),
+                    options=options,
+                    stream=True,
+                    stream_cls=openai.Stream[object],
+                )
+        except _TRANSPORT_ERRORS as exc:
+            raise self._map_error(exc, request.model, first_token_pending=first_token_bound) from exc
+        acc = StreamAccumulator()
+        try:
+            iterator = iter(chunks)
+            while True:
+                try:
+                    chunk = next(iterator)
+                except StopIteration:
+                    break
+                except _TRANSPORT_ERRORS as exc:
+                    pending = first_token_bound and acc.first_token_at is None
+                    raise self._map_error(exc, request.model, in_body=True, first_token_pending=pending) from exc
+                event = self._apply_chunk(chunk, acc, request.model)
+                if event is not None:
+                    yield event
+        finally:
+            chunks.close()
+        yield self._finish_stream(acc, request, start)
+
+    def astream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        if self._chat_url is not None:
+            return self._adirect_stream(request)
+        return self._sdk_astream(request)
+
+    async def _sdk_astream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        start = self._clock()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        total_deadline = now + self._total_timeout(request)
+        first_deadline = total_deadline
+        if self.config.first_token_timeout_s is not None:
+            first_deadline = min(total_deadline, now + self.config.first_token_timeout_s)
+        client = self._async.get()
+        options = self._options(request)
+        try:
+            async with asyncio.timeout_at(first_deadline):
+                try:
+                    chunks = await client.post(
+                        _CHAT_PATH,
+                        cast_to=object,
+                        body=self._body(request, stream=True),
+                        options=options,
+                        stream=True,
+                        stream_cls=openai.AsyncStream[object],
+                    )
+                except openai.BadRequestError as exc:
+                    if request.model in self._no_stream_options or not self._rejects_stream_options(exc):
+                        raise
+                    self._no_stream_options.add(request.model)
+                    chunks = await client.post(
+                        _CHAT_PATH,
+                        cast_to=object,
+                        body=self._body(request, stream=True),
+                        options=options,
+                        stream=True,
+                        stream_cls=openai.AsyncStream[object],
+                    )
+        except TimeoutError as exc:
+            raise self._deadline_error(first_deadline, total_deadline, request.model) from exc
+        except _TRANSPORT_ERRORS as exc:
+            pending = first_deadline < total_deadline
+            raise self._map_error(exc, request.model, first_token_pending=pending) from exc
+        acc = StreamAccumulator()
+        iterator = chunks.__aiter__()
+        try:
+            while True:
+                deadline = first_deadline if acc.first_token_at is None else total_deadline
+                try:
+                    # The timeout wraps only the read, never a `yield`: the consumer's own awaits between
+                    # events must not be cancelled by our deadline.
+                    async with asyncio.timeout_at(deadline):
+                        chunk = await iterator.__anext__()
+                except StopAsyncIteration:
+                    break
+                except TimeoutError as exc:
+                    if acc.first_token_at is None:
+                        raise self._deadline_error(first_deadline, total_deadline, request.model) from exc
+                    raise self._timeout_error("total", request.model) from exc
+                except _TRANSPORT_ERRORS as exc:
+                    pending = first_deadline < total_deadline and acc.first_token_at is None
+                    raise self._map_error(exc, request.model, in_body=True, first_token_pending=pending) from exc
+                event = self._apply_chunk(chunk, acc, request.model)
+                if event is not None:
+                    yield event
+        finally:
+            await chunks.close()
+        yield self._finish_stream(acc, request, start)
+
+    def _apply_chunk(self, chunk: object, acc: StreamAccumulator, model: str) -> StreamEvent | None:
+        """Fold one SSE chunk into `acc`; the delta event to yield, if the chunk carried any content."""
+        if not isinstance(chunk, dict):
+            raise self._invalid("the upstream sent a stream chunk that is not a JSON object", model)
+        try:
+            if chunk.get("usage"):
+                acc.usage = _parse_usage(chunk["usage"])
+            upstream_model = chunk.get("model")
+            if upstream_model and isinstance(upstream_model, str):
+                acc.model = upstream_model
+            choices = chunk.get("choices")
+            if not choices:
+                return None
+            choice = choices[0]
+            finish_reason = choice.get("finish_reason")
+            if finish_reason:
+                acc.finish_reason = finish_reason
+            delta = choice.get("delta")
+            if not delta:
+                return None
+            content = delta.get("content") or ""
+            raw_calls = delta.get("tool_calls")
+            if not content and not raw_calls:
+                return None
+            if acc.first_token_at is None:
+                acc.first_token_at = self._clock()
+            if content:
+                acc.add_text(content)
+            if not raw_calls:
+                return StreamEvent(type="delta", content=content, finish_reason=finish_reason)
+            calls = []
+            for raw in raw_calls:
+                function = raw.get("function") or {}
+                call = ToolCallDelta(
+                    index=int(raw.get("index", 0)),
+                    id=raw.get("id"),
+                    name=function.get("name"),
+                    arguments=function.get("arguments") or "",
+                )
+                acc.add_tool_call(call.index, call.id, call.name, call.arguments)
+                calls.append(call)
+            return StreamEvent(type="delta", content=content, tool_calls=tuple(calls), finish_reason=finish_reason)
+        except _PARSE_ERRORS as exc:
+            raise self._invalid(f"malformed stream chunk: {exc!r}", model) from exc
+
+    def _finish_stream(self, acc: StreamAccumulator, request: ChatRequest, start: float) -> StreamEvent:
+        if acc.finish_reason is None:
+            raise self._invalid("the stream ended before a finish_reason", request.model)
+        return acc.done_event(provider=self.name, request=request, start=start, end=self._clock())
+
+    @staticmethod
+    def _rejects_stream_options(exc: openai.BadRequestError) -> bool:
+        return "stream_options" in f"{exc.message} {exc.body}"
+
+    # -- embeddings ------------------------------------------------------------------------------------
+
+    def embed(self, model: str, inputs: Sequence[str]) -> EmbeddingResult:
+        try:
+            data = self._sync_client().post(_EMBEDDINGS_PATH, cast_to=object, body=_embed_body(model, inputs))
+        except _TRANSPORT_ERRORS as exc:
+            raise self._map_error(exc, model) from exc
+        return self._parse_embeddings(data, model, inputs)
+
+    async def aembed(self, model: str, inputs: Sequence[str]) -> EmbeddingResult:
+        try:
+            async with asyncio.timeout(self.config.timeout_s):
+                data = await self._async.get().post(_EMBEDDINGS_PATH, cast_to=object, body=_embed_body(model, inputs))
+        except TimeoutError as exc:
+            raise self._timeout_error("total", model) from exc
+        except _TRANSPORT_ERRORS as exc:
+            raise self._map_error(exc, model) from exc
+        return self._parse_embeddings(data, model, inputs)
+
+    def _parse_embeddings(self, data: object, model: str, inputs: Sequence[str]) -> EmbeddingResult:
+        if not isinstance(data, dict):
+            raise self._invalid("the upstream answered with a body that is not a JSON object", model)
+        try:
+            rows = sorted(data["data"], key=lambda row: int(row.get("index", 0)))
+            vectors = [[float(x) for x in row["embedding"]] for row in rows]
+            if len(vectors) != len(inputs):
+                raise ValueError(f"{len(vectors)} vectors for {len(inputs)} inputs")
+            usage = _parse_usage(data.get("usage"))
+            upstream_model = data.get("model")
+        except _PARSE_ERRORS as exc:
+            raise self._invalid(f"malformed embeddings response: {exc!r}", model) from exc
+        if usage is None:
+            prompt = sum(count_tokens(text, model) for text in inputs)
+            usage = Usage(prompt, 0, prompt, estimated=not is_exact(model))
+        return EmbeddingResult(
+            vectors=vectors, model=upstream_model if isinstance(upstream_model, str) else model, usage=usage
+        )
+
+    # -- errors ----------------------------------------------------------------------------------------
+
+    def _map_error(
+        self, exc: Exception, model: str, *, in_body: bool = False, first_token_pending: bool = False
+    ) -> LLMError:
+        """Our error for an SDK exception (see `_map_transport_error` for the flags)."""
+        if isinstance(exc, LLMError):
+            return exc
+        if isinstance(exc, openai.APIStatusError):
+            return self._error_from_body(
+                exc.body, model, status=exc.status_code, headers=exc.response.headers, fallback=exc.message
+            )
+        if isinstance(exc, openai.APIConnectionError):
+            # APITimeoutError included: the SDK chains the HTTP client's exception as the cause.
+            cause = exc.__cause__ or (TimeoutError() if isinstance(exc, openai.APITimeoutError) else exc)
+            return self._map_transport_error(cause, model, in_body=in_body, first_token_pending=first_token_pending)
+        if isinstance(exc, openai.APIResponseValidationError):
+            return self._invalid(f"invalid response: {exc.message}", model)
+        if isinstance(exc, openai.APIError):
+            # An error object inside a 200 stream.
+            return self._error_from_body(exc.body, model, fallback=exc.message)
+        if isinstance(exc, openai.OpenAIError):
+            return LLMError(self._redact(f"{type(exc).__name__}: {exc}"), provider=self.name, model=model)
+        return self._map_transport_error(exc, model, in_body=in_body, first_token_pending=first_token_pending)
+
+    def _error_from_body(
+        self,
+        body: object,
+        model: str,
+        *,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        fallback: str = "",
+    ) -> LLMError:
+        message, code = fallback, None
+        if isinstance(body, dict):
+            message = str(body.get("message") or fallback)
+            raw_code = body.get("code")
+            code = str(raw_code) if raw_code is not None else None
+            if status is None and isinstance(raw_code, int) and 400 <= raw_code <= 599:
+                status = raw_code
+        message = self._redact(message or "upstream error")
+        if status is None:
+            return UpstreamServerError(message, provider=self.name, model=model)
+        return error_for_status(status, message, headers=headers, error_code=code, provider=self.name, model=model)
+
+    def _deadline_error(self, first_deadline: float, total_deadline: float, model: str) -> LLMError:
+        return self._timeout_error("first_token" if first_deadline < total_deadline else "total", model)
+
+
+def _parse_usage(raw: object) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    prompt = raw.get("prompt_tokens")
+    completion = raw.get("completion_tokens") or 0
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    total = raw.get("total_tokens")
+    return Usage(prompt, completion, total if isinstance(total, int) else prompt + completion)
+
+
+def _embed_body(model: str, inputs: Sequence[str]) -> dict[str, Any]:
+    return {
+        "model": model,
+        "input": cast(list[str], inputs if isinstance(inputs, list) else list(inputs)),
+        "encoding_format": "float",
+    }
