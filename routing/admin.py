@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.forms import ModelForm
+from django.http import HttpRequest
+
+from .breaker import default_breakers
+from .models import Category, ChainEntry, CircuitBreaker, LLMModel, Provider, UsageRecord
+from .services import routing_changed
+
+
+class ReloadsRouting:
+    """Every admin change to routing tables makes every process reload its routing snapshot."""
+
+    def save_model(self, request: HttpRequest, obj: Any, form: ModelForm[Any], change: bool) -> None:
+        super().save_model(request, obj, form, change)  # type: ignore[misc]
+        routing_changed()
+
+    def save_related(self, request: HttpRequest, form: ModelForm[Any], formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)  # type: ignore[misc]
+        routing_changed()
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        super().delete_model(request, obj)  # type: ignore[misc]
+        routing_changed()
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        super().delete_queryset(request, queryset)  # type: ignore[misc]
+        routing_changed()
+
+
+class ChainInline(admin.TabularInline[ChainEntry, Category]):
+    model = ChainEntry
+    extra = 1
+    ordering = ["position"]
+    autocomplete_fields = ["model"]
+    fields = ["position", "model"]
+
+
+@admin.register(Category)
+class CategoryAdmin(ReloadsRouting, admin.ModelAdmin[Category]):
+    list_display = ["name", "description", "builtin", "chain_display"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["builtin"]
+    inlines = [ChainInline]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Category | None = None) -> list[str]:
+        # The router and the settings name the built-in categories (tools, the default): keep their names.
+        return ["name", "builtin"] if obj is not None and obj.builtin else ["builtin"]
+
+    @admin.display(description="model chain")
+    def chain_display(self, obj: Category) -> str:
+        return " → ".join(
+            str(entry.model) for entry in obj.chain.select_related("model__provider").order_by("position")
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Category | None = None) -> bool:
+        return not (obj is not None and obj.builtin) and super().has_delete_permission(request, obj)
+
+
+@admin.register(Provider)
+class ProviderAdmin(ReloadsRouting, admin.ModelAdmin[Provider]):
+    list_display = ["name", "kind", "base_url", "api_key_env", "enabled", "is_demo"]
+    list_filter = ["kind", "enabled"]
+    search_fields = ["name"]
+
+
+@admin.register(LLMModel)
+class LLMModelAdmin(ReloadsRouting, admin.ModelAdmin[LLMModel]):
+    list_display = [
+        "__str__",
+        "price_in_per_m",
+        "price_out_per_m",
+        "energy_kwh_per_m",
+        "rpm_budget",
+        "tpm_budget",
+        "enabled",
+        "monitor",
+    ]
+    list_filter = ["provider", "enabled", "monitor"]
+    search_fields = ["name", "provider__name"]
+    list_select_related = ["provider"]
+
+
+@admin.action(description="Reset (close) the selected breakers")
+def reset_breakers(modeladmin: Any, request: HttpRequest, queryset: QuerySet[CircuitBreaker]) -> None:
+    breakers = default_breakers()
+    count = 0
+    for breaker in queryset:
+        breakers.reset(breaker.model_id)
+        count += 1
+    messages.success(request, f"{count} breaker(s) reset.")
+
+
+@admin.register(CircuitBreaker)
+class CircuitBreakerAdmin(admin.ModelAdmin[CircuitBreaker]):
+    list_display = ["model", "state", "consecutive_failures", "opened_at", "last_error", "updated_at"]
+    list_filter = ["state"]
+    actions = [reset_breakers]
+    readonly_fields = ["model", "state", "consecutive_failures", "opened_at", "trial_started_at", "last_error"]
+    list_select_related = ["model__provider"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(admin.ModelAdmin[UsageRecord]):
+    list_display = [
+        "created_at",
+        "request_id",
+        "api_key",
+        "user_id",
+        "endpoint",
+        "category",
+        "model",
+        "status",
+        "prompt_tokens",
+        "completion_tokens",
+        "latency_ms",
+        "cost_usd",
+        "energy_wh",
+    ]
+    list_filter = ["status", "endpoint", "category", "provider", "route_mode", "stream"]
+    search_fields = ["request_id", "user_id", "model"]
+    date_hierarchy = "created_at"
+    list_select_related = ["api_key"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: UsageRecord | None = None) -> list[str]:
+        return [field.name for field in UsageRecord._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: UsageRecord | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: UsageRecord | None = None) -> bool:
+        return False  # the ledger is read-only, deletions included

@@ -1,0 +1,269 @@
+"""``/api/v1/generate`` (JSON and SSE) and the staff routing-configuration endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import IsStaff
+from llm import LLMError
+from spignosapi.api.asyncviews import async_endpoint, authenticate, dumps, json_body, validated
+from spignosapi.api.errors import ApiError, envelope, error_parts
+
+from . import gateway, selectors, services
+from .selectors import routing_config
+from .serializers import CategoryInput, GenerateInput, GenerateOutput, ModelMappingInput
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def sse(data: Any) -> str:
+    return f"data: {dumps(data)}\n\n"
+
+
+def error_payload(exc: Exception) -> dict[str, Any]:
+    parts = error_parts(exc)
+    if parts is None:
+        return envelope("Internal server error.", status_code=500, code="internal_error")["error"]
+    return dict(parts[0]["error"])
+
+
+def error_code(exc: Exception) -> str:
+    return str(error_payload(exc).get("code") or "error")
+
+
+async def _generate(request: HttpRequest) -> HttpResponseBase:
+    key = await authenticate(request)
+    data = validated(GenerateInput, json_body(request))
+    messages = [{"role": "system", "content": data["system"]}] if data.get("system") else []
+    messages.append({"role": "user", "content": data["prompt"]})
+    call = gateway.Call(
+        key=key,
+        request_id=request.request_id,  # type: ignore[attr-defined]
+        endpoint="generate",
+        messages=messages,
+        temperature=data["temperature"],
+        top_p=data["top_p"],
+        max_tokens=data["max_tokens"],
+        user_id=data.get("user_id", ""),
+        model=data.get("model"),
+        category=data.get("category"),
+        route_mode=data.get("route_mode"),
+        stream=data["stream"],
+    )
+    prepared = await gateway.prepare(call, request)
+    if call.stream:
+        return await _generate_stream(prepared)
+    try:
+        result, model_id = await gateway.generate(prepared)
+    except ApiError as exc:
+        await gateway.finish(
+            prepared, gateway.build_meta(prepared, None, None), status="error", error_code=error_code(exc)
+        )
+        raise
+    meta = gateway.build_meta(prepared, result, model_id)
+    await gateway.finish(prepared, meta)
+    return JsonResponse({"output": result.text, "meta": meta}, json_dumps_params={"ensure_ascii": False})
+
+
+async def _generate_stream(prepared: gateway.Prepared) -> HttpResponseBase:
+    events = gateway.stream(prepared)
+    try:
+        start = await events.__anext__()  # errors before any token are plain HTTP errors
+    except ApiError as exc:
+        await gateway.finish(
+            prepared, gateway.build_meta(prepared, None, None), status="error", error_code=error_code(exc)
+        )
+        raise
+    except asyncio.CancelledError:  # the client left while the chain was still looking for a first token
+        await gateway.finish(
+            prepared, gateway.build_meta(prepared, None, None), status="cancelled", error_code="client_disconnected"
+        )
+        raise
+    assert isinstance(start, gateway.StreamStart)
+    model_id = start.model_id
+
+    async def body() -> AsyncIterator[str]:
+        result = None
+        sent: list[str] = []
+        try:
+            async for event in events:
+                if isinstance(event, gateway.StreamStart):
+                    continue
+                if event.type == "delta" and event.content:
+                    sent.append(event.content)
+                    # sse({"type": "chunk", "content": ...}), without encoding the constant part each time
+                    yield f'data: {{"type":"chunk","content":{dumps(event.content)}}}\n\n'
+                elif event.type == "done":
+                    result = event.result
+        except (LLMError, ApiError) as exc:
+            meta = gateway.build_meta(prepared, result or gateway.partial_result(prepared, model_id, sent), model_id)
+            await gateway.finish(prepared, meta, status="error", error_code=getattr(exc, "code", "error"))
+            payload = (
+                error_payload(exc)
+                if isinstance(exc, ApiError)
+                else envelope(f"The upstream stream failed: {exc}", status_code=502, code=exc.code)["error"]
+            )
+            yield sse({"type": "error", "error": payload})
+            return
+        except (asyncio.CancelledError, GeneratorExit):
+            # The client went away: stop reading the upstream and book what was produced until then.
+            await events.aclose()
+            meta = gateway.build_meta(prepared, result or gateway.partial_result(prepared, model_id, sent), model_id)
+            await gateway.finish(prepared, meta, status="cancelled", error_code="client_disconnected")
+            raise
+        meta = gateway.build_meta(prepared, result, model_id)
+        await gateway.finish(prepared, meta)
+        yield sse({"type": "complete", "meta": meta})
+
+    return StreamingHttpResponse(body(), content_type="text/event-stream", headers=SSE_HEADERS)
+
+
+class GenerateView(APIView):
+    """Schema of ``POST /api/v1/generate`` (served by the async view below)."""
+
+    @extend_schema(
+        operation_id="generate",
+        summary="Generate text (routed, with fallbacks)",
+        request=GenerateInput,
+        responses={200: GenerateOutput},
+        examples=[
+            OpenApiExample(
+                "Code question", value={"prompt": "Fix this python function", "max_tokens": 128}, request_only=True
+            ),
+        ],
+        description='With `stream: true` the answer is `text/event-stream`: `data: {"type":"chunk",...}` '
+        'events, then `{"type":"complete","meta":{...}}` or `{"type":"error","error":{...}}`.',
+    )
+    def post(self, request: Request) -> Response:  # pragma: no cover - documentation only
+        raise NotImplementedError
+
+
+generate_view = async_endpoint(GenerateView, {"POST": _generate})
+
+
+# --- routing configuration (staff) -------------------------------------------------------------------
+
+
+def config_payload() -> dict[str, Any]:
+    config = routing_config.get()
+    return {
+        "mode": settings.ROUTING_MODE,
+        "modes": list(settings.ROUTING_MODES),
+        "default_category": settings.ROUTING_DEFAULT_CATEGORY,
+        "classifier_model": settings.ROUTING_CLASSIFIER_MODEL,
+        "demo_only": config.demo_only,
+        "categories": [
+            {
+                "name": c.name,
+                "description": c.description,
+                "keywords": list(c.keywords),
+                "models": list(c.chain),
+                "builtin": c.builtin,
+            }
+            for c in sorted(config.categories.values(), key=lambda c: c.name)
+        ],
+        "models": sorted(config.models),
+        "providers": [
+            {"name": p.name, "kind": p.kind, "base_url": p.safe_base_url, "has_api_key": bool(p.api_key)}
+            for p in sorted(config.providers.values(), key=lambda p: p.name)
+        ],
+        "circuit_breaker": {
+            "failure_threshold": settings.BREAKER_FAILURE_THRESHOLD,
+            "open_seconds": settings.BREAKER_OPEN_SECONDS,
+        },
+    }
+
+
+def category_payload(name: str) -> dict[str, Any]:
+    info = routing_config.get().categories[name]
+    return {
+        "name": info.name,
+        "description": info.description,
+        "keywords": list(info.keywords),
+        "models": list(info.chain),
+        "builtin": info.builtin,
+    }
+
+
+class RoutingConfigView(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(summary="Routing configuration (no secrets)", responses={200: dict})
+    def get(self, request: Request) -> Response:
+        return Response(config_payload())
+
+
+class CategoriesView(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(summary="Create or update a category", request=CategoryInput, responses={200: dict, 201: dict})
+    def post(self, request: Request) -> Response:
+        data = CategoryInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        category, created = services.category_upsert(**data.validated_data)
+        return Response(category_payload(category.name), status=201 if created else 200)
+
+
+class CategoryDetailView(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(summary="Delete a category (built-in ones answer 409)", responses={204: None})
+    def delete(self, request: Request, name: str) -> Response:
+        services.category_delete(name=name)
+        return Response(status=204)
+
+
+class ModelMappingView(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(summary="Set a category's ordered model chain", request=ModelMappingInput, responses={200: dict})
+    def post(self, request: Request) -> Response:
+        data = ModelMappingInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        category = services.model_mapping_set(**data.validated_data)
+        return Response(category_payload(category.name))
+
+
+BreakerList = inline_serializer(
+    "BreakerList",
+    {
+        "circuit_breakers": inline_serializer(
+            "BreakerRow",
+            {
+                "model": serializers.CharField(),
+                "state": serializers.ChoiceField(choices=["closed", "open", "half_open"]),
+                "consecutive_failures": serializers.IntegerField(),
+                "opened_at": serializers.FloatField(allow_null=True, help_text="Unix time"),
+                "last_error": serializers.CharField(),
+            },
+            many=True,
+        )
+    },
+)
+
+
+class BreakersView(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(summary="Circuit breakers", responses={200: BreakerList})
+    def get(self, request: Request) -> Response:
+        return Response({"circuit_breakers": selectors.breaker_rows()})
+
+
+class BreakerResetView(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(summary="Close a model's breaker", request=None, responses={200: dict})
+    def post(self, request: Request, model: str) -> Response:
+        services.breaker_reset(model_id=model)
+        return Response({"model": model, "state": "closed"})

@@ -1,0 +1,166 @@
+"""Per-model circuit breakers whose state lives in the database, shared by every process and host.
+
+Closed → (``threshold`` consecutive retryable failures) → open → (``open_seconds`` later, one trial
+request) → half-open → closed on success, open again on failure. Transitions are row-locked updates, so
+concurrent processes never lose an increment. The hot path reads states from the cache (one round trip
+for a whole chain); every transition deletes the cached entry, and entries also expire after a few
+seconds, so a reader is never stale for longer than that. Time comes from an injectable clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import CircuitBreaker
+
+State = CircuitBreaker.State
+CACHE_SECONDS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerState:
+    state: str
+    failures: int
+    opened_at: float | None
+    trial_started_at: float | None
+
+    @classmethod
+    def of(cls, row: CircuitBreaker) -> BreakerState:
+        return cls(row.state, row.consecutive_failures, row.opened_at, row.trial_started_at)
+
+
+CLOSED = BreakerState(State.CLOSED, 0, None, None)
+
+
+def _cache_key(model_pk: int) -> str:
+    return f"breaker:{model_pk}"
+
+
+class Breakers:
+    def __init__(self, *, threshold: int, open_seconds: float, clock: Callable[[], float] = time.time) -> None:
+        self.threshold = threshold
+        self.open_seconds = open_seconds
+        self.clock = clock
+
+    # --- reads (hot path) ---
+    def states(self, model_pks: Iterable[int]) -> dict[int, BreakerState]:
+        pks = list(model_pks)
+        cached = cache.get_many([_cache_key(pk) for pk in pks])
+        result: dict[int, BreakerState] = {}
+        missing = []
+        for pk in pks:
+            value = cached.get(_cache_key(pk))
+            if value is None:
+                missing.append(pk)
+            else:
+                result[pk] = BreakerState(*value)
+        if missing:
+            found = {row.model_id: BreakerState.of(row) for row in CircuitBreaker.objects.filter(model_id__in=missing)}
+            fresh = {}
+            for pk in missing:
+                result[pk] = found.get(pk, CLOSED)
+                fresh[_cache_key(pk)] = tuple(
+                    (result[pk].state, result[pk].failures, result[pk].opened_at, result[pk].trial_started_at)
+                )
+            cache.set_many(fresh, CACHE_SECONDS)
+        return result
+
+    def admits(self, model_pk: int, state: BreakerState) -> tuple[bool, bool]:
+        """(may this request use the model, is it the half-open trial). Claims the trial atomically."""
+        if state.state == State.CLOSED:
+            return True, False
+        now = self.clock()
+        due = now - self.open_seconds
+        if state.state == State.OPEN and state.opened_at is not None and state.opened_at > due:
+            return False, False
+        if state.state == State.HALF_OPEN and state.trial_started_at is not None and state.trial_started_at > due:
+            return False, False  # another request holds the trial
+        claimed = CircuitBreaker.objects.filter(
+            Q(state=State.OPEN, opened_at__lte=due) | Q(state=State.HALF_OPEN, trial_started_at__lte=due),
+            model_id=model_pk,
+        ).update(state=State.HALF_OPEN, trial_started_at=now, updated_at=timezone.now())
+        self._forget(model_pk)
+        return claimed == 1, claimed == 1
+
+    # --- writes (after a call) ---
+    def record_success(self, model_pk: int, state: BreakerState) -> None:
+        if state.state == State.CLOSED and state.failures == 0:
+            return  # the common case writes nothing
+        with transaction.atomic():
+            CircuitBreaker.objects.filter(model_id=model_pk).update(
+                state=State.CLOSED,
+                consecutive_failures=0,
+                opened_at=None,
+                trial_started_at=None,
+                updated_at=timezone.now(),
+            )
+        self._forget(model_pk)
+
+    def record_failure(self, model_pk: int, error: str) -> BreakerState:
+        now = self.clock()
+        with transaction.atomic():
+            CircuitBreaker.objects.get_or_create(model_id=model_pk)
+            row = CircuitBreaker.objects.select_for_update().get(model_id=model_pk)
+            row.consecutive_failures += 1
+            row.last_error = error[:300]
+            if row.state == State.HALF_OPEN or (
+                row.state == State.CLOSED and row.consecutive_failures >= self.threshold
+            ):
+                row.state = State.OPEN
+                row.opened_at = now
+                row.trial_started_at = None
+            row.save(
+                update_fields=[
+                    "consecutive_failures",
+                    "last_error",
+                    "state",
+                    "opened_at",
+                    "trial_started_at",
+                    "updated_at",
+                ]
+            )
+        self._forget(model_pk)
+        return BreakerState.of(row)
+
+    def release(self, model_pk: int) -> None:
+        """Give back a half-open trial that ended without a verdict (a non-retryable error, a spent budget).
+
+        The breaker returns to open with its old ``opened_at``, which is already due, so the next request
+        takes the trial instead of the model staying skipped until the claim goes stale.
+        """
+        released = CircuitBreaker.objects.filter(model_id=model_pk, state=State.HALF_OPEN).update(
+            state=State.OPEN, trial_started_at=None, updated_at=timezone.now()
+        )
+        if released:
+            self._forget(model_pk)
+
+    def reset(self, model_pk: int) -> None:
+        with transaction.atomic():
+            CircuitBreaker.objects.update_or_create(
+                model_id=model_pk,
+                defaults={
+                    "state": State.CLOSED,
+                    "consecutive_failures": 0,
+                    "opened_at": None,
+                    "trial_started_at": None,
+                    "last_error": "",
+                },
+            )
+        self._forget(model_pk)
+
+    def _forget(self, model_pk: int) -> None:
+        transaction.on_commit(lambda: cache.delete(_cache_key(model_pk)))
+        cache.delete(_cache_key(model_pk))
+
+
+def default_breakers() -> Breakers:
+    from django.conf import settings
+
+    return Breakers(threshold=settings.BREAKER_FAILURE_THRESHOLD, open_seconds=settings.BREAKER_OPEN_SECONDS)

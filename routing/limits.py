@@ -1,0 +1,643 @@
+"""Limits shared by every process through Redis.
+
+* Inbound, per API key: requests per minute (django-ratelimit's fixed window) and tokens per minute
+  (prompt tokens charged before the call, completion tokens after), plus caps on ``max_tokens`` and on the
+  prompt's size. Over a limit: 429 with ``Retry-After``.
+* Outbound, per model: the budget the provider allows us (requests and tokens per minute) as token
+  buckets in Redis, so the platform never earns 429s from its own providers; a spent model is skipped.
+
+When Redis cannot be reached the limits fail open (the request goes on, a warning is logged): an outage of
+the limiter should not become an outage of the gateway.
+
+The gateway's hot path uses the async versions (``admit_key``, ``acharge_tokens``, ``OutboundBudgets.atake``):
+one round trip to Redis from the event loop, through one connection pool per process and loop, on the very
+keys and values the synchronous versions (and django-ratelimit) use. The synchronous versions remain for
+sync callers (the async-job submission view, tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from django.conf import settings
+from django.core.cache import cache, caches
+from django.http import HttpRequest
+from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key, get_usage
+
+from accounts.selectors import KeyInfo
+from spignosapi.api.errors import InvalidRequest, RateLimited
+
+logger = logging.getLogger(__name__)
+TPM_WINDOW_S = 60
+
+
+RPM_GROUP = "gateway"
+
+
+def _rpm_rate(key: KeyInfo) -> tuple[int, str]:
+    limit = key.rpm_limit or settings.DEFAULT_RPM_LIMIT
+    return limit, f"{limit}/m"
+
+
+def _rpm_limited(limit: int, time_left: int) -> RateLimited:
+    return RateLimited(
+        f"Rate limit reached: {limit} requests per minute for this key.",
+        retry_after=int(time_left) + 1,
+        code="rpm_limit_exceeded",
+    )
+
+
+def _tpm_limited(limit: int, retry_after: int) -> RateLimited:
+    return RateLimited(
+        f"Token limit reached: {limit} tokens per minute for this key.",
+        retry_after=retry_after,
+        code="tpm_limit_exceeded",
+    )
+
+
+def check_request_rate(request: HttpRequest, key: KeyInfo) -> None:
+    """Count this request against the key's requests/minute; 429 when over."""
+    limit, rate = _rpm_rate(key)
+    try:
+        usage = get_usage(request, group=RPM_GROUP, key=lambda group, req: str(key.id), rate=rate, increment=True)
+    except Exception:
+        logger.warning("rate limiter unavailable; letting the request through", exc_info=True)
+        return
+    if usage is not None and usage["time_left"] < 0:
+        # django-ratelimit's answer when the cache did not count (it would refuse every request).
+        logger.warning("rate limiter could not count; letting the request through")
+        return
+    if usage is not None and usage["should_limit"]:
+        raise _rpm_limited(limit, usage["time_left"])
+
+
+def check_caps(key: KeyInfo, *, prompt_tokens: int, max_tokens: int) -> None:
+    error = caps_error(key, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
+    if error is not None:
+        raise error
+
+
+def caps_error(key: KeyInfo, *, prompt_tokens: int, max_tokens: int) -> InvalidRequest | None:
+    cap = key.max_tokens_cap or settings.DEFAULT_MAX_TOKENS_CAP
+    if max_tokens > cap:
+        return InvalidRequest(
+            f"max_tokens must be at most {cap} for this key.", code="max_tokens_too_large", param="max_tokens"
+        )
+    prompt_cap = key.max_prompt_tokens or settings.DEFAULT_MAX_PROMPT_TOKENS
+    if prompt_tokens > prompt_cap:
+        return InvalidRequest(
+            f"The prompt has {prompt_tokens} tokens; this key accepts at most {prompt_cap}.",
+            code="prompt_too_large",
+            param="prompt",
+        )
+    return None
+
+
+def _tpm_key(key_id: int, now: float) -> tuple[str, int]:
+    window = int(now // TPM_WINDOW_S)
+    return f"tpm:{key_id}:{window}", int(TPM_WINDOW_S - now % TPM_WINDOW_S) + 1
+
+
+def charge_tokens(key: KeyInfo, tokens: int, *, before_call: bool, clock: Callable[[], float] = time.time) -> None:
+    """Add ``tokens`` to the key's current minute; before the call, refuse (429) what would exceed it."""
+    if tokens <= 0:
+        return
+    limit = key.tpm_limit or settings.DEFAULT_TPM_LIMIT
+    cache_key, retry_after = _tpm_key(key.id, clock())
+    try:
+        cache.add(cache_key, 0, TPM_WINDOW_S * 2)
+        total = cache.incr(cache_key, tokens)
+        if before_call and total > limit:
+            cache.decr(cache_key, tokens)
+            raise _tpm_limited(limit, retry_after)
+    except RateLimited:
+        raise
+    except Exception:
+        logger.warning("token limiter unavailable; letting the request through", exc_info=True)
+
+
+# Two token buckets per model (requests, tokens), checked and debited together, atomically. A bucket
+# refills continuously (capacity per 60 s); a negative cost refunds, never above the capacity.
+_BUCKET_LUA = """
+local now = tonumber(ARGV[1])
+local force = tonumber(ARGV[6])
+local allowed = 1
+local state = {}
+for i = 1, 2 do
+  local capacity = tonumber(ARGV[2 + (i - 1) * 2])
+  local cost = tonumber(ARGV[3 + (i - 1) * 2])
+  local tokens, ts = capacity, now
+  if capacity > 0 then
+    local data = redis.call('HMGET', KEYS[i], 'tokens', 'ts')
+    if data[1] then
+      tokens = tonumber(data[1]); ts = tonumber(data[2])
+      tokens = math.min(capacity, tokens + (now - ts) * capacity / 60.0)
+    end
+    if force == 0 and cost > 0 and tokens < cost then allowed = 0 end
+  end
+  state[i] = tokens
+end
+for i = 1, 2 do
+  local capacity = tonumber(ARGV[2 + (i - 1) * 2])
+  if capacity > 0 then
+    local cost = tonumber(ARGV[3 + (i - 1) * 2])
+    local tokens = state[i]
+    if allowed == 1 then tokens = math.min(capacity, tokens - cost) end
+    redis.call('HSET', KEYS[i], 'tokens', tostring(tokens), 'ts', tostring(now))
+    redis.call('EXPIRE', KEYS[i], 120)
+  end
+end
+return allowed
+"""
+
+
+def _redis() -> Any:
+    """The cache's Redis server, through the process's one pool (``cache`` itself is per request)."""
+    return cache_redis.cache._cache.get_client(write=True)
+
+
+# --- the async path: one pool per process and event loop -----------------------------------------------
+#
+# ``django.core.cache.cache`` is context-local: every request (an asyncio task) gets a new cache object
+# with a new connection pool, so each request used to open a new Redis connection, and each call needed a
+# thread. The hot path instead talks to the cache's Redis server through one long-lived asyncio client,
+# building keys and values exactly as the cache does, so both paths share every counter.
+
+
+class _ReplyError(Exception):
+    """An error reply from Redis (``-ERR ...``, ``-NOSCRIPT ...``)."""
+
+
+_INCOMPLETE = object()
+
+
+def _parse(buf: bytearray, pos: int) -> tuple[Any, int]:
+    """One RESP2 reply from ``buf`` at ``pos``: (value, next position), or (_INCOMPLETE, pos)."""
+    end = buf.find(b"\r\n", pos)
+    if end < 0:
+        return _INCOMPLETE, pos
+    kind, line = buf[pos], bytes(buf[pos + 1 : end])
+    pos = end + 2
+    if kind == 43:  # + simple string
+        return line, pos
+    if kind == 45:  # - error
+        return _ReplyError(line.decode(errors="replace")), pos
+    if kind == 58:  # : integer
+        return int(line), pos
+    if kind == 36:  # $ bulk string
+        size = int(line)
+        if size < 0:
+            return None, pos
+        if len(buf) < pos + size + 2:
+            return _INCOMPLETE, pos
+        return bytes(buf[pos : pos + size]), pos + size + 2
+    if kind == 42:  # * array
+        count = int(line)
+        if count < 0:
+            return None, pos
+        items = []
+        for _ in range(count):
+            item, pos = _parse(buf, pos)
+            if item is _INCOMPLETE:
+                return _INCOMPLETE, pos
+            items.append(item)
+        return items, pos
+    raise _ReplyError(f"unexpected reply type {chr(kind)!r}")
+
+
+def _pack(args: Sequence[Any]) -> bytes:
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        value = arg if isinstance(arg, bytes) else str(arg).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(value), value))
+    return b"".join(parts)
+
+
+class _PipeProtocol(asyncio.Protocol):
+    """One connection; commands go out in order and replies resolve their futures in the same order."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.waiters: deque[asyncio.Future[Any]] = deque()
+        self.buffer = bytearray()
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        pos = 0
+        while self.waiters:
+            try:
+                reply, end = _parse(self.buffer, pos)
+            except (ValueError, _ReplyError) as exc:  # a protocol error: nothing after it can be trusted
+                self.fail(ConnectionError(f"bad reply from Redis: {exc}"))
+                return
+            if reply is _INCOMPLETE:
+                break
+            pos = end
+            waiter = self.waiters.popleft()
+            if not waiter.done():  # a caller that gave up (cancelled) still had its reply read
+                if isinstance(reply, _ReplyError):
+                    waiter.set_exception(reply)
+                else:
+                    waiter.set_result(reply)
+        del self.buffer[:pos]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(ConnectionError(f"Redis connection lost: {exc}" if exc else "Redis connection closed"))
+
+    def fail(self, exc: Exception) -> None:
+        self.lost = True
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(exc)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def send(self, packed: bytes) -> asyncio.Future[Any]:
+        assert self.transport is not None
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        self.transport.write(packed)
+        return waiter
+
+
+class _PipelinedRedis:
+    """A minimal asyncio Redis client for the hot path: one pipelined connection per event loop.
+
+    redis-py's asyncio client costs ~100 µs of CPU per command (pool, retries, parser layers); this one
+    ~40. Concurrent requests share the connection, their commands queued in order. Any trouble (timeout,
+    lost connection) drops the connection and fails the commands in flight; the next command reconnects.
+    """
+
+    def __init__(self, host: str, port: int, db: int, username: str | None, password: str | None, timeout: float):
+        self.host, self.port, self.db, self.timeout = host, port, db, timeout
+        self.username, self.password = username, password
+        self._pipe: _PipeProtocol | None = None
+        self._connecting: asyncio.Future[_PipeProtocol] | None = None
+        self._shas: dict[str, str] = {}
+
+    async def _connection(self) -> _PipeProtocol:
+        pipe = self._pipe
+        if pipe is not None and not pipe.lost:
+            return pipe
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._connect())
+        try:
+            return await asyncio.shield(self._connecting)
+        finally:
+            if self._connecting is not None and self._connecting.done():
+                self._connecting = None
+
+    async def _connect(self) -> _PipeProtocol:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self.timeout):
+            _, pipe = await loop.create_connection(_PipeProtocol, self.host, self.port)
+            setup = []
+            if self.password is not None:
+                auth = ["AUTH", self.username, self.password] if self.username else ["AUTH", self.password]
+                setup.append(pipe.send(_pack(auth)))
+            if self.db:
+                setup.append(pipe.send(_pack(["SELECT", self.db])))
+            for waiter in setup:
+                await waiter
+        self._pipe = pipe
+        return pipe
+
+    async def call(self, *args: Any) -> Any:
+        pipe = await self._connection()
+        waiter = pipe.send(_pack(args))
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await waiter
+        except TimeoutError:
+            pipe.fail(ConnectionError("Redis timed out"))  # replies would no longer match their commands
+            raise
+
+    async def script(self, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        sha = self._shas.get(source)
+        if sha is None:
+            sha = self._shas[source] = hashlib.sha1(source.encode()).hexdigest()
+        try:
+            return await self.call("EVALSHA", sha, len(keys), *keys, *args)
+        except _ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            return await self.call("EVAL", source, len(keys), *keys, *args)
+
+    async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        return list(await self.call("MGET", *keys))
+
+    async def aclose(self) -> None:
+        if self._pipe is not None and self._pipe.transport is not None:
+            self._pipe.transport.close()
+
+
+class _RedisPyCalls:
+    """The same calls through redis-py's asyncio client (TLS, unix sockets: anything ``redis://`` is not)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._scripts: dict[str, Any] = {}
+
+    async def script(self, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = self.client.register_script(source)
+        return await script(keys=keys, args=args)
+
+    async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        return list(await self.client.mget(keys))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class _CacheRedis:
+    """The default cache's Redis server as an asyncio client, one per event loop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        self._closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = weakref.WeakKeyDictionary()
+        self._cache: Any = None
+
+    @property
+    def cache(self) -> Any:
+        """A private instance of the default cache (not context-local), for its key function and serializer."""
+        if self._cache is None:
+            self._cache = caches.create_connection("default")
+        return self._cache
+
+    def make_key(self, key: str) -> str:
+        return str(self.cache.make_key(key))
+
+    def loads(self, raw: bytes) -> Any:
+        return self.cache._cache._serializer.loads(raw)
+
+    def client(self) -> _PipelinedRedis | _RedisPyCalls:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            with self._lock:
+                client = self._clients.get(loop)
+                if client is None:
+                    client = self._clients[loop] = self._new_client()
+                    self._close_with_loop(loop, client)
+        return client
+
+    def _new_client(self) -> _PipelinedRedis | _RedisPyCalls:
+        backend = self.cache._cache
+        url = backend._servers[0]
+        options = {k: v for k, v in backend._pool_options.items() if k != "parser_class"}
+        parts = urlsplit(url)
+        if parts.scheme == "redis" and not parts.query and parts.hostname:
+            path = parts.path.lstrip("/")
+            return _PipelinedRedis(
+                parts.hostname,
+                parts.port or 6379,
+                int(path) if path.isdigit() else 0,
+                unquote(parts.username) if parts.username else None,
+                unquote(parts.password) if parts.password is not None else None,
+                float(options.get("socket_timeout") or 5.0),
+            )
+        import redis.asyncio
+
+        return _RedisPyCalls(redis.asyncio.Redis.from_url(url, **options))
+
+    def _close_with_loop(self, loop: asyncio.AbstractEventLoop, client: Any) -> None:
+        """Close ``client`` when ``loop`` shuts down: a loop finalises the async generators suspended in it
+        (``shutdown_asyncgens``), so a short-lived loop (a Celery task's ``asyncio.run``) leaves no socket."""
+
+        async def closer() -> Any:
+            try:
+                yield
+            finally:
+                await client.aclose()
+
+        generator = closer()
+        with contextlib.suppress(StopIteration):
+            generator.__anext__().send(None)  # registered with the loop, parked on its ``yield``
+        self._closers.setdefault(loop, []).append(generator)
+
+
+cache_redis = _CacheRedis()
+
+# One round trip for a key's admission: requests/minute (django-ratelimit's counter: set to 1 if new,
+# else incremented), then (unless refused) the caps verdict computed by the caller, then the tokens/minute
+# pre-charge, taken back when it goes over. Returns {verdict, count}: 0 admitted, 1 over RPM, 2 over a cap,
+# 3 over TPM; when admitted, followed by the values of any further keys (the gateway's breaker entries).
+_ADMIT_LUA = """
+local count
+if redis.call('SET', KEYS[1], 1, 'EX', ARGV[2], 'NX') then count = 1 else count = redis.call('INCR', KEYS[1]) end
+if count > tonumber(ARGV[1]) then return {1, count} end
+if ARGV[3] == '0' then return {2, count} end
+local tokens = tonumber(ARGV[4])
+if tokens > 0 then
+  redis.call('SET', KEYS[2], 0, 'EX', ARGV[6], 'NX')
+  local total = redis.call('INCRBY', KEYS[2], tokens)
+  if total > tonumber(ARGV[5]) then
+    redis.call('DECRBY', KEYS[2], tokens)
+    return {3, total}
+  end
+end
+local out = {0, count}
+for i = 3, #KEYS do out[#out + 1] = redis.call('GET', KEYS[i]) end
+return out
+"""
+
+# Tokens after the call: never refused.
+_CHARGE_LUA = """
+redis.call('SET', KEYS[1], 0, 'EX', ARGV[2], 'NX')
+return redis.call('INCRBY', KEYS[1], ARGV[1])
+"""
+
+
+_sync_scripts: dict[str, Any] = {}
+
+
+def _sync_script(source: str) -> Any:
+    """A redis-py ``Script`` on the process's pool (every ``_redis()`` client shares it)."""
+    script = _sync_scripts.get(source)
+    if script is None:
+        script = _sync_scripts[source] = _redis().register_script(source)
+    return script
+
+
+async def _run_script(source: str, keys: list[str], args: list[Any]) -> Any:
+    return await cache_redis.client().script(source, keys, args)
+
+
+class _Admission:
+    """One admission's keys and arguments for ``_ADMIT_LUA``, and how to read its verdict."""
+
+    def __init__(self, key: KeyInfo, prompt_tokens: int, max_tokens: int, clock: Callable[[], float]) -> None:
+        self.caps = caps_error(key, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
+        self.limit, rate = _rpm_rate(key)
+        value = str(key.id)
+        self.window = _get_window(value, 60)
+        rpm_key = cache_redis.make_key(_make_cache_key(RPM_GROUP, self.window, rate, value, get_usage.ALL))
+        self.tpm_limit = key.tpm_limit or settings.DEFAULT_TPM_LIMIT
+        tpm_name, self.retry_after = _tpm_key(key.id, clock())
+        self.keys = [rpm_key, cache_redis.make_key(tpm_name)]
+        caps_ok = 0 if self.caps else 1
+        tokens = max(prompt_tokens, 0)
+        self.args = [self.limit, 60 + EXPIRATION_FUDGE, caps_ok, tokens, self.tpm_limit, TPM_WINDOW_S * 2]
+
+    def unavailable(self) -> None:
+        logger.warning("rate limiter unavailable; letting the request through", exc_info=True)
+        if self.caps is not None:
+            raise self.caps from None
+
+    def verdict(self, reply: list[Any]) -> list[bytes | None]:
+        verdict = reply[0]
+        if verdict == 1:
+            raise _rpm_limited(self.limit, self.window - int(time.time()))
+        if verdict == 2:
+            assert self.caps is not None
+            raise self.caps
+        if verdict == 3:
+            raise _tpm_limited(self.tpm_limit, self.retry_after)
+        return list(reply[2:])
+
+
+def _limits_enabled() -> bool:
+    return bool(getattr(settings, "RATELIMIT_ENABLE", True))
+
+
+def admit_key_sync(
+    key: KeyInfo, *, prompt_tokens: int, max_tokens: int, clock: Callable[[], float] = time.time
+) -> None:
+    """``admit_key`` for synchronous callers (the async-job submission view), on the process's pool."""
+    if not _limits_enabled():
+        # django-ratelimit counts nothing when disabled: only the caps and the token limit apply.
+        check_caps(key, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
+        charge_tokens(key, prompt_tokens, before_call=True, clock=clock)
+        return
+    admission = _Admission(key, prompt_tokens, max_tokens, clock)
+    try:
+        reply = _sync_script(_ADMIT_LUA)(keys=admission.keys, args=admission.args)
+    except Exception:
+        admission.unavailable()
+        return
+    admission.verdict(reply)
+
+
+async def admit_key(
+    key: KeyInfo,
+    *,
+    prompt_tokens: int,
+    max_tokens: int,
+    read: Sequence[str] = (),
+    clock: Callable[[], float] = time.time,
+) -> list[bytes | None] | None:
+    """``check_request_rate`` + ``check_caps`` + ``charge_tokens(before_call=True)`` in one round trip.
+
+    Same keys, same counts, same errors, same order: a request refused on its caps still counts against
+    the key's requests/minute, and one refused on either limit is not charged tokens. The same round trip
+    reads the (already prefixed) cache keys ``read``: their raw values, or None when they could not be read.
+    """
+    if not _limits_enabled():
+        check_caps(key, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
+        await asyncio.to_thread(charge_tokens, key, prompt_tokens, before_call=True, clock=clock)
+        return None
+    admission = _Admission(key, prompt_tokens, max_tokens, clock)
+    try:
+        reply = await _run_script(_ADMIT_LUA, [*admission.keys, *read], admission.args)
+    except Exception:
+        admission.unavailable()
+        return None
+    return admission.verdict(reply)
+
+
+async def acharge_tokens(
+    key: KeyInfo, tokens: int, *, before_call: bool, clock: Callable[[], float] = time.time
+) -> None:
+    """``charge_tokens`` from the event loop."""
+    if tokens <= 0:
+        return
+    if before_call:  # admit_key does this with the other checks
+        await asyncio.to_thread(charge_tokens, key, tokens, before_call=True, clock=clock)
+        return
+    cache_key, _ = _tpm_key(key.id, clock())
+    try:
+        await _run_script(_CHARGE_LUA, [cache_redis.make_key(cache_key)], [tokens, TPM_WINDOW_S * 2])
+    except Exception:
+        logger.warning("token limiter unavailable; letting the request through", exc_info=True)
+
+
+class OutboundBudgets:
+    """Token buckets per model: a model with a spent budget is skipped like an open breaker."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._script: Any = None
+
+    def _run(self, model_pk: int, rpm: int | None, tpm: int | None, requests: int, tokens: int, force: bool) -> bool:
+        if self._script is None:
+            self._script = _redis().register_script(_BUCKET_LUA)
+        keys = [f"budget:{model_pk}:requests", f"budget:{model_pk}:tokens"]
+        args = [self.clock(), rpm or 0, requests, tpm or 0, tokens, int(force)]
+        return bool(self._script(keys=keys, args=args))
+
+    async def _arun(
+        self, model_pk: int, rpm: int | None, tpm: int | None, requests: int, tokens: int, force: bool
+    ) -> bool:
+        # The same raw keys as ``_run`` (the sync script is run on the cache's client, without key prefix).
+        keys = [f"budget:{model_pk}:requests", f"budget:{model_pk}:tokens"]
+        args = [self.clock(), rpm or 0, requests, tpm or 0, tokens, int(force)]
+        return bool(await _run_script(_BUCKET_LUA, keys, args))
+
+    async def atake(self, model_pk: int, *, rpm: int | None, tpm: int | None, tokens: int) -> bool:
+        """``take`` from the event loop."""
+        if not rpm and not tpm:
+            return True
+        try:
+            return await self._arun(model_pk, rpm, tpm, 1, tokens, False)
+        except Exception:
+            logger.warning("outbound budget unavailable; letting the request through", exc_info=True)
+            return True
+
+    async def acharge(self, model_pk: int, *, tpm: int | None, tokens: int) -> None:
+        """``charge`` from the event loop."""
+        if not tpm or tokens == 0:
+            return
+        try:
+            await self._arun(model_pk, None, tpm, 0, tokens, True)
+        except Exception:
+            logger.warning("outbound budget unavailable", exc_info=True)
+
+    def take(self, model_pk: int, *, rpm: int | None, tpm: int | None, tokens: int) -> bool:
+        """Debit one request and ``tokens`` (the prompt plus ``max_tokens``, as providers count) when both
+        buckets hold enough; ``False`` (and no debit) otherwise."""
+        if not rpm and not tpm:
+            return True
+        try:
+            return self._run(model_pk, rpm, tpm, 1, tokens, False)
+        except Exception:
+            logger.warning("outbound budget unavailable; letting the request through", exc_info=True)
+            return True
+
+    def charge(self, model_pk: int, *, tpm: int | None, tokens: int) -> None:
+        """Settle the token bucket after the call, even past zero: ``take()`` reserved ``max_tokens`` for the
+        completion, so the gateway passes ``completion_tokens - max_tokens`` (negative: the unused part returns).
+        """
+        if not tpm or tokens == 0:
+            return
+        try:
+            self._run(model_pk, None, tpm, 0, tokens, True)
+        except Exception:
+            logger.warning("outbound budget unavailable", exc_info=True)

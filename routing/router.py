@@ -1,0 +1,147 @@
+"""Choosing a category for a request: by an explicit model or category, tools, keywords or a classifier.
+
+Modes (contract section 6): ``keywords`` (default) scores categories by the keywords found in the prompt;
+``llm`` asks a small classifier model for one category name (short timeout, keywords on any failure);
+``hybrid`` uses keywords, and the classifier only when no keyword matched; ``semantic`` needs an embedding
+model and is refused until one is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from spignosapi.api.errors import NotFound, ServiceUnavailable, Unprocessable
+
+from .selectors import RoutingConfig
+
+logger = logging.getLogger(__name__)
+
+TOOLS_CATEGORY = "tools"
+ROUTER_ALIASES = frozenset({"router", "auto"})
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    category: str
+    chain: tuple[str, ...]
+    route_mode: str  # how the category was chosen: model, category, tools, keywords, llm, default
+
+
+def routing_text(messages: Sequence[Mapping[str, Any]]) -> str:
+    """What the router reads: the last user message (the current request, not the whole history)."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return " ".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
+    return ""
+
+
+def keyword_category(config: RoutingConfig, text: str) -> str | None:
+    """The category with most keyword hits; ties go to the category listed first (alphabetical)."""
+    scores: dict[str, int] = {}
+    for word in config.words_of(text):
+        for category in config.single_words.get(word, ()):
+            scores[category] = scores.get(category, 0) + 1
+    lowered = text.lower() if config.phrases else ""
+    for phrase, category in config.phrases:
+        if phrase in lowered:
+            scores[category] = scores.get(category, 0) + 1
+    scores.pop(TOOLS_CATEGORY, None)  # tools is chosen by the presence of tools, not by words
+    if not scores:
+        return None
+    return max(sorted(scores), key=lambda name: scores[name])
+
+
+def parse_category_answer(answer: str, categories: Sequence[str]) -> str | None:
+    """The first category name that appears as a word in the classifier's answer (any case).
+
+    Where two names start at the same place ("code" and "code-review") the longer one is the answer.
+    """
+    found = []
+    for name in categories:
+        match = re.search(rf"\b{re.escape(name)}\b", answer, re.IGNORECASE)
+        if match:
+            found.append((match.start(), -len(name), name))
+    return min(found)[2] if found else None
+
+
+Classifier = Callable[[str, Sequence[str]], Awaitable[str | None]]
+
+
+async def choose_route(
+    config: RoutingConfig,
+    *,
+    text: str,
+    model: str | None,
+    category: str | None,
+    has_tools: bool,
+    mode: str,
+    default_category: str,
+    classify: Classifier,
+) -> Route:
+    if model is not None and model not in ROUTER_ALIASES:
+        if model in config.models:
+            return Route(category="", chain=(model,), route_mode="model")
+        if model in config.categories:
+            category = model
+        else:
+            raise NotFound(f"The model {model!r} does not exist.", code="model_not_found", param="model")
+    if category is not None:
+        info = config.categories.get(category)
+        if info is None:
+            raise NotFound(f"The category {category!r} does not exist.", code="category_not_found", param="category")
+        return Route(category=info.name, chain=info.chain, route_mode="category")
+    if has_tools and TOOLS_CATEGORY in config.categories:
+        return _route(config, TOOLS_CATEGORY, "tools")
+    if mode == "semantic":
+        raise Unprocessable(
+            "Semantic routing needs an embedding model, which is not configured yet.",
+            code="mode_unavailable",
+            param="route_mode",
+        )
+    chosen: str | None = None
+    used = mode
+    if mode in ("keywords", "hybrid"):
+        chosen = keyword_category(config, text)
+        used = "keywords"
+    if chosen is None and mode in ("llm", "hybrid"):
+        names = [name for name in config.categories if name != TOOLS_CATEGORY]
+        try:
+            chosen = await classify(text, names)
+            used = "llm"
+        except Exception:  # the classifier is a hint: any failure falls back to keywords
+            logger.warning("classifier failed; falling back to keywords", exc_info=True)
+            chosen = None
+        if chosen is None and mode == "llm":
+            chosen = keyword_category(config, text)
+            used = "keywords"
+    if chosen is None or chosen not in config.categories:
+        # The default, else the first category that is not reserved for requests with tools.
+        fallback = (name for name in config.categories if name != TOOLS_CATEGORY)
+        chosen = default_category if default_category in config.categories else next(fallback, None)
+        used = "default"
+    if chosen is None:
+        raise ServiceUnavailable("No routing category is configured.", code="no_category")
+    return _route(config, chosen, used)
+
+
+def _route(config: RoutingConfig, name: str, mode: str) -> Route:
+    return Route(category=name, chain=config.categories[name].chain, route_mode=mode)
+
+
+def classifier_prompt(text: str, categories: Sequence[str]) -> list[dict[str, str]]:
+    return [
+        {
+            "role": "system",
+            "content": "Classify the user's request into exactly one category. Answer with the category name only. "
+            f"Categories: {', '.join(categories)}.",
+        },
+        {"role": "user", "content": text[:2000]},
+    ]

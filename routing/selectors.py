@@ -1,0 +1,143 @@
+"""Reads: the routing configuration as one immutable in-memory snapshot per process.
+
+Providers, models, categories and chains change rarely and are read on every request, so the gateway
+reads them from a ``Snapshot`` (reloaded when any process bumps its version) instead of the database.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from energy.coefficients import EnergyProfile
+from energy.selectors import ModelRef, energy_profiles
+from llm import ProviderConfig
+from spignosapi.snapshots import Snapshot
+
+from .models import Category, ChainEntry, CircuitBreaker, LLMModel, Provider
+
+_WORD = re.compile(r"[a-z0-9_+#]+")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    pk: int
+    model_id: str
+    provider: str
+    name: str
+    context_window: int
+    price_in_per_m: float
+    price_out_per_m: float
+    energy_kwh_per_m: float | None
+    rpm_budget: int | None
+    tpm_budget: int | None
+    monitor: bool
+    # Every energy coefficient that may apply, by precedence (energy.selectors.energy_profiles).
+    energy: EnergyProfile | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryInfo:
+    name: str
+    description: str
+    keywords: tuple[str, ...]
+    chain: tuple[str, ...]
+    builtin: bool
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    providers: dict[str, ProviderConfig]
+    models: dict[str, ModelInfo]
+    categories: dict[str, CategoryInfo]
+    demo_only: bool
+    # keyword -> categories that list it; multi-word keywords are matched as substrings.
+    single_words: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    phrases: tuple[tuple[str, str], ...] = ()
+
+    def words_of(self, text: str) -> set[str]:
+        return set(_WORD.findall(text.lower()))
+
+
+def provider_config(provider: Provider) -> ProviderConfig:
+    """The llm-side configuration of a provider; its key is read from the environment variable it names."""
+    api_key = os.environ.get(provider.api_key_env) if provider.api_key_env else None
+    return ProviderConfig(
+        name=provider.name,
+        kind=provider.kind,
+        base_url=provider.base_url,
+        api_key=api_key or None,
+        timeout_s=provider.timeout_s,
+        connect_timeout_s=provider.connect_timeout_s,
+        first_token_timeout_s=provider.first_token_timeout_s,
+        api_version=provider.api_version or None,
+    )
+
+
+def load_routing_config() -> RoutingConfig:
+    providers = {p.name: provider_config(p) for p in Provider.objects.filter(enabled=True)}
+    models: dict[str, ModelInfo] = {}
+    rows = list(LLMModel.objects.filter(enabled=True, provider__enabled=True).select_related("provider"))
+    energy = energy_profiles(ModelRef(m.model_id, m.provider.kind, m.name, m.energy_kwh_per_m) for m in rows)
+    for m in rows:
+        models[m.model_id] = ModelInfo(
+            pk=m.pk,
+            model_id=m.model_id,
+            provider=m.provider.name,
+            name=m.name,
+            context_window=m.context_window,
+            price_in_per_m=float(m.price_in_per_m),
+            price_out_per_m=float(m.price_out_per_m),
+            energy_kwh_per_m=m.energy_kwh_per_m,
+            rpm_budget=m.rpm_budget,
+            tpm_budget=m.tpm_budget,
+            monitor=m.monitor,
+            energy=energy.get(m.model_id),
+        )
+    chains: dict[int, list[str]] = {}
+    for entry in ChainEntry.objects.select_related("model__provider").order_by("position", "id"):
+        model_id = entry.model.model_id
+        if model_id in models:
+            chains.setdefault(entry.category_id, []).append(model_id)
+    categories: dict[str, CategoryInfo] = {}
+    single: dict[str, list[str]] = {}
+    phrases: list[tuple[str, str]] = []
+    for c in Category.objects.all():
+        keywords = tuple(str(k).lower().strip() for k in c.keywords if str(k).strip())
+        categories[c.name] = CategoryInfo(c.name, c.description, keywords, tuple(chains.get(c.pk, [])), c.builtin)
+        for keyword in keywords:
+            if _WORD.fullmatch(keyword):
+                single.setdefault(keyword, []).append(c.name)
+            else:
+                phrases.append((keyword, c.name))
+    demo_only = bool(providers) and all(p.is_demo for p in Provider.objects.filter(enabled=True).only("is_demo"))
+    return RoutingConfig(
+        providers=providers,
+        models=models,
+        categories=categories,
+        demo_only=demo_only,
+        single_words={k: tuple(v) for k, v in single.items()},
+        phrases=tuple(phrases),
+    )
+
+
+routing_config: Snapshot[RoutingConfig] = Snapshot("routing", load_routing_config)
+
+
+def breaker_rows() -> list[dict[str, Any]]:
+    """Every model's breaker; a model that never failed has no row yet and is closed."""
+    rows = []
+    for model in LLMModel.objects.select_related("provider", "breaker").order_by("provider__name", "name"):
+        breaker = getattr(model, "breaker", None)
+        rows.append(
+            {
+                "model": model.model_id,
+                "state": breaker.state if breaker else CircuitBreaker.State.CLOSED,
+                "consecutive_failures": breaker.consecutive_failures if breaker else 0,
+                "opened_at": breaker.opened_at if breaker else None,
+                "last_error": breaker.last_error if breaker else "",
+            }
+        )
+    return rows

@@ -1,0 +1,126 @@
+"""Input and output serializers of the routing endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
+class GenerateInput(serializers.Serializer[Any]):
+    prompt = serializers.CharField(trim_whitespace=False, max_length=1_000_000)
+    system = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=200_000)
+    temperature = serializers.FloatField(min_value=0, max_value=2, default=0.7)
+    top_p = serializers.FloatField(min_value=0, max_value=1, default=1.0)
+    max_tokens = serializers.IntegerField(min_value=1, max_value=1_000_000, default=256)
+    user_id = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    category = serializers.SlugField(required=False, max_length=50)
+    model = serializers.CharField(required=False, max_length=260)
+    stream = serializers.BooleanField(default=False)
+    route_mode = serializers.ChoiceField(choices=settings.ROUTING_MODES, required=False)
+
+
+class AttemptOutput(serializers.Serializer[Any]):
+    model = serializers.CharField()
+    outcome = serializers.CharField(help_text="ok, error, skipped_open, skipped_budget")
+    error = serializers.CharField(required=False)
+
+
+class MetaOutput(serializers.Serializer[Any]):
+    request_id = serializers.CharField()
+    tokens_used = serializers.IntegerField()
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+    response_time = serializers.CharField(help_text='e.g. "1.23s"')
+    response_time_ms = serializers.FloatField()
+    ttft_ms = serializers.FloatField(allow_null=True)
+    model = serializers.CharField()
+    provider = serializers.CharField()
+    category = serializers.CharField(allow_null=True)
+    route_mode = serializers.CharField()
+    attempts = AttemptOutput(many=True)
+    cost_usd = serializers.FloatField()
+    energy_wh = serializers.FloatField(help_text="central estimate")
+    co2e_g = serializers.FloatField(help_text="energy_wh × the grid's gCO2e/kWh")
+    energy_wh_low = serializers.FloatField()
+    energy_wh_high = serializers.FloatField()
+    energy_estimated = serializers.BooleanField(help_text="the model's energy was estimated from its size")
+
+
+class GenerateOutput(serializers.Serializer[Any]):
+    output = serializers.CharField()
+    meta = MetaOutput()
+
+
+def _check_messages(messages: list[Any]) -> list[dict[str, Any]]:
+    if not messages:
+        raise serializers.ValidationError("At least one message is required.", code="empty")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise serializers.ValidationError(f"messages[{index}] must be an object.", code="invalid")
+        role = message.get("role")
+        if role not in ROLES:
+            raise serializers.ValidationError(
+                f"messages[{index}].role must be one of {', '.join(ROLES)}.", code="invalid_role"
+            )
+        content = message.get("content")
+        if content is not None and not isinstance(content, (str, list)):
+            raise serializers.ValidationError(
+                f"messages[{index}].content must be a string or a list.", code="invalid_content"
+            )
+        if content is None and role != "assistant":
+            raise serializers.ValidationError(f"messages[{index}].content is required.", code="required")
+    return messages
+
+
+class ChatCompletionInput(serializers.Serializer[Any]):
+    model = serializers.CharField(max_length=260)
+    messages = serializers.ListField(child=serializers.JSONField(), max_length=10_000)
+    temperature = serializers.FloatField(min_value=0, max_value=2, default=1.0, allow_null=True)
+    top_p = serializers.FloatField(min_value=0, max_value=1, default=1.0, allow_null=True)
+    max_tokens = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False, allow_null=True)
+    max_completion_tokens = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False, allow_null=True)
+    n = serializers.IntegerField(min_value=1, max_value=1, default=1, allow_null=True)
+    stop = serializers.JSONField(required=False, allow_null=True)
+    tools = serializers.ListField(child=serializers.DictField(), required=False, allow_null=True, max_length=128)
+    tool_choice = serializers.JSONField(required=False, allow_null=True)
+    stream = serializers.BooleanField(default=False, allow_null=True)
+    stream_options = serializers.DictField(required=False, allow_null=True)
+    user = serializers.CharField(required=False, allow_blank=True, max_length=200, allow_null=True)
+
+    def validate_messages(self, value: list[Any]) -> list[dict[str, Any]]:
+        return _check_messages(value)
+
+    def validate_stop(self, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list) and len(value) <= 4 and all(isinstance(v, str) for v in value):
+            return value
+        raise serializers.ValidationError("stop must be a string or a list of up to 4 strings.")
+
+    def validate_tool_choice(self, value: Any) -> Any:
+        if value is None or value in ("none", "auto", "required") or isinstance(value, dict):
+            return value
+        raise serializers.ValidationError('tool_choice must be "none", "auto", "required" or an object.')
+
+    def validate_tools(self, value: Any) -> Any:
+        for index, tool in enumerate(value or []):
+            function = tool.get("function")
+            if tool.get("type") != "function" or not isinstance(function, dict) or not function.get("name"):
+                raise serializers.ValidationError(f"tools[{index}] must be a function tool with a name.")
+        return value or None
+
+
+class CategoryInput(serializers.Serializer[Any]):
+    name = serializers.SlugField(max_length=50)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=300)
+    keywords = serializers.ListField(child=serializers.CharField(max_length=100), required=False, max_length=500)
+    models = serializers.ListField(child=serializers.CharField(max_length=260), required=False, max_length=50)
+
+
+class ModelMappingInput(serializers.Serializer[Any]):
+    category = serializers.SlugField(max_length=50)
+    models = serializers.ListField(child=serializers.CharField(max_length=260), max_length=50)

@@ -1,0 +1,433 @@
+"""Writes to the routing configuration; each one makes every process reload its routing snapshot."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import DecimalField
+
+from energy.services import CoefficientConflict, coefficient_sync, energy_spec_errors
+from spignosapi.api.errors import Conflict, InvalidRequest, NotFound
+
+from .breaker import default_breakers
+from .models import Category, ChainEntry, LLMModel, Provider
+from .selectors import routing_config
+
+
+def routing_changed() -> None:
+    """This process reloads now; every other one once the change is committed."""
+    routing_config.invalidate()
+    transaction.on_commit(routing_config.bump)
+
+
+def model_by_id(model_id: str, *, param: str = "model") -> LLMModel:
+    provider, _, name = model_id.partition("/")
+    model = LLMModel.objects.select_related("provider").filter(provider__name=provider, name=name).first()
+    if model is None:
+        raise NotFound(f"The model {model_id!r} does not exist.", code="model_not_found", param=param)
+    return model
+
+
+def normalized_keywords(keywords: Sequence[str]) -> list[str]:
+    return sorted({k.strip().lower() for k in keywords if k.strip()})
+
+
+def _set_chain(category: Category, model_ids: Sequence[str]) -> None:
+    if len(set(model_ids)) != len(model_ids):
+        raise InvalidRequest("A model may appear only once in a chain.", code="duplicate_model", param="models")
+    models = [model_by_id(model_id, param="models") for model_id in model_ids]
+    ChainEntry.objects.filter(category=category).delete()
+    ChainEntry.objects.bulk_create(
+        [ChainEntry(category=category, model=model, position=index) for index, model in enumerate(models)]
+    )
+
+
+@transaction.atomic
+def category_upsert(
+    *,
+    name: str,
+    description: str | None = None,
+    keywords: Sequence[str] | None = None,
+    models: Sequence[str] | None = None,
+) -> tuple[Category, bool]:
+    category, created = Category.objects.get_or_create(name=name)
+    if description is not None:
+        category.description = description
+    if keywords is not None:
+        category.keywords = normalized_keywords(keywords)
+    category.save()
+    if models is not None:
+        _set_chain(category, models)
+    routing_changed()
+    return category, created
+
+
+@transaction.atomic
+def category_delete(*, name: str) -> None:
+    category = Category.objects.filter(name=name).first()
+    if category is None:
+        raise NotFound(f"The category {name!r} does not exist.", code="category_not_found")
+    if category.builtin:
+        raise Conflict(f"The built-in category {name!r} cannot be deleted.", code="builtin_category")
+    category.delete()
+    routing_changed()
+
+
+@transaction.atomic
+def model_mapping_set(*, category: str, models: Sequence[str]) -> Category:
+    found = Category.objects.filter(name=category).first()
+    if found is None:
+        raise NotFound(f"The category {category!r} does not exist.", code="category_not_found", param="category")
+    _set_chain(found, models)
+    found.save(update_fields=["updated_at"])
+    routing_changed()
+    return found
+
+
+def breaker_reset(*, model_id: str) -> None:
+    default_breakers().reset(model_by_id(model_id).pk)
+
+
+# --- sync_providers: providers, models and categories from a YAML document (contract section 5) -------------
+
+PROVIDER_KEYS = {
+    "name",
+    "kind",
+    "base_url",
+    "api_key_env",
+    "timeout_s",
+    "models",
+    "api_version",
+    "connect_timeout_s",
+    "first_token_timeout_s",
+    "enabled",
+}
+MODEL_KEYS = {
+    "name",
+    "price_in_per_m",
+    "price_out_per_m",
+    "energy_kwh_per_m",
+    "energy",
+    "monitor",
+    "context_window",
+    "rpm_budget",
+    "tpm_budget",
+    "enabled",
+}
+CATEGORY_KEYS = {"name", "description", "keywords", "models"}
+
+
+class SyncError(Exception):
+    """The document is invalid; nothing was written. ``errors`` names each problem by its place in the file."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = list(errors)
+
+
+@dataclass
+class SyncReport:
+    """What a sync did (or, dry, would do): per table, how many rows were created, updated, left, deleted."""
+
+    counts: dict[str, Counter[str]] = field(
+        default_factory=lambda: {table: Counter() for table in ("providers", "models", "categories")}
+    )
+    deleted: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    energy_versions: int = 0  # new energy coefficient versions recorded (energy app)
+
+    @property
+    def changed(self) -> bool:
+        return any(c["created"] or c["updated"] or c["deleted"] for c in self.counts.values())
+
+    def lines(self) -> list[str]:
+        lines = [
+            f"{table}: {c['created']} created, {c['updated']} updated, {c['unchanged']} unchanged, "
+            f"{c['deleted']} deleted"
+            for table, c in self.counts.items()
+        ]
+        if self.energy_versions:
+            lines.append(f"energy coefficients: {self.energy_versions} new version(s)")
+        return lines
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class _Checker:
+    """Structural checks of the document, collecting every problem rather than stopping at the first."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def mapping(self, value: Any, where: str, allowed: set[str], required: Sequence[str]) -> bool:
+        if not isinstance(value, dict):
+            self.errors.append(f"{where}: expected a mapping")
+            return False
+        for key in sorted(set(value) - allowed, key=str):
+            hint = " (keys stay in the environment: name the variable with api_key_env)" if key == "api_key" else ""
+            self.errors.append(f"{where}: unknown key {key!r}{hint}")
+        for key in required:
+            if value.get(key) in (None, ""):
+                self.errors.append(f"{where}: {key} is required")
+        return True
+
+    def items(self, value: Any, where: str) -> list[Any]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.errors.append(f"{where}: expected a list")
+            return []
+        return value
+
+    def number(self, data: dict[str, Any], key: str, where: str, *, minimum: float, nullable: bool = False) -> None:
+        if key not in data or (nullable and data[key] is None):
+            return
+        value = data[key]
+        if not _is_number(value) or value < minimum:
+            self.errors.append(f"{where}.{key}: expected a number >= {minimum:g}, got {value!r}")
+
+    def integer(self, data: dict[str, Any], key: str, where: str, *, nullable: bool = False) -> None:
+        if key not in data or (nullable and data[key] is None):
+            return
+        if not isinstance(data[key], int) or isinstance(data[key], bool) or data[key] < 1:
+            self.errors.append(f"{where}.{key}: expected a positive integer, got {data[key]!r}")
+
+    def boolean(self, data: dict[str, Any], key: str, where: str) -> None:
+        if key in data and not isinstance(data[key], bool):
+            self.errors.append(f"{where}.{key}: expected true or false, got {data[key]!r}")
+
+    def string(self, data: dict[str, Any], key: str, where: str, *, nullable: bool = False) -> None:
+        if key not in data or (nullable and data[key] is None):
+            return
+        if not isinstance(data[key], str):
+            self.errors.append(f"{where}.{key}: expected a string, got {data[key]!r}")
+
+
+def _place(section: str, index: int, entry: Any) -> str:
+    """How errors name an entry: ``providers[0] (openai)``."""
+    name = entry.get("name") if isinstance(entry, dict) else None
+    return f"{section}[{index}] ({name})" if isinstance(name, str) and name else f"{section}[{index}]"
+
+
+def _check_document(document: Any) -> list[str]:
+    check = _Checker()
+    if not isinstance(document, dict) or not ({"providers", "categories"} & set(document)):
+        return ["the document must be a mapping with providers and/or categories"]
+    check.mapping(document, "(top level)", {"providers", "categories"}, [])
+    kinds = set(Provider.Kind.values)
+    provider_names: set[str] = set()
+    for i, provider in enumerate(check.items(document.get("providers"), "providers")):
+        where = _place("providers", i, provider)
+        if not check.mapping(provider, where, PROVIDER_KEYS, ["name", "kind", "base_url"]):
+            continue
+        name = provider.get("name")
+        if isinstance(name, str):
+            if name in provider_names:
+                check.errors.append(f"{where}: provider {name!r} appears twice")
+            provider_names.add(name)
+        for key in ("name", "base_url", "api_version"):
+            check.string(provider, key, where)
+        check.string(provider, "api_key_env", where, nullable=True)
+        if "kind" in provider and provider["kind"] not in kinds:
+            check.errors.append(f"{where}.kind: unknown kind {provider['kind']!r} (one of {', '.join(sorted(kinds))})")
+        base_url = provider.get("base_url")
+        if isinstance(base_url, str) and base_url:
+            # Checked here rather than by URLField, which refuses single-label hosts such as http://ollama:11434.
+            parts = urlsplit(base_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or len(base_url) > 300:
+                check.errors.append(f"{where}.base_url: {base_url!r} is not an http(s) URL")
+        for key in ("timeout_s", "connect_timeout_s"):
+            check.number(provider, key, where, minimum=0.1)
+        check.number(provider, "first_token_timeout_s", where, minimum=0.1, nullable=True)
+        check.boolean(provider, "enabled", where)
+        model_names: set[str] = set()
+        for j, model in enumerate(check.items(provider.get("models"), f"{where}.models")):
+            model_where = f"{where}.models[{j}]"
+            if not check.mapping(model, model_where, MODEL_KEYS, ["name"]):
+                continue
+            check.string(model, "name", model_where)
+            if isinstance(model.get("name"), str):
+                if model["name"] in model_names:
+                    check.errors.append(f"{model_where}: model {model['name']!r} appears twice")
+                model_names.add(model["name"])
+            for key in ("price_in_per_m", "price_out_per_m"):
+                check.number(model, key, model_where, minimum=0)
+            check.number(model, "energy_kwh_per_m", model_where, minimum=0, nullable=True)
+            check.errors.extend(energy_spec_errors(model, model_where))
+            for key in ("monitor", "enabled"):
+                check.boolean(model, key, model_where)
+            check.integer(model, "context_window", model_where)
+            for key in ("rpm_budget", "tpm_budget"):
+                check.integer(model, key, model_where, nullable=True)
+    category_names: set[str] = set()
+    for i, category in enumerate(check.items(document.get("categories"), "categories")):
+        where = _place("categories", i, category)
+        if not check.mapping(category, where, CATEGORY_KEYS, ["name"]):
+            continue
+        check.string(category, "name", where)
+        check.string(category, "description", where)
+        name = category.get("name")
+        if isinstance(name, str):
+            if name in category_names:
+                check.errors.append(f"{where}: category {name!r} appears twice")
+            category_names.add(name)
+        for key in ("keywords", "models"):
+            values = check.items(category.get(key), f"{where}.{key}")
+            if not all(isinstance(v, str) for v in values):
+                check.errors.append(f"{where}.{key}: expected a list of strings")
+        models = category.get("models")
+        if isinstance(models, list) and len(set(map(str, models))) != len(models):
+            check.errors.append(f"{where}.models: a model may appear only once in a chain")
+    return check.errors
+
+
+def _decimal(value: Any) -> Decimal:
+    return Decimal(str(value))
+
+
+def _apply_fields(obj: Any, values: dict[str, Any]) -> bool:
+    """Set the fields that differ; whether any did."""
+    changed = False
+    for name, value in values.items():
+        current = getattr(obj, name)
+        if isinstance(obj._meta.get_field(name), DecimalField):
+            value, current = _decimal(value), _decimal(current)
+        if current != value:
+            setattr(obj, name, value)
+            changed = True
+    return changed
+
+
+def _save(obj: Any, where: str, created: bool, changed: bool, counts: Counter[str], exclude: list[str]) -> None:
+    if created or changed:
+        try:
+            obj.full_clean(exclude=exclude)
+        except ValidationError as exc:
+            problems = "; ".join(f"{key}: {' '.join(msgs)}" for key, msgs in exc.message_dict.items())
+            raise SyncError([f"{where}: {problems}"]) from None
+        obj.save()
+    counts["created" if created else "updated" if changed else "unchanged"] += 1
+
+
+def _sync_provider(spec: dict[str, Any], where: str, report: SyncReport) -> None:
+    values = {key: spec[key] for key in PROVIDER_KEYS - {"name", "models"} if key in spec}
+    for key in ("api_key_env", "api_version"):
+        if key in values and values[key] is None:
+            values[key] = ""
+    provider = Provider.objects.filter(name=spec["name"]).first()
+    created = provider is None
+    if provider is None:
+        provider = Provider(name=spec["name"])
+    changed = _apply_fields(provider, values)
+    _save(provider, where, created, changed, report.counts["providers"], ["base_url"])
+    for j, model_spec in enumerate(spec.get("models") or []):
+        model_values = {key: model_spec[key] for key in MODEL_KEYS - {"name"} if key in model_spec}
+        model = LLMModel.objects.filter(provider=provider, name=model_spec["name"]).first()
+        model_created = model is None
+        if model is None:
+            model = LLMModel(provider=provider, name=model_spec["name"])
+        model_values.pop("energy", None)
+        model_changed = _apply_fields(model, model_values)
+        _save(model, f"{where}.models[{j}]", model_created, model_changed, report.counts["models"], ["provider"])
+        if "energy_kwh_per_m" in model_spec:
+            try:
+                recorded = coefficient_sync(
+                    model_id=model.model_id, central=model_spec["energy_kwh_per_m"], spec=model_spec.get("energy")
+                )
+            except CoefficientConflict as exc:
+                raise SyncError([f"{where}.models[{j}].energy: {exc}"]) from None
+            report.energy_versions += recorded
+
+
+def _sync_category(spec: dict[str, Any], where: str, report: SyncReport) -> None:
+    category = Category.objects.filter(name=spec["name"]).first()
+    created = category is None
+    if category is None:
+        category = Category(name=spec["name"])
+    values: dict[str, Any] = {}
+    if "description" in spec:
+        values["description"] = spec["description"] or ""
+    if "keywords" in spec:
+        values["keywords"] = normalized_keywords(spec["keywords"] or [])
+    changed = _apply_fields(category, values)
+    chain: list[str] | None = None
+    if "models" in spec:
+        wanted = list(spec["models"] or [])
+        current = [] if created else [e.model.model_id for e in category.chain.select_related("model__provider")]
+        chain = wanted if wanted != current else None
+    _save(category, where, created, changed or chain is not None, report.counts["categories"], [])
+    if chain is not None:
+        _set_chain(category, chain)
+
+
+def providers_sync(*, document: Any, prune: bool = False, dry_run: bool = False) -> SyncReport:
+    """Create or update the providers, models and categories of a ``sync_providers`` document.
+
+    Idempotent: rows already as described are not written. Keys a provider, model or category leaves out
+    keep their current values. With ``prune``, providers, models of the listed providers and custom
+    categories that the document does not mention are deleted (built-in categories never are). Either
+    everything is written or, on any problem (``SyncError``), nothing; ``dry_run`` reports and writes nothing.
+    """
+    errors = _check_document(document)
+    if errors:
+        raise SyncError(errors)
+    providers = list(document.get("providers") or [])
+    categories = list(document.get("categories") or [])
+    listed = {(p["name"], m["name"]) for p in providers for m in p.get("models") or []}
+    listed_providers = {p["name"] for p in providers}
+    known = set(listed)
+    for provider_name, model_name in LLMModel.objects.values_list("provider__name", "name"):
+        if not prune or (provider_name, model_name) in listed:
+            known.add((provider_name, model_name))
+    for i, category in enumerate(categories):
+        for model_id in category.get("models") or []:
+            provider_name, _, model_name = model_id.partition("/")
+            if (provider_name, model_name) not in known:
+                state = (
+                    "would be pruned"
+                    if prune and LLMModel.objects.filter(provider__name=provider_name, name=model_name).exists()
+                    else "is not in the file nor in the database"
+                )
+                errors.append(f"categories[{i}] ({category['name']}).models: {model_id!r} {state}")
+    if errors:
+        raise SyncError(errors)
+
+    report = SyncReport()
+    with transaction.atomic():
+        for i, spec in enumerate(providers):
+            _sync_provider(spec, f"providers[{i}] ({spec['name']})", report)
+        if prune:
+            for provider in Provider.objects.exclude(name__in=listed_providers):
+                report.deleted.append(f"provider {provider.name} (and its {provider.models.count()} models)")
+                report.counts["providers"]["deleted"] += 1
+                report.counts["models"]["deleted"] += provider.models.count()
+                provider.delete()
+            for model in LLMModel.objects.filter(provider__name__in=listed_providers).select_related("provider"):
+                if (model.provider.name, model.name) not in listed:
+                    report.deleted.append(f"model {model.model_id}")
+                    report.counts["models"]["deleted"] += 1
+                    model.delete()
+        for i, spec in enumerate(categories):
+            _sync_category(spec, f"categories[{i}] ({spec['name']})", report)
+        if prune:
+            mentioned = {c["name"] for c in categories}
+            for category in Category.objects.exclude(name__in=mentioned).filter(builtin=False):
+                report.deleted.append(f"category {category.name}")
+                report.counts["categories"]["deleted"] += 1
+                category.delete()
+        for category in Category.objects.filter(chain__isnull=True):
+            report.warnings.append(f"category {category.name} has no model in its chain")
+        if dry_run:
+            transaction.set_rollback(True)
+        elif report.changed:
+            routing_changed()
+    return report

@@ -1,0 +1,235 @@
+"""The routing admin: categories with their ordered chain, providers, models, breakers, usage records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from routing.breaker import Breakers, default_breakers
+from routing.models import Category, ChainEntry, CircuitBreaker, LLMModel, Provider, UsageRecord
+from routing.seed import seed_defaults
+from routing.selectors import routing_config
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def seeded_db(db: None) -> None:
+    seed_defaults()
+
+
+def chain(category: str) -> list[str]:
+    entries = ChainEntry.objects.filter(category__name=category).select_related("model__provider")
+    return [e.model.model_id for e in entries.order_by("position")]
+
+
+def form_data(response: Any) -> dict[str, Any]:
+    """The POST data a browser would send back for an admin change page, as rendered."""
+    data: dict[str, Any] = {}
+
+    def add(form: Any) -> None:
+        for name in form.fields:
+            value = form[name].value()
+            if value is not None and value is not False:
+                data[form.add_prefix(name)] = value
+
+    add(response.context["adminform"].form)
+    for inline in response.context["inline_admin_formsets"]:
+        add(inline.formset.management_form)
+        for form in inline.formset.forms:
+            add(form)
+    return data
+
+
+def inline_models(response: Any) -> list[str]:
+    [inline] = response.context["inline_admin_formsets"]
+    return [str(form.instance.model) for form in inline.formset.initial_forms]
+
+
+def test_the_category_page_shows_its_chain_in_position_order(admin_client: Client, seeded_db: None) -> None:
+    code = Category.objects.get(name="code")
+    # Positions opposite to creation order, so id order would show the wrong chain.
+    for entry in ChainEntry.objects.filter(category=code):
+        entry.position = 10 - entry.position
+        entry.save()
+    response = admin_client.get(f"/admin/routing/category/{code.pk}/change/")
+    assert response.status_code == 200
+    assert inline_models(response) == ["demo/demo-fast", "demo/demo-smart"]
+    assert inline_models(response) == chain("code")
+
+
+def test_saving_the_category_page_reorders_the_chain_and_reloads_routing(
+    admin_client: Client, seeded_db: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    code = Category.objects.get(name="code")
+    page = admin_client.get(f"/admin/routing/category/{code.pk}/change/")
+    data = form_data(page)
+    assert [data["chain-0-position"], data["chain-1-position"]] == [0, 1]
+    data["chain-0-position"], data["chain-1-position"] = 1, 0
+    assert routing_config.get().categories["code"].chain == ("demo/demo-smart", "demo/demo-fast")
+    version = cache.get("snapshot:routing:version")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(f"/admin/routing/category/{code.pk}/change/", data)
+
+    assert response.status_code == 302, response.context and response.context["errors"]
+    assert chain("code") == ["demo/demo-fast", "demo/demo-smart"]
+    assert routing_config.get().categories["code"].chain == ("demo/demo-fast", "demo/demo-smart")
+    assert cache.get("snapshot:routing:version") != version  # every other process reloads too
+
+
+def test_a_model_can_be_added_to_a_chain_from_the_category_page(admin_client: Client, seeded_db: None) -> None:
+    animals = Category.objects.create(name="animals", keywords=["zebra"])
+    smart = LLMModel.objects.get(name="demo-smart")
+    data = form_data(admin_client.get(f"/admin/routing/category/{animals.pk}/change/"))
+    data.update({"chain-0-position": 0, "chain-0-model": smart.pk})
+    response = admin_client.post(f"/admin/routing/category/{animals.pk}/change/", data)
+    assert response.status_code == 302
+    assert chain("animals") == ["demo/demo-smart"]
+    assert routing_config.get().categories["animals"].chain == ("demo/demo-smart",)
+
+
+def test_a_built_in_category_keeps_its_name_and_cannot_be_deleted(admin_client: Client, seeded_db: None) -> None:
+    tools = Category.objects.get(name="tools")
+    data = form_data(admin_client.get(f"/admin/routing/category/{tools.pk}/change/"))
+    assert "name" not in data  # read-only on the page
+    data.update({"name": "gadgets", "description": "Edited."})
+    assert admin_client.post(f"/admin/routing/category/{tools.pk}/change/", data).status_code == 302
+    tools.refresh_from_db()
+    assert (tools.name, tools.description) == ("tools", "Edited.")
+    assert admin_client.get(f"/admin/routing/category/{tools.pk}/delete/").status_code == 403
+    custom = Category.objects.create(name="custom")
+    assert admin_client.post(f"/admin/routing/category/{custom.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not Category.objects.filter(name="custom").exists()
+
+
+def test_the_category_list_shows_each_chain(admin_client: Client, seeded_db: None) -> None:
+    response = admin_client.get("/admin/routing/category/")
+    assert response.status_code == 200
+    assert "demo/demo-fast → demo/demo-smart" in response.content.decode()
+
+
+def test_the_provider_and_model_pages_load(admin_client: Client, seeded_db: None) -> None:
+    demo = Provider.objects.get(name="demo")
+    fast = LLMModel.objects.get(name="demo-fast")
+    for url in (
+        "/admin/routing/provider/",
+        f"/admin/routing/provider/{demo.pk}/change/",
+        "/admin/routing/provider/add/",
+        "/admin/routing/llmmodel/",
+        f"/admin/routing/llmmodel/{fast.pk}/change/",
+        f"/admin/routing/llmmodel/?provider__id__exact={demo.pk}",
+    ):
+        assert admin_client.get(url).status_code == 200, url
+    models_page = admin_client.get("/admin/routing/llmmodel/")
+    assert [str(m) for m in models_page.context["cl"].result_list] == ["demo/demo-fast", "demo/demo-smart"]
+
+
+def test_the_chain_inline_searches_models(admin_client: Client, seeded_db: None) -> None:
+    response = admin_client.get(
+        "/admin/autocomplete/",
+        {"app_label": "routing", "model_name": "chainentry", "field_name": "model", "term": "smart"},
+    )
+    assert response.status_code == 200
+    assert [r["text"] for r in response.json()["results"]] == ["demo/demo-smart"]
+
+
+def test_the_reset_action_closes_an_open_breaker(admin_client: Client, seeded_db: None) -> None:
+    smart = LLMModel.objects.get(name="demo-smart")
+    breakers = Breakers(threshold=3, open_seconds=300)
+    for _ in range(3):
+        breakers.record_failure(smart.pk, "timeout: too slow")
+    row = CircuitBreaker.objects.get(model=smart)
+    assert row.state == "open"
+    assert default_breakers().states([smart.pk])[smart.pk].state == "open"  # now cached as open
+
+    response = admin_client.post(
+        "/admin/routing/circuitbreaker/", {"action": "reset_breakers", "_selected_action": [row.pk]}, follow=True
+    )
+
+    assert response.status_code == 200
+    assert [str(m) for m in response.context["messages"]] == ["1 breaker(s) reset."]
+    row.refresh_from_db()
+    assert (row.state, row.consecutive_failures, row.opened_at, row.last_error) == ("closed", 0, None, "")
+    assert default_breakers().states([smart.pk])[smart.pk].state == "closed"  # the cache forgot it
+    assert admin_client.get("/admin/routing/circuitbreaker/add/").status_code == 403
+
+
+def usage(request_id: str, **fields: Any) -> UsageRecord:
+    values: dict[str, Any] = {
+        "request_id": request_id,
+        "endpoint": "generate",
+        "category": "code",
+        "route_mode": "keywords",
+        "model": "demo/demo-smart",
+        "provider": "demo",
+        "status": "ok",
+        "created_at": datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
+    }
+    values.update(fields)
+    return UsageRecord.objects.create(**values)
+
+
+@pytest.fixture
+def usage_records(db: None) -> None:
+    usage("adm-1")
+    usage("adm-2", status="error", error_code="all_models_failed", model="", provider="")
+    usage("adm-3", endpoint="chat.completions", stream=True, model="demo/demo-fast")
+    usage("adm-4", status="error", endpoint="chat.completions", category="conversation")
+
+
+def listed(admin_client: Client, query: str) -> list[str]:
+    response = admin_client.get("/admin/routing/usagerecord/?q=adm-&" + query)
+    assert response.status_code == 200, query
+    return sorted(r.request_id for r in response.context["cl"].result_list)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("", ["adm-1", "adm-2", "adm-3", "adm-4"]),
+        ("status__exact=error", ["adm-2", "adm-4"]),
+        ("endpoint__exact=chat.completions", ["adm-3", "adm-4"]),
+        ("status__exact=error&endpoint__exact=generate", ["adm-2"]),
+        ("stream__exact=1", ["adm-3"]),
+        ("category__exact=conversation", ["adm-4"]),
+        ("provider__exact=demo", ["adm-1", "adm-3", "adm-4"]),
+        ("created_at__year=2026&created_at__month=3", ["adm-1", "adm-2", "adm-3", "adm-4"]),
+        ("created_at__year=2025", []),
+    ],
+)
+def test_usage_records_can_be_filtered(
+    admin_client: Client, usage_records: None, query: str, expected: list[str]
+) -> None:
+    assert listed(admin_client, query) == expected
+
+
+def test_usage_records_are_listed_without_a_query_per_row(admin_client: Client, usage_records: None) -> None:
+    from django.db import connection
+
+    with CaptureQueriesContext(connection) as few:
+        admin_client.get("/admin/routing/usagerecord/?q=adm-1")
+    with CaptureQueriesContext(connection) as many:
+        admin_client.get("/admin/routing/usagerecord/?q=adm-")
+    assert len(many) == len(few)
+
+
+def test_usage_records_cannot_be_added_changed_or_deleted(admin_client: Client, usage_records: None) -> None:
+    record = UsageRecord.objects.get(request_id="adm-1")
+    url = f"/admin/routing/usagerecord/{record.pk}/change/"
+    assert admin_client.get("/admin/routing/usagerecord/add/").status_code == 403
+    page = admin_client.get(url)
+    assert page.status_code == 200  # viewing is allowed
+    assert page.context["has_change_permission"] is False
+    assert 'name="_save"' not in page.content.decode()
+    assert admin_client.post(url, {"status": "ok", "model": "tampered"}).status_code == 403
+    assert admin_client.post(f"/admin/routing/usagerecord/{record.pk}/delete/", {"post": "yes"}).status_code == 403
+    record.refresh_from_db()
+    assert record.model == "demo/demo-smart"
+    changelist = admin_client.get("/admin/routing/usagerecord/")
+    assert "delete_selected" not in changelist.content.decode()

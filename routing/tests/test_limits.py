@@ -1,0 +1,263 @@
+"""Limits: per-key RPM, TPM and caps over real HTTP (shared by two server processes), outbound budgets."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Iterator
+
+import pytest
+from django.core.cache import cache
+
+from accounts.models import ApiKey
+from accounts.selectors import KeyInfo
+from accounts.services import apikey_create
+from llm import count_message_tokens
+from routing.limits import OutboundBudgets, _redis, charge_tokens
+from routing.models import LLMModel
+from routing.services import routing_changed
+from spignosapi.api.errors import RateLimited
+from tests.fixtures import Fake, Gateway, _stop, start_gateway
+from tests.http import Reply, call
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HELLO_TOKENS = count_message_tokens([{"role": "user", "content": "hello"}])
+CODE_PROMPT = "fix this python function"
+CODE_TOKENS = count_message_tokens([{"role": "user", "content": CODE_PROMPT}])
+
+
+@pytest.fixture(scope="module")
+def second_gateway(django_db_setup: None) -> Iterator[Gateway]:
+    """Another server process on the same database and Redis."""
+    server = start_gateway()
+    try:
+        yield server
+    finally:
+        _stop(server.proc)
+
+
+def generate(url: str, raw: str, prompt: str = "hello", max_tokens: int = 4) -> Reply:
+    return call("POST", url + "/api/v1/generate", {"prompt": prompt, "max_tokens": max_tokens}, key=raw)
+
+
+def seconds_left(window_end_offset: int, now: float) -> float:
+    """Seconds until the next time ``t`` with ``t % 60 == window_end_offset``."""
+    return (window_end_offset - now) % 60
+
+
+def fresh_window(window_end_offset: int, needed: float = 5.0) -> None:
+    """Wait for a new window when the current one ends within ``needed`` seconds (the server's clock is real)."""
+    left = seconds_left(window_end_offset, time.time())
+    if left < needed:
+        time.sleep(left + 0.2)
+
+
+def rpm_window_offset(key: ApiKey) -> int:
+    # django-ratelimit shifts each key's minute by crc32(key value) % 60 seconds; its window (w - 60, w]
+    # counts whole seconds, so it ends one second after w.
+    return (zlib.crc32(str(key.pk).encode()) + 1) % 60
+
+
+def tpm_counter(key: ApiKey) -> int | None:
+    return cache.get(f"tpm:{key.pk}:{int(time.time() // 60)}")
+
+
+def assert_rate_limited(reply: Reply, code: str, window_end_offset: int) -> None:
+    assert reply.status == 429, reply.text
+    error = reply.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == ("rate_limit_error", code, None)
+    expected = seconds_left(window_end_offset, time.time())
+    assert abs(int(reply.headers["retry-after"]) - expected) <= 2
+
+
+# --- requests per minute ---------------------------------------------------------------------------------
+
+
+def test_it_refuses_the_third_request_in_a_minute(gateway: Gateway) -> None:
+    key, raw = apikey_create(name="rpm", rpm_limit=2)
+    fresh_window(rpm_window_offset(key))
+    assert [generate(gateway.url, raw).status for _ in range(2)] == [200, 200]
+    reply = generate(gateway.url, raw)
+    assert_rate_limited(reply, "rpm_limit_exceeded", rpm_window_offset(key))
+    assert reply.json()["error"]["message"] == "Rate limit reached: 2 requests per minute for this key."
+
+
+def test_it_counts_requests_per_key(gateway: Gateway) -> None:
+    key, raw = apikey_create(name="rpm", rpm_limit=1)
+    _, other_raw = apikey_create(name="other", rpm_limit=1)
+    fresh_window(rpm_window_offset(key))
+    assert generate(gateway.url, raw).status == 200
+    assert generate(gateway.url, other_raw).status == 200
+    assert generate(gateway.url, raw).status == 429
+
+
+def test_two_servers_share_the_request_limit(gateway: Gateway, second_gateway: Gateway) -> None:
+    key, raw = apikey_create(name="rpm", rpm_limit=3)
+    fresh_window(rpm_window_offset(key))
+    urls = [gateway.url, second_gateway.url] * 3
+    statuses = [generate(url, raw).status for url in urls]
+    # Per-process counting would let each server answer three.
+    assert statuses == [200, 200, 200, 429, 429, 429]
+
+
+# --- tokens per minute ------------------------------------------------------------------------------------
+
+
+def test_it_charges_prompt_tokens_before_and_completion_tokens_after(gateway: Gateway) -> None:
+    # Two requests of 8 prompt + 4 completion tokens: the second one is let in on its prompt alone.
+    limit = 2 * HELLO_TOKENS + 4
+    key, raw = apikey_create(name="tpm", tpm_limit=limit)
+    fresh_window(0)
+
+    first = generate(gateway.url, raw)
+    assert first.status == 200, first.text
+    assert (first.json()["meta"]["prompt_tokens"], first.json()["meta"]["completion_tokens"]) == (HELLO_TOKENS, 4)
+    assert tpm_counter(key) == HELLO_TOKENS + 4
+
+    # 12 + 8 = 20 <= 20 before the call; the completion, known only after it, goes past the limit.
+    second = generate(gateway.url, raw)
+    assert second.status == 200, second.text
+    assert tpm_counter(key) == 2 * (HELLO_TOKENS + 4)
+
+    third = generate(gateway.url, raw)
+    assert_rate_limited(third, "tpm_limit_exceeded", 0)
+    assert third.json()["error"]["message"] == f"Token limit reached: {limit} tokens per minute for this key."
+    assert tpm_counter(key) == 2 * (HELLO_TOKENS + 4)  # a refused request is not charged
+
+
+def test_two_servers_share_the_token_limit(gateway: Gateway, second_gateway: Gateway, fake: Fake) -> None:
+    key, raw = apikey_create(name="tpm", tpm_limit=3 * (HELLO_TOKENS + 4))
+    fresh_window(0)
+    urls = [gateway.url, second_gateway.url] * 2
+    assert [generate(url, raw).status for url in urls] == [200, 200, 200, 429]
+    assert tpm_counter(key) == 3 * (HELLO_TOKENS + 4)
+    assert fake.stats()["requests"] == {"demo-fast": 3}
+
+
+def test_the_token_window_turns_with_the_minute() -> None:
+    info = KeyInfo(10_001, "k", False, None, 10, None, None, None, "h")
+    cache.delete_many(["tpm:10001:100", "tpm:10001:101"])
+    charge_tokens(info, 8, before_call=True, clock=lambda: 6015.0)
+    with pytest.raises(RateLimited) as refused:
+        charge_tokens(info, 3, before_call=True, clock=lambda: 6059.5)
+    assert refused.value.headers == {"Retry-After": "1"}
+    assert cache.get("tpm:10001:100") == 8
+    charge_tokens(info, 3, before_call=True, clock=lambda: 6060.0)
+    assert cache.get("tpm:10001:101") == 3
+    charge_tokens(info, 30, before_call=False, clock=lambda: 6061.0)  # after the call: never refused
+    assert cache.get("tpm:10001:101") == 33
+
+
+# --- caps ----------------------------------------------------------------------------------------------------
+
+
+def test_it_refuses_max_tokens_over_the_keys_cap(gateway: Gateway, fake: Fake) -> None:
+    key, raw = apikey_create(name="capped")
+    key.max_tokens_cap = 50
+    key.save()
+    assert generate(gateway.url, raw, max_tokens=50).status == 200
+    reply = generate(gateway.url, raw, max_tokens=51)
+    assert reply.status == 400
+    assert reply.json()["error"] == {
+        "message": "max_tokens must be at most 50 for this key.",
+        "type": "invalid_request_error",
+        "code": "max_tokens_too_large",
+        "param": "max_tokens",
+    }
+    assert fake.stats()["requests"] == {"demo-fast": 1}
+
+
+def test_it_refuses_a_prompt_over_the_keys_cap(gateway: Gateway, fake: Fake) -> None:
+    key, raw = apikey_create(name="capped")
+    key.max_prompt_tokens = HELLO_TOKENS
+    key.save()
+    assert generate(gateway.url, raw, prompt="hello").status == 200
+    reply = generate(gateway.url, raw, prompt="hello hello")
+    assert reply.status == 400
+    error = reply.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", "prompt_too_large", "prompt")
+    assert error["message"] == f"The prompt has {HELLO_TOKENS + 1} tokens; this key accepts at most {HELLO_TOKENS}."
+    assert fake.stats()["requests"] == {"demo-fast": 1}
+
+
+# --- outbound budgets -------------------------------------------------------------------------------------
+
+
+def set_budget(model: str, **budget: int) -> None:
+    LLMModel.objects.filter(provider__name="demo", name=model).update(**budget)
+    routing_changed()
+
+
+def test_a_spent_request_budget_moves_traffic_to_the_next_model(gateway: Gateway, fake: Fake) -> None:
+    set_budget("demo-smart", rpm_budget=2)
+    _, raw = apikey_create(name="k")
+    metas = [generate(gateway.url, raw, prompt=CODE_PROMPT).json()["meta"] for _ in range(3)]
+    assert [m["model"] for m in metas] == ["demo/demo-smart", "demo/demo-smart", "demo/demo-fast"]
+    assert metas[2]["attempts"] == [
+        {"model": "demo/demo-smart", "outcome": "skipped_budget"},
+        {"model": "demo/demo-fast", "outcome": "ok"},
+    ]
+    assert fake.stats()["requests"] == {"demo-smart": 2, "demo-fast": 1}
+
+
+def test_a_spent_token_budget_moves_traffic_and_unused_reservations_return(gateway: Gateway, fake: Fake) -> None:
+    # Each call reserves prompt + max_tokens (10) and, answered in 2 tokens, gives 8 back: two calls fit
+    # in a budget of 2 * (prompt + 10) - 1, which they would not if the reservation were kept.
+    set_budget("demo-smart", tpm_budget=2 * (CODE_TOKENS + 10) - 1)
+    fake.configure(**{"demo-smart": {"tokens": 2}})
+    _, raw = apikey_create(name="k")
+    metas = [generate(gateway.url, raw, prompt=CODE_PROMPT, max_tokens=10).json()["meta"] for _ in range(3)]
+    assert [m["model"] for m in metas] == ["demo/demo-smart", "demo/demo-smart", "demo/demo-fast"]
+    assert [m["completion_tokens"] for m in metas] == [2, 2, 10]
+    assert [a["outcome"] for a in metas[2]["attempts"]] == ["skipped_budget", "ok"]
+
+
+@pytest.fixture
+def buckets() -> Iterator[int]:
+    model_pk = 987_654
+    keys = [f"budget:{model_pk}:requests", f"budget:{model_pk}:tokens"]
+    _redis().delete(*keys)
+    yield model_pk
+    _redis().delete(*keys)
+
+
+def bucket_tokens(model_pk: int, kind: str) -> float:
+    return float(_redis().hget(f"budget:{model_pk}:{kind}", "tokens"))
+
+
+def test_the_request_bucket_refills_at_its_rate_per_minute(buckets: int) -> None:
+    now = [1000.0]
+    budgets = OutboundBudgets(clock=lambda: now[0])
+    assert [budgets.take(buckets, rpm=2, tpm=None, tokens=50) for _ in range(3)] == [True, True, False]
+    now[0] += 29.0  # 2 per minute: one request back every 30 s
+    assert budgets.take(buckets, rpm=2, tpm=None, tokens=50) is False
+    now[0] += 2.0
+    assert budgets.take(buckets, rpm=2, tpm=None, tokens=50) is True
+    assert budgets.take(buckets, rpm=2, tpm=None, tokens=50) is False
+    now[0] += 600.0  # a long pause refills to the capacity, never beyond
+    assert [budgets.take(buckets, rpm=2, tpm=None, tokens=50) for _ in range(3)] == [True, True, False]
+
+
+def test_the_token_bucket_checks_both_budgets_and_settles_after_the_call(buckets: int) -> None:
+    now = [1000.0]
+    budgets = OutboundBudgets(clock=lambda: now[0])
+    assert budgets.take(buckets, rpm=10, tpm=600, tokens=400) is True
+    assert budgets.take(buckets, rpm=10, tpm=600, tokens=400) is False  # 200 left
+    assert bucket_tokens(buckets, "requests") == 9.0  # a refused take debits neither bucket
+    budgets.charge(buckets, tpm=600, tokens=-300)  # 100 of the 400 reserved were used
+    assert bucket_tokens(buckets, "tokens") == 500.0
+    budgets.charge(buckets, tpm=600, tokens=900)  # a longer answer than reserved: below zero
+    assert bucket_tokens(buckets, "tokens") == -400.0
+    now[0] += 60.0  # 600 per minute: 10 tokens a second
+    assert bucket_tokens(buckets, "tokens") == -400.0
+    assert budgets.take(buckets, rpm=10, tpm=600, tokens=200) is True
+    assert bucket_tokens(buckets, "tokens") == 0.0
+    budgets.charge(buckets, tpm=600, tokens=-5000)  # a refund never exceeds the capacity
+    assert bucket_tokens(buckets, "tokens") == 600.0
+
+
+def test_a_model_without_budgets_is_always_admitted(buckets: int) -> None:
+    budgets = OutboundBudgets(clock=lambda: 0.0)
+    assert all(budgets.take(buckets, rpm=None, tpm=None, tokens=10**9) for _ in range(5))
+    assert _redis().exists(f"budget:{buckets}:requests") == 0

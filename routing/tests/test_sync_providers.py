@@ -1,0 +1,385 @@
+"""``manage.py sync_providers FILE.yaml [--prune]`` (contract sections 1 and 5)."""
+
+from __future__ import annotations
+
+import io
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+from django.core.management import CommandError, call_command
+
+from routing.models import Category, ChainEntry, LLMModel, Provider
+from routing.seed import seed_defaults
+from routing.selectors import routing_config
+
+pytestmark = pytest.mark.django_db
+
+CONTRACT_EXAMPLE = """
+providers:
+  - name: openai
+    kind: openai            # openai | azure | anthropic | ollama | openrouter | llmaas | openai_compatible
+    base_url: https://api.openai.com/v1
+    api_key_env: OPENAI_API_KEY     # optional (local servers need none); the secret stays in the environment
+    timeout_s: 300
+    models:
+      - name: gpt-4o-mini
+        price_in_per_m: 0.15       # USD per million input tokens
+        price_out_per_m: 0.60
+        energy_kwh_per_m: 0.3      # kWh per million tokens (central value)
+        monitor: true
+categories:
+  - name: code
+    keywords: [python, function, bug]
+    models: [openai/gpt-4o-mini]
+"""
+
+LOCAL = """
+providers:
+  - name: local
+    kind: ollama
+    base_url: http://ollama:11434/v1
+    models:
+      - name: llama3.2
+      - name: qwen2.5
+        price_in_per_m: 0
+        price_out_per_m: 0
+        energy_kwh_per_m: 0.02
+        monitor: false
+categories:
+  - name: local-chat
+    description: Chat on the local box.
+    keywords: [Bonjour, " salut ", bonjour]
+    models: [local/qwen2.5, local/llama3.2]
+"""
+
+
+BOTH = (
+    CONTRACT_EXAMPLE.split("categories:")[0]
+    + LOCAL.split("categories:")[0].replace("providers:\n", "")
+    + "categories:"
+    + CONTRACT_EXAMPLE.split("categories:")[1]
+    + LOCAL.split("categories:")[1]
+)
+
+
+def sync(tmp_path: Path, text: str, *args: str) -> str:
+    path = tmp_path / "providers.yaml"
+    path.write_text(text)
+    out = io.StringIO()
+    call_command("sync_providers", str(path), *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def snapshot_of_tables() -> list[Any]:
+    return [
+        list(Provider.objects.order_by("name").values()),
+        list(LLMModel.objects.order_by("provider__name", "name").values()),
+        list(Category.objects.order_by("name").values()),
+        list(ChainEntry.objects.order_by("category__name", "position").values_list("category__name", "model_id")),
+    ]
+
+
+def chain(category: str) -> list[str]:
+    entries = ChainEntry.objects.filter(category__name=category).select_related("model__provider")
+    return [e.model.model_id for e in entries.order_by("position")]
+
+
+def test_it_creates_what_the_contract_example_describes(tmp_path: Path) -> None:
+    out = sync(tmp_path, CONTRACT_EXAMPLE)
+
+    provider = Provider.objects.get()
+    assert (provider.name, provider.kind, provider.base_url, provider.api_key_env, provider.timeout_s) == (
+        "openai",
+        "openai",
+        "https://api.openai.com/v1",
+        "OPENAI_API_KEY",
+        300.0,
+    )
+    assert (provider.enabled, provider.is_demo) == (True, False)
+    model = LLMModel.objects.get()
+    assert (model.provider_id, model.name, model.monitor, model.enabled) == (provider.pk, "gpt-4o-mini", True, True)
+    assert (model.price_in_per_m, model.price_out_per_m, model.energy_kwh_per_m) == (
+        Decimal("0.15"),
+        Decimal("0.60"),
+        0.3,
+    )
+    category = Category.objects.get()
+    assert (category.name, category.keywords, category.builtin) == ("code", ["bug", "function", "python"], False)
+    assert chain("code") == ["openai/gpt-4o-mini"]
+    assert out.splitlines() == [
+        "providers: 1 created, 0 updated, 0 unchanged, 0 deleted",
+        "models: 1 created, 0 updated, 0 unchanged, 0 deleted",
+        "categories: 1 created, 0 updated, 0 unchanged, 0 deleted",
+    ]
+
+
+def test_it_fills_defaults_for_what_an_entry_leaves_out(tmp_path: Path) -> None:
+    sync(tmp_path, LOCAL)
+    provider = Provider.objects.get(name="local")
+    # A single-label host (a compose service) is a valid base URL.
+    assert (provider.kind, provider.base_url, provider.api_key_env, provider.timeout_s) == (
+        "ollama",
+        "http://ollama:11434/v1",
+        "",
+        300.0,
+    )
+    llama = LLMModel.objects.get(name="llama3.2")
+    assert (llama.price_in_per_m, llama.price_out_per_m, llama.energy_kwh_per_m, llama.monitor) == (0, 0, None, True)
+    qwen = LLMModel.objects.get(name="qwen2.5")
+    assert (qwen.energy_kwh_per_m, qwen.monitor) == (0.02, False)
+    category = Category.objects.get(name="local-chat")
+    assert (category.description, category.keywords) == ("Chat on the local box.", ["bonjour", "salut"])
+    assert chain("local-chat") == ["local/qwen2.5", "local/llama3.2"]
+
+
+def test_running_it_twice_changes_nothing(tmp_path: Path) -> None:
+    sync(tmp_path, BOTH)
+    before = snapshot_of_tables()
+    version = cache.get("snapshot:routing:version")
+
+    out = sync(tmp_path, BOTH)
+
+    assert snapshot_of_tables() == before  # updated_at included: no row was even saved
+    assert cache.get("snapshot:routing:version") == version
+    assert out.splitlines() == [
+        "providers: 0 created, 0 updated, 2 unchanged, 0 deleted",
+        "models: 0 created, 0 updated, 3 unchanged, 0 deleted",
+        "categories: 0 created, 0 updated, 2 unchanged, 0 deleted",
+    ]
+
+
+def test_it_updates_what_changed_and_keeps_keys_the_file_leaves_out(tmp_path: Path) -> None:
+    sync(tmp_path, CONTRACT_EXAMPLE)
+    LLMModel.objects.update(rpm_budget=100)  # set in the admin, not in the file
+    changed = CONTRACT_EXAMPLE.replace("price_out_per_m: 0.60", "price_out_per_m: 0.75").replace(
+        "[python, function, bug]", "[python, rust]"
+    )
+
+    out = sync(tmp_path, changed.replace("    timeout_s: 300\n", ""))
+
+    model = LLMModel.objects.get()
+    assert (model.price_in_per_m, model.price_out_per_m, model.rpm_budget) == (Decimal("0.15"), Decimal("0.75"), 100)
+    assert Provider.objects.get().timeout_s == 300.0
+    assert Category.objects.get().keywords == ["python", "rust"]
+    assert out.splitlines() == [
+        "providers: 0 created, 0 updated, 1 unchanged, 0 deleted",
+        "models: 0 created, 1 updated, 0 unchanged, 0 deleted",
+        "categories: 0 created, 1 updated, 0 unchanged, 0 deleted",
+    ]
+
+
+def test_it_reorders_a_chain_and_edits_a_built_in_category(tmp_path: Path) -> None:
+    seed_defaults()
+    sync(tmp_path, "categories:\n  - name: conversation\n    models: [demo/demo-smart, demo/demo-fast]\n")
+    assert chain("conversation") == ["demo/demo-smart", "demo/demo-fast"]
+    conversation = Category.objects.get(name="conversation")
+    assert conversation.builtin is True
+    assert conversation.keywords == ["hello", "hi", "thanks", "chat", "joke", "story"]  # left as it was
+
+
+def test_it_never_deletes_what_the_file_does_not_mention(tmp_path: Path) -> None:
+    seed_defaults()
+    Category.objects.create(name="custom", keywords=["x"])
+    before = snapshot_of_tables()
+    sync(tmp_path, CONTRACT_EXAMPLE)
+    assert set(Provider.objects.values_list("name", flat=True)) == {"demo", "openai"}
+    assert LLMModel.objects.filter(provider__name="demo").count() == 2
+    assert set(Category.objects.values_list("name", flat=True)) == {
+        "code",
+        "conversation",
+        "custom",
+        "reasoning",
+        "tools",
+    }
+    assert chain("conversation") == ["demo/demo-fast", "demo/demo-smart"]
+    assert chain("code") == ["openai/gpt-4o-mini"]  # the file gave code's chain
+    assert snapshot_of_tables()[0][0] == before[0][0]  # the demo provider row is untouched
+
+
+def test_prune_deletes_what_the_file_does_not_mention_except_built_in_categories(tmp_path: Path) -> None:
+    seed_defaults()
+    Category.objects.create(name="custom", keywords=["x"])
+    sync(tmp_path, LOCAL)
+
+    out = sync(tmp_path, CONTRACT_EXAMPLE, "--prune")
+
+    assert list(Provider.objects.values_list("name", flat=True)) == ["openai"]
+    assert [m.model_id for m in LLMModel.objects.select_related("provider")] == ["openai/gpt-4o-mini"]
+    assert list(Category.objects.values_list("name", "builtin")) == [
+        ("code", True),
+        ("conversation", True),
+        ("reasoning", True),
+        ("tools", True),
+    ]
+    assert chain("code") == ["openai/gpt-4o-mini"]
+    assert chain("conversation") == []  # its demo models went with the demo provider
+    assert out.splitlines() == [
+        "providers: 1 created, 0 updated, 0 unchanged, 2 deleted",
+        "models: 1 created, 0 updated, 0 unchanged, 4 deleted",
+        "categories: 0 created, 1 updated, 0 unchanged, 2 deleted",
+        "deleted provider demo (and its 2 models)",
+        "deleted provider local (and its 2 models)",
+        "deleted category custom",
+        "deleted category local-chat",
+    ]
+
+
+def test_it_warns_about_a_category_left_without_models(tmp_path: Path) -> None:
+    seed_defaults()
+    path = tmp_path / "providers.yaml"
+    path.write_text(CONTRACT_EXAMPLE)
+    err = io.StringIO()
+    call_command("sync_providers", str(path), "--prune", stdout=io.StringIO(), stderr=err)
+    assert err.getvalue().splitlines() == [
+        "warning: category conversation has no model in its chain",
+        "warning: category reasoning has no model in its chain",
+        "warning: category tools has no model in its chain",
+    ]
+
+
+def test_prune_deletes_models_a_listed_provider_no_longer_lists(tmp_path: Path) -> None:
+    sync(tmp_path, LOCAL)
+    out = sync(tmp_path, LOCAL.replace("      - name: llama3.2\n", "").replace(", local/llama3.2", ""), "--prune")
+    assert [m.model_id for m in LLMModel.objects.select_related("provider")] == ["local/qwen2.5"]
+    assert chain("local-chat") == ["local/qwen2.5"]
+    assert "deleted model local/llama3.2" in out.splitlines()
+
+
+def test_it_makes_every_process_reload_its_routing(tmp_path: Path, django_capture_on_commit_callbacks: Any) -> None:
+    routing_config.get()
+    version = cache.get("snapshot:routing:version")
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        sync(tmp_path, CONTRACT_EXAMPLE)
+    assert len(callbacks) >= 1
+    assert cache.get("snapshot:routing:version") not in (None, version)
+    assert routing_config.get().categories["code"].chain == ("openai/gpt-4o-mini",)
+
+
+def test_a_dry_run_reports_and_writes_nothing(tmp_path: Path) -> None:
+    out = sync(tmp_path, CONTRACT_EXAMPLE, "--dry-run")
+    assert Provider.objects.count() == 0
+    assert out.splitlines()[0] == "(dry run, nothing written) providers: 1 created, 0 updated, 0 unchanged, 0 deleted"
+
+
+# --- bad files: a clear error, nothing written ------------------------------------------------------------
+
+
+def assert_refused(tmp_path: Path, text: str, *expected: str, args: tuple[str, ...] = ()) -> None:
+    seed_defaults()
+    before = snapshot_of_tables()
+    with pytest.raises(CommandError) as refused:
+        sync(tmp_path, text, *args)
+    message = str(refused.value)
+    assert "nothing was written" in message or "YAML" in message or "cannot read" in message
+    for part in expected:
+        assert part in message
+    assert snapshot_of_tables() == before
+
+
+def test_it_refuses_an_unknown_kind(tmp_path: Path) -> None:
+    assert_refused(
+        tmp_path,
+        CONTRACT_EXAMPLE.replace("kind: openai ", "kind: openia "),
+        "providers[0] (openai).kind: unknown kind 'openia' (one of anthropic, azure, llmaas, ollama, openai, "
+        "openai_compatible, openrouter)",
+    )
+
+
+@pytest.mark.parametrize("url", ["ftp://api.openai.com/v1", "api.openai.com/v1", "file:///etc/passwd", "http://"])
+def test_it_refuses_a_base_url_that_is_not_http(tmp_path: Path, url: str) -> None:
+    assert_refused(
+        tmp_path,
+        CONTRACT_EXAMPLE.replace("https://api.openai.com/v1", url),
+        f"providers[0] (openai).base_url: {url!r} is not an http(s) URL",
+    )
+
+
+def test_it_refuses_a_category_naming_an_unknown_model(tmp_path: Path) -> None:
+    # The provider before it is valid: it is not written either.
+    assert_refused(
+        tmp_path,
+        CONTRACT_EXAMPLE.replace("models: [openai/gpt-4o-mini]", "models: [openai/gpt-4o-mini, openai/gpt-5]"),
+        "categories[0] (code).models: 'openai/gpt-5' is not in the file nor in the database",
+    )
+
+
+def test_it_refuses_a_chain_naming_a_model_that_prune_would_delete(tmp_path: Path) -> None:
+    assert_refused(
+        tmp_path,
+        CONTRACT_EXAMPLE.replace("models: [openai/gpt-4o-mini]", "models: [demo/demo-fast]"),
+        "categories[0] (code).models: 'demo/demo-fast' would be pruned",
+        args=("--prune",),
+    )
+
+
+def test_it_lists_every_problem_at_once(tmp_path: Path) -> None:
+    text = """
+providers:
+  - name: a
+    kind: openai
+    base_url: https://a.example/v1
+    api_key: sk-secret
+    timeout_s: -1
+    models:
+      - name: m
+        price_in_per_m: cheap
+        monitor: maybe
+      - name: m
+  - name: a
+    base_url: https://b.example/v1
+categories:
+  - name: c
+    models: [a/m, a/m]
+"""
+    assert_refused(
+        tmp_path,
+        text,
+        "8 problem(s)",
+        "providers[0] (a): unknown key 'api_key' (keys stay in the environment: name the variable with api_key_env)",
+        "providers[0] (a).timeout_s: expected a number >= 0.1, got -1",
+        "providers[0] (a).models[0].price_in_per_m: expected a number >= 0, got 'cheap'",
+        "providers[0] (a).models[0].monitor: expected true or false, got 'maybe'",
+        "providers[0] (a).models[1]: model 'm' appears twice",
+        "providers[1] (a): kind is required",
+        "providers[1] (a): provider 'a' appears twice",
+        "categories[0] (c).models: a model may appear only once in a chain",
+    )
+
+
+def test_a_problem_found_while_writing_rolls_everything_back(tmp_path: Path) -> None:
+    # Only the database's own validation knows the name is too long: the first provider was already saved.
+    text = CONTRACT_EXAMPLE.replace(
+        "categories:", f"  - name: {'x' * 60}\n    kind: openai\n    base_url: http://x\ncategories:"
+    )
+    assert_refused(tmp_path, text, "providers[1] (xxxx", "name: Ensure this value has at most 50 characters")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("providers: [\n", "not valid YAML"),
+        ("", "the document must be a mapping with providers and/or categories"),
+        ("- name: openai\n", "the document must be a mapping with providers and/or categories"),
+        ("providers: {name: x}\n", "providers: expected a list"),
+        ("providers: []\nmodels: []\n", "(top level): unknown key 'models'"),
+    ],
+)
+def test_it_refuses_a_malformed_document(tmp_path: Path, text: str, expected: str) -> None:
+    assert_refused(tmp_path, text, expected)
+
+
+def test_it_refuses_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="cannot read it"):
+        call_command("sync_providers", str(tmp_path / "nope.yaml"))
+
+
+def test_it_refuses_names_of_the_wrong_type(tmp_path: Path) -> None:
+    assert_refused(
+        tmp_path,
+        "providers:\n  - {name: [a], kind: openai, base_url: 'http://a'}\ncategories:\n  - {name: {x: 1}}\n",
+        "providers[0].name: expected a string, got ['a']",
+        "categories[0].name: expected a string, got {'x': 1}",
+    )

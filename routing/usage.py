@@ -1,0 +1,98 @@
+"""Usage records buffered in memory and written in batches by a background thread, off the request path.
+
+A clean shutdown (interpreter exit, SIGTERM handled by the server) flushes what is left. ``flush()`` is
+also what tests call to see rows at once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from collections import deque
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, close_old_connections, transaction
+
+from energy.services import usage_records_create, usage_rollups_count
+
+logger = logging.getLogger(__name__)
+
+
+class UsageBuffer:
+    def __init__(self) -> None:
+        self._items: deque[dict[str, Any]] = deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._flush_lock = threading.Lock()
+
+    def add(self, record: dict[str, Any]) -> None:
+        self._items.append(record)
+        if self._thread is None:
+            self._start()
+        elif len(self._items) >= settings.USAGE_FLUSH_BATCH:
+            self._wake.set()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="usage-flusher", daemon=True)
+                self._thread.start()
+                atexit.register(self.flush)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(settings.USAGE_FLUSH_SECONDS)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:
+                logger.exception("writing usage records failed; they stay buffered")
+            finally:
+                close_old_connections()
+
+    def flush(self) -> int:
+        """Write everything buffered now; returns the number of rows written."""
+        from .models import UsageRecord
+
+        with self._flush_lock:
+            batch: list[dict[str, Any]] = []
+            while self._items:
+                batch.append(self._items.popleft())
+            if not batch:
+                return 0
+            try:
+                # Also counts them into the energy roll-ups the summary reads (energy.services).
+                usage_records_create([UsageRecord(**item) for item in batch])
+            except IntegrityError:
+                return self._write_one_by_one(batch)  # a bad row must not block the others forever
+            except Exception:
+                self._items.extendleft(reversed(batch))  # keep them for the next try
+                raise
+            return len(batch)
+
+    def _write_one_by_one(self, batch: list[dict[str, Any]]) -> int:
+        from .models import UsageRecord
+
+        written = 0
+        for item in batch:
+            for attempt in (item, {**item, "api_key_id": None}):  # the key may have been deleted since
+                try:
+                    with transaction.atomic():
+                        record = UsageRecord.objects.create(**attempt)
+                except IntegrityError:
+                    continue
+                usage_rollups_count([record])
+                written += 1
+                break
+            else:
+                logger.error("usage record %s dropped: it cannot be written", item.get("request_id"))
+        return written
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+usage_buffer = UsageBuffer()
