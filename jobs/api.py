@@ -1,0 +1,185 @@
+"""``POST /api/v1/generate/async``, ``/api/v1/jobs/<id>``, the SSE stream and ``/api/v1/stats``."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
+from django.urls import reverse
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.selectors import KeyInfo
+from routing import gateway
+from spignosapi.api.asyncviews import async_endpoint, authenticate, dumps
+from spignosapi.api.errors import NotFound
+
+from . import selectors, services
+from .models import Job
+from .serializers import GenerateAsyncInput, JobAccepted, JobOutput
+from .streams import subscribe
+
+
+def _caller(request: Request) -> tuple[KeyInfo | None, int | None, bool]:
+    key = request.auth if isinstance(request.auth, KeyInfo) else None
+    user = request.user
+    user_id = user.pk if key is None and getattr(user, "is_authenticated", False) else None
+    return key, user_id, bool(getattr(user, "is_staff", False))
+
+
+class GenerateAsyncView(APIView):
+    @extend_schema(
+        operation_id="generate_async",
+        summary="Queue a generation job (answers 202 at once)",
+        request=GenerateAsyncInput,
+        responses={202: JobAccepted},
+    )
+    def post(self, request: Request) -> Response:
+        data = GenerateAsyncInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        priority = values.pop("priority")
+        values.pop("stream", None)
+        key, user_id, _ = _caller(request)
+        messages = [{"role": "system", "content": values["system"]}] if values.get("system") else []
+        messages.append({"role": "user", "content": values["prompt"]})
+        call = gateway.Call(
+            key=key,
+            request_id=request._request.request_id,  # type: ignore[attr-defined]
+            endpoint="generate.async",
+            messages=messages,
+            max_tokens=values["max_tokens"],
+        )
+        gateway.admit(call, request._request)  # the key's limits apply when the job is submitted
+        job = services.job_submit(key=key, owner_id=user_id, request=values, priority=priority)
+        body = {
+            "status": "queued",
+            "job_id": str(job.id),
+            "task_id": job.task_id,
+            "session_id": job.session_id,
+            "stream_url": f"/api/v1/stream/{job.session_id}",
+            "ws_url": f"/ws/v1/stream/{job.session_id}/",
+            "status_url": reverse("job-detail", args=[job.id]),
+        }
+        return Response(body, status=202, headers={"Location": body["status_url"]})
+
+
+class JobDetailView(APIView):
+    def _job(self, request: Request, job_id: str) -> Job:
+        key, user_id, is_staff = _caller(request)
+        job = selectors.job_for({"pk": job_id}, key_id=key.id if key else None, user_id=user_id, is_staff=is_staff)
+        if job is None:
+            raise NotFound("No such job.", code="job_not_found")
+        return job
+
+    @extend_schema(summary="A job's status, output and meta", responses={200: JobOutput})
+    def get(self, request: Request, job_id: str) -> Response:
+        return Response(JobOutput(self._job(request, job_id)).data)
+
+    @extend_schema(summary="Cancel a job", responses={200: JobOutput})
+    def delete(self, request: Request, job_id: str) -> Response:
+        job = services.job_cancel(job=self._job(request, job_id))
+        return Response(JobOutput(job).data)
+
+
+async def _stream(request: HttpRequest, session_id: str) -> HttpResponseBase:
+    key: KeyInfo | None = None
+    user = await request.auser()
+    if not user.is_authenticated or request.headers.get("Authorization") or request.headers.get("X-API-Key"):
+        key = await authenticate(request)
+    job = await sync_to_async(selectors.job_for, thread_sensitive=False)(
+        {"session_id": session_id},
+        key_id=key.id if key else None,
+        user_id=user.pk if key is None and user.is_authenticated else None,
+        is_staff=key.is_staff if key else bool(user.is_staff),
+    )
+    if job is None:
+        raise NotFound("No such stream.", code="stream_not_found")
+
+    async def body() -> AsyncIterator[str]:
+        async for message in subscribe(session_id):
+            yield ": keep-alive\n\n" if message is None else f"data: {dumps(message)}\n\n"
+
+    return StreamingHttpResponse(
+        body(), content_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+
+
+class StreamView(APIView):
+    @extend_schema(
+        operation_id="job_stream",
+        summary="A job's tokens as server-sent events (replayed, then live)",
+        responses={(200, "text/event-stream"): str},
+    )
+    def get(self, request: Request, session_id: str) -> Response:  # pragma: no cover - documentation only
+        raise exceptions.MethodNotAllowed("GET")
+
+
+stream_view = async_endpoint(StreamView, {"GET": _stream})
+
+
+def queue_depths() -> dict[str, int | None]:
+    """Messages waiting per queue; None when the broker could not say.
+
+    A queue that does not exist holds nothing: the Redis transport has no key for an empty queue, so a
+    passive declare of one fails as if it were missing. Each queue gets its own channel, because on
+    RabbitMQ that failure closes the channel it happened on.
+    """
+    from kombu.exceptions import ChannelError
+
+    from spignosapi.celery import app
+
+    depths: dict[str, int | None] = {}
+    with app.connection_for_write() as conn:
+        for name in ("high", "default", "low"):
+            try:
+                channel = conn.channel()
+            except Exception:
+                depths[name] = None
+                continue
+            try:
+                depths[name] = int(channel.queue_declare(queue=name, passive=True).message_count)
+            except ChannelError:
+                depths[name] = 0
+            except Exception:
+                depths[name] = None
+            finally:
+                with contextlib.suppress(Exception):
+                    channel.close()
+    return depths
+
+
+def workers_online() -> list[dict[str, Any]]:
+    from spignosapi.celery import app
+
+    replies = app.control.inspect(timeout=1.0).active_queues() or {}
+    return [{"name": name, "queues": sorted(q["name"] for q in queues)} for name, queues in sorted(replies.items())]
+
+
+class StatsView(APIView):
+    @extend_schema(summary="Queues, workers, jobs and throughput", responses={200: dict})
+    def get(self, request: Request) -> Response:
+        from routing.models import UsageRecord
+
+        started = time.perf_counter()
+        minute_ago = timezone.now() - timedelta(minutes=1)
+        body: dict[str, Any] = {
+            "queues": queue_depths(),
+            "workers": workers_online(),
+            "jobs": selectors.jobs_by_status(),
+            "throughput": {
+                "jobs_finished_last_minute": Job.objects.filter(finished_at__gte=minute_ago).count(),
+                "requests_last_minute": UsageRecord.objects.filter(created_at__gte=minute_ago).count(),
+            },
+        }
+        body["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
+        return Response(body)
