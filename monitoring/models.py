@@ -1,0 +1,143 @@
+"""Probes of the monitored models, their hourly and daily roll-ups, per-model statistics and the
+maintenance flag.
+
+A probe is one streaming request the monitor made to one model; it is not a usage record of any key.
+Times are milliseconds and are null when unknown (a failed probe has no time to first token): never 0.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MinValueValidator
+from django.db import models
+
+
+class Bucket(models.TextChoices):
+    """How a probe went, from its total time; errors (and never-probed models) are unknown."""
+
+    SMOOTH = "smooth"
+    AVAILABLE = "available"
+    CONGESTION = "congestion"
+    LAGGING = "lagging"
+    UNKNOWN = "unknown"
+
+
+class Probe(models.Model):
+    model = models.ForeignKey("routing.LLMModel", on_delete=models.CASCADE, related_name="probes")
+    status = models.CharField(max_length=12, choices=Bucket.choices)
+    ok = models.BooleanField()
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_type = models.CharField(max_length=60, blank=True, help_text="The llm error code, e.g. timeout.")
+    error = models.CharField(max_length=500, blank=True)
+    ttfb_ms = models.FloatField(null=True, blank=True, help_text="Request to first token.")
+    total_ms = models.FloatField(null=True, blank=True)
+    tokens_per_sec = models.FloatField(null=True, blank=True, help_text="Output tokens after the first one.")
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    energy_wh = models.FloatField(null=True, blank=True)
+    cost_usd = models.FloatField(null=True, blank=True)
+    checked_at = models.DateTimeField(db_index=True, help_text="When the probe started.")
+
+    class Meta:
+        ordering = ["-checked_at", "-id"]
+        indexes = [models.Index(fields=["model", "checked_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} {self.status} at {self.checked_at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.http_status == 429 or self.error_type == "rate_limited"
+
+
+class Rollup(models.Model):
+    """The probes of one model over one hour or one day, kept after the raw probes are pruned."""
+
+    class Period(models.TextChoices):
+        HOUR = "hour"
+        DAY = "day"
+
+    model = models.ForeignKey("routing.LLMModel", on_delete=models.CASCADE, related_name="probe_rollups")
+    period = models.CharField(max_length=4, choices=Period.choices)
+    start = models.DateTimeField(db_index=True)
+    probes = models.PositiveIntegerField(default=0)
+    successes = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0, help_text="Failed probes, 429s excluded.")
+    rate_limited = models.PositiveIntegerField(default=0)
+    p50_ttfb_ms = models.FloatField(null=True, blank=True)
+    p95_ttfb_ms = models.FloatField(null=True, blank=True)
+    p50_total_ms = models.FloatField(null=True, blank=True)
+    p95_total_ms = models.FloatField(null=True, blank=True)
+    p50_tokens_per_sec = models.FloatField(null=True, blank=True)
+    p95_tokens_per_sec = models.FloatField(null=True, blank=True)
+    energy_wh = models.FloatField(default=0.0)
+
+    class Meta:
+        ordering = ["-start", "model"]
+        constraints = [models.UniqueConstraint(fields=["model", "period", "start"], name="unique_rollup")]
+
+    def __str__(self) -> str:
+        return f"{self.model_id} {self.period} {self.start:%Y-%m-%d %H:%M}"
+
+
+def default_probe_interval() -> int:
+    return int(settings.MONITORING_PROBE_INTERVAL_S)
+
+
+class ModelStats(models.Model):
+    """One monitored model: its probe interval (edited by an admin) and statistics (refreshed by a task).
+
+    ``last_probe`` is updated as soon as a probe is stored, so the dashboard sees a refresh at once;
+    availability and percentiles are recomputed by the statistics refresh.
+    """
+
+    model = models.OneToOneField("routing.LLMModel", on_delete=models.CASCADE, related_name="monitor_stats")
+    probe_interval_s = models.PositiveIntegerField(
+        default=default_probe_interval,
+        validators=[MinValueValidator(10)],
+        help_text="Seconds between two probes of this model.",
+    )
+    last_probe = models.ForeignKey(Probe, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    availability_1h = models.FloatField(null=True, blank=True)
+    availability_24h = models.FloatField(null=True, blank=True)
+    availability_7d = models.FloatField(null=True, blank=True)
+    availability_30d = models.FloatField(null=True, blank=True)
+    p50_ttfb_ms = models.FloatField(null=True, blank=True)
+    p95_ttfb_ms = models.FloatField(null=True, blank=True)
+    p50_total_ms = models.FloatField(null=True, blank=True)
+    p95_total_ms = models.FloatField(null=True, blank=True)
+    p50_tokens_per_sec = models.FloatField(null=True, blank=True)
+    p95_tokens_per_sec = models.FloatField(null=True, blank=True)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "model statistics and schedule"
+        verbose_name_plural = "model statistics and schedules"
+        ordering = ["model__provider__name", "model__name"]
+
+    def __str__(self) -> str:
+        return str(self.model)
+
+
+class MonitoringSettings(models.Model):
+    """The one row (pk 1) an admin edits: maintenance on/off and the message the status page shows."""
+
+    maintenance = models.BooleanField(default=False)
+    maintenance_message = models.CharField(max_length=300, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "monitoring settings"
+        verbose_name_plural = "monitoring settings"
+
+    def __str__(self) -> str:
+        return "Maintenance on" if self.maintenance else "Maintenance off"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        self.pk = 1
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def load(cls) -> MonitoringSettings:
+        row, _ = cls.objects.get_or_create(pk=1)
+        return row

@@ -1,0 +1,274 @@
+"""Writes of the monitor: run probes and store them, refresh statistics, roll up, prune, queue a refresh.
+
+Every function takes its clock as an argument (``now`` for wall time, ``clock`` for measuring), so tests
+control time instead of waiting for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Count, Q
+from django.db.models.functions import TruncDay, TruncHour
+from django.utils import timezone
+
+from routing.accounting import account
+from routing.engine import handler_for
+from routing.selectors import ModelInfo, routing_config
+from spignosapi.api.errors import InvalidRequest
+
+from . import statistics
+from .models import ModelStats, Probe, Rollup
+from .probes import Outcome, ProbeSpec, Thresholds, classify, probe_all
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+Now = Callable[[], datetime]
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine from synchronous code (a Celery task, a command, a test)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    # This thread already runs an event loop (e.g. under Playwright's sync API): use a thread of its own.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def monitored_models() -> list[ModelInfo]:
+    """Enabled models (of enabled providers) with ``monitor`` on, by model id."""
+    config = routing_config.get()
+    return sorted((m for m in config.models.values() if m.monitor), key=lambda m: m.model_id)
+
+
+def _spec() -> ProbeSpec:
+    return ProbeSpec(
+        prompt=settings.MONITORING_PROBE_PROMPT,
+        max_tokens=settings.MONITORING_PROBE_MAX_TOKENS,
+        timeout_s=settings.MONITORING_PROBE_TIMEOUT_S,
+    )
+
+
+def _probe_row(info: ModelInfo, outcome: Outcome, thresholds: Thresholds) -> Probe:
+    energy_wh = cost_usd = None
+    if outcome.ok:
+        cost = account(info, outcome.prompt_tokens or 0, outcome.completion_tokens or 0)
+        energy_wh, cost_usd = cost.energy_wh, cost.cost_usd
+    return Probe(
+        model_id=info.pk,
+        status=classify(ok=outcome.ok, total_ms=outcome.total_ms, thresholds=thresholds),
+        ok=outcome.ok,
+        http_status=outcome.http_status,
+        error_type=outcome.error_type,
+        error=outcome.error,
+        ttfb_ms=outcome.ttfb_ms,
+        total_ms=outcome.total_ms,
+        tokens_per_sec=outcome.tokens_per_sec,
+        prompt_tokens=outcome.prompt_tokens,
+        completion_tokens=outcome.completion_tokens,
+        energy_wh=energy_wh,
+        cost_usd=cost_usd,
+        checked_at=outcome.checked_at,
+    )
+
+
+def probe_run(
+    *, model_pks: Sequence[int], clock: Callable[[], float] = time.monotonic, now: Now = timezone.now
+) -> list[Probe]:
+    """Probe these models now (concurrently, bounded) and store one probe each; disabled ones are skipped.
+
+    Each model's ``last_probe`` and statistics are updated at once, so ``/stats`` shows the result.
+    """
+    config = routing_config.get()
+    by_pk = {m.pk: m for m in config.models.values()}
+    targets = [by_pk[pk] for pk in dict.fromkeys(model_pks) if pk in by_pk]
+    if not targets:
+        return []
+    handler = handler_for(config.providers)
+    outcomes = _run(
+        probe_all(
+            handler,
+            [m.model_id for m in targets],
+            _spec(),
+            concurrency=settings.MONITORING_PROBE_CONCURRENCY,
+            clock=clock,
+            now=now,
+        )
+    )
+    thresholds = Thresholds.from_settings()
+    # Probes and each model's last_probe land together: a reader never sees a probe that /stats lacks.
+    with transaction.atomic():
+        rows = Probe.objects.bulk_create(
+            [_probe_row(info, o, thresholds) for info, o in zip(targets, outcomes, strict=True)]
+        )
+        for row in rows:
+            _set_last_probe(row)
+    stats_refresh(model_pks=[m.pk for m in targets], now=now())
+    return rows
+
+
+def _set_last_probe(probe: Probe) -> None:
+    ModelStats.objects.get_or_create(model_id=probe.model_id)
+    # A slower, older run finishing later must not replace a newer probe.
+    ModelStats.objects.filter(model_id=probe.model_id).filter(
+        Q(last_probe__isnull=True) | Q(last_probe__checked_at__lte=probe.checked_at)
+    ).update(last_probe=probe)
+
+
+def _in_flight_key(pk: int) -> str:
+    return f"monitoring:probing:{pk}"
+
+
+def models_due(*, now: datetime) -> list[int]:
+    """Monitored models whose last probe is at least their interval old (or that were never probed).
+
+    Beat wakes the probe task every ``MONITORING_TICK_S``; half a tick of slack keeps a model on a
+    600 s interval from slipping to 660 s because its last probe started a few milliseconds after a tick.
+    """
+    models = monitored_models()
+    stats = {
+        s.model_id: s
+        for s in ModelStats.objects.filter(model_id__in=[m.pk for m in models]).select_related("last_probe")
+    }
+    slack = settings.MONITORING_TICK_S / 2
+    due = []
+    for model in models:
+        row = stats.get(model.pk)
+        interval = row.probe_interval_s if row else settings.MONITORING_PROBE_INTERVAL_S
+        last = row.last_probe.checked_at if row and row.last_probe else None
+        if last is None or (now - last).total_seconds() >= interval - slack:
+            due.append(model.pk)
+    return due
+
+
+def probe_due_models(*, clock: Callable[[], float] = time.monotonic, now: Now = timezone.now) -> list[Probe]:
+    """Probe the models that are due, skipping any another run is still probing (a hung model can take
+    ``MONITORING_PROBE_TIMEOUT_S``, longer than a tick)."""
+    hold = int(settings.MONITORING_PROBE_TIMEOUT_S) + 60
+    claimed = [pk for pk in models_due(now=now()) if cache.add(_in_flight_key(pk), 1, timeout=hold)]
+    try:
+        return probe_run(model_pks=claimed, clock=clock, now=now)
+    finally:
+        cache.delete_many([_in_flight_key(pk) for pk in claimed])
+
+
+def stats_refresh(*, model_pks: Sequence[int] | None = None, now: datetime | None = None) -> int:
+    """Recompute availability (1h, 24h, 7d, 30d) and 24 h percentiles; returns how many models."""
+    moment = now or timezone.now()
+    pks = list(model_pks) if model_pks is not None else [m.pk for m in monitored_models()]
+    if not pks:
+        return 0
+    availability = statistics.availabilities(pks, moment)
+    summaries = statistics.recent_summaries(pks, moment)
+    for pk in pks:
+        summary = summaries[pk]
+        ModelStats.objects.update_or_create(
+            model_id=pk,
+            defaults={
+                "availability_1h": availability[pk]["1h"],
+                "availability_24h": availability[pk]["24h"],
+                "availability_7d": availability[pk]["7d"],
+                "availability_30d": availability[pk]["30d"],
+                "p50_ttfb_ms": summary.p50_ttfb_ms,
+                "p95_ttfb_ms": summary.p95_ttfb_ms,
+                "p50_total_ms": summary.p50_total_ms,
+                "p95_total_ms": summary.p95_total_ms,
+                "p50_tokens_per_sec": summary.p50_tokens_per_sec,
+                "p95_tokens_per_sec": summary.p95_tokens_per_sec,
+                "refreshed_at": moment,
+            },
+        )
+    return len(pks)
+
+
+def rollups_update(*, now: datetime) -> int:
+    """Write the hourly and daily roll-ups of every finished hour and day still held as raw probes.
+
+    Idempotent: a roll-up is (re)written only when missing or when its probe count differs from the raw
+    probes'. Days are rolled up only when all their raw probes are still kept. Returns rows written.
+    """
+    cut = statistics.raw_cut(now)
+    periods = (
+        (Rollup.Period.HOUR, TruncHour, timedelta(hours=1), cut, statistics.floor_hour(now)),
+        (Rollup.Period.DAY, TruncDay, timedelta(days=1), statistics.first_full_day(cut), statistics.floor_day(now)),
+    )
+    written = 0
+    for period, trunc, length, start, end in periods:
+        if start >= end:
+            continue
+        counts = (
+            Probe.objects.filter(checked_at__gte=start, checked_at__lt=end)
+            .annotate(bucket=trunc("checked_at"))
+            .values("model_id", "bucket")
+            .annotate(n=Count("id"))
+        )
+        existing = {
+            (r.model_id, r.start): r.probes
+            for r in Rollup.objects.filter(period=period, start__gte=start, start__lt=end)
+        }
+        for row in counts:
+            key = (row["model_id"], row["bucket"])
+            if existing.get(key) == row["n"]:
+                continue
+            probes = Probe.objects.filter(
+                model_id=row["model_id"], checked_at__gte=row["bucket"], checked_at__lt=row["bucket"] + length
+            )
+            Rollup.objects.update_or_create(
+                model_id=row["model_id"],
+                period=period,
+                start=row["bucket"],
+                defaults=asdict(statistics.summarize(probes)),
+            )
+            written += 1
+    return written
+
+
+def prune(*, now: datetime) -> dict[str, int]:
+    """Roll up what is about to go, then delete raw probes before the cut and roll-ups past retention."""
+    rolled = rollups_update(now=now)
+    with transaction.atomic():
+        _, probes = Probe.objects.filter(checked_at__lt=statistics.raw_cut(now)).delete()
+        old = now - timedelta(days=settings.MONITORING_ROLLUP_RETENTION_DAYS)
+        _, rollups = Rollup.objects.filter(start__lt=old).delete()
+    return {
+        "rollups_written": rolled,
+        "probes_deleted": probes.get(Probe._meta.label, 0),
+        "rollups_deleted": rollups.get(Rollup._meta.label, 0),
+    }
+
+
+def refresh_queue(*, model_ids: Sequence[str] | None) -> tuple[str, list[str]]:
+    """Queue probes of these models (default: every monitored one) on the worker; (task id, model ids).
+
+    Unknown or disabled model ids are a 400.
+    """
+    from .tasks import probe_models
+
+    config = routing_config.get()
+    if model_ids is None:
+        infos = monitored_models()
+    else:
+        unknown = [m for m in model_ids if m not in config.models]
+        if unknown:
+            raise InvalidRequest(
+                f"Unknown or disabled model(s): {', '.join(unknown)}.", code="unknown_model", param="models"
+            )
+        infos = [config.models[m] for m in dict.fromkeys(model_ids)]
+    task_id = str(uuid.uuid4())
+    pks = [m.pk for m in infos]
+    transaction.on_commit(lambda: probe_models.apply_async(args=[pks], queue="default", task_id=task_id))
+    return task_id, [m.model_id for m in infos]

@@ -1,0 +1,110 @@
+/* Shared by the dashboard and the probe log: formatting and same-origin JSON calls. No build step. */
+(function () {
+  "use strict";
+
+  const BUCKETS = ["smooth", "available", "congestion", "lagging", "unknown"];
+  const BUCKET_LABELS = {
+    smooth: "Smooth", available: "Available", congestion: "Congestion", lagging: "Lagging", unknown: "Unknown",
+  };
+
+  function csrfToken() {
+    const match = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
+    return match ? decodeURIComponent(match[1]) : "";
+  }
+
+  /** fetch() with the session; resolves to {ok, status, body} and never throws on HTTP errors. */
+  async function requestJSON(url, options) {
+    const init = Object.assign({credentials: "same-origin", headers: {Accept: "application/json"}}, options || {});
+    if (init.method && init.method !== "GET") {
+      init.headers = Object.assign({"Content-Type": "application/json", "X-CSRFToken": csrfToken()}, init.headers);
+    }
+    let response;
+    try {
+      response = await fetch(url, init);
+    } catch (error) {
+      return {ok: false, status: 0, body: null, message: "Network error: " + error.message};
+    }
+    let body = null;
+    try { body = await response.json(); } catch (error) { body = null; }
+    const message = body && body.error && body.error.message ? body.error.message : "HTTP " + response.status;
+    return {ok: response.ok, status: response.status, body: body, message: response.ok ? "" : message};
+  }
+
+  function isNumber(value) {
+    return typeof value === "number" && isFinite(value);
+  }
+
+  /** 120 → "120 ms", 1534 → "1.53 s", 65000 → "65.0 s". */
+  function duration(ms) {
+    if (!isNumber(ms)) return "–";
+    if (ms < 1000) return Math.round(ms) + " ms";
+    if (ms < 10000) return (ms / 1000).toFixed(2) + " s";
+    return (ms / 1000).toFixed(1) + " s";
+  }
+
+  function rate(tps) {
+    return isNumber(tps) ? tps.toFixed(1) : "–";
+  }
+
+  function percent(value) {
+    if (!isNumber(value)) return "–";
+    // 100 and 50 read as "100 %" and "50 %"; 99.96 stays "99.96 %", never a rounded-up 100.
+    const text = value > 99.9 && value < 100 ? value.toFixed(2) : value.toFixed(1).replace(/\.0$/, "");
+    return text + " %";
+  }
+
+  /** Energies per probe are tiny: milliwatt-hours read better than 0.0012 Wh. */
+  function energy(wh) {
+    if (!isNumber(wh)) return "–";
+    if (wh >= 1) return wh.toFixed(2) + " Wh";
+    const mwh = wh * 1000;
+    return (mwh >= 10 ? mwh.toFixed(1) : mwh.toFixed(2)) + " mWh";
+  }
+
+  function relativeTime(iso, now) {
+    if (!iso) return "never";
+    const then = Date.parse(iso);
+    if (isNaN(then)) return "–";
+    const seconds = Math.round(((now || Date.now()) - then) / 1000);
+    if (seconds < 5) return "just now";
+    if (seconds < 60) return seconds + " s ago";
+    const minutes = Math.floor(seconds / 60);
+    if (minutes < 60) return minutes + " min ago";
+    const hours = Math.floor(minutes / 60);
+    if (hours < 48) return hours + " h ago";
+    return Math.floor(hours / 24) + " d ago";
+  }
+
+  function absoluteTime(iso) {
+    if (!iso) return "";
+    const date = new Date(iso);
+    return isNaN(date.getTime()) ? iso : date.toLocaleString();
+  }
+
+  function bucketLabel(status) {
+    return BUCKET_LABELS[status] || "…";
+  }
+
+  /** A status badge; an error probe also says what went wrong in its tooltip. */
+  function setBadge(badge, status, detail) {
+    const known = BUCKETS.indexOf(status) >= 0 ? status : "pending";
+    badge.dataset.status = known;
+    badge.textContent = bucketLabel(known);
+    if (detail) badge.title = detail; else badge.removeAttribute("title");
+  }
+
+  window.Monitoring = {
+    BUCKETS: BUCKETS,
+    BUCKET_LABELS: BUCKET_LABELS,
+    requestJSON: requestJSON,
+    isNumber: isNumber,
+    duration: duration,
+    rate: rate,
+    percent: percent,
+    energy: energy,
+    relativeTime: relativeTime,
+    absoluteTime: absoluteTime,
+    bucketLabel: bucketLabel,
+    setBadge: setBadge,
+  };
+})();

@@ -1,0 +1,15 @@
+"""The monitor's defaults on top of the seeded routing defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitoring.seed import seed_defaults
+from tests.fixtures import Fake
+
+
+@pytest.fixture
+def monitored(seeded: Fake) -> Fake:
+    """The seeded defaults plus the monitor's own (schedules, a statistics row per model)."""
+    seed_defaults()
+    return seeded

@@ -1,0 +1,73 @@
+"""The monitoring pages: the dashboard at ``/`` and the probe log at ``/results/`` (login required).
+
+The pages are server-rendered shells; their small scripts (``monitoring/static/monitoring/``) read the JSON
+API with the session and update the page in place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import ensure_csrf_cookie
+
+from routing.selectors import routing_config
+
+from . import selectors
+from .models import Bucket
+
+# (sort key = the /stats field it sorts on, header, numeric column)
+COLUMNS = [
+    ("model", "Model", False),
+    ("provider", "Provider", False),
+    ("status", "Status", False),
+    ("availability_24h", "Availability 24 h", True),
+    ("ttfb_ms", "TTFT", True),
+    ("tokens_per_sec", "Tokens/s", True),
+    ("checked_at", "Last check", True),
+    ("energy_wh", "Energy / probe", True),
+]
+
+# How often the dashboard polls /stats on its own.
+POLL_SECONDS = 15
+
+# Probes per page of the log.
+PAGE_SIZE = 25
+
+SINCE_CHOICES = [("", "Any time"), ("1h", "Last hour"), ("24h", "Last 24 hours"), ("7d", "Last 7 days")]
+
+
+def _buckets() -> list[tuple[str, str]]:
+    return [(str(bucket.value), str(bucket.label)) for bucket in Bucket]
+
+
+@login_required
+@ensure_csrf_cookie
+def dashboard(request: HttpRequest) -> HttpResponse:
+    config = routing_config.get()
+    context: dict[str, Any] = {
+        "stats": selectors.stats_payload(),
+        "columns": COLUMNS,
+        "buckets": _buckets(),
+        "demo_only": config.demo_only,
+        "can_refresh": request.user.is_staff,
+        "poll_seconds": POLL_SECONDS,
+    }
+    context["models"] = context["stats"]["models"]
+    return render(request, "dashboard.html", context)
+
+
+@login_required
+def results(request: HttpRequest) -> HttpResponse:
+    config = routing_config.get()
+    monitored = sorted(m.model_id for m in config.models.values() if m.monitor)
+    context = {
+        "models": monitored,
+        "providers": sorted(config.providers),
+        "buckets": _buckets(),
+        "since_choices": SINCE_CHOICES,
+        "page_size": PAGE_SIZE,
+    }
+    return render(request, "results.html", context)
