@@ -13,6 +13,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
+    "IN_PROCESS_KINDS",
     "PROVIDER_KINDS",
     "ChatRequest",
     "EmbeddingResult",
@@ -28,8 +29,10 @@ __all__ = [
 ]
 
 PROVIDER_KINDS: frozenset[str] = frozenset(
-    {"openai", "azure", "anthropic", "ollama", "openrouter", "llmaas", "openai_compatible"}
+    {"openai", "azure", "anthropic", "ollama", "openrouter", "llmaas", "openai_compatible", "local"}
 )
+# Kinds that run in this process and need no base URL.
+IN_PROCESS_KINDS: frozenset[str] = frozenset({"local"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +64,8 @@ class ProviderConfig:
                 f"unknown provider kind {self.kind!r} for {self.name!r}; expected one of {sorted(PROVIDER_KINDS)}"
             )
         parts = urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        in_process = self.kind in IN_PROCESS_KINDS and not self.base_url
+        if not in_process and (parts.scheme not in ("http", "https") or not parts.hostname):
             raise ValueError(f"base_url of provider {self.name!r} must be an http(s) URL")
         if self.kind == "azure" and not self.api_version:
             raise ValueError(f"azure provider {self.name!r} needs api_version")

@@ -21,6 +21,7 @@ MODULES = [
     "llm.providers.base",
     "llm.providers.openai_compat",
     "llm.providers.anthropic",
+    "llm.providers.local",
     "llm.fake_upstream",
 ]
 

@@ -11,7 +11,7 @@ SECRET = "sk-test-0123456789abcdef"
 
 
 def test_it_accepts_every_documented_kind() -> None:
-    kinds = {"openai", "azure", "anthropic", "ollama", "openrouter", "llmaas", "openai_compatible"}
+    kinds = {"openai", "azure", "anthropic", "ollama", "openrouter", "llmaas", "openai_compatible", "local"}
     assert kinds == PROVIDER_KINDS
     for kind in sorted(kinds):
         config = ProviderConfig(name=kind, kind=kind, base_url="https://api.example.com", api_version="2024-10-21")
