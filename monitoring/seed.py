@@ -46,7 +46,7 @@ def seed_defaults() -> str:
             name=name, defaults={"task": task, "queue": queue, **schedule}
         )
         created += was_created
-    for pk in LLMModel.objects.filter(monitor=True).values_list("pk", flat=True):
+    for pk in LLMModel.objects.filter(monitor=True, kind="chat").values_list("pk", flat=True):
         created += ModelStats.objects.get_or_create(model_id=pk)[1]
     created += MonitoringSettings.objects.get_or_create(pk=1)[1]
     return f"{created} rows created" if created else "already seeded"

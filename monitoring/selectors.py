@@ -45,7 +45,9 @@ class ModelRow:
 
 def monitored_rows(model_ids: list[str] | None = None) -> list[ModelRow]:
     """Monitored, enabled models (of enabled providers) with their statistics and last probe, by id."""
-    models = LLMModel.objects.filter(monitor=True, enabled=True, provider__enabled=True).select_related("provider")
+    models = LLMModel.objects.filter(monitor=True, kind="chat", enabled=True, provider__enabled=True).select_related(
+        "provider"
+    )
     stats = {s.model_id: s for s in ModelStats.objects.filter(model__in=models).select_related("last_probe")}
     rows = []
     for model in models:

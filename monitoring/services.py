@@ -50,9 +50,9 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def monitored_models() -> list[ModelInfo]:
-    """Enabled models (of enabled providers) with ``monitor`` on, by model id."""
+    """Enabled chat models (of enabled providers) with ``monitor`` on, by model id."""
     config = routing_config.get()
-    return sorted((m for m in config.models.values() if m.monitor), key=lambda m: m.model_id)
+    return sorted((m for m in config.models.values() if m.monitor and m.kind == "chat"), key=lambda m: m.model_id)
 
 
 def _spec() -> ProbeSpec:

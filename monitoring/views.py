@@ -62,7 +62,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @login_required
 def results(request: HttpRequest) -> HttpResponse:
     config = routing_config.get()
-    monitored = sorted(m.model_id for m in config.models.values() if m.monitor)
+    monitored = sorted(m.model_id for m in config.models.values() if m.monitor and m.kind == "chat")
     context = {
         "models": monitored,
         "providers": sorted(config.providers),

@@ -72,6 +72,7 @@ class ProviderAdmin(ReloadsRouting, admin.ModelAdmin[Provider]):
 class LLMModelAdmin(ReloadsRouting, admin.ModelAdmin[LLMModel]):
     list_display = [
         "__str__",
+        "kind",
         "price_in_per_m",
         "price_out_per_m",
         "energy_kwh_per_m",
@@ -80,7 +81,7 @@ class LLMModelAdmin(ReloadsRouting, admin.ModelAdmin[LLMModel]):
         "enabled",
         "monitor",
     ]
-    list_filter = ["provider", "enabled", "monitor"]
+    list_filter = ["provider", "kind", "enabled", "monitor"]
     search_fields = ["name", "provider__name"]
     list_select_related = ["provider"]
 

@@ -28,11 +28,14 @@ class Provider(models.Model):
         OPENROUTER = "openrouter", "OpenRouter"
         LLMAAS = "llmaas", "Cloud Temple LLMaaS"
         OPENAI_COMPATIBLE = "openai_compatible", "OpenAI-compatible"
+        LOCAL = "local", "Local (in-process embedding models)"
 
     name = models.SlugField(max_length=50, unique=True, help_text="Prefix of model ids: <provider>/<model>.")
     kind = models.CharField(max_length=32, choices=Kind.choices, default=Kind.OPENAI_COMPATIBLE)
     # A CharField, not a URLField: single-label hosts such as http://ollama:11434/v1 are common here.
-    base_url = models.CharField(max_length=300, validators=[validate_http_url])
+    base_url = models.CharField(
+        max_length=300, blank=True, validators=[validate_http_url], help_text="Empty only for local providers."
+    )
     api_key_env = models.CharField(
         max_length=100,
         blank=True,
@@ -53,10 +56,23 @@ class Provider(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if not self.base_url and self.kind != self.Kind.LOCAL:
+            raise ValidationError({"base_url": "A base URL is required (only local providers have none)."})
+
 
 class LLMModel(models.Model):
+    class Kind(models.TextChoices):
+        CHAT = "chat", "Chat"
+        EMBEDDING = "embedding", "Embedding"
+
     provider = models.ForeignKey(Provider, on_delete=models.CASCADE, related_name="models")
     name = models.CharField(max_length=200, help_text="The model's name at its provider.")
+    kind = models.CharField(
+        max_length=10, choices=Kind.choices, default=Kind.CHAT, help_text="Chat models route; embedding models embed."
+    )
     context_window = models.PositiveIntegerField(default=8192)
     price_in_per_m = models.DecimalField(
         max_digits=12, decimal_places=6, default=0, help_text="USD per million input tokens."

@@ -75,6 +75,35 @@ BUILTIN_CATEGORIES: dict[str, tuple[str, list[str]]] = {
     ),
 }
 
+# Example requests per built-in category, for the semantic routing mode (embedding similarity).
+BUILTIN_EXAMPLES: dict[str, list[str]] = {
+    "tools": [],
+    "code": [
+        "Write a Python function that parses a CSV file",
+        "Why does my JavaScript code throw undefined is not a function?",
+        "Fix this SQL query that returns duplicate rows",
+        "Refactor this class to use dependency injection",
+        "Write a unit test for this method",
+    ],
+    "reasoning": [
+        "Explain why the sky is blue",
+        "Compare the pros and cons of nuclear and solar power",
+        "Prove that the square root of two is irrational",
+        "If a train leaves at 3pm at 80 km/h, when does it arrive 200 km away?",
+        "What are the economic consequences of raising interest rates?",
+    ],
+    "conversation": [
+        "Hello, how are you today?",
+        "Tell me a joke",
+        "Thanks for your help!",
+        "What should I cook for dinner tonight?",
+        "Write a short poem about autumn",
+    ],
+}
+
+# Embedding models: (provider, name) -> price in per M tokens. The local one runs offline in-process.
+EMBEDDING_MODELS = {("local", "all-minilm-l6-v2"): 0.0, ("demo", "demo-embed"): 0.02}
+
 DEMO_MODELS = {
     # name: (price in, price out per M tokens, kWh per M tokens)
     "demo-fast": (0.10, 0.40, 0.05),
@@ -140,6 +169,14 @@ def seed_defaults() -> str:
     )
     for name, (price_in, price_out, kwh) in DEMO_MODELS.items():
         created += _model("demo", name, price_in, price_out, kwh)
+    created += _provider("local", "local", "")
+    for (provider, name), price_in in EMBEDDING_MODELS.items():
+        _, was_created = LLMModel.objects.get_or_create(
+            provider=Provider.objects.get(name=provider),
+            name=name,
+            defaults={"kind": LLMModel.Kind.EMBEDDING, "price_in_per_m": price_in, "monitor": False},
+        )
+        created += was_created
     real_models: list[str] = []
     for env, name, kind, base_url, models in ENV_PROVIDERS:
         if os.environ.get(env):
@@ -154,7 +191,13 @@ def seed_defaults() -> str:
         real_models.append("ollama/llama3.2")
     for name, (description, keywords) in BUILTIN_CATEGORIES.items():
         category, was_created = Category.objects.get_or_create(
-            name=name, defaults={"description": description, "keywords": keywords, "builtin": True}
+            name=name,
+            defaults={
+                "description": description,
+                "keywords": keywords,
+                "examples": BUILTIN_EXAMPLES[name],
+                "builtin": True,
+            },
         )
         created += was_created
         if not category.builtin:

@@ -34,6 +34,7 @@ class ModelInfo:
     rpm_budget: int | None
     tpm_budget: int | None
     monitor: bool
+    kind: str = "chat"
     # Every energy coefficient that may apply, by precedence (energy.selectors.energy_profiles).
     energy: EnergyProfile | None = None
 
@@ -45,6 +46,7 @@ class CategoryInfo:
     keywords: tuple[str, ...]
     chain: tuple[str, ...]
     builtin: bool
+    examples: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,7 @@ def load_routing_config() -> RoutingConfig:
             rpm_budget=m.rpm_budget,
             tpm_budget=m.tpm_budget,
             monitor=m.monitor,
+            kind=m.kind,
             energy=energy.get(m.model_id),
         )
     chains: dict[int, list[str]] = {}
@@ -106,13 +109,18 @@ def load_routing_config() -> RoutingConfig:
     phrases: list[tuple[str, str]] = []
     for c in Category.objects.all():
         keywords = tuple(str(k).lower().strip() for k in c.keywords if str(k).strip())
-        categories[c.name] = CategoryInfo(c.name, c.description, keywords, tuple(chains.get(c.pk, [])), c.builtin)
+        examples = tuple(str(e).strip() for e in c.examples if str(e).strip())
+        categories[c.name] = CategoryInfo(
+            c.name, c.description, keywords, tuple(chains.get(c.pk, [])), c.builtin, examples
+        )
         for keyword in keywords:
             if _WORD.fullmatch(keyword):
                 single.setdefault(keyword, []).append(c.name)
             else:
                 phrases.append((keyword, c.name))
-    demo_only = bool(providers) and all(p.is_demo for p in Provider.objects.filter(enabled=True).only("is_demo"))
+    # Demo mode: every provider that can answer a chat is the demo upstream (local ones only embed).
+    chat_providers = Provider.objects.filter(enabled=True).exclude(kind=Provider.Kind.LOCAL).only("is_demo")
+    demo_only = bool(providers) and all(p.is_demo for p in chat_providers)
     return RoutingConfig(
         providers=providers,
         models=models,
@@ -127,9 +135,10 @@ routing_config: Snapshot[RoutingConfig] = Snapshot("routing", load_routing_confi
 
 
 def breaker_rows() -> list[dict[str, Any]]:
-    """Every model's breaker; a model that never failed has no row yet and is closed."""
+    """Every chat model's breaker; a model that never failed has no row yet and is closed."""
     rows = []
-    for model in LLMModel.objects.select_related("provider", "breaker").order_by("provider__name", "name"):
+    models = LLMModel.objects.filter(kind=LLMModel.Kind.CHAT).select_related("provider", "breaker")
+    for model in models.order_by("provider__name", "name"):
         breaker = getattr(model, "breaker", None)
         rows.append(
             {

@@ -56,12 +56,15 @@ def category_upsert(
     description: str | None = None,
     keywords: Sequence[str] | None = None,
     models: Sequence[str] | None = None,
+    examples: Sequence[str] | None = None,
 ) -> tuple[Category, bool]:
     category, created = Category.objects.get_or_create(name=name)
     if description is not None:
         category.description = description
     if keywords is not None:
         category.keywords = normalized_keywords(keywords)
+    if examples is not None:
+        category.examples = [e.strip() for e in examples if e.strip()]
     category.save()
     if models is not None:
         _set_chain(category, models)
@@ -120,8 +123,9 @@ MODEL_KEYS = {
     "rpm_budget",
     "tpm_budget",
     "enabled",
+    "kind",
 }
-CATEGORY_KEYS = {"name", "description", "keywords", "models"}
+CATEGORY_KEYS = {"name", "description", "keywords", "models", "examples"}
 
 
 class SyncError(Exception):
@@ -227,7 +231,10 @@ def _check_document(document: Any) -> list[str]:
     provider_names: set[str] = set()
     for i, provider in enumerate(check.items(document.get("providers"), "providers")):
         where = _place("providers", i, provider)
-        if not check.mapping(provider, where, PROVIDER_KEYS, ["name", "kind", "base_url"]):
+        local = isinstance(provider, dict) and provider.get("kind") == Provider.Kind.LOCAL
+        if not check.mapping(
+            provider, where, PROVIDER_KEYS, ["name", "kind"] if local else ["name", "kind", "base_url"]
+        ):
             continue
         name = provider.get("name")
         if isinstance(name, str):
@@ -265,6 +272,8 @@ def _check_document(document: Any) -> list[str]:
             check.errors.extend(energy_spec_errors(model, model_where))
             for key in ("monitor", "enabled"):
                 check.boolean(model, key, model_where)
+            if "kind" in model and model["kind"] not in LLMModel.Kind.values:
+                check.errors.append(f"{model_where}.kind: {model['kind']!r} is not one of chat, embedding")
             check.integer(model, "context_window", model_where)
             for key in ("rpm_budget", "tpm_budget"):
                 check.integer(model, key, model_where, nullable=True)
@@ -280,7 +289,7 @@ def _check_document(document: Any) -> list[str]:
             if name in category_names:
                 check.errors.append(f"{where}: category {name!r} appears twice")
             category_names.add(name)
-        for key in ("keywords", "models"):
+        for key in ("keywords", "models", "examples"):
             values = check.items(category.get(key), f"{where}.{key}")
             if not all(isinstance(v, str) for v in values):
                 check.errors.append(f"{where}.{key}: expected a list of strings")
@@ -358,6 +367,8 @@ def _sync_category(spec: dict[str, Any], where: str, report: SyncReport) -> None
         values["description"] = spec["description"] or ""
     if "keywords" in spec:
         values["keywords"] = normalized_keywords(spec["keywords"] or [])
+    if "examples" in spec:
+        values["examples"] = [str(e).strip() for e in spec["examples"] or [] if str(e).strip()]
     changed = _apply_fields(category, values)
     chain: list[str] | None = None
     if "models" in spec:

@@ -127,7 +127,12 @@ def test_the_provider_and_model_pages_load(admin_client: Client, seeded_db: None
     ):
         assert admin_client.get(url).status_code == 200, url
     models_page = admin_client.get("/admin/routing/llmmodel/")
-    assert [str(m) for m in models_page.context["cl"].result_list] == ["demo/demo-fast", "demo/demo-smart"]
+    assert [str(m) for m in models_page.context["cl"].result_list] == [
+        "demo/demo-embed",
+        "demo/demo-fast",
+        "demo/demo-smart",
+        "local/all-minilm-l6-v2",
+    ]
 
 
 def test_the_chain_inline_searches_models(admin_client: Client, seeded_db: None) -> None:

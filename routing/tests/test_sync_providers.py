@@ -185,8 +185,8 @@ def test_it_never_deletes_what_the_file_does_not_mention(tmp_path: Path) -> None
     Category.objects.create(name="custom", keywords=["x"])
     before = snapshot_of_tables()
     sync(tmp_path, CONTRACT_EXAMPLE)
-    assert set(Provider.objects.values_list("name", flat=True)) == {"demo", "openai"}
-    assert LLMModel.objects.filter(provider__name="demo").count() == 2
+    assert set(Provider.objects.values_list("name", flat=True)) == {"demo", "local", "openai"}
+    assert LLMModel.objects.filter(provider__name="demo").count() == 3
     assert set(Category.objects.values_list("name", flat=True)) == {
         "code",
         "conversation",
@@ -218,10 +218,11 @@ def test_prune_deletes_what_the_file_does_not_mention_except_built_in_categories
     assert chain("conversation") == []  # its demo models went with the demo provider
     assert out.splitlines() == [
         "providers: 1 created, 0 updated, 0 unchanged, 2 deleted",
-        "models: 1 created, 0 updated, 0 unchanged, 4 deleted",
+        "models: 1 created, 0 updated, 0 unchanged, 6 deleted",
         "categories: 0 created, 1 updated, 0 unchanged, 2 deleted",
-        "deleted provider demo (and its 2 models)",
-        "deleted provider local (and its 2 models)",
+        # demo-fast, demo-smart, demo-embed; the seeded all-minilm-l6-v2 beside the file's two local models
+        "deleted provider demo (and its 3 models)",
+        "deleted provider local (and its 3 models)",
         "deleted category custom",
         "deleted category local-chat",
     ]
@@ -283,7 +284,7 @@ def test_it_refuses_an_unknown_kind(tmp_path: Path) -> None:
     assert_refused(
         tmp_path,
         CONTRACT_EXAMPLE.replace("kind: openai ", "kind: openia "),
-        "providers[0] (openai).kind: unknown kind 'openia' (one of anthropic, azure, llmaas, ollama, openai, "
+        "providers[0] (openai).kind: unknown kind 'openia' (one of anthropic, azure, llmaas, local, ollama, openai, "
         "openai_compatible, openrouter)",
     )
 
