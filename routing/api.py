@@ -60,9 +60,19 @@ async def _generate(request: HttpRequest) -> HttpResponseBase:
         route_mode=data.get("route_mode"),
         stream=data["stream"],
     )
+    return await serve_generation(call, request)
+
+
+async def serve_generation(
+    call: gateway.Call, request: HttpRequest, *, extra: dict[str, Any] | None = None
+) -> HttpResponseBase:
+    """Limit, route and answer ``call``: ``{"output", **extra, "meta"}``, or SSE when it streams.
+
+    A stream starts with one ``{"type": <key>, <key>: value}`` event per item of ``extra`` (RAG's sources).
+    """
     prepared = await gateway.prepare(call, request)
     if call.stream:
-        return await _generate_stream(prepared)
+        return await _generate_stream(prepared, extra or {})
     try:
         result, model_id = await gateway.generate(prepared)
     except ApiError as exc:
@@ -72,10 +82,12 @@ async def _generate(request: HttpRequest) -> HttpResponseBase:
         raise
     meta = gateway.build_meta(prepared, result, model_id)
     await gateway.finish(prepared, meta)
-    return JsonResponse({"output": result.text, "meta": meta}, json_dumps_params={"ensure_ascii": False})
+    return JsonResponse(
+        {"output": result.text, **(extra or {}), "meta": meta}, json_dumps_params={"ensure_ascii": False}
+    )
 
 
-async def _generate_stream(prepared: gateway.Prepared) -> HttpResponseBase:
+async def _generate_stream(prepared: gateway.Prepared, extra: dict[str, Any]) -> HttpResponseBase:
     events = gateway.stream(prepared)
     try:
         start = await events.__anext__()  # errors before any token are plain HTTP errors
@@ -96,6 +108,8 @@ async def _generate_stream(prepared: gateway.Prepared) -> HttpResponseBase:
         result = None
         sent: list[str] = []
         try:
+            for name, value in extra.items():
+                yield sse({"type": name, name: value})
             async for event in events:
                 if isinstance(event, gateway.StreamStart):
                     continue
@@ -161,6 +175,7 @@ def config_payload() -> dict[str, Any]:
         "modes": list(settings.ROUTING_MODES),
         "default_category": settings.ROUTING_DEFAULT_CATEGORY,
         "classifier_model": settings.ROUTING_CLASSIFIER_MODEL,
+        "embedding_model": settings.ROUTING_EMBEDDING_MODEL,
         "demo_only": config.demo_only,
         "categories": [
             {
@@ -168,6 +183,7 @@ def config_payload() -> dict[str, Any]:
                 "description": c.description,
                 "keywords": list(c.keywords),
                 "models": list(c.chain),
+                "examples": list(c.examples),
                 "builtin": c.builtin,
             }
             for c in sorted(config.categories.values(), key=lambda c: c.name)
@@ -191,6 +207,7 @@ def category_payload(name: str) -> dict[str, Any]:
         "description": info.description,
         "keywords": list(info.keywords),
         "models": list(info.chain),
+        "examples": list(info.examples),
         "builtin": info.builtin,
     }
 

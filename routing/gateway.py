@@ -43,6 +43,7 @@ from .breaker import _cache_key as breaker_cache_key
 from .engine import SINGLE_ATTEMPT, handler_for
 from .router import Route, choose_route, classifier_prompt, parse_category_answer, routing_text
 from .selectors import RoutingConfig, routing_config
+from .semantic import semantic_category
 from .usage import usage_buffer
 
 _budgets = limits.OutboundBudgets()
@@ -166,6 +167,9 @@ async def prepare(call: Call, http_request: Any | None) -> Prepared:
     async def classify(text: str, names: Sequence[str]) -> str | None:
         return await _classify(config, text, names)
 
+    async def similar(text: str) -> str | None:
+        return await semantic_category(config, text)
+
     async def route_of() -> Route:
         return await choose_route(
             config,
@@ -176,9 +180,10 @@ async def prepare(call: Call, http_request: Any | None) -> Prepared:
             mode=mode,
             default_category=settings.ROUTING_DEFAULT_CATEGORY,
             classify=classify,
+            similar=similar,
         )
 
-    if not admit or mode in ("llm", "hybrid"):
+    if not admit or mode in ("llm", "hybrid", "semantic"):
         if admit:
             assert call.key is not None
             await limits.admit_key(call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens)

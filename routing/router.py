@@ -2,8 +2,9 @@
 
 Modes (contract section 6): ``keywords`` (default) scores categories by the keywords found in the prompt;
 ``llm`` asks a small classifier model for one category name (short timeout, keywords on any failure);
-``hybrid`` uses keywords, and the classifier only when no keyword matched; ``semantic`` needs an embedding
-model and is refused until one is configured.
+``hybrid`` uses keywords, and the classifier only when no keyword matched; ``semantic`` picks the category
+whose example requests are most similar to the request (embeddings, ``routing/semantic.py``; keywords
+when the embedding model fails).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from spignosapi.api.errors import NotFound, ServiceUnavailable, Unprocessable
+from spignosapi.api.errors import NotFound, ServiceUnavailable
 
 from .selectors import RoutingConfig
 
@@ -28,7 +29,7 @@ ROUTER_ALIASES = frozenset({"router", "auto"})
 class Route:
     category: str
     chain: tuple[str, ...]
-    route_mode: str  # how the category was chosen: model, category, tools, keywords, llm, default
+    route_mode: str  # how the category was chosen: model, category, tools, keywords, llm, semantic, default
 
 
 def routing_text(messages: Sequence[Mapping[str, Any]]) -> str:
@@ -73,6 +74,7 @@ def parse_category_answer(answer: str, categories: Sequence[str]) -> str | None:
 
 
 Classifier = Callable[[str, Sequence[str]], Awaitable[str | None]]
+SemanticMatcher = Callable[[str], Awaitable[str | None]]
 
 
 async def choose_route(
@@ -85,6 +87,7 @@ async def choose_route(
     mode: str,
     default_category: str,
     classify: Classifier,
+    similar: SemanticMatcher | None = None,
 ) -> Route:
     if model is not None and model not in ROUTER_ALIASES:
         if model in config.models:
@@ -100,14 +103,17 @@ async def choose_route(
         return Route(category=info.name, chain=info.chain, route_mode="category")
     if has_tools and TOOLS_CATEGORY in config.categories:
         return _route(config, TOOLS_CATEGORY, "tools")
-    if mode == "semantic":
-        raise Unprocessable(
-            "Semantic routing needs an embedding model, which is not configured yet.",
-            code="mode_unavailable",
-            param="route_mode",
-        )
     chosen: str | None = None
     used = mode
+    if mode == "semantic":
+        try:
+            chosen = await similar(text) if similar is not None else None
+        except Exception:  # like the classifier: a failing embedding model falls back to keywords
+            logger.warning("semantic routing failed; falling back to keywords", exc_info=True)
+            chosen = None
+        if chosen is None:
+            chosen = keyword_category(config, text)
+            used = "keywords"
     if mode in ("keywords", "hybrid"):
         chosen = keyword_category(config, text)
         used = "keywords"

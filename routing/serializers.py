@@ -119,6 +119,12 @@ class CategoryInput(serializers.Serializer[Any]):
     description = serializers.CharField(required=False, allow_blank=True, max_length=300)
     keywords = serializers.ListField(child=serializers.CharField(max_length=100), required=False, max_length=500)
     models = serializers.ListField(child=serializers.CharField(max_length=260), required=False, max_length=50)
+    examples = serializers.ListField(
+        child=serializers.CharField(max_length=500),
+        required=False,
+        max_length=200,
+        help_text="Example requests, for the semantic routing mode.",
+    )
 
 
 class ModelMappingInput(serializers.Serializer[Any]):

@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from jobs.views import chat
 from monitoring import views as monitoring_views
+from rag import api as rag_api
 from routing import openai_api
 from routing.metrics import metrics_view
 
@@ -19,11 +20,13 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("energy.urls")),
     path("", include("jobs.urls")),
     path("", include("monitoring.urls")),
+    path("", include("rag.urls")),
 ]
 
 openai_v1 = [
     path("chat/completions", openai_api.chat_completions_view, name="openai-chat-completions"),
     path("models", openai_api.models_view, name="openai-models"),
+    path("embeddings", rag_api.openai_embeddings_view, name="openai-embeddings"),
 ]
 
 urlpatterns = [

@@ -61,19 +61,23 @@ def test_it_shows_the_routing_configuration(gateway: Gateway, staff: str) -> Non
     )
     assert body["modes"] == ["keywords", "llm", "hybrid", "semantic"]
     assert body["circuit_breaker"] == {"failure_threshold": 3, "open_seconds": 300.0}
-    assert body["models"] == ["demo/demo-fast", "demo/demo-smart"]
+    assert body["models"] == ["demo/demo-embed", "demo/demo-fast", "demo/demo-smart", "local/all-minilm-l6-v2"]
+    assert body["embedding_model"] == "local/all-minilm-l6-v2"
+    # The in-process embedding model answers no chat: with the demo upstream alone it is still demo mode.
     assert body["demo_only"] is True
     assert [(c["name"], c["builtin"], c["models"]) for c in body["categories"]] == [
         (name, True, chain) for name, chain in sorted(BUILTIN_CHAINS.items())
     ]
     assert "python" in body["categories"][0]["keywords"]
-    [demo] = body["providers"]
-    assert demo == {
-        "name": "demo",
-        "kind": "openai_compatible",
-        "base_url": Provider.objects.get(name="demo").base_url,
-        "has_api_key": False,
-    }
+    assert body["providers"] == [
+        {
+            "name": "demo",
+            "kind": "openai_compatible",
+            "base_url": Provider.objects.get(name="demo").base_url,
+            "has_api_key": False,
+        },
+        {"name": "local", "kind": "local", "base_url": "", "has_api_key": False},
+    ]
 
 
 def test_it_never_shows_a_providers_secret(staff_client: APIClient, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,11 +121,16 @@ def test_it_creates_then_updates_a_category(gateway: Gateway, staff: str) -> Non
         "description": "Zoology.",
         "keywords": ["lion", "zebra"],
         "models": [],
+        "examples": [],
         "builtin": False,
     }
 
     updated = api(
-        gateway, "POST", "categories", {"name": "animals", "models": ["demo/demo-smart", "demo/demo-fast"]}, key=staff
+        gateway,
+        "POST",
+        "categories",
+        {"name": "animals", "models": ["demo/demo-smart", "demo/demo-fast"], "examples": [" Do zebras sleep? "]},
+        key=staff,
     )
     assert updated.status == 200, updated.text
     assert updated.json() == {
@@ -129,6 +138,7 @@ def test_it_creates_then_updates_a_category(gateway: Gateway, staff: str) -> Non
         "description": "Zoology.",  # what the update left out stays
         "keywords": ["lion", "zebra"],
         "models": ["demo/demo-smart", "demo/demo-fast"],
+        "examples": ["Do zebras sleep?"],
         "builtin": False,
     }
     assert chains(gateway, staff)["animals"] == ["demo/demo-smart", "demo/demo-fast"]

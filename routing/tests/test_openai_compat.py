@@ -172,11 +172,13 @@ def test_it_lists_the_router_the_categories_and_the_models(gateway: Gateway) -> 
         "conversation",
         "reasoning",
         "tools",
+        "demo/demo-embed",
         "demo/demo-fast",
         "demo/demo-smart",
+        "local/all-minilm-l6-v2",
     ]
     assert {m.object for m in models} == {"model"}
-    assert [m.owned_by for m in models][-2:] == ["demo", "demo"]
+    assert [m.owned_by for m in models][-4:] == ["demo", "demo", "demo", "local"]
 
 
 # --- streaming -------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from routing.router import Route, choose_route, keyword_category, parse_category
 from routing.seed import seed_defaults
 from routing.selectors import RoutingConfig, load_routing_config
 from routing.services import category_upsert
-from spignosapi.api.errors import NotFound, ServiceUnavailable, Unprocessable
+from spignosapi.api.errors import NotFound, ServiceUnavailable
 
 SMART_FIRST = ("demo/demo-smart", "demo/demo-fast")
 FAST_FIRST = ("demo/demo-fast", "demo/demo-smart")
@@ -39,6 +39,21 @@ class Classifier:
         return self.answer
 
 
+class Matcher:
+    """A stand-in for the semantic matcher (routing/semantic.py, tested with the real model elsewhere)."""
+
+    def __init__(self, answer: str | None = None, error: Exception | None = None) -> None:
+        self.answer = answer
+        self.error = error
+        self.asked: list[str] = []
+
+    async def __call__(self, text: str) -> str | None:
+        self.asked.append(text)
+        if self.error is not None:
+            raise self.error
+        return self.answer
+
+
 def route(
     config: RoutingConfig,
     text: str,
@@ -49,6 +64,7 @@ def route(
     has_tools: bool = False,
     default_category: str = "conversation",
     classify: Classifier | None = None,
+    similar: Matcher | None = None,
 ) -> Route:
     return asyncio.run(
         choose_route(
@@ -60,6 +76,7 @@ def route(
             mode=mode,
             default_category=default_category,
             classify=classify or Classifier(error=AssertionError("the classifier must not be asked")),
+            similar=similar or Matcher(error=AssertionError("the embedding model must not be asked")),
         )
     )
 
@@ -176,13 +193,17 @@ def test_tools_go_to_the_tools_category_in_every_mode(config: RoutingConfig) -> 
         assert route(config, "explain why", has_tools=True, mode=mode) == Route("tools", SMART_FIRST, "tools")
 
 
-def test_semantic_mode_is_unprocessable(config: RoutingConfig) -> None:
-    with pytest.raises(Unprocessable) as error:
-        route(config, "explain why", mode="semantic")
-    assert (error.value.status_code, error.value.get_codes(), error.value.param) == (
-        422,
-        "mode_unavailable",
-        "route_mode",
+def test_semantic_mode_takes_the_matchers_category(config: RoutingConfig) -> None:
+    matcher = Matcher(answer="code")
+    assert route(config, "explain why", mode="semantic", similar=matcher) == Route("code", SMART_FIRST, "semantic")
+    assert matcher.asked == ["explain why"]
+
+
+@pytest.mark.parametrize("matcher", [Matcher(answer=None), Matcher(error=RuntimeError("model down"))])
+def test_semantic_mode_falls_back_to_keywords(config: RoutingConfig, matcher: Matcher) -> None:
+    assert route(config, "explain why", mode="semantic", similar=matcher) == Route("reasoning", SMART_FIRST, "keywords")
+    assert route(config, "good morning", mode="semantic", similar=matcher) == Route(
+        "conversation", FAST_FIRST, "default"
     )
 
 

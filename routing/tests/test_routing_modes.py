@@ -237,11 +237,6 @@ def test_a_disabled_model_is_unknown(gateway: Gateway, fake: Fake, raw: str) -> 
     assert generate(gateway, raw, prompt="hello").json()["meta"]["attempts"] == [SMART_OK]
 
 
-def test_semantic_mode_is_refused_until_an_embedding_model_exists(gateway: Gateway, fake: Fake, raw: str) -> None:
-    error = error_of(generate(gateway, raw, prompt="hi", route_mode="semantic"), 422)
-    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", "mode_unavailable", "route_mode")
-
-
 def test_an_unknown_mode_is_a_validation_error(gateway: Gateway, fake: Fake, raw: str) -> None:
     error = error_of(generate(gateway, raw, prompt="hi", route_mode="fuzzy"), 400)
     assert error["param"] == "route_mode"

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "energy",
     "jobs",
     "monitoring",
+    "rag",
 ]
 
 # Django's usual stack, each one async-native (spignosapi/api/middleware.py): under ASGI, Django's own

@@ -30,5 +30,7 @@ LOGGING = {
     "loggers": {
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
         "uvicorn.access": {"level": "WARNING"},
+        "faiss.loader": {"level": "WARNING"},  # which CPU build it loads, at INFO
+        "sentence_transformers": {"level": "WARNING"},
     },
 }

@@ -1,0 +1,244 @@
+"""``/api/v1/embeddings``, ``/v1/embeddings``, RAG collections and ``/api/v1/rag``."""
+
+from __future__ import annotations
+
+import base64
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.selectors import KeyInfo
+from llm import count_tokens
+from routing import gateway, limits
+from routing.accounting import account
+from routing.api import serve_generation
+from routing.selectors import routing_config
+from routing.usage import usage_buffer
+from spignosapi.api.asyncviews import async_endpoint, authenticate, json_body, validated
+from spignosapi.api.errors import ApiError, NotFound
+
+from . import services
+from .embedding import aembed, embedding_model
+from .models import Collection
+from .serializers import (
+    CollectionOutput,
+    EmbeddingsInput,
+    EmbeddingsOutput,
+    IngestInput,
+    IngestOutput,
+    RagInput,
+    RagOutput,
+)
+
+
+def _json(data: Any, status: int = 200) -> JsonResponse:
+    return JsonResponse(data, status=status, json_dumps_params={"ensure_ascii": False})
+
+
+def _book(
+    key: KeyInfo, request_id: str, endpoint: str, model_id: str, tokens: int, started: float, user: str, error: str
+) -> None:
+    """A usage record for a call that only embeds (the key pays its input tokens, no completion)."""
+    info = routing_config.get().models.get(model_id)
+    cost = account(info, tokens, 0)
+    usage_buffer.add(
+        {
+            "request_id": request_id,
+            "api_key_id": key.id,
+            "user_id": user[:200],
+            "endpoint": endpoint,
+            "category": "",
+            "route_mode": "model",
+            "model": model_id,
+            "provider": info.provider if info else "",
+            "attempts": [{"model": model_id, "outcome": "error" if error else "ok"}],
+            "status": "error" if error else "ok",
+            "error_code": error[:60],
+            "stream": False,
+            "prompt_tokens": tokens,
+            "completion_tokens": 0,
+            "ttft_ms": None,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+            **cost.usage_fields(),
+            "created_at": datetime.now(UTC),
+        }
+    )
+
+
+async def _embeddings(request: HttpRequest, endpoint: str) -> HttpResponseBase:
+    started = time.perf_counter()
+    key = await authenticate(request)
+    data = validated(EmbeddingsInput, json_body(request))
+    texts: list[str] = data["input"]
+    config = await routing_config.aget()
+    info = embedding_model(config, data.get("model"))
+    estimate = sum(count_tokens(t) for t in texts)
+    await limits.admit_key(key, prompt_tokens=estimate, max_tokens=0)
+    request_id = request.request_id  # type: ignore[attr-defined]
+    try:
+        embedded = await aembed(texts, info.model_id, config=config)
+    except ApiError as exc:
+        _book(key, request_id, endpoint, info.model_id, 0, started, data.get("user", ""), str(exc.get_codes()))
+        raise
+    _book(key, request_id, endpoint, info.model_id, embedded.prompt_tokens, started, data.get("user", ""), "")
+    rows: list[dict[str, Any]] = []
+    for i, vector in enumerate(embedded.vectors):
+        value: Any = (
+            base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+            if data["encoding_format"] == "base64"
+            else [float(x) for x in vector]
+        )
+        rows.append({"object": "embedding", "index": i, "embedding": value})
+    usage = {"prompt_tokens": embedded.prompt_tokens, "total_tokens": embedded.prompt_tokens}
+    return _json({"object": "list", "data": rows, "model": embedded.model, "usage": usage})
+
+
+async def _api_embeddings(request: HttpRequest) -> HttpResponseBase:
+    return await _embeddings(request, "embeddings")
+
+
+async def _openai_embeddings(request: HttpRequest) -> HttpResponseBase:
+    return await _embeddings(request, "openai_embeddings")
+
+
+class EmbeddingsView(APIView):
+    @extend_schema(
+        operation_id="embeddings",
+        summary="Embed texts (OpenAI shape)",
+        request=EmbeddingsInput,
+        responses={200: EmbeddingsOutput},
+        description="Inputs are embedded in batches of EMBEDDINGS_BATCH_SIZE; vectors are L2-normalised.",
+    )
+    def post(self, request: Request) -> Response:  # pragma: no cover - documentation only
+        raise NotImplementedError
+
+
+class OpenAIEmbeddingsView(EmbeddingsView):
+    @extend_schema(
+        operation_id="openai_embeddings",
+        summary="Embed texts (OpenAI-compatible)",
+        request=EmbeddingsInput,
+        responses={200: EmbeddingsOutput},
+    )
+    def post(self, request: Request) -> Response:  # pragma: no cover - documentation only
+        raise NotImplementedError
+
+
+embeddings_view = async_endpoint(EmbeddingsView, {"POST": _api_embeddings})
+openai_embeddings_view = async_endpoint(OpenAIEmbeddingsView, {"POST": _openai_embeddings})
+
+
+# --- collections -------------------------------------------------------------------------------------
+
+
+def collection_payload(collection: Collection) -> dict[str, Any]:
+    counts = Collection.objects.filter(pk=collection.pk).aggregate(
+        n_documents=Count("documents", distinct=True),
+        n_chunks=Count("documents__chunks"),
+        n_embedded=Count("documents__chunks", filter=Q(documents__chunks__embedding__isnull=False)),
+    )
+    return {
+        "name": collection.name,
+        "embedding_model": collection.embedding_model,
+        "dimensions": collection.dimensions,
+        "status": collection.status,
+        "documents": counts["n_documents"],
+        "chunks": counts["n_chunks"],
+        "embedded_chunks": counts["n_embedded"],
+        "index_version": collection.index_version,
+        "indexed_at": collection.indexed_at.isoformat() if collection.indexed_at else None,
+        "last_error": collection.last_error,
+    }
+
+
+class CollectionsView(APIView):
+    @extend_schema(
+        operation_id="rag_collections", summary="List RAG collections", responses={200: CollectionOutput(many=True)}
+    )
+    def get(self, request: Request) -> Response:
+        return Response({"data": [collection_payload(c) for c in Collection.objects.all()]})
+
+
+class CollectionDetailView(APIView):
+    @extend_schema(
+        operation_id="rag_collection",
+        summary="A RAG collection and its indexing state",
+        responses={200: CollectionOutput},
+    )
+    def get(self, request: Request, name: str) -> Response:
+        collection = Collection.objects.filter(name=name).first()
+        if collection is None:
+            raise NotFound(f"The collection {name!r} does not exist.", code="collection_not_found")
+        return Response(collection_payload(collection))
+
+
+class DocumentsView(APIView):
+    @extend_schema(
+        operation_id="rag_ingest",
+        summary="Add or replace documents in a collection (created on first use)",
+        request=IngestInput,
+        responses={202: IngestOutput},
+        description="Documents are chunked at once; a worker embeds the chunks and publishes the index "
+        "(the collection's status goes from indexing to ready). A known document id replaces its document.",
+    )
+    def post(self, request: Request, name: str) -> Response:
+        serializer = IngestInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        ingested = services.documents_ingest(
+            collection_name=name,
+            documents=serializer.validated_data["documents"],
+            embedding_model_id=serializer.validated_data.get("embedding_model"),
+        )
+        return Response(
+            {"collection": collection_payload(ingested.collection), "documents": ingested.documents}, status=202
+        )
+
+
+# --- RAG ---------------------------------------------------------------------------------------------
+
+
+async def _rag(request: HttpRequest) -> HttpResponseBase:
+    key = await authenticate(request)
+    data = validated(RagInput, json_body(request))
+    collection = await sync_to_async(services.collection_for_query, thread_sensitive=False)(data["collection"])
+    retrieved = await services.retrieve(collection, data["query"], data["top_k"])
+    call = gateway.Call(
+        key=key,
+        request_id=request.request_id,  # type: ignore[attr-defined]
+        endpoint="rag",
+        messages=services.rag_messages(data["query"], retrieved.sources, data.get("system")),
+        temperature=data["temperature"],
+        top_p=data["top_p"],
+        max_tokens=data["max_tokens"],
+        user_id=data.get("user_id", ""),
+        model=data.get("model"),
+        category=data.get("category"),
+        route_mode=data.get("route_mode"),
+        stream=data["stream"],
+    )
+    return await serve_generation(call, request, extra={"sources": [s.as_dict() for s in retrieved.sources]})
+
+
+class RagView(APIView):
+    @extend_schema(
+        operation_id="rag",
+        summary="Answer a question from a collection's documents (routed generation with sources)",
+        request=RagInput,
+        responses={200: RagOutput},
+        description="The query is embedded, the top_k nearest chunks are cited in the prompt, and the answer is "
+        'generated like /api/v1/generate. With `stream: true`: a `{"type":"sources",...}` event, then the '
+        "events of a streamed generate.",
+    )
+    def post(self, request: Request) -> Response:  # pragma: no cover - documentation only
+        raise NotImplementedError
+
+
+rag_view = async_endpoint(RagView, {"POST": _rag})

@@ -1,0 +1,76 @@
+"""Collections of documents, cut into chunks whose vectors feed one FAISS index per collection.
+
+The vectors are stored with the chunks, so an index can be rebuilt at any time without calling the
+embedding model again; the index file on disk is a cache of them, named by ``index_version``.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.core.validators import MinValueValidator
+from django.db import models
+
+
+class Collection(models.Model):
+    class Status(models.TextChoices):
+        EMPTY = "empty"
+        INDEXING = "indexing"
+        READY = "ready"
+        FAILED = "failed"
+
+    name = models.SlugField(max_length=100, unique=True)
+    # Names its index files: a collection recreated under the same name (or pk, after a database restore)
+    # never picks up another one's stale index.
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    description = models.CharField(max_length=300, blank=True)
+    embedding_model = models.CharField(max_length=260, help_text="The model id that embeds its chunks and queries.")
+    dimensions = models.PositiveIntegerField(null=True, blank=True, help_text="Vector size, known after indexing.")
+    chunk_size = models.PositiveIntegerField(default=800, validators=[MinValueValidator(50)])
+    chunk_overlap = models.PositiveIntegerField(default=120)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.EMPTY)
+    index_version = models.PositiveIntegerField(default=0, help_text="Bumped by every index build.")
+    indexed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Document(models.Model):
+    collection = models.ForeignKey(Collection, on_delete=models.CASCADE, related_name="documents")
+    external_id = models.CharField(max_length=200, help_text="The document's id as the client named it.")
+    title = models.CharField(max_length=300, blank=True)
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["collection", "external_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["collection", "external_id"], name="unique_document_per_collection")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.collection.name}/{self.external_id}"
+
+
+class Chunk(models.Model):
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField(help_text="Position in its document, from 0.")
+    start = models.PositiveIntegerField(help_text="Offset of its first character in the document.")
+    text = models.TextField()
+    # float32, little-endian, L2-normalised; empty until the collection's model has embedded it.
+    embedding = models.BinaryField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["document", "index"]
+        constraints = [models.UniqueConstraint(fields=["document", "index"], name="unique_chunk_index")]
+
+    def __str__(self) -> str:
+        return f"{self.document}#{self.index}"

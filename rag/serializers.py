@@ -1,0 +1,119 @@
+"""Input and output serializers of the embeddings and RAG endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from rest_framework import serializers
+
+from routing.serializers import GenerateInput, MetaOutput
+
+
+class EmbeddingsInput(serializers.Serializer[Any]):
+    input = serializers.JSONField(help_text="A string or a list of strings.")
+    model = serializers.CharField(required=False, max_length=260, help_text="Default: EMBEDDINGS_DEFAULT_MODEL.")
+    encoding_format = serializers.ChoiceField(choices=["float", "base64"], default="float")
+    user = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+    def validate_input(self, value: Any) -> list[str]:
+        texts = [value] if isinstance(value, str) else value
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            raise serializers.ValidationError("Expected a string or a list of strings.", code="invalid_type")
+        if not texts:
+            raise serializers.ValidationError("At least one input is required.", code="empty")
+        if any(not t for t in texts):
+            raise serializers.ValidationError("Inputs must not be empty strings.", code="empty_string")
+        if len(texts) > settings.EMBEDDINGS_MAX_INPUTS:
+            raise serializers.ValidationError(
+                f"At most {settings.EMBEDDINGS_MAX_INPUTS} inputs per request.", code="too_many_inputs"
+            )
+        return texts
+
+
+class EmbeddingItem(serializers.Serializer[Any]):
+    object = serializers.CharField(default="embedding")
+    index = serializers.IntegerField()
+    embedding = serializers.ListField(child=serializers.FloatField(), help_text="or a base64 string of float32")
+
+
+class EmbeddingsUsage(serializers.Serializer[Any]):
+    prompt_tokens = serializers.IntegerField()
+    total_tokens = serializers.IntegerField()
+
+
+class EmbeddingsOutput(serializers.Serializer[Any]):
+    object = serializers.CharField(default="list")
+    data = EmbeddingItem(many=True)  # type: ignore[assignment]  # a declared field: the metaclass pops it
+    model = serializers.CharField()
+    usage = EmbeddingsUsage()
+
+
+class DocumentInput(serializers.Serializer[Any]):
+    id = serializers.CharField(required=False, max_length=200)
+    title = serializers.CharField(required=False, allow_blank=True, max_length=300)
+    text = serializers.CharField(trim_whitespace=False, max_length=settings.RAG_MAX_DOCUMENT_CHARS)
+
+    def validate_text(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("The text must not be blank.", code="blank")
+        return value
+
+
+class IngestInput(serializers.Serializer[Any]):
+    documents = serializers.ListField(child=DocumentInput(), allow_empty=False, max_length=settings.RAG_MAX_DOCUMENTS)
+    embedding_model = serializers.CharField(
+        required=False, max_length=260, help_text="For a new collection (default: EMBEDDINGS_DEFAULT_MODEL)."
+    )
+
+    def validate_documents(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        ids = [d["id"] for d in value if d.get("id")]
+        if len(ids) != len(set(ids)):
+            raise serializers.ValidationError("Each document id may appear only once.", code="duplicate_id")
+        return value
+
+
+class IngestedDocument(serializers.Serializer[Any]):
+    id = serializers.CharField()
+    title = serializers.CharField()
+    chunks = serializers.IntegerField()
+    replaced = serializers.BooleanField()
+
+
+class CollectionOutput(serializers.Serializer[Any]):
+    name = serializers.CharField()
+    embedding_model = serializers.CharField()
+    dimensions = serializers.IntegerField(allow_null=True)
+    status = serializers.CharField(help_text="empty, indexing, ready, failed")
+    documents = serializers.IntegerField()
+    chunks = serializers.IntegerField()
+    embedded_chunks = serializers.IntegerField()
+    index_version = serializers.IntegerField()
+    indexed_at = serializers.DateTimeField(allow_null=True)
+    last_error = serializers.CharField()
+
+
+class IngestOutput(serializers.Serializer[Any]):
+    collection = CollectionOutput()
+    documents = IngestedDocument(many=True)
+
+
+class RagInput(GenerateInput):
+    prompt = None  # type: ignore[assignment]
+    query = serializers.CharField(max_length=100_000)
+    collection = serializers.SlugField(max_length=100)
+    top_k = serializers.IntegerField(min_value=1, max_value=20, default=4)
+
+
+class SourceOutput(serializers.Serializer[Any]):
+    document = serializers.CharField(help_text="The document's id")
+    title = serializers.CharField()
+    chunk = serializers.IntegerField(help_text="The chunk's index in its document")
+    score = serializers.FloatField(help_text="Cosine similarity to the query")
+    text = serializers.CharField()
+
+
+class RagOutput(serializers.Serializer[Any]):
+    output = serializers.CharField()
+    sources = SourceOutput(many=True)
+    meta = MetaOutput()

@@ -1,0 +1,26 @@
+"""Celery task of the RAG app: embed a collection's new chunks and publish its index."""
+
+from __future__ import annotations
+
+import random
+
+from celery import Task, shared_task
+
+from spignosapi.api.errors import UpstreamFailed, UpstreamTimeout
+
+from .services import collection_index
+
+MAX_RETRIES = 3
+
+
+@shared_task(
+    bind=True, name="rag.index_collection", acks_late=True, reject_on_worker_lost=True, max_retries=MAX_RETRIES
+)
+def index_collection(self: Task, collection_pk: int) -> int:
+    """Idempotent: chunks that already have a vector are not embedded again. Returns the index version."""
+    try:
+        return collection_index(collection_pk).index_version
+    except (UpstreamFailed, UpstreamTimeout) as exc:
+        # The embedding model failed (retryable on its side): try again later, with backoff and jitter.
+        countdown = 2 ** (self.request.retries + 1) * random.uniform(0.5, 1.5)
+        raise self.retry(countdown=countdown, exc=exc) from None

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("embeddings", api.embeddings_view, name="embeddings"),
+    path("rag", api.rag_view, name="rag"),
+    path("rag/collections", api.CollectionsView.as_view(), name="rag-collections"),
+    path("rag/collections/<slug:name>", api.CollectionDetailView.as_view(), name="rag-collection"),
+    path("rag/collections/<slug:name>/documents", api.DocumentsView.as_view(), name="rag-documents"),
+]

@@ -1,0 +1,60 @@
+"""The ``semantic`` routing mode: the category whose example requests are most similar to the request.
+
+Each category's examples are embedded once per process (again when they or the model change); a request
+costs one embedding of its text. Similarity is the cosine of L2-normalised vectors; a category scores its
+best example.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from django.conf import settings
+
+from .router import TOOLS_CATEGORY
+from .selectors import RoutingConfig
+
+_examples: dict[tuple[str, tuple[tuple[str, str], ...]], np.ndarray] = {}
+_lock = asyncio.Lock()
+
+
+def _pairs(config: RoutingConfig) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (name, example)
+        for name, info in sorted(config.categories.items())
+        if name != TOOLS_CATEGORY
+        for example in info.examples
+    )
+
+
+async def _example_vectors(config: RoutingConfig, model: str, pairs: tuple[tuple[str, str], ...]) -> np.ndarray:
+    from rag.embedding import aembed
+
+    key = (model, pairs)
+    vectors = _examples.get(key)
+    if vectors is None:
+        async with _lock:
+            vectors = _examples.get(key)
+            if vectors is None:
+                vectors = (await aembed([example for _, example in pairs], model, config=config)).vectors
+                _examples.clear()  # only the current examples are kept
+                _examples[key] = vectors
+    return vectors
+
+
+async def semantic_category(config: RoutingConfig, text: str) -> str | None:
+    """The best-matching category, or None when no category has examples or the text is empty."""
+    from rag.embedding import aembed
+
+    pairs = _pairs(config)
+    if not pairs or not text.strip():
+        return None
+    model = settings.ROUTING_EMBEDDING_MODEL
+    examples = await _example_vectors(config, model, pairs)
+    query = (await aembed([text], model, config=config)).vectors[0]
+    scores = examples @ query
+    best: dict[str, float] = {}
+    for (name, _), score in zip(pairs, scores, strict=True):
+        best[name] = max(best.get(name, -1.0), float(score))
+    return max(sorted(best), key=lambda name: best[name])
