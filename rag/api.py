@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import base64
 import time
-from datetime import UTC, datetime
+import uuid
 from typing import Any
 
+import numpy as np
 from asgiref.sync import sync_to_async
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,17 +20,18 @@ from rest_framework.views import APIView
 from accounts.selectors import KeyInfo
 from llm import count_tokens
 from routing import gateway, limits
-from routing.accounting import account
 from routing.api import serve_generation
 from routing.selectors import routing_config
-from routing.usage import usage_buffer
 from spignosapi.api.asyncviews import async_endpoint, authenticate, json_body, validated
-from spignosapi.api.errors import ApiError, NotFound
+from spignosapi.api.errors import ApiError, InvalidRequest, NotFound
 
 from . import services
+from .batches import batch_payload, batch_submit
 from .embedding import aembed, embedding_model
-from .models import Collection
+from .models import Collection, EmbeddingBatch
 from .serializers import (
+    BatchInput,
+    BatchOutput,
     CollectionOutput,
     EmbeddingsInput,
     EmbeddingsOutput,
@@ -37,40 +40,24 @@ from .serializers import (
     RagInput,
     RagOutput,
 )
+from .usage import embedding_usage_book
 
 
 def _json(data: Any, status: int = 200) -> JsonResponse:
     return JsonResponse(data, status=status, json_dumps_params={"ensure_ascii": False})
 
 
-def _book(
-    key: KeyInfo, request_id: str, endpoint: str, model_id: str, tokens: int, started: float, user: str, error: str
-) -> None:
-    """A usage record for a call that only embeds (the key pays its input tokens, no completion)."""
-    info = routing_config.get().models.get(model_id)
-    cost = account(info, tokens, 0)
-    usage_buffer.add(
-        {
-            "request_id": request_id,
-            "api_key_id": key.id,
-            "user_id": user[:200],
-            "endpoint": endpoint,
-            "category": "",
-            "route_mode": "model",
-            "model": model_id,
-            "provider": info.provider if info else "",
-            "attempts": [{"model": model_id, "outcome": "error" if error else "ok"}],
-            "status": "error" if error else "ok",
-            "error_code": error[:60],
-            "stream": False,
-            "prompt_tokens": tokens,
-            "completion_tokens": 0,
-            "ttft_ms": None,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-            **cost.usage_fields(),
-            "created_at": datetime.now(UTC),
-        }
-    )
+def embedding_rows(vectors: np.ndarray, encoding_format: str) -> list[dict[str, Any]]:
+    """OpenAI's ``data``: a list of floats per input, or base64 of its float32 bytes (what the SDK asks for)."""
+    rows: list[dict[str, Any]] = []
+    for i, vector in enumerate(vectors):
+        value: Any = (
+            base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+            if encoding_format == "base64"
+            else [float(x) for x in vector]
+        )
+        rows.append({"object": "embedding", "index": i, "embedding": value})
+    return rows
 
 
 async def _embeddings(request: HttpRequest, endpoint: str) -> HttpResponseBase:
@@ -83,20 +70,14 @@ async def _embeddings(request: HttpRequest, endpoint: str) -> HttpResponseBase:
     estimate = sum(count_tokens(t) for t in texts)
     await limits.admit_key(key, prompt_tokens=estimate, max_tokens=0)
     request_id = request.request_id  # type: ignore[attr-defined]
+    book = {"key_id": key.id, "request_id": request_id, "endpoint": endpoint, "model_id": info.model_id}
     try:
         embedded = await aembed(texts, info.model_id, config=config)
     except ApiError as exc:
-        _book(key, request_id, endpoint, info.model_id, 0, started, data.get("user", ""), str(exc.get_codes()))
+        embedding_usage_book(**book, tokens=0, started=started, user=data.get("user", ""), error=str(exc.get_codes()))
         raise
-    _book(key, request_id, endpoint, info.model_id, embedded.prompt_tokens, started, data.get("user", ""), "")
-    rows: list[dict[str, Any]] = []
-    for i, vector in enumerate(embedded.vectors):
-        value: Any = (
-            base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
-            if data["encoding_format"] == "base64"
-            else [float(x) for x in vector]
-        )
-        rows.append({"object": "embedding", "index": i, "embedding": value})
+    embedding_usage_book(**book, tokens=embedded.prompt_tokens, started=started, user=data.get("user", ""), error="")
+    rows = embedding_rows(embedded.vectors, data["encoding_format"])
     usage = {"prompt_tokens": embedded.prompt_tokens, "total_tokens": embedded.prompt_tokens}
     return _json({"object": "list", "data": rows, "model": embedded.model, "usage": usage})
 
@@ -134,6 +115,49 @@ class OpenAIEmbeddingsView(EmbeddingsView):
 
 embeddings_view = async_endpoint(EmbeddingsView, {"POST": _api_embeddings})
 openai_embeddings_view = async_endpoint(OpenAIEmbeddingsView, {"POST": _openai_embeddings})
+
+
+def _key(request: Request) -> KeyInfo:
+    if not isinstance(request.auth, KeyInfo):
+        raise NotAuthenticated("Batches belong to an API key: send one.")
+    return request.auth
+
+
+class BatchesView(APIView):
+    @extend_schema(
+        operation_id="embeddings_batch_create",
+        summary="Embed a large list of texts on a worker",
+        request=BatchInput,
+        responses={202: BatchOutput},
+        description="Answers 202 at once; read the result from GET /api/v1/embeddings/batches/<id>.",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = BatchInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        key = _key(request)
+        batch = batch_submit(
+            key=key, inputs=serializer.validated_data["input"], model_id=serializer.validated_data.get("model")
+        )
+        return Response(batch_payload(batch), status=202)
+
+
+class BatchDetailView(APIView):
+    @extend_schema(
+        operation_id="embeddings_batch",
+        summary="A batch's status and, once done, its embeddings (OpenAI shape)",
+        parameters=[OpenApiParameter("encoding_format", str, enum=["float", "base64"], required=False)],
+        responses={200: BatchOutput},
+    )
+    def get(self, request: Request, batch_id: uuid.UUID) -> Response:
+        key = _key(request)
+        batch = EmbeddingBatch.objects.filter(pk=batch_id).first()
+        # Another key's batch answers like a missing one: its existence is not told.
+        if batch is None or (batch.api_key_id != key.id and not key.is_staff):
+            raise NotFound("No such batch.", code="batch_not_found")
+        encoding = request.query_params.get("encoding_format", "float")
+        if encoding not in ("float", "base64"):
+            raise InvalidRequest("encoding_format must be float or base64.", param="encoding_format")
+        return Response(batch_payload(batch, encoding_format=encoding))
 
 
 # --- collections -------------------------------------------------------------------------------------

@@ -74,3 +74,40 @@ class Chunk(models.Model):
 
     def __str__(self) -> str:
         return f"{self.document}#{self.index}"
+
+
+class EmbeddingBatch(models.Model):
+    """A large embedding request, embedded by a Celery worker (``POST /api/v1/embeddings/batches``)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    api_key = models.ForeignKey("accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL)
+    model = models.CharField(max_length=260)
+    inputs = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    dimensions = models.PositiveIntegerField(null=True, blank=True)
+    # float32 rows, little-endian, L2-normalised, in input order.
+    vectors = models.BinaryField(null=True, blank=True, editable=False)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    error = models.JSONField(null=True, blank=True)
+    deliveries = models.PositiveSmallIntegerField(default=0, help_text="How many times a worker started it.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.pk} {self.status}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED

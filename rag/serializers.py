@@ -16,6 +16,9 @@ class EmbeddingsInput(serializers.Serializer[Any]):
     encoding_format = serializers.ChoiceField(choices=["float", "base64"], default="float")
     user = serializers.CharField(required=False, allow_blank=True, max_length=200)
 
+    def max_inputs(self) -> int:
+        return int(settings.EMBEDDINGS_MAX_INPUTS)
+
     def validate_input(self, value: Any) -> list[str]:
         texts = [value] if isinstance(value, str) else value
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
@@ -24,11 +27,18 @@ class EmbeddingsInput(serializers.Serializer[Any]):
             raise serializers.ValidationError("At least one input is required.", code="empty")
         if any(not t for t in texts):
             raise serializers.ValidationError("Inputs must not be empty strings.", code="empty_string")
-        if len(texts) > settings.EMBEDDINGS_MAX_INPUTS:
+        if len(texts) > self.max_inputs():
             raise serializers.ValidationError(
-                f"At most {settings.EMBEDDINGS_MAX_INPUTS} inputs per request.", code="too_many_inputs"
+                f"At most {self.max_inputs()} inputs per request.", code="too_many_inputs"
             )
         return texts
+
+
+class BatchInput(EmbeddingsInput):
+    encoding_format = None  # type: ignore[assignment]  # chosen when reading the result
+
+    def max_inputs(self) -> int:
+        return int(settings.EMBEDDINGS_BATCH_MAX_INPUTS)
 
 
 class EmbeddingItem(serializers.Serializer[Any]):
@@ -47,6 +57,19 @@ class EmbeddingsOutput(serializers.Serializer[Any]):
     data = EmbeddingItem(many=True)  # type: ignore[assignment]  # a declared field: the metaclass pops it
     model = serializers.CharField()
     usage = EmbeddingsUsage()
+
+
+class BatchOutput(serializers.Serializer[Any]):
+    id = serializers.UUIDField()
+    object = serializers.CharField(default="embedding.batch")
+    status = serializers.CharField(help_text="queued, running, succeeded, failed")
+    model = serializers.CharField()
+    inputs = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    data = EmbeddingItem(many=True, required=False, help_text="once succeeded")  # type: ignore[assignment]
+    usage = EmbeddingsUsage(required=False)
+    error = serializers.DictField(required=False)
 
 
 class DocumentInput(serializers.Serializer[Any]):

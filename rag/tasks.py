@@ -24,3 +24,21 @@ def index_collection(self: Task, collection_pk: int) -> int:
         # The embedding model failed (retryable on its side): try again later, with backoff and jitter.
         countdown = 2 ** (self.request.retries + 1) * random.uniform(0.5, 1.5)
         raise self.retry(countdown=countdown, exc=exc) from None
+
+
+@shared_task(
+    bind=True,
+    name="rag.embed_batch",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=MAX_RETRIES,
+    ignore_result=True,
+)
+def embed_batch(self: Task, batch_id: str) -> str:
+    from .batches import batch_run
+
+    try:
+        return batch_run(batch_id, final_attempt=self.request.retries >= MAX_RETRIES)
+    except (UpstreamFailed, UpstreamTimeout) as exc:
+        countdown = 2 ** (self.request.retries + 1) * random.uniform(0.5, 1.5)
+        raise self.retry(countdown=countdown, exc=exc) from None

@@ -6,6 +6,8 @@ from . import api
 
 urlpatterns = [
     path("embeddings", api.embeddings_view, name="embeddings"),
+    path("embeddings/batches", api.BatchesView.as_view(), name="embeddings-batches"),
+    path("embeddings/batches/<uuid:batch_id>", api.BatchDetailView.as_view(), name="embeddings-batch"),
     path("rag", api.rag_view, name="rag"),
     path("rag/collections", api.CollectionsView.as_view(), name="rag-collections"),
     path("rag/collections/<slug:name>", api.CollectionDetailView.as_view(), name="rag-collection"),

@@ -26,6 +26,7 @@ from websockets.sync.client import ClientConnection, connect
 from accounts.services import apikey_create
 from jobs.models import Job
 from jobs.streams import buffer_key
+from rag.models import EmbeddingBatch
 from routing.models import UsageRecord
 from tests.fixtures import Fake, Gateway, shared_database_url, start_gateway
 from tests.helpers import ROOT, django_env, private_redis, python, wait_until
@@ -303,6 +304,38 @@ def test_a_job_whose_worker_is_killed_mid_stream_is_redelivered_and_succeeds_onc
     assert UsageRecord.objects.count() == 1
     # A late reader gets the same history, with one ``complete``.
     assert sse_events(call("GET", jobs_gateway.url + body["stream_url"], key=raw)) == messages
+
+
+def test_an_embedding_batch_whose_worker_is_killed_is_redelivered_and_finished_once(
+    jobs_gateway: Gateway, fake: Fake, workers: Workers
+) -> None:
+    _, raw = apikey_create(name="k")
+    fake.configure(**{"demo-embed": {"latency_ms": 20000}})  # the worker is inside the upstream call
+    first = workers.start()
+    accepted = call(
+        "POST",
+        jobs_gateway.url + "/api/v1/embeddings/batches",
+        {"model": "demo/demo-embed", "input": ["a", "b"]},
+        key=raw,
+    )
+    assert accepted.status == 202, accepted.text
+    batch_id = accepted.json()["id"]
+    assert wait_until(lambda: EmbeddingBatch.objects.get(pk=batch_id).status == "running", timeout=30)
+    assert wait_until(lambda: fake.stats()["requests"] == {"demo-embed": 1}, timeout=10)
+    processes = first.kill()
+    assert wait_until(lambda: all(gone(p) for p in processes), timeout=5)
+    assert EmbeddingBatch.objects.get(pk=batch_id).deliveries == 1
+
+    fake.configure(**{"demo-embed": {"latency_ms": 0}})
+    workers.start(CELERY_VISIBILITY_TIMEOUT="3")
+    assert wait_until(lambda: EmbeddingBatch.objects.get(pk=batch_id).status == "succeeded", timeout=30)
+    batch = EmbeddingBatch.objects.get(pk=batch_id)
+    assert (batch.deliveries, batch.dimensions, len(bytes(batch.vectors or b""))) == (2, 64, 2 * 64 * 4)
+    result = call("GET", f"{jobs_gateway.url}/api/v1/embeddings/batches/{batch_id}", key=raw).json()
+    assert [row["index"] for row in result["data"]] == [0, 1]
+    records = UsageRecord.objects.filter(request_id=f"batch-{batch_id}")
+    assert wait_until(records.exists, timeout=10)
+    assert [(r.endpoint, r.status) for r in records] == [("embeddings_batch", "ok")]
 
 
 # --- 3. RabbitMQ as the broker ----------------------------------------------------------------------------

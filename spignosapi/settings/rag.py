@@ -26,3 +26,5 @@ RAG_MAX_DOCUMENT_CHARS = env_int("RAG_MAX_DOCUMENT_CHARS", 2_000_000, minimum=1)
 
 # The semantic routing mode: a request goes to the category of its most similar example phrase.
 ROUTING_EMBEDDING_MODEL = env_str("ROUTING_EMBEDDING_MODEL") or EMBEDDINGS_DEFAULT_MODEL
+# Inputs one batch (POST /api/v1/embeddings/batches, embedded by a worker) may carry.
+EMBEDDINGS_BATCH_MAX_INPUTS = env_int("EMBEDDINGS_BATCH_MAX_INPUTS", 50_000, minimum=1)
