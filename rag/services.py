@@ -93,29 +93,36 @@ def documents_ingest(
 
 
 def collection_index(collection_pk: int) -> Collection:
-    """Embed the chunks that have no vector yet and publish a new index version (one build at a time)."""
+    """Embed the chunks that have no vector yet and publish a new index version (one build at a time).
+
+    When the model fails, the collection says so (status ``failed``, ``last_error``) and the error propagates
+    (the task retries the retryable ones); the next successful build makes it ``ready`` again.
+    """
+    try:
+        return _collection_index(collection_pk)
+    except ApiError as exc:
+        Collection.objects.filter(pk=collection_pk).update(
+            status=Collection.Status.FAILED, last_error=str(exc.detail)[:500], updated_at=timezone.now()
+        )
+        raise
+
+
+def _collection_index(collection_pk: int) -> Collection:
     with transaction.atomic():
         collection = Collection.objects.select_for_update().get(pk=collection_pk)
         pending = list(Chunk.objects.filter(document__collection=collection, embedding__isnull=True).order_by("pk"))
-        try:
-            if pending:
-                embedded = embed([c.text for c in pending], collection.embedding_model)
-                dimensions = int(embedded.vectors.shape[1])
-                if collection.dimensions and collection.dimensions != dimensions:
-                    raise InvalidRequest(
-                        f"The model gave {dimensions}-dimensional vectors; "
-                        f"the collection holds {collection.dimensions}.",
-                        code="dimensions_mismatch",
-                    )
-                collection.dimensions = dimensions
-                for chunk, vector in zip(pending, embedded.vectors, strict=True):
-                    chunk.embedding = to_bytes(vector)
-                Chunk.objects.bulk_update(pending, ["embedding"], batch_size=500)
-        except ApiError as exc:
-            collection.status = Collection.Status.FAILED
-            collection.last_error = str(exc.detail)[:500]
-            collection.save(update_fields=["status", "last_error", "updated_at"])
-            raise
+        if pending:
+            embedded = embed([c.text for c in pending], collection.embedding_model)
+            dimensions = int(embedded.vectors.shape[1])
+            if collection.dimensions and collection.dimensions != dimensions:
+                raise InvalidRequest(
+                    f"The model gave {dimensions}-dimensional vectors; the collection holds {collection.dimensions}.",
+                    code="dimensions_mismatch",
+                )
+            collection.dimensions = dimensions
+            for chunk, vector in zip(pending, embedded.vectors, strict=True):
+                chunk.embedding = to_bytes(vector)
+            Chunk.objects.bulk_update(pending, ["embedding"], batch_size=500)
         collection.index_version += 1
         collection.indexed_at = timezone.now()
         has_chunks = Chunk.objects.filter(document__collection=collection).exists()

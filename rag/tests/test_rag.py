@@ -209,6 +209,26 @@ def test_bad_ingests_are_refused_and_store_nothing(
     assert (Collection.objects.count(), Document.objects.count()) == (0, 0)
 
 
+def test_a_failing_embedding_model_marks_the_collection_failed(gateway: Gateway, fake: Fake, raw: str) -> None:
+    fake.configure(**{"demo-embed": {"status": 400}})
+    reply = post(
+        gateway,
+        raw,
+        "/api/v1/rag/collections/remote/documents",
+        {"documents": [{"id": "a", "text": "some text"}], "embedding_model": "demo/demo-embed"},
+    )
+    assert reply.status == 202, reply.text
+    state: dict[str, Any] = {}
+
+    def failed() -> bool:
+        state.update(call("GET", f"{gateway.url}/api/v1/rag/collections/remote", key=raw).json())
+        return state["status"] == "failed"
+
+    assert wait_until(failed, timeout=30), state
+    assert state["last_error"].startswith("The upstream model refused the request")
+    assert (state["chunks"], state["embedded_chunks"], state["index_version"]) == (1, 0, 0)
+
+
 def test_rag_on_an_unknown_collection_is_a_404(gateway: Gateway, fake: Fake, raw: str) -> None:
     reply = rag(gateway, raw, "anything")
     assert reply.status == 404
