@@ -22,6 +22,7 @@ from accounts.selectors import KeyInfo
 from routing import gateway
 from spignosapi.api.asyncviews import async_endpoint, authenticate, dumps
 from spignosapi.api.errors import NotFound
+from spignosapi.api.schema import SSE_EVENT
 
 from . import selectors, services
 from .models import Job
@@ -118,7 +119,7 @@ class StreamView(APIView):
     @extend_schema(
         operation_id="job_stream",
         summary="A job's tokens as server-sent events (replayed, then live)",
-        responses={(200, "text/event-stream"): str},
+        responses={(200, "text/event-stream"): SSE_EVENT},
     )
     def get(self, request: Request, session_id: str) -> Response:  # pragma: no cover - documentation only
         raise exceptions.MethodNotAllowed("GET")

@@ -36,6 +36,8 @@ class RefreshInput(serializers.Serializer[Any]):
 class ProbeOutput(serializers.ModelSerializer[Probe]):
     model = serializers.SerializerMethodField()
     provider = serializers.SerializerMethodField()
+    error_type = serializers.CharField(allow_null=True, read_only=True, help_text="null when the probe succeeded")
+    error = serializers.CharField(allow_null=True, read_only=True, help_text="null when the probe succeeded")
 
     class Meta:
         model = Probe

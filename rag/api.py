@@ -24,6 +24,7 @@ from routing.api import serve_generation
 from routing.selectors import routing_config
 from spignosapi.api.asyncviews import async_endpoint, authenticate, json_body, validated
 from spignosapi.api.errors import ApiError, InvalidRequest, NotFound
+from spignosapi.api.schema import SSE_EVENT
 
 from . import services
 from .batches import batch_payload, batch_submit
@@ -32,6 +33,7 @@ from .models import Collection, EmbeddingBatch
 from .serializers import (
     BatchInput,
     BatchOutput,
+    CollectionList,
     CollectionOutput,
     EmbeddingsInput,
     EmbeddingsOutput,
@@ -184,9 +186,7 @@ def collection_payload(collection: Collection) -> dict[str, Any]:
 
 
 class CollectionsView(APIView):
-    @extend_schema(
-        operation_id="rag_collections", summary="List RAG collections", responses={200: CollectionOutput(many=True)}
-    )
+    @extend_schema(operation_id="rag_collections", summary="List RAG collections", responses={200: CollectionList})
     def get(self, request: Request) -> Response:
         return Response({"data": [collection_payload(c) for c in Collection.objects.all()]})
 
@@ -256,7 +256,7 @@ class RagView(APIView):
         operation_id="rag",
         summary="Answer a question from a collection's documents (routed generation with sources)",
         request=RagInput,
-        responses={200: RagOutput},
+        responses={(200, "application/json"): RagOutput, (200, "text/event-stream"): SSE_EVENT},
         description="The query is embedded, the top_k nearest chunks are cited in the prompt, and the answer is "
         'generated like /api/v1/generate. With `stream: true`: a `{"type":"sources",...}` event, then the '
         "events of a streamed generate.",

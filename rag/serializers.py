@@ -116,6 +116,10 @@ class CollectionOutput(serializers.Serializer[Any]):
     last_error = serializers.CharField()
 
 
+class CollectionList(serializers.Serializer[Any]):
+    data = CollectionOutput(many=True)  # type: ignore[assignment]  # a declared field: the metaclass pops it
+
+
 class IngestOutput(serializers.Serializer[Any]):
     collection = CollectionOutput()
     documents = IngestedDocument(many=True)

@@ -18,6 +18,7 @@ from accounts.permissions import IsStaff
 from llm import LLMError
 from spignosapi.api.asyncviews import async_endpoint, authenticate, dumps, json_body, validated
 from spignosapi.api.errors import ApiError, envelope, error_parts
+from spignosapi.api.schema import SSE_EVENT
 
 from . import gateway, selectors, services
 from .selectors import routing_config
@@ -149,7 +150,7 @@ class GenerateView(APIView):
         operation_id="generate",
         summary="Generate text (routed, with fallbacks)",
         request=GenerateInput,
-        responses={200: GenerateOutput},
+        responses={(200, "application/json"): GenerateOutput, (200, "text/event-stream"): SSE_EVENT},
         examples=[
             OpenApiExample(
                 "Code question", value={"prompt": "Fix this python function", "max_tokens": 128}, request_only=True

@@ -21,6 +21,7 @@ from rest_framework.views import APIView
 from llm import GenerationResult, LLMError
 from spignosapi.api.asyncviews import async_endpoint, authenticate, dumps, json_body, validated
 from spignosapi.api.errors import ApiError, envelope
+from spignosapi.api.schema import SSE_EVENT
 
 from . import gateway
 from .api import SSE_HEADERS, error_code, error_payload
@@ -225,7 +226,7 @@ class ChatCompletionsView(APIView):
         operation_id="chat_completions",
         summary="OpenAI-compatible chat completion",
         request=ChatCompletionInput,
-        responses={200: dict},
+        responses={(200, "application/json"): dict, (200, "text/event-stream"): SSE_EVENT},
         description="OpenAI request/response and SSE chunk formats. `model`: `router`/`auto` (routed), a category "
         "name, or a concrete `<provider>/<model>` id. Header `X-Spignos-Route`: `category/model/attempts`.",
     )
@@ -234,6 +235,14 @@ class ChatCompletionsView(APIView):
 
 
 chat_completions_view = async_endpoint(ChatCompletionsView, {"POST": _chat})
+
+
+@extend_schema(exclude=True)  # the same operation as /v1/chat/completions, documented once
+class ChatCompletionsAliasView(APIView):
+    pass
+
+
+chat_completions_alias_view = async_endpoint(ChatCompletionsAliasView, {"POST": _chat})
 
 
 def models_payload() -> dict[str, Any]:

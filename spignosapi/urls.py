@@ -34,7 +34,7 @@ urlpatterns = [
     path("health/full", views.health_full, name="health-full"),
     path("api/v1/", include(api_v1)),
     path("v1/", include(openai_v1)),
-    path("chat/completions", openai_api.chat_completions_view, name="chat-completions-alias"),
+    path("chat/completions", openai_api.chat_completions_alias_view, name="chat-completions-alias"),
     path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("swagger/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
