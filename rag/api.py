@@ -19,8 +19,8 @@ from rest_framework.views import APIView
 
 from accounts.selectors import KeyInfo
 from llm import count_tokens
-from routing import gateway, limits
-from routing.api import serve_generation
+from routing import limits
+from routing.api import generation_call, serve_generation
 from routing.selectors import routing_config
 from spignosapi.api.asyncviews import async_endpoint, authenticate, json_body, validated
 from spignosapi.api.errors import ApiError, InvalidRequest, NotFound
@@ -234,20 +234,8 @@ async def _rag(request: HttpRequest) -> HttpResponseBase:
     data = validated(RagInput, json_body(request))
     collection = await sync_to_async(services.collection_for_query, thread_sensitive=False)(data["collection"])
     retrieved = await services.retrieve(collection, data["query"], data["top_k"])
-    call = gateway.Call(
-        key=key,
-        request_id=request.request_id,  # type: ignore[attr-defined]
-        endpoint="rag",
-        messages=services.rag_messages(data["query"], retrieved.sources, data.get("system")),
-        temperature=data["temperature"],
-        top_p=data["top_p"],
-        max_tokens=data["max_tokens"],
-        user_id=data.get("user_id", ""),
-        model=data.get("model"),
-        category=data.get("category"),
-        route_mode=data.get("route_mode"),
-        stream=data["stream"],
-    )
+    messages = services.rag_messages(data["query"], retrieved.sources, data.get("system"))
+    call = generation_call(request, key, data, "rag", messages)
     return await serve_generation(call, request, extra={"sources": [s.as_dict() for s in retrieved.sources]})
 
 

@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsStaff
+from accounts.selectors import KeyInfo
 from llm import LLMError
 from spignosapi.api.asyncviews import async_endpoint, authenticate, dumps, json_body, validated
 from spignosapi.api.errors import ApiError, envelope, error_parts
@@ -47,10 +48,17 @@ async def _generate(request: HttpRequest) -> HttpResponseBase:
     data = validated(GenerateInput, json_body(request))
     messages = [{"role": "system", "content": data["system"]}] if data.get("system") else []
     messages.append({"role": "user", "content": data["prompt"]})
-    call = gateway.Call(
+    return await serve_generation(generation_call(request, key, data, "generate", messages), request)
+
+
+def generation_call(
+    request: HttpRequest, key: KeyInfo, data: dict[str, Any], endpoint: str, messages: list[dict[str, Any]]
+) -> gateway.Call:
+    """The gateway call of a request validated by ``GenerateInput`` (or a serializer that extends it)."""
+    return gateway.Call(
         key=key,
         request_id=request.request_id,  # type: ignore[attr-defined]
-        endpoint="generate",
+        endpoint=endpoint,
         messages=messages,
         temperature=data["temperature"],
         top_p=data["top_p"],
@@ -61,7 +69,6 @@ async def _generate(request: HttpRequest) -> HttpResponseBase:
         route_mode=data.get("route_mode"),
         stream=data["stream"],
     )
-    return await serve_generation(call, request)
 
 
 async def serve_generation(
