@@ -25,7 +25,7 @@ Behaviour knobs, from three sources; precedence: control config > ``X-Fake-<Knob
   tokens=16         completion length; capped by max_tokens, which makes finish_reason "length"
   fail_rate=0       probability (0..1) that a request fails; deterministic for a seed, model and request index
   status            HTTP status of a failure (default 500). Given alone (no fail_rate/fail_first), every
-                    request fails with it
+                    request fails with it; a 401 quotes the API key it received, as some providers do
   fail_first=0      the first N requests of the model fail, later ones succeed (counter per model name)
   retry_after       seconds, sent as Retry-After on 429/503/529 failures
   hang=0            1: never answer (the connection stays open until the client gives up)
@@ -442,10 +442,22 @@ def _error(
     return _json(_openai_error_body(status, message, code, param), status, headers)
 
 
-def _failure(flavour: str, b: Behaviour, model: str, index: int) -> web.Response:
+def _failure(flavour: str, b: Behaviour, model: str, index: int, credential: str) -> web.Response:
     status = b.status if b.status is not None and b.status >= 400 else 500
     message = f"fake upstream: simulated {status} for model {model!r} (request #{index + 1})"
+    if status == 401:
+        # As some real upstreams do: quote the credential it refused (callers must never pass it on).
+        message = f"Incorrect API key provided: {credential or '(none)'}. {message}"
     return _error(flavour, status, message, headers=_retry_headers(b, status))
+
+
+def _credential(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    return (
+        header.removeprefix("Bearer ").strip()
+        or request.headers.get("x-api-key", "")
+        or request.headers.get("api-key", "")
+    )
 
 
 _GARBAGE_JSON: Final = b'{"id":"garbage","object":"chat.completion","choices":[{"index":0,"message":{"rol'
@@ -609,7 +621,7 @@ async def _gate(
         await _hang(request, state)
     await _sleep(state, delay_ms / 1000)
     if state.should_fail(b, model, index):
-        return _failure(flavour, b, model, index)
+        return _failure(flavour, b, model, index, _credential(request))
     if b.content_filter == 2:
         message = "The response was filtered due to the prompt triggering the content management policy."
         return _error(flavour, 400, message, code="content_filter", param="prompt")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -189,18 +190,22 @@ class Gateway:
         self.proc = proc
 
 
-def start_gateway(extra_env: dict[str, str] | None = None) -> Gateway:
+def start_gateway(extra_env: dict[str, str] | None = None, *, log: Path | None = None) -> Gateway:
+    """A uvicorn server on the test database; ``log`` captures its stdout and stderr in a file."""
     from .helpers import free_port
 
     port = free_port()
     env = django_env(
-        DATABASE_URL=shared_database_url(),
-        USAGE_FLUSH_SECONDS="0.05",
-        # Tests change keys and routing between requests: every request looks at the versions.
-        SNAPSHOT_CHECK_SECONDS="0",
-        LOG_LEVEL="WARNING",
-        **(extra_env or {}),
+        **{
+            "DATABASE_URL": shared_database_url(),
+            "USAGE_FLUSH_SECONDS": "0.05",
+            # Tests change keys and routing between requests: every request looks at the versions.
+            "SNAPSHOT_CHECK_SECONDS": "0",
+            "LOG_LEVEL": "WARNING",
+            **(extra_env or {}),
+        }
     )
+    log_file = log.open("ab") if log is not None else None
     proc = subprocess.Popen(
         [
             python(),
@@ -219,7 +224,11 @@ def start_gateway(extra_env: dict[str, str] | None = None) -> Gateway:
         ],
         cwd=ROOT,
         env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT if log_file is not None else None,
     )
+    if log_file is not None:
+        log_file.close()  # the server holds its own descriptor
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
