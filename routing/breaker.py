@@ -9,6 +9,7 @@ seconds, so a reader is never stale for longer than that. Time comes from an inj
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from django.utils import timezone
 
 from .models import CircuitBreaker
 
+logger = logging.getLogger(__name__)
 State = CircuitBreaker.State
 CACHE_SECONDS = 5
 
@@ -51,8 +53,13 @@ class Breakers:
 
     # --- reads (hot path) ---
     def states(self, model_pks: Iterable[int]) -> dict[int, BreakerState]:
+        """States from the cache, else the database; the cache is only a shortcut (Redis down: database)."""
         pks = list(model_pks)
-        cached = cache.get_many([_cache_key(pk) for pk in pks])
+        try:
+            cached = cache.get_many([_cache_key(pk) for pk in pks])
+        except Exception:
+            logger.warning("breaker cache unavailable; reading the database", exc_info=True)
+            cached = {}
         result: dict[int, BreakerState] = {}
         missing = []
         for pk in pks:
@@ -69,7 +76,7 @@ class Breakers:
                 fresh[_cache_key(pk)] = tuple(
                     (result[pk].state, result[pk].failures, result[pk].opened_at, result[pk].trial_started_at)
                 )
-            cache.set_many(fresh, CACHE_SECONDS)
+            _quietly(cache.set_many, fresh, CACHE_SECONDS)
         return result
 
     def admits(self, model_pk: int, state: BreakerState) -> tuple[bool, bool]:
@@ -156,8 +163,16 @@ class Breakers:
         self._forget(model_pk)
 
     def _forget(self, model_pk: int) -> None:
-        transaction.on_commit(lambda: cache.delete(_cache_key(model_pk)))
-        cache.delete(_cache_key(model_pk))
+        # Without Redis there is nothing cached to forget (and entries expire within CACHE_SECONDS anyway).
+        transaction.on_commit(lambda: _quietly(cache.delete, _cache_key(model_pk)))
+        _quietly(cache.delete, _cache_key(model_pk))
+
+
+def _quietly(operation: Callable[..., object], *args: object) -> None:
+    try:
+        operation(*args)
+    except Exception:
+        logger.warning("breaker cache unavailable", exc_info=True)
 
 
 def default_breakers() -> Breakers:
