@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db.utils import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -160,6 +161,12 @@ def error_parts(exc: Exception) -> tuple[dict[str, Any], int, dict[str, str]] | 
         exc = NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, (OperationalError, InterfaceError)):
+        # The database is down or unreachable: a dependency failed, not the request (no traceback sent).
+        logger.warning("database unavailable: %s", str(exc).strip().splitlines()[0] if str(exc) else type(exc))
+        exc = ServiceUnavailable(
+            "The database is unavailable; try again shortly.", code="database_unavailable", headers={"Retry-After": "5"}
+        )
 
     if isinstance(exc, ApiError):
         body = envelope(
