@@ -68,7 +68,25 @@ class BreakerCollector(Collector):
         yield gauge
 
 
+class QueueCollector(Collector):
+    """Messages waiting in each Celery queue at scrape time, as the broker counts them."""
+
+    def collect(self) -> Any:
+        from jobs.api import queue_depths
+
+        gauge = GaugeMetricFamily("spignos_queue_depth", "Messages waiting per Celery queue", labels=["queue"])
+        try:
+            depths = queue_depths()
+        except Exception:  # the broker is down: no sample rather than a failed scrape
+            depths = {}
+        for name, depth in depths.items():
+            if depth is not None:
+                gauge.add_metric([name], depth)
+        yield gauge
+
+
 REGISTRY.register(BreakerCollector())
+REGISTRY.register(QueueCollector())
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:

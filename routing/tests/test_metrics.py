@@ -91,3 +91,75 @@ def test_it_exposes_each_models_breaker_state(gateway: Gateway) -> None:
     assert sample(text, "spignos_breaker_state", model="demo/demo-smart") == 2
     assert sample(text, "spignos_breaker_state", model="demo/demo-fast") == 0
     assert "# TYPE spignos_breaker_state gauge" in text
+
+
+def test_the_queue_depth_of_each_queue_is_exposed(seeded: Fake) -> None:
+    from tests.fixtures import _stop, start_gateway
+    from tests.helpers import private_redis
+
+    # A broker no worker consumes: the two high-priority jobs submitted stay queued.
+    with private_redis() as (broker, _):
+        server = start_gateway({"CELERY_BROKER_URL": broker})
+        try:
+            assert [sample(scrape(server), "spignos_queue_depth", queue=q) for q in ("high", "default", "low")] == [
+                0.0,
+                0.0,
+                0.0,
+            ]
+            _, raw = apikey_create(name="k")
+            for _ in range(2):
+                reply = call("POST", server.url + "/api/v1/generate/async", {"prompt": "hi", "priority": 9}, key=raw)
+                assert reply.status == 202, reply.text
+            text = scrape(server)
+            assert [sample(text, "spignos_queue_depth", queue=q) for q in ("high", "default", "low")] == [2.0, 0.0, 0.0]
+        finally:
+            _stop(server.proc)
+
+
+def test_the_grafana_dashboard_only_queries_metrics_the_platform_exposes(gateway: Gateway, fake: Fake) -> None:
+    import json
+    import re
+
+    import yaml
+
+    from tests.helpers import ROOT
+
+    fake.configure(**{"demo-smart": {"status": 503}})  # a fallback, so that every series has a sample
+    assert (
+        call(
+            "POST",
+            gateway.url + "/api/v1/generate",
+            {"prompt": "Fix this python bug", "stream": True},
+            key=apikey_create(name="k")[1],
+        ).status
+        == 200
+    )
+    exposed = {s.name for family in text_string_to_metric_families(scrape(gateway)) for s in family.samples}
+
+    dashboard = json.loads((ROOT / "deploy/grafana/dashboards/spignosapi.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\bspignos_[a-z_]+", target["expr"])
+    }
+    assert queried == {
+        "spignos_requests_total",
+        "spignos_request_latency_seconds_bucket",
+        "spignos_ttft_seconds_bucket",
+        "spignos_tokens_total",
+        "spignos_cost_usd_total",
+        "spignos_energy_wh_total",
+        "spignos_fallbacks_total",
+        "spignos_breaker_state",
+        "spignos_queue_depth",
+    }
+    assert queried <= exposed, queried - exposed
+    # The panels use the provisioned data source, which points at the compose service Prometheus runs as.
+    datasource = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text())
+    (source,) = datasource["datasources"]
+    assert {panel["datasource"]["uid"] for panel in dashboard["panels"]} == {source["uid"]}
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert source["url"] == "http://prometheus:9090" and "prometheus" in compose["services"]
+    scrape_config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())["scrape_configs"][0]
+    assert (scrape_config["metrics_path"], scrape_config["static_configs"][0]["targets"]) == ("/metrics", ["web:8000"])
