@@ -192,7 +192,7 @@ def error_parts(exc: Exception) -> tuple[dict[str, Any], int, dict[str, str]] | 
             headers["WWW-Authenticate"] = 'Bearer realm="api"'
         codes = exc.get_codes()
         code = codes if isinstance(codes, str) else None
-        if isinstance(exc, exceptions.ParseError):
+        if isinstance(exc, exceptions.ParseError) and code in (None, "parse_error"):
             code = "invalid_json"
         return envelope(str(exc.detail), status_code=exc.status_code, code=code), exc.status_code, headers
     return None

@@ -1,12 +1,17 @@
-"""A JSON parser that refuses bodies over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` with 413.
+r"""A JSON parser that refuses bodies over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` with 413.
 
 DRF reads the raw request stream, which bypasses Django's own size check, and a chunked request has no
 Content-Length to check up front: so the parser reads at most one byte more than the limit.
+
+It also refuses text that JSON can carry but the platform cannot keep: NUL characters (``\u0000``, which
+PostgreSQL refuses in text and jsonb) and lone UTF-16 surrogates (``\ud800``, which have no UTF-8 form).
+Both can only arrive as escapes, so a body without ``\u0000`` / ``\ud8``-``\udf`` costs one scan.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import IO, Any
 
@@ -34,6 +39,34 @@ class JSONParser(BaseParser):
         if len(raw) > limit:
             raise PayloadTooLarge(f"Request body larger than {limit} bytes.")
         try:
-            return json.loads(raw, parse_constant=_reject_constant)
+            data = json.loads(raw, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
+        if b"\\u" in raw and _UNSAFE_ESCAPE.search(raw):
+            _check_text(data)
+        return data
+
+
+# \u0000, or a surrogate escape \ud800-\udfff (a valid pair is checked too: the walk below lets it through).
+_UNSAFE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def _check_text(value: Any) -> None:
+    """Raise ParseError for a string (key or value, at any depth) with a NUL or a lone surrogate."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ParseError("JSON strings may not contain NUL (\\u0000) characters.", code="invalid_text")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ParseError(
+                    "JSON strings may not contain lone UTF-16 surrogates (e.g. \\ud800).", code="invalid_text"
+                ) from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
