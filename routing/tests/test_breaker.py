@@ -343,6 +343,24 @@ class TestThroughTheGateway:
         assert reply.json()["meta"]["attempts"] == [SMART_SKIPPED, FAST_OK]
         assert fake.stats()["requests"] == {"demo-smart": 3, "demo-fast": 4}
 
+    def test_a_breaker_opened_through_one_server_is_honoured_by_another(self, gateway: Gateway, fake: Fake) -> None:
+        """Two web processes on one database and Redis: failures seen by one open the breaker for both."""
+        from tests.fixtures import _stop, start_gateway
+
+        _, raw = apikey_create(name="k")
+        second = start_gateway()
+        try:
+            fake.configure(**{"demo-smart": {"status": 503}})
+            for server in (gateway, second, gateway):  # the failures alternate between the servers
+                assert generate(server, raw, prompt="explain why").json()["meta"]["attempts"][0]["outcome"] == "error"
+            assert row(demo_smart_pk()).state == State.OPEN
+            for server in (second, gateway):
+                reply = generate(server, raw, prompt="explain why")
+                assert reply.json()["meta"]["attempts"] == [SMART_SKIPPED, FAST_OK]
+            assert fake.stats()["requests"] == {"demo-smart": 3, "demo-fast": 5}
+        finally:
+            _stop(second.proc)
+
     def test_the_reset_endpoint_closes_an_open_breaker(self, gateway: Gateway, fake: Fake) -> None:
         _, raw = apikey_create(name="k")
         _, staff = apikey_create(name="staff", is_staff=True)
