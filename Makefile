@@ -51,9 +51,10 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy's Django plugin loads the settings: name the test services, or the settings start an embedded Redis.
 typecheck: install-dev
 	$(BIN)/mypy --strict llm
-	$(BIN)/mypy
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/mypy
 
 migrations-check: install-dev
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(PY) manage.py makemigrations --check --dry-run

@@ -92,11 +92,15 @@ def documents_ingest(
     return Ingested(collection=collection, documents=report)
 
 
-def collection_index(collection_pk: int) -> Collection:
-    """Embed the chunks that have no vector yet and publish a new index version (one build at a time).
+def collection_index(collection_pk: int) -> Collection | None:
+    """Embed the chunks that have no vector yet and publish a new index version; None if the collection is gone.
 
-    When the model fails, the collection says so (status ``failed``, ``last_error``) and the error propagates
-    (the task retries the retryable ones); the next successful build makes it ``ready`` again.
+    The model is called outside any transaction (it may take long, and a transaction held meanwhile would
+    block every writer of these tables); the vectors and the new version are then written in one short
+    transaction that locks the collection, so builds publish one at a time. Chunks replaced or deleted
+    while they were being embedded are skipped. When the model fails, the collection says so (status
+    ``failed``, ``last_error``) and the error propagates (the task retries the retryable ones); the next
+    successful build makes it ``ready`` again.
     """
     try:
         return _collection_index(collection_pk)
@@ -107,22 +111,35 @@ def collection_index(collection_pk: int) -> Collection:
         raise
 
 
-def _collection_index(collection_pk: int) -> Collection:
+def _collection_index(collection_pk: int) -> Collection | None:
+    found = Collection.objects.filter(pk=collection_pk).first()
+    if found is None:
+        return None
+    pending = list(
+        Chunk.objects.filter(document__collection=found, embedding__isnull=True)
+        .order_by("pk")
+        .values_list("pk", "text")
+    )
+    vectors: dict[int, bytes] = {}
+    dimensions = found.dimensions
+    if pending:
+        embedded = embed([text for _, text in pending], found.embedding_model)
+        dimensions = int(embedded.vectors.shape[1])
+        if found.dimensions and found.dimensions != dimensions:
+            raise InvalidRequest(
+                f"The model gave {dimensions}-dimensional vectors; the collection holds {found.dimensions}.",
+                code="dimensions_mismatch",
+            )
+        vectors = {pk: to_bytes(vector) for (pk, _), vector in zip(pending, embedded.vectors, strict=True)}
     with transaction.atomic():
-        collection = Collection.objects.select_for_update().get(pk=collection_pk)
-        pending = list(Chunk.objects.filter(document__collection=collection, embedding__isnull=True).order_by("pk"))
-        if pending:
-            embedded = embed([c.text for c in pending], collection.embedding_model)
-            dimensions = int(embedded.vectors.shape[1])
-            if collection.dimensions and collection.dimensions != dimensions:
-                raise InvalidRequest(
-                    f"The model gave {dimensions}-dimensional vectors; the collection holds {collection.dimensions}.",
-                    code="dimensions_mismatch",
-                )
-            collection.dimensions = dimensions
-            for chunk, vector in zip(pending, embedded.vectors, strict=True):
-                chunk.embedding = to_bytes(vector)
-            Chunk.objects.bulk_update(pending, ["embedding"], batch_size=500)
+        collection = Collection.objects.select_for_update().filter(pk=collection_pk).first()
+        if collection is None:
+            return None
+        collection.dimensions = dimensions
+        still = list(Chunk.objects.filter(pk__in=vectors, embedding__isnull=True))
+        for chunk in still:
+            chunk.embedding = vectors[chunk.pk]
+        Chunk.objects.bulk_update(still, ["embedding"], batch_size=500)
         collection.index_version += 1
         collection.indexed_at = timezone.now()
         has_chunks = Chunk.objects.filter(document__collection=collection).exists()

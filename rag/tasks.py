@@ -16,10 +16,12 @@ MAX_RETRIES = 3
 @shared_task(
     bind=True, name="rag.index_collection", acks_late=True, reject_on_worker_lost=True, max_retries=MAX_RETRIES
 )
-def index_collection(self: Task, collection_pk: int) -> int:
-    """Idempotent: chunks that already have a vector are not embedded again. Returns the index version."""
+def index_collection(self: Task, collection_pk: int) -> int | None:
+    """Idempotent: chunks that already have a vector are not embedded again. Returns the index version
+    (None when the collection was deleted meanwhile)."""
     try:
-        return collection_index(collection_pk).index_version
+        collection = collection_index(collection_pk)
+        return collection.index_version if collection else None
     except (UpstreamFailed, UpstreamTimeout) as exc:
         # The embedding model failed (retryable on its side): try again later, with backoff and jitter.
         countdown = 2 ** (self.request.retries + 1) * random.uniform(0.5, 1.5)

@@ -7,8 +7,6 @@ best example.
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 from django.conf import settings
 
@@ -16,7 +14,6 @@ from .router import TOOLS_CATEGORY
 from .selectors import RoutingConfig
 
 _examples: dict[tuple[str, tuple[tuple[str, str], ...]], np.ndarray] = {}
-_lock = asyncio.Lock()
 
 
 def _pairs(config: RoutingConfig) -> tuple[tuple[str, str], ...]:
@@ -34,12 +31,11 @@ async def _example_vectors(config: RoutingConfig, model: str, pairs: tuple[tuple
     key = (model, pairs)
     vectors = _examples.get(key)
     if vectors is None:
-        async with _lock:
-            vectors = _examples.get(key)
-            if vectors is None:
-                vectors = (await aembed([example for _, example in pairs], model, config=config)).vectors
-                _examples.clear()  # only the current examples are kept
-                _examples[key] = vectors
+        # No lock: the first requests after a change may embed the examples twice, which is harmless, and
+        # an asyncio lock would be bound to one event loop (a worker runs a loop per task).
+        vectors = (await aembed([example for _, example in pairs], model, config=config)).vectors
+        _examples.clear()  # only the current examples are kept
+        _examples[key] = vectors
     return vectors
 
 
