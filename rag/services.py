@@ -142,8 +142,11 @@ def _collection_index(collection_pk: int) -> Collection | None:
         Chunk.objects.bulk_update(still, ["embedding"], batch_size=500)
         collection.index_version += 1
         collection.indexed_at = timezone.now()
-        has_chunks = Chunk.objects.filter(document__collection=collection).exists()
-        collection.status = Collection.Status.READY if has_chunks else Collection.Status.EMPTY
+        chunks = Chunk.objects.filter(document__collection=collection)
+        if chunks.filter(embedding__isnull=True).exists():  # an ingest since our read: its own build follows
+            collection.status = Collection.Status.INDEXING
+        else:
+            collection.status = Collection.Status.READY if chunks.exists() else Collection.Status.EMPTY
         collection.last_error = ""
         collection.save()
         if collection.dimensions:
