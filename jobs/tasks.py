@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import random
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+
+from spignosapi.tasks import retry_countdown
 
 from .services import RetryableFailure, job_run, mark_failed
 
@@ -25,9 +26,7 @@ def run_generation(self: Task, job_id: str) -> str:
     try:
         return asyncio.run(job_run(job_id, final_attempt=self.request.retries >= MAX_RETRIES))
     except RetryableFailure as failure:
-        # Exponential backoff with jitter: 2, 4, 8 s (± 50 %).
-        countdown = 2 ** (self.request.retries + 1) * random.uniform(0.5, 1.5)
-        raise self.retry(countdown=countdown, exc=failure) from None
+        raise self.retry(countdown=retry_countdown(self.request.retries), exc=failure) from None
     except SoftTimeLimitExceeded:
         mark_failed(
             job_id,

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import random
-
 from celery import Task, shared_task
 
 from spignosapi.api.errors import UpstreamFailed, UpstreamTimeout
+from spignosapi.tasks import retry_countdown
 
 from .services import collection_index
 
@@ -24,8 +23,7 @@ def index_collection(self: Task, collection_pk: int) -> int | None:
         return collection.index_version if collection else None
     except (UpstreamFailed, UpstreamTimeout) as exc:
         # The embedding model failed (retryable on its side): try again later, with backoff and jitter.
-        countdown = 2 ** (self.request.retries + 1) * random.uniform(0.5, 1.5)
-        raise self.retry(countdown=countdown, exc=exc) from None
+        raise self.retry(countdown=retry_countdown(self.request.retries), exc=exc) from None
 
 
 @shared_task(
@@ -42,5 +40,4 @@ def embed_batch(self: Task, batch_id: str) -> str:
     try:
         return batch_run(batch_id, final_attempt=self.request.retries >= MAX_RETRIES)
     except (UpstreamFailed, UpstreamTimeout) as exc:
-        countdown = 2 ** (self.request.retries + 1) * random.uniform(0.5, 1.5)
-        raise self.retry(countdown=countdown, exc=exc) from None
+        raise self.retry(countdown=retry_countdown(self.request.retries), exc=exc) from None
