@@ -233,10 +233,10 @@ async def _rag(request: HttpRequest) -> HttpResponseBase:
     key = await authenticate(request)
     data = validated(RagInput, json_body(request))
     collection = await sync_to_async(services.collection_for_query, thread_sensitive=False)(data["collection"])
-    retrieved = await services.retrieve(collection, data["query"], data["top_k"])
-    messages = services.rag_messages(data["query"], retrieved.sources, data.get("system"))
+    sources = await services.retrieve(collection, data["query"], data["top_k"])
+    messages = services.rag_messages(data["query"], sources, data.get("system"))
     call = generation_call(request, key, data, "rag", messages)
-    return await serve_generation(call, request, extra={"sources": [s.as_dict() for s in retrieved.sources]})
+    return await serve_generation(call, request, extra={"sources": [s.as_dict() for s in sources]})
 
 
 class RagView(APIView):

@@ -179,23 +179,15 @@ class Source:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Retrieved:
-    sources: list[Source]
-    embedding_tokens: int
-
-
-async def retrieve(collection: Collection, query: str, top_k: int) -> Retrieved:
+async def retrieve(collection: Collection, query: str, top_k: int) -> list[Source]:
     """The ``top_k`` chunks nearest to ``query``, best first."""
     from asgiref.sync import sync_to_async
 
     if not collection.dimensions:
-        return Retrieved(sources=[], embedding_tokens=0)
+        return []
     embedded = await aembed([query], collection.embedding_model)
     hits = await sync_to_async(index.search, thread_sensitive=False)(collection, embedded.vectors[0], top_k)
-    return Retrieved(
-        sources=await sync_to_async(_sources, thread_sensitive=False)(hits), embedding_tokens=embedded.prompt_tokens
-    )
+    return await sync_to_async(_sources, thread_sensitive=False)(hits)
 
 
 def _sources(hits: list[tuple[int, float]]) -> list[Source]:
