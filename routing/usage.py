@@ -13,15 +13,16 @@ from collections import deque
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import DataError, IntegrityError, close_old_connections, transaction
 
-from energy.services import usage_records_create, usage_rollups_count
+from energy.services import usage_rollups_count, usage_rows_write
 
 logger = logging.getLogger(__name__)
 
 
 class UsageBuffer:
-    def __init__(self) -> None:
+    def __init__(self, *, background: bool = True) -> None:
+        self._background = background  # False: only explicit flush() calls write (tests)
         self._items: deque[dict[str, Any]] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -30,7 +31,7 @@ class UsageBuffer:
 
     def add(self, record: dict[str, Any]) -> None:
         self._items.append(record)
-        if self._thread is None:
+        if self._thread is None and self._background:
             self._start()
         elif len(self._items) >= settings.USAGE_FLUSH_BATCH:
             self._wake.set()
@@ -55,8 +56,6 @@ class UsageBuffer:
 
     def flush(self) -> int:
         """Write everything buffered now; returns the number of rows written."""
-        from .models import UsageRecord
-
         with self._flush_lock:
             batch: list[dict[str, Any]] = []
             while self._items:
@@ -65,8 +64,8 @@ class UsageBuffer:
                 return 0
             try:
                 # Also counts them into the energy roll-ups the summary reads (energy.services).
-                usage_records_create([UsageRecord(**item) for item in batch])
-            except IntegrityError:
+                usage_rows_write(batch)
+            except (IntegrityError, DataError, TypeError):
                 return self._write_one_by_one(batch)  # a bad row must not block the others forever
             except Exception:
                 self._items.extendleft(reversed(batch))  # keep them for the next try
@@ -82,7 +81,7 @@ class UsageBuffer:
                 try:
                     with transaction.atomic():
                         record = UsageRecord.objects.create(**attempt)
-                except IntegrityError:
+                except (IntegrityError, DataError, TypeError):
                     continue
                 usage_rollups_count([record])
                 written += 1
