@@ -15,4 +15,7 @@ RUN SECRET_KEY=build REDIS_URL=redis://127.0.0.1:6379/0 DATABASE_URL=sqlite:////
     python manage.py collectstatic --noinput
 ENV WHITENOISE_USE_FINDERS=false
 EXPOSE 8000
-CMD ["uvicorn", "spignosapi.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", "--lifespan", "off", "--no-access-log"]
+# Two server processes. Prometheus' multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set here for the web
+# processes only) makes each scrape of /metrics sum both; the directory holds each process's values, so it is
+# emptied first (a restarted container would count its previous processes' values again).
+CMD ["sh", "-c", "export PROMETHEUS_MULTIPROC_DIR=\"${PROMETHEUS_MULTIPROC_DIR:-/tmp/spignos-metrics}\" && mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && rm -f \"$PROMETHEUS_MULTIPROC_DIR\"/*.db && exec uvicorn spignosapi.asgi:application --host 0.0.0.0 --port 8000 --workers 2 --lifespan off --no-access-log"]

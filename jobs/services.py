@@ -15,6 +15,7 @@ from accounts.selectors import KeyInfo
 from llm import LLMError
 from routing import gateway
 from spignosapi.api.errors import ApiError, error_parts
+from spignosapi.logs import JOB_ID_HEADER
 
 from .models import Job
 from .streams import Publisher
@@ -42,9 +43,13 @@ def job_submit(*, key: KeyInfo | None, owner_id: int | None, request: dict[str, 
         queue=queue_for(priority),
         request=request,
     )
-    job.task_id = str(job.id)
-    job.save(update_fields=["task_id"])
-    transaction.on_commit(lambda: run_generation.apply_async(args=[str(job.id)], queue=job.queue, task_id=job.task_id))
+    job.task_id = str(job.id)  # the id is made here (uuid4), so the row is written once
+    job.save(force_insert=True)
+    # The job id travels in the headers too: every record the worker logs while it runs carries it.
+    headers = {JOB_ID_HEADER: str(job.id)}
+    transaction.on_commit(
+        lambda: run_generation.apply_async(args=[str(job.id)], queue=job.queue, task_id=job.task_id, headers=headers)
+    )
     return job
 
 
@@ -172,6 +177,7 @@ async def job_run(job_id: str, *, final_attempt: bool) -> str:
         except ApiError as exc:  # e.g. a category or model deleted since the job was submitted
             error = _error_of(exc)
             if await sync_to_async(_finish, thread_sensitive=False)(job.pk, status=Job.Status.FAILED, error=error):
+                logger.warning("job failed: %s", error.get("code"))  # the record carries the job's ids
                 await publisher.publish({"type": "error", "error": error})
             return "failed"
         text: list[str] = []
@@ -201,6 +207,7 @@ async def job_run(job_id: str, *, final_attempt: bool) -> str:
             if await sync_to_async(_finish, thread_sensitive=False)(
                 job.pk, status=Job.Status.FAILED, error=error, output="".join(text), meta=meta
             ):
+                logger.warning("job failed: %s", error.get("code"))
                 await publisher.publish({"type": "error", "error": error})
             return "failed"
         meta = gateway.build_meta(prepared, result, model_id)

@@ -36,7 +36,7 @@ from llm import (
 )
 from spignosapi.api.errors import ApiError, InvalidRequest, ServiceUnavailable, UpstreamFailed, UpstreamTimeout
 
-from . import limits, metrics
+from . import limits, metrics, spans
 from .accounting import account
 from .breaker import BreakerState, default_breakers
 from .breaker import _cache_key as breaker_cache_key
@@ -171,17 +171,20 @@ async def prepare(call: Call, http_request: Any | None) -> Prepared:
         return await semantic_category(config, text)
 
     async def route_of() -> Route:
-        return await choose_route(
-            config,
-            text=routing_text(call.messages),
-            model=call.model,
-            category=call.category,
-            has_tools=bool(call.tools),
-            mode=mode,
-            default_category=settings.ROUTING_DEFAULT_CATEGORY,
-            classify=classify,
-            similar=similar,
-        )
+        with spans.routing(call, mode) as traced:
+            route = await choose_route(
+                config,
+                text=routing_text(call.messages),
+                model=call.model,
+                category=call.category,
+                has_tools=bool(call.tools),
+                mode=mode,
+                default_category=settings.ROUTING_DEFAULT_CATEGORY,
+                classify=classify,
+                similar=similar,
+            )
+            traced.chosen(route)
+        return route
 
     if not admit or mode in ("llm", "hybrid", "semantic"):
         if admit:
@@ -340,14 +343,17 @@ async def generate(prepared: Prepared) -> tuple[GenerationResult, str]:
         if not admitted:
             prepared.attempts.append({"model": model_id, "outcome": why})
             continue
-        try:
-            result = await handler.agenerate(model_id, prepared.call.messages, **_call_kwargs(prepared.call))
-        except LLMError as error:
-            await _failed(prepared, model_id, error)
-            if not error.retryable:
-                raise final_error(error, prepared.attempts) from None
-            last_error = error
-            continue
+        with spans.attempt(prepared, model_id) as traced:
+            try:
+                result = await handler.agenerate(model_id, prepared.call.messages, **_call_kwargs(prepared.call))
+            except LLMError as error:
+                traced.failed(error)
+                await _failed(prepared, model_id, error)
+                if not error.retryable:
+                    raise final_error(error, prepared.attempts) from None
+                last_error = error
+                continue
+            traced.ok(result)
         await _succeeded(prepared, model_id)
         return result, model_id
     raise exhausted(prepared, last_error)
@@ -371,23 +377,28 @@ async def stream(prepared: Prepared) -> AsyncGenerator[StreamEvent | StreamStart
         if not admitted:
             prepared.attempts.append({"model": model_id, "outcome": why})
             continue
-        events = handler.astream(model_id, prepared.call.messages, **_call_kwargs(prepared.call)).__aiter__()
-        try:
-            first = await events.__anext__()
-        except LLMError as error:
-            await _failed(prepared, model_id, error)
-            if not error.retryable:
-                raise final_error(error, prepared.attempts) from None
-            last_error = error
-            continue
-        yield StreamStart(model_id)
-        yield first
-        try:
-            async for event in events:
-                yield event
-        except LLMError as error:
-            await _failed(prepared, model_id, error)
-            raise
+        with spans.attempt(prepared, model_id) as traced:
+            events = handler.astream(model_id, prepared.call.messages, **_call_kwargs(prepared.call)).__aiter__()
+            try:
+                first = await events.__anext__()
+            except LLMError as error:
+                traced.failed(error)
+                await _failed(prepared, model_id, error)
+                if not error.retryable:
+                    raise final_error(error, prepared.attempts) from None
+                last_error = error
+                continue
+            yield StreamStart(model_id)
+            yield first
+            event = first
+            try:
+                async for event in events:
+                    yield event
+            except LLMError as error:
+                traced.failed(error)
+                await _failed(prepared, model_id, error)
+                raise
+            traced.ok(event.result if event.type == "done" else None)  # the last event carries the result
         await _succeeded(prepared, model_id)
         return
     raise exhausted(prepared, last_error)

@@ -14,6 +14,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from spignosapi import tracing  # noqa: E402
 from spignosapi.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -27,9 +28,12 @@ class BrowserOriginValidator(OriginValidator):
         return parsed_origin is None or bool(self.validate_origin(parsed_origin))
 
 
+# With an OTLP endpoint configured, one server span per request (else the handler as it is, unwrapped).
+http_app = tracing.server_spans(django_asgi_app) if tracing.setup("web") else django_asgi_app
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         "websocket": BrowserOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), settings.ALLOWED_HOSTS
         ),

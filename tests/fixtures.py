@@ -188,10 +188,12 @@ class Gateway:
     def __init__(self, url: str, proc: subprocess.Popen[bytes]) -> None:
         self.url = url
         self.proc = proc
+        self.log: Path | None = None
 
 
-def start_gateway(extra_env: dict[str, str] | None = None, *, log: Path | None = None) -> Gateway:
-    """A uvicorn server on the test database; ``log`` captures its stdout and stderr in a file."""
+def start_gateway(extra_env: dict[str, str] | None = None, *, log: Path | None = None, workers: int = 1) -> Gateway:
+    """A uvicorn server on the test database; ``log`` captures its stdout and stderr in a file; ``workers``
+    > 1 runs that many server processes on the one port (as the Dockerfile does)."""
     from .helpers import free_port
 
     port = free_port()
@@ -221,6 +223,7 @@ def start_gateway(extra_env: dict[str, str] | None = None, *, log: Path | None =
             "--no-access-log",
             "--log-level",
             "warning",
+            *(["--workers", str(workers)] if workers > 1 else []),
         ],
         cwd=ROOT,
         env=env,
