@@ -18,18 +18,31 @@ with an executor, as asgiref provides for this), and sends Django's own receiver
   a no-op for Redis, ``reset_urlconf`` resets a context variable, and the only resource closer is the
   request's in-memory body.
 
-Any other receiver, closer or uploaded file keeps Django's behaviour. Everything else is ``ASGIHandler``'s.
+Any other receiver, closer or uploaded file keeps Django's behaviour.
+
+Two changes to how the body is read, because uvicorn puts no limit on it and may pass it without a length:
+
+* At most ``DATA_UPLOAD_MAX_MEMORY_SIZE`` + 1 bytes of it are kept (the rest is read and dropped): Django
+  spooled all of it to a temporary file first, so one client could fill the disk. What is kept is still
+  over the limit, so ``request.body`` and the API's JSON parser answer 413 as before.
+* A chunked body (no ``Content-Length``) gets its length set once read: DRF takes a request without one
+  for a request without a body, and would have parsed a chunked JSON body as ``{}``.
+
+Everything else is ``ASGIHandler``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+import os
+import tempfile
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.conf import settings
 from django.core import signals
 from django.core.cache import close_caches
 from django.core.exceptions import RequestAborted
@@ -103,6 +116,38 @@ def _closes_only(response: Any, request: Any) -> bool:
 
 
 class GatewayASGIHandler(ASGIHandler):
+    async def read_body(self, receive: Any) -> Any:
+        """``ASGIHandler.read_body``, keeping no more than one byte over the size limit (see above)."""
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        room = None if limit is None else limit + 1
+        in_memory = settings.FILE_UPLOAD_MAX_MEMORY_SIZE
+        # Returned open, as Django does: the handler closes it when the request is done.
+        body_file = tempfile.SpooledTemporaryFile(max_size=in_memory, mode="w+b")  # noqa: SIM115
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                body_file.close()
+                raise RequestAborted()
+            chunk = message.get("body", b"")
+            if room is None:
+                body_file.write(chunk)
+            elif room > 0:
+                body_file.write(chunk[:room])
+                room -= min(room, len(chunk))
+            if not message.get("more_body", False):
+                break
+        body_file.seek(0)
+        return body_file
+
+    def create_request(self, scope: Mapping[str, Any], body_file: Any) -> tuple[Any, Any]:
+        request, error_response = super().create_request(scope, body_file)
+        if request is not None and not request.META.get("CONTENT_LENGTH"):
+            size = body_file.seek(0, os.SEEK_END)
+            body_file.seek(0)
+            if size:
+                request.META["CONTENT_LENGTH"] = str(size)
+        return request, error_response
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")

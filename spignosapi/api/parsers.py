@@ -3,14 +3,21 @@ r"""A JSON parser that refuses bodies over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` with 
 DRF reads the raw request stream, which bypasses Django's own size check, and a chunked request has no
 Content-Length to check up front: so the parser reads at most one byte more than the limit.
 
+Numbers must be finite: ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (Python's ``json`` accepts them
+by default), and a literal too large for a float (``1e999``) would become ``inf`` and be sent upstream as
+``Infinity``, which is not JSON either.
+
 It also refuses text that JSON can carry but the platform cannot keep: NUL characters (``\u0000``, which
 PostgreSQL refuses in text and jsonb) and lone UTF-16 surrogates (``\ud800``, which have no UTF-8 form).
-Both can only arrive as escapes, so a body without ``\u0000`` / ``\ud8``-``\udf`` costs one scan.
+The body is decoded strictly (``json.loads`` decodes bytes with ``surrogatepass``, which let a raw encoded
+surrogate through), so both can only arrive as escapes: a body without ``\u0000`` / ``\ud8``-``\udf``
+costs one scan.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import IO, Any
@@ -26,6 +33,17 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large for a number")
+    return value
+
+
+# Built once: json.loads with any option builds a decoder for every call.
+_decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 class JSONParser(BaseParser):
     media_type = "application/json"
 
@@ -39,7 +57,8 @@ class JSONParser(BaseParser):
         if len(raw) > limit:
             raise PayloadTooLarge(f"Request body larger than {limit} bytes.")
         try:
-            data = json.loads(raw, parse_constant=_reject_constant)
+            # As json.loads finds the encoding (UTF-8, or UTF-16/32 by their BOM or zero bytes), but strict.
+            data = _decoder.decode(raw.decode(json.detect_encoding(raw)))
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
         if b"\\u" in raw and _UNSAFE_ESCAPE.search(raw):
