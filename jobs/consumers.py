@@ -15,7 +15,9 @@ from accounts.selectors import apikey_lookup
 from . import selectors
 from .streams import subscribe
 
-# Close codes: 4401 no or bad credentials, 4404 no such stream (or not yours).
+# Close codes: 4401 no or bad credentials, 4404 no such stream (or not yours: the same answer, so that a
+# stream's existence is not given away). The handshake is accepted first and the socket then closed with
+# the code: a refused handshake reaches a client as a bare HTTP 403 (a browser sees only code 1006).
 UNAUTHORIZED, NOT_FOUND = 4401, 4404
 
 
@@ -41,6 +43,9 @@ class JobStreamConsumer(AsyncJsonWebsocketConsumer):
         raw = _raw_key(self.scope)
         user = self.scope.get("user")
         key = await sync_to_async(apikey_lookup, thread_sensitive=False)(raw) if raw else None
+        # A browser fails a handshake that does not echo the subprotocol it offered: echo it even to refuse.
+        protocols = [p for p in self.scope.get("subprotocols", []) if p.startswith("apikey.")]
+        await self.accept(subprotocol=protocols[0] if protocols else None)
         if key is None and not (user is not None and user.is_authenticated):
             await self.close(code=UNAUTHORIZED)
             return
@@ -53,8 +58,6 @@ class JobStreamConsumer(AsyncJsonWebsocketConsumer):
         if job is None:
             await self.close(code=NOT_FOUND)
             return
-        protocols = [p for p in self.scope.get("subprotocols", []) if p.startswith("apikey.")]
-        await self.accept(subprotocol=protocols[0] if protocols else None)
         self.relay = asyncio.create_task(self._relay(session_id))
 
     async def _relay(self, session_id: str) -> None:

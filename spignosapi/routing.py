@@ -4,10 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.urls import path
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.urls import path, re_path
 
-from jobs.consumers import JobStreamConsumer
+from jobs.consumers import NOT_FOUND, JobStreamConsumer
+
+
+class UnknownPathConsumer(AsyncWebsocketConsumer):
+    """Any other path (or a session id that cannot be one) is closed with 4404, as an unknown stream is:
+    without it Channels' router raises, and the server logs an error and answers 500."""
+
+    async def connect(self) -> None:
+        await self.accept()
+        await self.close(code=NOT_FOUND)
+
 
 websocket_urlpatterns: list[Any] = [
-    path("ws/v1/stream/<str:session_id>/", JobStreamConsumer.as_asgi()),
+    path("ws/v1/stream/<slug:session_id>/", JobStreamConsumer.as_asgi()),
+    re_path(r"", UnknownPathConsumer.as_asgi()),
 ]
