@@ -31,7 +31,12 @@ Behaviour knobs, from three sources; precedence: control config > ``X-Fake-<Knob
   hang=0            1: never answer (the connection stays open until the client gives up)
   hang_after        stream: hang after N chunks (0: headers only); a JSON request then hangs too
   error_after       stream: after N chunks send an in-stream error event and end the stream
-  garbage=0         1: 200 with a truncated, non-JSON body (stream: one good chunk then a broken one)
+  garbage=0         1: 200 with a truncated, non-JSON body (stream: one good chunk then a broken one);
+                    on /chat/completions also 2: 200 with an HTML page (a proxy's error page), stream too;
+                    3: 200 with JSON of another API's shape (stream: chunks of that shape, then [DONE]);
+                    4: stream: ``data:`` lines that are plain text, not JSON, from the first one (else as 1)
+  truncate_after    stream: the connection is dropped after N chunks (no finish_reason, no [DONE]); a
+                    /chat/completions JSON answer is cut off halfway through its announced length
   usage=1           0: no usage in responses (nor in the include_usage chunk)
   dim=64            embedding size (the request's "dimensions" wins)
   tool=1            0: ignore tools
@@ -94,11 +99,11 @@ VOCABULARY: Final = (
 
 _INT_KNOBS: Final = frozenset(
     {"tokens", "status", "fail_first", "hang", "hang_after", "error_after", "garbage", "usage", "dim", "tool",
-     "content_filter", "stream_options", "echo"}
+     "content_filter", "stream_options", "echo", "truncate_after"}
 )  # fmt: skip
 _FLOAT_KNOBS: Final = frozenset({"latency_ms", "ttft_ms", "tps", "fail_rate", "retry_after"})
 KNOBS: Final = _INT_KNOBS | _FLOAT_KNOBS
-_FLAGS: Final = frozenset({"hang", "garbage", "usage", "tool", "stream_options", "echo"})
+_FLAGS: Final = frozenset({"hang", "usage", "tool", "stream_options", "echo"})
 
 _log = logging.getLogger(__name__)
 
@@ -121,6 +126,7 @@ class Behaviour:
     hang_after: int | None = None
     error_after: int | None = None
     garbage: int = 0
+    truncate_after: int | None = None
     usage: int = 1
     dim: int = 64
     tool: int = 1
@@ -169,6 +175,8 @@ def parse_knob(name: str, raw: object) -> float:
         raise KnobError(f"fake knob fail_rate: {raw!r} must be between 0 and 1")
     if name == "status" and not 100 <= value <= 599:
         raise KnobError(f"fake knob status: {raw!r} is not an HTTP status")
+    if name == "garbage" and value not in (0, 1, 2, 3, 4):
+        raise KnobError(f"fake knob garbage: {raw!r} must be 0, 1, 2, 3 or 4")
     if name == "content_filter" and value not in (0, 1, 2):
         raise KnobError(f"fake knob content_filter: {raw!r} must be 0, 1 or 2")
     if name == "dim" and not 1 <= value <= 16384:
@@ -461,6 +469,11 @@ def _credential(request: web.Request) -> str:
 
 
 _GARBAGE_JSON: Final = b'{"id":"garbage","object":"chat.completion","choices":[{"index":0,"message":{"rol'
+# What a proxy in front of a model server may answer with a 200 when the server behind it is down.
+_GARBAGE_HTML: Final = (
+    b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>"
+    b"<body><h1>Bad Gateway</h1><p>The upstream server is unavailable.</p></body></html>\n"
+)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -640,7 +653,8 @@ async def _stream_out(
     """Send SSE ``events``, pacing them by ttft/tps and hanging or erroring where the behaviour says."""
     ttft_ms = b.latency_ms if b.ttft_ms is None else b.ttft_ms
     wait_first = max(0.0, ttft_ms - pre_ms) / 1000
-    if not wait_first and not b.tps and b.hang_after is None and b.error_after is None:
+    paced = b.tps or b.hang_after is not None or b.error_after is not None or b.truncate_after is not None
+    if not wait_first and not paced:
         # The common, fast path: the whole stream in one write.
         return web.Response(
             body=b"".join(events), content_type="text/event-stream", headers={"Cache-Control": "no-cache"}
@@ -653,6 +667,9 @@ async def _stream_out(
         for i, event in enumerate(events):
             if b.hang_after is not None and i >= b.hang_after:
                 await _hang(request, state)
+            if b.truncate_after is not None and i >= b.truncate_after:
+                _drop(request)  # without the end of the chunked body: the reader sees a cut stream
+                return response
             if b.error_after is not None and i >= b.error_after:
                 await response.write(error_event)
                 break
@@ -663,9 +680,13 @@ async def _stream_out(
     except (_Closing, ConnectionError):
         # The client left (or the server is stopping): drop the connection rather than end the stream
         # cleanly, so a reader never mistakes a cut stream for a complete one.
-        if request.transport is not None:
-            request.transport.close()
+        _drop(request)
     return response
+
+
+def _drop(request: web.Request) -> None:
+    if request.transport is not None:
+        request.transport.close()
 
 
 def _pre_ms(b: Behaviour) -> float:
@@ -720,6 +741,8 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
         "completion_tokens": plan.completion_tokens,
         "total_tokens": plan.prompt_tokens + plan.completion_tokens,
     }
+    if b.garbage in (2, 3):
+        return _garbage_answer(b.garbage, model, plan.pieces, stream)
     if not stream:
         if b.garbage:
             return web.Response(body=_GARBAGE_JSON, content_type="application/json")
@@ -740,6 +763,8 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
         }
         if b.usage:
             result["usage"] = usage
+        if b.truncate_after is not None:
+            return await _cut_off(request, _dumps(result).encode())
         return _json(result)
 
     head = (
@@ -767,7 +792,10 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
         for piece in pieces[1:]:
             token_events.add(len(events))
             events.append(chunk({"content": piece}))
-    if b.garbage:
+    if b.garbage == 4:
+        events = [f"data: {piece}\n\n".encode() for piece in plan.pieces] + [b"data: [DONE]\n\n"]
+        token_events = set(range(1, len(plan.pieces)))
+    elif b.garbage:
         events[1:] = [(head + '[{"index":0,"delta":{"content":"trunc\n\n').encode()]
     else:
         events.append(chunk({}, plan.finish))
@@ -778,6 +806,27 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
         "data: " + _dumps(_openai_error_body(500, "fake upstream: simulated error mid-stream")) + "\n\n"
     ).encode()
     return await _stream_out(request, state, b, _pre_ms(b), events, frozenset(token_events), error_event)
+
+
+def _garbage_answer(kind: int, model: str, pieces: list[str], stream: bool) -> web.Response:
+    """garbage=2: an HTML page; garbage=3: JSON in another API's shape (Ollama's native one). Both 200."""
+    if kind == 2:
+        return web.Response(body=_GARBAGE_HTML, content_type="text/html")
+    if not stream:
+        return _json({"model": model, "response": "".join(pieces), "done": True})
+    events = [f"data: {_dumps({'model': model, 'response': piece, 'done': False})}\n\n" for piece in pieces]
+    events.append(f"data: {_dumps({'model': model, 'response': '', 'done': True})}\n\ndata: [DONE]\n\n")
+    return web.Response(body="".join(events).encode(), content_type="text/event-stream")
+
+
+async def _cut_off(request: web.Request, payload: bytes) -> web.StreamResponse:
+    """Announce ``payload``'s length, send half of it, drop the connection (truncate_after on JSON)."""
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    response.content_length = len(payload)
+    await response.prepare(request)
+    await response.write(payload[: len(payload) // 2])
+    _drop(request)
+    return response
 
 
 async def _messages(request: web.Request) -> web.StreamResponse:

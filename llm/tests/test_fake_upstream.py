@@ -483,6 +483,60 @@ def test_garbage_is_a_200_that_does_not_parse(fake_reset: str) -> None:
     assert "[DONE]" not in stream
 
 
+def test_garbage_2_is_an_html_page_with_a_200(fake_reset: str) -> None:
+    for reply in (chat(fake_reset, "demo@garbage=2"), chat(fake_reset, "demo@garbage=2", stream=True)):
+        assert (reply.status, reply.headers["Content-Type"].split(";")[0]) == (200, "text/html")
+        assert reply.body.startswith(b"<!DOCTYPE html>")
+        assert reply.sse() == []
+
+
+def test_garbage_3_is_json_of_another_apis_shape(fake_reset: str) -> None:
+    reply = chat(fake_reset, "demo@garbage=3,tokens=3")
+    stream = chat(fake_reset, "demo@garbage=3,tokens=3", stream=True).sse()
+
+    body = reply.json()
+    assert (reply.status, sorted(body), body["done"]) == (200, ["done", "model", "response"], True)
+    assert len(body["response"].split()) == 3
+    assert [json.loads(data)["done"] for data in stream[:-1]] == [False, False, False, True]
+    assert "".join(json.loads(data)["response"] for data in stream[:-1]) == body["response"]
+    assert stream[-1] == "[DONE]"
+
+
+def test_garbage_4_streams_data_lines_that_are_not_json(fake_reset: str) -> None:
+    stream = chat(fake_reset, "demo@garbage=4,tokens=3", stream=True).sse()
+
+    assert len(stream) == 4 and stream[-1] == "[DONE]"
+    for data in stream[:-1]:
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(data)
+
+
+def test_truncate_after_drops_the_connection_without_an_end(fake_reset: str) -> None:
+    async def read(model: str, stream: bool) -> tuple[bytes, type[BaseException] | None]:
+        received = b""
+        async with aiohttp.ClientSession() as session:
+            body = {"model": model, "messages": USER, "stream": stream}
+            async with session.post(fake_reset + "/v1/chat/completions", json=body) as response:
+                assert response.status == 200
+                try:
+                    async for data in response.content.iter_any():
+                        received += data
+                except aiohttp.ClientPayloadError as exc:
+                    return received, type(exc)
+        return received, None
+
+    streamed, stream_error = asyncio.run(read("demo@truncate_after=2", True))
+    cut, json_error = asyncio.run(read("demo@truncate_after=0", False))
+
+    assert stream_error is json_error is aiohttp.ClientPayloadError
+    events = [block for block in streamed.decode().split("\n\n") if block]
+    assert len(events) == 2
+    assert all(json.loads(e.removeprefix("data: "))["choices"][0]["finish_reason"] is None for e in events)
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(cut)
+    assert cut.startswith(b'{"id":"chatcmpl-fake')
+
+
 def test_usage_0_omits_usage(fake_reset: str) -> None:
     body = chat(fake_reset, "demo@usage=0").json()
     stream = chat(fake_reset, "demo@usage=0", stream=True, stream_options={"include_usage": True}).sse()
@@ -539,7 +593,8 @@ def test_unknown_or_invalid_knobs_are_a_400(fake_reset: str) -> None:
 def test_knob_values_are_validated() -> None:
     assert parse_knob("hang", "true") == 1
     assert parse_knob("latency_ms", 12.5) == 12.5
-    for name, raw in [("tokens", "1.5"), ("hang", 2), ("content_filter", 3), ("dim", 0), ("tps", -1)]:
+    assert parse_knob("garbage", "4") == 4
+    for name, raw in [("tokens", "1.5"), ("hang", 2), ("content_filter", 3), ("dim", 0), ("tps", -1), ("garbage", 5)]:
         with pytest.raises(ValueError):
             parse_knob(name, raw)
 
