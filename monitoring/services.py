@@ -157,11 +157,17 @@ def models_due(*, now: datetime) -> list[int]:
 
 def probe_due_models(*, clock: Callable[[], float] = time.monotonic, now: Now = timezone.now) -> list[Probe]:
     """Probe the models that are due, skipping any another run is still probing (a hung model can take
-    ``MONITORING_PROBE_TIMEOUT_S``, longer than a tick)."""
+    ``MONITORING_PROBE_TIMEOUT_S``, longer than a tick).
+
+    Two runs can overlap (a restarted beat sends its overdue tick at once): one that read a model as due
+    just before another stored its probe and let go of it would probe it again. So what is claimed is read
+    again once claimed: a probe stored before the claim is seen then.
+    """
     hold = int(settings.MONITORING_PROBE_TIMEOUT_S) + 60
     claimed = [pk for pk in models_due(now=now()) if cache.add(_in_flight_key(pk), 1, timeout=hold)]
     try:
-        return probe_run(model_pks=claimed, clock=clock, now=now)
+        due = set(models_due(now=now())) if claimed else set()
+        return probe_run(model_pks=[pk for pk in claimed if pk in due], clock=clock, now=now)
     finally:
         cache.delete_many([_in_flight_key(pk) for pk in claimed])
 

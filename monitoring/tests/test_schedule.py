@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from io import StringIO
 
 import pytest
@@ -70,6 +70,25 @@ def test_the_scheduled_run_probes_only_the_due_models(monitored: Fake) -> None:
     assert [row.model.name for row in rows] == ["demo-smart"]
     assert monitored.stats()["requests"] == {"demo-smart": 1}
     assert probe_due_models(now=lambda: NOW + timedelta(seconds=60)) == []
+
+
+def test_a_run_that_overlaps_another_does_not_probe_what_the_other_just_probed(monitored: Fake) -> None:
+    smart = demo("demo-smart")
+    calls = 0
+
+    def now() -> datetime:
+        # Both models are due when this run first looks; by the time it has claimed them, another run
+        # (a tick of a restarted beat) has stored its probe of demo-smart and let go of it.
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            make_probe(smart, NOW, last=True)
+        return NOW
+
+    rows = probe_due_models(now=now)
+
+    assert [row.model.name for row in rows] == ["demo-fast"]
+    assert monitored.stats()["requests"] == {"demo-fast": 1}
 
 
 def test_seeding_twice_changes_nothing(monitored: Fake) -> None:
