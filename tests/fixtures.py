@@ -274,6 +274,42 @@ def gateway(gateway_server: Gateway, seeded: Fake) -> Gateway:
     return gateway_server
 
 
+@pytest.fixture(scope="module")
+def logged_gateway_server(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway server of the test module's own, its output (warnings and up) kept in ``server.log``."""
+    log = tmp_path_factory.mktemp("gateway") / "gateway.log"
+    server = start_gateway({"LOG_LEVEL": "WARNING"}, log=log)
+    server.log = log
+    try:
+        yield server
+    finally:
+        _stop(server.proc)
+
+
+@pytest.fixture
+def logged_gateway(logged_gateway_server: Gateway, seeded: Fake) -> Iterator[Gateway]:
+    """``gateway``, from a server of the module's own whose log must hold no error once the test is done:
+    bad input and failing upstreams are answered, never logged as an error (nor with a traceback)."""
+    log = logged_gateway_server.log
+    assert log is not None
+    start = log.stat().st_size if log.exists() else 0
+    yield logged_gateway_server
+    with log.open("rb") as file:
+        file.seek(start)
+        written = file.read().decode(errors="replace")
+    errors = [line for line in written.splitlines() if _is_error(line)]
+    assert errors == [], written
+
+
+def _is_error(line: str) -> bool:
+    # Django logs every 5xx answer at ERROR; an upstream or dependency failing is answered, not a bug.
+    answered = ("Bad Gateway:", "Service Unavailable:", "Gateway Timeout:")
+    if " ERROR django.request " in line and any(status in line for status in answered):
+        return False
+    # The platform's log format ("… ERROR logger …"), and uvicorn's own ("ERROR:    …").
+    return " ERROR " in line or " CRITICAL " in line or line.startswith(("ERROR:", "CRITICAL:")) or "Traceback" in line
+
+
 # --- headless Chromium -----------------------------------------------------------------------------------
 
 ARTIFACTS = ROOT / "test-artifacts"
