@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.http import HttpRequest, HttpResponseBase, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 
 from accounts.selectors import KeyInfo
 from routing import gateway
-from spignosapi.api.asyncviews import async_endpoint, authenticate, dumps
+from spignosapi.api.asyncviews import async_endpoint, authenticate, dumps, json_body, validated
 from spignosapi.api.errors import NotFound
 from spignosapi.api.schema import SSE_EVENT
 
@@ -37,7 +37,35 @@ def _caller(request: Request) -> tuple[KeyInfo | None, int | None, bool]:
     return key, user_id, bool(getattr(user, "is_staff", False))
 
 
+def _call(key: KeyInfo | None, request_id: str, values: dict[str, Any]) -> gateway.Call:
+    messages = [{"role": "system", "content": values["system"]}] if values.get("system") else []
+    messages.append({"role": "user", "content": values["prompt"]})
+    return gateway.Call(
+        key=key,
+        request_id=request_id,
+        endpoint="generate.async",
+        messages=messages,
+        max_tokens=values["max_tokens"],
+        model=values.get("model"),
+        category=values.get("category"),
+    )
+
+
+def _accepted(job: Job) -> dict[str, Any]:
+    return {
+        "status": "queued",
+        "job_id": str(job.id),
+        "task_id": job.task_id,
+        "session_id": job.session_id,
+        "stream_url": f"/api/v1/stream/{job.session_id}",
+        "ws_url": f"/ws/v1/stream/{job.session_id}/",
+        "status_url": reverse("job-detail", args=[job.id]),
+    }
+
+
 class GenerateAsyncView(APIView):
+    """Browser sessions (the chat page: DRF checks their CSRF token); API keys take ``_submit`` below."""
+
     @extend_schema(
         operation_id="generate_async",
         summary="Queue a generation job (answers 202 at once)",
@@ -51,27 +79,38 @@ class GenerateAsyncView(APIView):
         priority = values.pop("priority")
         values.pop("stream", None)
         key, user_id, _ = _caller(request)
-        messages = [{"role": "system", "content": values["system"]}] if values.get("system") else []
-        messages.append({"role": "user", "content": values["prompt"]})
-        call = gateway.Call(
-            key=key,
-            request_id=request._request.request_id,  # type: ignore[attr-defined]
-            endpoint="generate.async",
-            messages=messages,
-            max_tokens=values["max_tokens"],
-        )
-        gateway.admit(call, request._request)  # the key's limits apply when the job is submitted
+        gateway.admit(_call(key, request._request.request_id, values), request._request)  # type: ignore[attr-defined]
         job = services.job_submit(key=key, owner_id=user_id, request=values, priority=priority)
-        body = {
-            "status": "queued",
-            "job_id": str(job.id),
-            "task_id": job.task_id,
-            "session_id": job.session_id,
-            "stream_url": f"/api/v1/stream/{job.session_id}",
-            "ws_url": f"/ws/v1/stream/{job.session_id}/",
-            "status_url": reverse("job-detail", args=[job.id]),
-        }
+        body = _accepted(job)
         return Response(body, status=202, headers={"Location": body["status_url"]})
+
+
+_session_view = GenerateAsyncView.as_view()
+
+
+def _session_submit(request: HttpRequest) -> HttpResponseBase:
+    response = _session_view(request)
+    return response.render() if isinstance(response, Response) else response
+
+
+async def _submit(request: HttpRequest) -> HttpResponseBase:
+    """An API key's submission: validation and the key's limits (one Redis round trip) on the event loop, then
+    one hop to the request's thread to write the job and enqueue it."""
+    if "HTTP_AUTHORIZATION" not in request.META and "HTTP_X_API_KEY" not in request.META:
+        return await sync_to_async(_session_submit)(request)
+    key = await authenticate(request)
+    values = validated(GenerateAsyncInput, json_body(request))
+    priority = values.pop("priority")
+    values.pop("stream", None)
+    await gateway.aadmit(_call(key, request.request_id, values))  # type: ignore[attr-defined]
+    job = await sync_to_async(services.job_submit)(key=key, owner_id=None, request=values, priority=priority)
+    body = _accepted(job)
+    return HttpResponse(
+        dumps(body), status=202, content_type="application/json", headers={"Location": body["status_url"]}
+    )
+
+
+generate_async_view = async_endpoint(GenerateAsyncView, {"POST": _submit})
 
 
 class JobDetailView(APIView):

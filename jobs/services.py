@@ -36,7 +36,7 @@ def job_submit(*, key: KeyInfo | None, owner_id: int | None, request: dict[str, 
     """Write the job and enqueue its task once the row is committed (a worker must find it)."""
     from .tasks import run_generation
 
-    job = Job.objects.create(
+    job = Job(
         api_key_id=key.id if key else None,
         owner_id=owner_id,
         priority=priority,

@@ -41,7 +41,7 @@ from .accounting import account
 from .breaker import BreakerState, default_breakers
 from .breaker import _cache_key as breaker_cache_key
 from .engine import SINGLE_ATTEMPT, handler_for
-from .router import Route, choose_route, classifier_prompt, parse_category_answer, routing_text
+from .router import Route, choose_route, classifier_prompt, explicit_route, parse_category_answer, routing_text
 from .selectors import RoutingConfig, routing_config
 from .semantic import semantic_category
 from .usage import usage_buffer
@@ -82,10 +82,23 @@ class Prepared:
 
 
 def admit(call: Call, http_request: Any) -> int:
-    """The key's limits for this call (RPM, caps, TPM before the call); returns its prompt tokens."""
+    """The key's limits for this call (RPM, caps, TPM before the call); returns its prompt tokens.
+
+    For a call routed later (an async job): a model or category it names must exist now (else 404).
+    """
     prompt_tokens = count_message_tokens(call.messages)
     if call.key is not None:
         limits.admit_key_sync(call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens)
+    explicit_route(routing_config.get(), model=call.model, category=call.category)
+    return prompt_tokens
+
+
+async def aadmit(call: Call) -> int:
+    """``admit`` on the event loop: the key's limits in one Redis round trip."""
+    prompt_tokens = count_message_tokens(call.messages)
+    if call.key is not None:
+        await limits.admit_key(call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens)
+    explicit_route(await routing_config.aget(), model=call.model, category=call.category)
     return prompt_tokens
 
 

@@ -77,18 +77,11 @@ Classifier = Callable[[str, Sequence[str]], Awaitable[str | None]]
 SemanticMatcher = Callable[[str], Awaitable[str | None]]
 
 
-async def choose_route(
-    config: RoutingConfig,
-    *,
-    text: str,
-    model: str | None,
-    category: str | None,
-    has_tools: bool,
-    mode: str,
-    default_category: str,
-    classify: Classifier,
-    similar: SemanticMatcher | None = None,
-) -> Route:
+def explicit_route(config: RoutingConfig, *, model: str | None, category: str | None) -> Route | None:
+    """The route a request names itself (a model id, or a category by name or in ``model``), else None.
+
+    A model or category that does not exist is a 404 (pure: async jobs check it when they are submitted).
+    """
     if model is not None and model not in ROUTER_ALIASES:
         if model in config.models:
             return Route(category="", chain=(model,), route_mode="model")
@@ -101,6 +94,24 @@ async def choose_route(
         if info is None:
             raise NotFound(f"The category {category!r} does not exist.", code="category_not_found", param="category")
         return Route(category=info.name, chain=info.chain, route_mode="category")
+    return None
+
+
+async def choose_route(
+    config: RoutingConfig,
+    *,
+    text: str,
+    model: str | None,
+    category: str | None,
+    has_tools: bool,
+    mode: str,
+    default_category: str,
+    classify: Classifier,
+    similar: SemanticMatcher | None = None,
+) -> Route:
+    named = explicit_route(config, model=model, category=category)
+    if named is not None:
+        return named
     if has_tools and TOOLS_CATEGORY in config.categories:
         return _route(config, TOOLS_CATEGORY, "tools")
     chosen: str | None = None

@@ -7,11 +7,13 @@ import subprocess
 from typing import Any
 
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from accounts.selectors import apikey_lookup
 from accounts.services import apikey_create
 from jobs.models import Job
+from jobs.services import job_submit
 from tests.fixtures import Fake, Gateway
 from tests.helpers import wait_until
 from tests.http import call, sse_events
@@ -131,8 +133,12 @@ def test_another_key_cannot_see_the_job_or_its_stream(gateway: Gateway) -> None:
     assert call("GET", gateway.url + body["stream_url"], key=other).status == 404
     assert call("GET", gateway.url + body["stream_url"]).status == 401
     url = gateway.url.replace("http://", "ws://") + body["ws_url"]
-    with pytest.raises(InvalidStatus):
-        connect(url, additional_headers={"Authorization": f"Bearer {other}"}, open_timeout=10)
+    with (
+        connect(url, additional_headers={"Authorization": f"Bearer {other}"}, open_timeout=10) as ws,
+        pytest.raises(ConnectionClosed) as closed,
+    ):
+        ws.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4404  # as for a stream that does not exist
 
 
 def test_a_staff_key_can_read_any_job(gateway: Gateway) -> None:
@@ -170,12 +176,45 @@ def test_unknown_job_ids_answer_404(gateway: Gateway) -> None:
     assert call("GET", gateway.url + "/api/v1/jobs/not-a-uuid", key=raw).status == 404
 
 
-def test_a_job_for_a_category_that_does_not_exist_fails_instead_of_hanging(
+def test_a_job_for_a_category_that_does_not_exist_is_refused_when_submitted(gateway: Gateway) -> None:
+    _, raw = apikey_create(name="k")
+    reply = call("POST", gateway.url + "/api/v1/generate/async", {"prompt": "hi", "category": "nope"}, key=raw)
+    assert reply.status == 404
+    assert (reply.json()["error"]["code"], reply.json()["error"]["param"]) == ("category_not_found", "category")
+    assert Job.objects.count() == 0
+
+
+def test_a_job_whose_category_is_gone_when_it_runs_fails_instead_of_hanging(
     gateway: Gateway, celery_worker: subprocess.Popen[bytes]
 ) -> None:
     _, raw = apikey_create(name="k")
-    body = submit(gateway, raw, category="no-such-category")
-    job = wait_for_status(body["job_id"], "failed")
+    # As if the category had been deleted between the submission and the run.
+    submitted = job_submit(
+        key=apikey_lookup(raw), owner_id=None, request={"prompt": "hi", "category": "gone"}, priority=0
+    )
+    job = wait_for_status(str(submitted.pk), "failed")
     assert job.error is not None and job.error["code"] == "category_not_found"
-    events = sse_events(call("GET", gateway.url + body["stream_url"], key=raw))
+    events = sse_events(call("GET", f"{gateway.url}/api/v1/stream/{job.session_id}", key=raw))
     assert events == [{"type": "error", "error": job.error}]
+
+
+def test_a_browser_session_submits_with_its_csrf_token_and_owns_the_job(admin_user: Any) -> None:
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)
+    body = {"prompt": "hello there", "max_tokens": 3}
+
+    refused = client.post("/api/v1/generate/async", body, content_type="application/json")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "permission_denied"
+    assert refused.json()["error"]["message"].startswith("CSRF Failed")
+    assert Job.objects.count() == 0
+
+    client.get("/chat/")  # the page sets the CSRF cookie its script sends back
+    token = client.cookies["csrftoken"].value
+    accepted = client.post("/api/v1/generate/async", body, content_type="application/json", HTTP_X_CSRFTOKEN=token)
+    assert accepted.status_code == 202
+    assert accepted["Location"] == accepted.json()["status_url"]
+    job = Job.objects.get(pk=accepted.json()["job_id"])
+    assert (job.owner_id, job.api_key_id, job.request["prompt"]) == (admin_user.pk, None, "hello there")
