@@ -14,7 +14,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from spignosapi import tracing  # noqa: E402
+from spignosapi import runtime, tracing  # noqa: E402
 from spignosapi.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -39,3 +39,5 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+runtime.freeze_startup_objects()  # last: everything imported above lives as long as the process

@@ -51,3 +51,12 @@ def _flush_traces(**_: Any) -> None:
 def _trace_beat(**_: Any) -> None:
     tracing.setup("beat")
 
+
+# --- the garbage collector: start-up objects frozen before the pool forks (spignosapi/runtime.py) -----------
+
+
+@signals.worker_init.connect(weak=False)
+def _freeze_startup_objects(**_: Any) -> None:
+    from spignosapi import runtime
+
+    runtime.freeze_startup_objects()  # the pool's processes inherit it (and share those pages, untouched)
