@@ -118,6 +118,23 @@ def _status_error(status: int, raw: bytes, headers: Mapping[str, str]) -> _Statu
     return _StatusError(status, message, data, headers)
 
 
+async def _body_bytes(content: aiohttp.StreamReader) -> AsyncGenerator[bytes, None]:
+    """``content.iter_any()``, except that the bytes that arrived together with a cut connection are yielded
+    before its error: aiohttp raises the error first and drops them, so the last chunks an upstream sent
+    before it went away were lost whenever the reader was a little behind."""
+    while True:
+        try:
+            data = await content.readany()
+        except aiohttp.ClientPayloadError:
+            rest = content._read_nowait(-1)  # what was received before the cut (read_nowait raises first too)
+            if rest:
+                yield rest
+            raise
+        if not data:
+            return
+        yield data
+
+
 class OpenAICompatProvider(Provider):
     """Chat, streaming and embeddings over the OpenAI wire format.
 
@@ -307,7 +324,7 @@ class OpenAICompatProvider(Provider):
     @staticmethod
     async def _sse_chunks(response: aiohttp.ClientResponse) -> AsyncGenerator[object, None]:
         """The stream's JSON chunks, decoded as the SDK's `AsyncStream` does (errors raise `_StreamError`)."""
-        events = SSEDecoder().aiter_bytes(response.content.iter_any())
+        events = SSEDecoder().aiter_bytes(_body_bytes(response.content))
         async for sse in events:
             if sse.data.startswith("[DONE]"):
                 async for _ in events:  # read to the end, so the connection goes back to the pool
