@@ -6,15 +6,12 @@ control time instead of waiting for it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
@@ -26,6 +23,7 @@ from django.utils import timezone
 from routing.accounting import account
 from routing.engine import handler_for
 from routing.selectors import ModelInfo, routing_config
+from spignosapi import loops
 from spignosapi.api.errors import InvalidRequest
 
 from . import statistics
@@ -33,20 +31,8 @@ from .models import ModelStats, Probe, Rollup
 from .probes import Outcome, ProbeSpec, Thresholds, classify, probe_all
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 Now = Callable[[], datetime]
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine from synchronous code (a Celery task, a command, a test)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    # This thread already runs an event loop (e.g. under Playwright's sync API): use a thread of its own.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
 
 
 def monitored_models() -> list[ModelInfo]:
@@ -99,7 +85,7 @@ def probe_run(
     if not targets:
         return []
     handler = handler_for(config.providers)
-    outcomes = _run(
+    outcomes = loops.run(
         probe_all(
             handler,
             [m.model_id for m in targets],

@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from asgiref.sync import async_to_sync
 from django.conf import settings
 
 from llm import LLMError
 from routing.engine import handler_for
 from routing.selectors import ModelInfo, RoutingConfig, routing_config
+from spignosapi import loops
 from spignosapi.api.errors import ApiError, InvalidRequest, NotFound, UpstreamFailed, UpstreamTimeout
 
 Vectors = np.ndarray  # shape (n, dimensions), float32, rows of unit length
@@ -81,7 +81,7 @@ async def aembed(texts: Sequence[str], model_id: str | None = None, *, config: R
 
 def embed(texts: Sequence[str], model_id: str | None = None) -> Embedded:
     """``aembed`` from synchronous code (a Celery task, a command)."""
-    return async_to_sync(aembed)(texts, model_id)
+    return loops.run(aembed(texts, model_id))
 
 
 def to_bytes(vector: np.ndarray) -> bytes:

@@ -60,3 +60,10 @@ def _freeze_startup_objects(**_: Any) -> None:
     from spignosapi import runtime
 
     runtime.freeze_startup_objects()  # the pool's processes inherit it (and share those pages, untouched)
+
+
+@signals.worker_process_shutdown.connect(weak=False)
+def _close_loops(**_: Any) -> None:
+    from spignosapi import loops
+
+    loops.close_all()  # the process's event loops (spignosapi/loops.py), and the clients pooled on them

@@ -52,6 +52,8 @@ from django.db import close_old_connections, reset_queries
 from django.dispatch import Signal
 from django.urls import set_script_prefix
 
+from spignosapi import loops
+
 _STARTED_IN_THREAD = frozenset({reset_queries, close_old_connections})
 _FINISHED_INLINE = frozenset({close_old_connections, close_caches, reset_urlconf})
 # Idle request threads kept per process (each may hold a database connection).
@@ -151,6 +153,7 @@ class GatewayASGIHandler(ASGIHandler):
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        loops.use_database_threads(asyncio.get_running_loop())
         thread = _threads.borrow()
         try:
             async with ThreadSensitiveContext(executor=thread):

@@ -1,0 +1,63 @@
+"""spignosapi/loops.py: a worker thread's event loop lives on; its database threads drop broken connections."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connection
+
+from spignosapi import loops
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return int(cursor.fetchone()[0])
+
+
+def _database_connections() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
+
+
+def test_one_loop_serves_every_call_of_a_thread_and_keeps_its_database_threads() -> None:
+    async def job() -> tuple[asyncio.AbstractEventLoop, int]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop._default_executor, loops.DatabaseThreads)  # type: ignore[attr-defined]
+        return loop, await sync_to_async(_backend_pid, thread_sensitive=False)()
+
+    before = _database_connections()
+    try:
+        results = [loops.run(job()) for _ in range(30)]
+        during = _database_connections()
+    finally:
+        loops.close_all()  # as a worker process does when it stops: its database threads close their connections
+
+    assert len({id(loop) for loop, _ in results}) == 1
+    # asyncio.run's new loop per job opened new threads, each with a connection of its own, every time.
+    pids = {pid for _, pid in results}
+    assert 1 <= len(pids) <= loops.DatabaseThreads(thread_name_prefix="x")._max_workers
+    assert during - before == len(pids)
+    assert _database_connections() == before
+
+
+def test_a_database_thread_replaces_a_connection_the_database_closed() -> None:
+    threads = loops.DatabaseThreads(max_workers=1)
+    try:
+        first = threads.submit(_backend_pid).result()
+        with connection.cursor() as cursor:  # the server ends that session (as a restart would)
+            cursor.execute("SELECT pg_terminate_backend(%s)", [first])
+
+        # Django's health check (CONN_HEALTH_CHECKS) runs again once the thread has tidied after its call: the
+        # next call finds the connection dead and opens a new one instead of failing.
+        second = threads.submit(_backend_pid).result()
+        assert second != first
+        assert threads.submit(_backend_pid).result() == second  # and keeps it
+    finally:
+        threads.submit(lambda: connection.close()).result()
+        threads.shutdown()
