@@ -448,3 +448,24 @@ def test_a_non_retryable_failure_fails_the_job_at_once(
     assert (row.status, row.error_code) == ("error", code)
     reply = call("GET", jobs_gateway.url + body["status_url"], key=raw)
     assert (reply.json()["status"], reply.json()["error"]) == ("failed", job.error)
+
+
+def test_a_job_whose_task_breaks_is_failed_instead_of_left_queued(
+    jobs_gateway: Gateway, fake: Fake, workers: Workers
+) -> None:
+    _, raw = apikey_create(name="k")
+    body = submit(jobs_gateway, raw)
+    Job.objects.filter(pk=body["job_id"]).update(request={})  # a row the task cannot use (no prompt)
+    workers.start()
+    with ws_connect(jobs_gateway, body["ws_url"], raw) as ws:
+        messages = ws_until_end(ws)
+
+    job = wait_for_status(body["job_id"], "failed")
+    assert job.error == {
+        "message": "The job failed on an internal error.",
+        "type": "server_error",
+        "code": "internal_error",
+        "param": None,
+    }
+    assert messages == [{"type": "error", "error": job.error}]
+    assert fake.stats()["requests"] == {}
