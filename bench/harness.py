@@ -7,6 +7,7 @@ database and Redis databases are written (and the Redis ones flushed).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -185,15 +186,34 @@ class Proc:
         except OSError:
             return ""
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15) -> bool:
+        """SIGTERM, then SIGKILL after ``timeout``; True if it (and every process it started) ended in time.
+
+        Killing only the parent would leave its processes (uvicorn's workers, Celery's pool) running, with
+        their database connections, so whatever outlives it is killed too.
+        """
+        import psutil
+
         if self.popen.poll() is not None:
-            return
-        self.popen.send_signal(signal.SIGTERM)
+            return True
         try:
-            self.popen.wait(timeout=15)
+            children = psutil.Process(self.pid).children(recursive=True)
+        except psutil.Error:
+            children = []
+        self.popen.send_signal(signal.SIGTERM)
+        clean = True
+        try:
+            self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            clean = False
             self.popen.kill()
             self.popen.wait()
+        _, alive = psutil.wait_procs(children, timeout=5 if clean else 0)
+        for child in alive:
+            clean = False
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        return clean
 
 
 def start(name: str, args: list[str], env: Mapping[str, str], logs: Path, cpus: set[int] | None = None) -> Proc:
