@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +67,65 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait()
+
+
+def start_worker(
+    *,
+    name: str,
+    log: Path,
+    broker_url: str | None = None,
+    queues: str = "high,default,low",
+    concurrency: int = 1,
+    loglevel: str = "INFO",
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """A real Celery worker process of a test's own, on the test database (``broker_url``: a private broker,
+    so no other worker takes its tasks), its output appended to ``log``; ``env`` adds to its environment.
+    It leads a process group of its own: ``stop_group`` stops its pool processes with it."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [
+                python(),
+                "-m",
+                "celery",
+                "-A",
+                "spignosapi",
+                "worker",
+                "--queues",
+                queues,
+                "--concurrency",
+                str(concurrency),
+                "--hostname",
+                f"{name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "--loglevel",
+                loglevel,
+            ],
+            cwd=ROOT,
+            env=django_env(
+                DATABASE_URL=shared_database_url(),
+                SNAPSHOT_CHECK_SECONDS="0",
+                USAGE_FLUSH_SECONDS="0.05",
+                LOG_LEVEL=loglevel,
+                **({"CELERY_BROKER_URL": broker_url} if broker_url else {}),
+                **(env or {}),
+            ),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the process and its group (a worker's pool), SIGKILL if they are not gone in 15 s."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
 

@@ -7,9 +7,6 @@ A gateway server and a Celery worker (on a private broker, so no other worker ta
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +17,8 @@ import pytest
 from accounts.services import apikey_create
 from jobs.models import Job
 from llm import count_message_tokens
-from tests.fixtures import Fake, Gateway, _stop, shared_database_url, start_gateway
-from tests.helpers import ROOT, django_env, private_redis, python, wait_until
+from tests.fixtures import Fake, Gateway, _stop, start_gateway, start_worker, stop_group
+from tests.helpers import private_redis, wait_until
 from tests.http import call
 from tests.otlp import Collector, ExportedSpan
 
@@ -63,51 +60,16 @@ def traced_gateway(traced_gateway_server: Gateway, seeded: Fake) -> Gateway:
 def traced_worker(traced_gateway: Gateway, collector: Collector, broker_url: str, tmp_path: Path) -> Iterator[Path]:
     """A worker exporting to the collector, logging JSON at INFO to the file it yields."""
     log = tmp_path / "worker.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                python(),
-                "-m",
-                "celery",
-                "-A",
-                "spignosapi",
-                "worker",
-                "--queues",
-                "high,default,low",
-                "--concurrency",
-                "1",
-                "--hostname",
-                f"tracing-{uuid.uuid4().hex[:8]}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--loglevel",
-                "INFO",
-            ],
-            cwd=ROOT,
-            env=django_env(
-                DATABASE_URL=shared_database_url(),
-                CELERY_BROKER_URL=broker_url,
-                SNAPSHOT_CHECK_SECONDS="0",
-                USAGE_FLUSH_SECONDS="0.05",
-                OTEL_EXPORTER_OTLP_ENDPOINT=collector.url,
-                LOG_FORMAT="json",
-                LOG_LEVEL="INFO",
-                **FAST_EXPORT,
-            ),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_worker(
+        name=f"tracing-{uuid.uuid4().hex[:8]}",
+        log=log,
+        broker_url=broker_url,
+        env={"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "LOG_FORMAT": "json", **FAST_EXPORT},
+    )
     try:
         yield log
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
 
 
 def server_span(collector: Collector, request_id: str) -> ExportedSpan | None:

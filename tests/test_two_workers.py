@@ -9,7 +9,6 @@ each worker's log names the jobs it ran.
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,8 +21,8 @@ from jobs.models import Job
 from llm import count_message_tokens
 from routing.models import CircuitBreaker, LLMModel
 from routing.services import routing_changed
-from tests.fixtures import Fake, Gateway, _stop, shared_database_url, start_gateway
-from tests.helpers import ROOT, django_env, private_redis, python, wait_until
+from tests.fixtures import Fake, Gateway, _stop, start_gateway, start_worker, stop_group
+from tests.helpers import private_redis, wait_until
 from tests.http import call
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
@@ -35,37 +34,7 @@ PROMPT = "explain why"  # the reasoning chain: demo-smart, then demo-fast
 class Worker:
     def __init__(self, name: str, queue: str, broker_url: str, log: Path) -> None:
         self.name, self.log = name, log
-        with log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [
-                    python(),
-                    "-m",
-                    "celery",
-                    "-A",
-                    "spignosapi",
-                    "worker",
-                    "--queues",
-                    queue,
-                    "--concurrency",
-                    "1",
-                    "--hostname",
-                    f"{name}@%h",
-                    "--without-gossip",
-                    "--without-mingle",
-                    "--loglevel",
-                    "INFO",
-                ],
-                cwd=ROOT,
-                env=django_env(
-                    DATABASE_URL=shared_database_url(),
-                    CELERY_BROKER_URL=broker_url,
-                    LOG_LEVEL="INFO",
-                    SNAPSHOT_CHECK_SECONDS="0",
-                    USAGE_FLUSH_SECONDS="0.05",
-                ),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        self.proc = start_worker(name=name, log=log, broker_url=broker_url, queues=queue)
 
     def ran(self) -> set[str]:
         """The ids of the jobs this worker ran to the end (the task id is the job id)."""
@@ -86,8 +55,9 @@ def cluster(
             assert wait_until(lambda: "ready." in a.log.read_text() and "ready." in b.log.read_text(), timeout=60)
             yield server, a, b
         finally:
-            for proc in (a.proc, b.proc, server.proc):
-                _stop(proc)
+            for worker in (a, b):
+                stop_group(worker.proc)
+            _stop(server.proc)
 
 
 @pytest.fixture

@@ -9,9 +9,6 @@ later while serving, is listed on its stderr.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +18,8 @@ import pytest
 
 from accounts.services import apikey_create
 from jobs.models import Job
-from tests.fixtures import Fake, Gateway, _stop, shared_database_url, start_gateway
-from tests.helpers import ROOT, django_env, private_redis, python, wait_until
+from tests.fixtures import Fake, Gateway, _stop, start_gateway, start_worker, stop_group
+from tests.helpers import private_redis, wait_until
 from tests.http import call
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
@@ -56,50 +53,13 @@ def gateway_server(django_db_setup: None, broker_url: str, logs_dir: Path) -> It
 def worker_log(gateway_server: Gateway, broker_url: str, logs_dir: Path) -> Iterator[Path]:
     """A worker logging JSON at INFO; its stdout and stderr go to the file yielded."""
     log = logs_dir / "worker.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                python(),
-                "-m",
-                "celery",
-                "-A",
-                "spignosapi",
-                "worker",
-                "--queues",
-                "high,default,low",
-                "--concurrency",
-                "1",
-                "--hostname",
-                f"logs-{uuid.uuid4().hex[:8]}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--loglevel",
-                "INFO",
-            ],
-            cwd=ROOT,
-            env=django_env(
-                DATABASE_URL=shared_database_url(),
-                CELERY_BROKER_URL=broker_url,
-                SNAPSHOT_CHECK_SECONDS="0",
-                USAGE_FLUSH_SECONDS="0.05",
-                LOG_FORMAT="json",
-                LOG_LEVEL="INFO",
-                **NO_ENDPOINT,
-            ),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = start_worker(
+        name=f"logs-{uuid.uuid4().hex[:8]}", log=log, broker_url=broker_url, env={"LOG_FORMAT": "json", **NO_ENDPOINT}
+    )
     try:
         yield log
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
 
 
 @pytest.fixture
