@@ -73,7 +73,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def start_worker(
     *,
     name: str,
-    log: Path,
+    log: Path | None,
     broker_url: str | None = None,
     queues: str = "high,default,low",
     concurrency: int = 1,
@@ -81,9 +81,11 @@ def start_worker(
     env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """A real Celery worker process of a test's own, on the test database (``broker_url``: a private broker,
-    so no other worker takes its tasks), its output appended to ``log``; ``env`` adds to its environment.
+    so no other worker takes its tasks), its output appended to ``log`` (None: the test's own output); ``env``
+    adds to its environment.
     It leads a process group of its own: ``stop_group`` stops its pool processes with it."""
-    with log.open("ab") as out:
+    out = log.open("ab") if log is not None else None
+    try:
         return subprocess.Popen(
             [
                 python(),
@@ -114,9 +116,12 @@ def start_worker(
                 **(env or {}),
             ),
             stdout=out,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.STDOUT if out is not None else None,
             start_new_session=True,
         )
+    finally:
+        if out is not None:
+            out.close()  # the worker holds its own descriptor
 
 
 def stop_group(proc: subprocess.Popen[bytes]) -> None:

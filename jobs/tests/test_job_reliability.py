@@ -28,8 +28,8 @@ from jobs.models import Job
 from jobs.streams import buffer_key
 from rag.models import EmbeddingBatch
 from routing.models import UsageRecord
-from tests.fixtures import Fake, Gateway, shared_database_url, start_gateway
-from tests.helpers import ROOT, django_env, private_redis, python, wait_until
+from tests.fixtures import Fake, Gateway, start_gateway, start_worker
+from tests.helpers import private_redis, wait_until
 from tests.http import call, sse_events
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
@@ -63,36 +63,10 @@ class Worker:
     """``celery worker`` in its own process group, so that group can be killed as a whole."""
 
     def __init__(self, broker_url: str, *, concurrency: int, env: dict[str, str]) -> None:
-        self.hostname = f"reliability-{uuid.uuid4().hex[:8]}@%h"
-        self.proc = subprocess.Popen(
-            [
-                python(),
-                "-m",
-                "celery",
-                "-A",
-                "spignosapi",
-                "worker",
-                "--queues",
-                "high,default,low",
-                "--concurrency",
-                str(concurrency),
-                "--hostname",
-                self.hostname,
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "--loglevel",
-                "WARNING",
-            ],
-            cwd=ROOT,
-            env=django_env(
-                DATABASE_URL=shared_database_url(),
-                CELERY_BROKER_URL=broker_url,
-                SNAPSHOT_CHECK_SECONDS="0",
-                USAGE_FLUSH_SECONDS="0.05",
-                **env,
-            ),
-            start_new_session=True,
+        name = f"reliability-{uuid.uuid4().hex[:8]}"
+        self.hostname = f"{name}@%h"
+        self.proc = start_worker(
+            name=name, log=None, broker_url=broker_url, concurrency=concurrency, loglevel="WARNING", env=env
         )
 
     @property
