@@ -95,7 +95,22 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         _local.runner, _local.owner = runner, (os.getpid(), _generation)
         with _lock:
             _runners.append(runner)
-    return runner.run(coro)
+    loop = runner.get_loop()
+    try:
+        return runner.run(coro)
+    finally:
+        _cancel_leftovers(loop)
+
+
+def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    """What ``asyncio.run`` does at its end: tasks the coroutine left behind are cancelled and awaited, so
+    nothing of one job runs on during the next (the pooled clients are not tasks: they stay)."""
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
 
 
 def close_all() -> None:

@@ -61,3 +61,19 @@ def test_a_database_thread_replaces_a_connection_the_database_closed() -> None:
     finally:
         threads.submit(lambda: connection.close()).result()
         threads.shutdown()
+
+
+def test_what_a_call_leaves_running_is_cancelled_when_it_returns() -> None:
+    started: list[asyncio.Task[None]] = []
+
+    async def leaves_a_task() -> None:
+        started.append(asyncio.create_task(asyncio.sleep(3600)))
+
+    async def later() -> bool:
+        return started[0].cancelled()
+
+    try:
+        loops.run(leaves_a_task())
+        assert loops.run(later()) is True  # as asyncio.run would have, though the loop lives on
+    finally:
+        loops.close_all()
