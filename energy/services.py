@@ -164,12 +164,13 @@ def _usage_fields() -> tuple[tuple[str, str, Any], ...]:
     )
 
 
-def usage_rows_write(rows: Sequence[Mapping[str, Any]]) -> list[Any]:
-    """Write usage rows (attribute name → value, as ``UsageRecord(**row)`` takes them) with one ``COPY``, then
-    count them into the roll-ups; returns them as records (attributes, no primary key).
+def usage_rows_write(rows: Sequence[Mapping[str, Any]], *, copy: bool | None = None) -> list[Any]:
+    """Write usage rows (attribute name → value, as ``UsageRecord(**row)`` takes them), then count them into
+    the roll-ups; returns them as records (attributes, no primary key).
 
-    The usage buffer's writer: no model instances and psycopg's C adapters, a fraction of ``bulk_create``'s
-    CPU (which runs in the web processes, beside the requests). One bad row fails the whole statement.
+    The usage buffer's writer. On PostgreSQL (``copy`` None or True) one ``COPY``: no model instances and
+    psycopg's C adapters, a fraction of ``bulk_create``'s CPU (which runs in the web processes, beside the
+    requests); elsewhere (SQLite, ``make run``'s default) ``bulk_create``. One bad row fails the batch.
     """
     from routing.models import UsageRecord
 
@@ -181,19 +182,26 @@ def usage_rows_write(rows: Sequence[Mapping[str, Any]]) -> list[Any]:
         if unknown:
             raise TypeError(f"usage row with unknown fields: {sorted(unknown)}")
         records.append(SimpleNamespace(**{name: row.get(name, default) for name, _, default in fields}))
+    if copy is None:
+        copy = connection.vendor == "postgresql"
+    if copy:
+        _copy_rows(UsageRecord._meta.db_table, fields, records)
+    else:
+        UsageRecord.objects.bulk_create([UsageRecord(**vars(record)) for record in records])
+    usage_rollups_count(records)
+    return records
+
+
+def _copy_rows(table: str, fields: tuple[tuple[str, str, Any], ...], records: list[SimpleNamespace]) -> None:
     quote = connection.ops.quote_name
-    statement = (
-        f"COPY {quote(UsageRecord._meta.db_table)} ({', '.join(quote(column) for _, column, _ in fields)}) FROM STDIN"
-    )
+    statement = f"COPY {quote(table)} ({', '.join(quote(column) for _, column, _ in fields)}) FROM STDIN"
     attempts = next(i for i, (name, _, _) in enumerate(fields) if name == "attempts")
     # psycopg's copy() is reached past Django's cursor wrapper: its errors are turned into Django's here.
-    with connection.wrap_database_errors, connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+    with connection.wrap_database_errors, connection.cursor() as cursor, cursor.cursor.copy(statement) as writer:
         for record in records:
             values = [getattr(record, name) for name, _, _ in fields]
             values[attempts] = json.dumps(values[attempts])
-            copy.write_row(values)
-    usage_rollups_count(records)
-    return records
+            writer.write_row(values)
 
 
 def usage_rollups_count(records: Iterable[Any]) -> None:

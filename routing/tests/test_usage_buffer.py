@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from energy.models import UsageDaily, UsageDailyByUser
+from energy.services import usage_rows_write
 from routing.models import UsageRecord
 from routing.usage import UsageBuffer
 
@@ -114,3 +115,19 @@ def test_a_row_with_a_field_the_record_does_not_have_is_refused_alone(caplog: py
 
     assert list(UsageRecord.objects.filter(created_at=AT).values_list("request_id", flat=True)) == ["fine"]
     assert [r.getMessage() for r in caplog.records] == ["usage record typo dropped: it cannot be written"]
+
+
+def test_the_writer_for_other_databases_stores_the_same_rows() -> None:
+    # make run's SQLite has no COPY: there the writer takes bulk_create (run here on PostgreSQL, same rows).
+    usage_rows_write([row("bulk-1"), row("bulk-2", api_key_id=7, ttft_ms=2.5)], copy=False)
+
+    first, second = UsageRecord.objects.filter(request_id__in=["bulk-1", "bulk-2"]).order_by("request_id")
+    assert first.attempts == row("x")["attempts"]
+    assert (first.api_key_id, first.cost_usd, first.created_at, first.co2e_g_low) == (
+        None,
+        Decimal("0.00001230"),
+        AT,
+        0.0,
+    )
+    assert (second.api_key_id, second.ttft_ms) == (7, 2.5)
+    assert {(r.api_key_id, r.requests) for r in UsageDaily.objects.filter(day=DAY)} == {(0, 1), (7, 1)}
