@@ -166,7 +166,7 @@ def _usage_fields() -> tuple[tuple[str, str, Any], ...]:
 
 def usage_rows_write(rows: Sequence[Mapping[str, Any]], *, copy: bool | None = None) -> list[Any]:
     """Write usage rows (attribute name → value, as ``UsageRecord(**row)`` takes them), then count them into
-    the roll-ups; returns them as records (attributes, no primary key).
+    the roll-ups; returns them as records (attributes; model instances from ``usage_records_create``).
 
     The usage buffer's writer. On PostgreSQL (``copy`` None or True) one ``COPY``: no model instances and
     psycopg's C adapters, a fraction of ``bulk_create``'s CPU (which runs in the web processes, beside the
@@ -184,10 +184,9 @@ def usage_rows_write(rows: Sequence[Mapping[str, Any]], *, copy: bool | None = N
         records.append(SimpleNamespace(**{name: row.get(name, default) for name, _, default in fields}))
     if copy is None:
         copy = connection.vendor == "postgresql"
-    if copy:
-        _copy_rows(UsageRecord._meta.db_table, fields, records)
-    else:
-        UsageRecord.objects.bulk_create([UsageRecord(**vars(record)) for record in records])
+    if not copy:
+        return usage_records_create([UsageRecord(**vars(record)) for record in records])
+    _copy_rows(UsageRecord._meta.db_table, fields, records)
     usage_rollups_count(records)
     return records
 
