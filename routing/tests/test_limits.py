@@ -7,13 +7,13 @@ import zlib
 from collections.abc import Iterator
 
 import pytest
-from django.core.cache import cache
 
 from accounts.models import ApiKey
 from accounts.selectors import KeyInfo
 from accounts.services import apikey_create
 from llm import count_message_tokens
-from routing.limits import OutboundBudgets, _redis, charge_tokens
+from routing import quota
+from routing.limits import OutboundBudgets, _redis, admit_key_sync, settle_tokens_sync, tpm_counter_name
 from routing.models import LLMModel
 from routing.services import routing_changed
 from spignosapi.api.errors import RateLimited
@@ -59,8 +59,16 @@ def rpm_window_offset(key: ApiKey) -> int:
     return (zlib.crc32(str(key.pk).encode()) + 1) % 60
 
 
-def tpm_counter(key: ApiKey) -> int | None:
-    return cache.get(f"tpm:{key.pk}:{int(time.time() // 60)}")
+def tpm_state(key_id: int, now: float | None = None) -> tuple[int, int]:
+    """(spent, reserved) of the key's tokens/minute counter for the minute of ``now``."""
+    now = time.time() if now is None else now
+    ((spent, reserved),) = quota.state_sync(_redis(), [tpm_counter_name(key_id, now)], now=now)
+    return spent, reserved
+
+
+def tpm_counter(key: ApiKey) -> int:
+    """The tokens counted against the key this minute: used, and reserved by calls still running."""
+    return sum(tpm_state(key.pk))
 
 
 def assert_rate_limited(reply: Reply, code: str, window_end_offset: int) -> None:
@@ -104,9 +112,9 @@ def test_two_servers_share_the_request_limit(gateway: Gateway, second_gateway: G
 # --- tokens per minute ------------------------------------------------------------------------------------
 
 
-def test_it_charges_prompt_tokens_before_and_completion_tokens_after(gateway: Gateway) -> None:
-    # Two requests of 8 prompt + 4 completion tokens: the second one is let in on its prompt alone.
-    limit = 2 * HELLO_TOKENS + 4
+def test_it_reserves_prompt_and_max_tokens_before_and_settles_after(gateway: Gateway) -> None:
+    # Two requests of 8 prompt + 4 completion tokens, each reserving 8 + max_tokens (4) before the call.
+    limit = 2 * (HELLO_TOKENS + 4)
     key, raw = apikey_create(name="tpm", tpm_limit=limit)
     fresh_window(0)
 
@@ -114,8 +122,9 @@ def test_it_charges_prompt_tokens_before_and_completion_tokens_after(gateway: Ga
     assert first.status == 200, first.text
     assert (first.json()["meta"]["prompt_tokens"], first.json()["meta"]["completion_tokens"]) == (HELLO_TOKENS, 4)
     assert tpm_counter(key) == HELLO_TOKENS + 4
+    assert tpm_state(key.pk) == (HELLO_TOKENS + 4, 0)  # settled: nothing stays reserved
 
-    # 12 + 8 = 20 <= 20 before the call; the completion, known only after it, goes past the limit.
+    # 12 + 12 = 24 <= 24 before the call.
     second = generate(gateway.url, raw)
     assert second.status == 200, second.text
     assert tpm_counter(key) == 2 * (HELLO_TOKENS + 4)
@@ -137,16 +146,19 @@ def test_two_servers_share_the_token_limit(gateway: Gateway, second_gateway: Gat
 
 def test_the_token_window_turns_with_the_minute() -> None:
     info = KeyInfo(10_001, "k", False, None, 10, None, None, None, "h")
-    cache.delete_many(["tpm:10001:100", "tpm:10001:101"])
-    charge_tokens(info, 8, before_call=True, clock=lambda: 6015.0)
+    names = [tpm_counter_name(10_001, now) for now in (6015.0, 6060.0)]
+    _redis().delete(*names, *map(quota.holds_key, names))
+    first = admit_key_sync(info, prompt_tokens=6, max_tokens=2, clock=lambda: 6015.0)
     with pytest.raises(RateLimited) as refused:
-        charge_tokens(info, 3, before_call=True, clock=lambda: 6059.5)
+        admit_key_sync(info, prompt_tokens=1, max_tokens=2, clock=lambda: 6059.5)
     assert refused.value.headers == {"Retry-After": "1"}
-    assert cache.get("tpm:10001:100") == 8
-    charge_tokens(info, 3, before_call=True, clock=lambda: 6060.0)
-    assert cache.get("tpm:10001:101") == 3
-    charge_tokens(info, 30, before_call=False, clock=lambda: 6061.0)  # after the call: never refused
-    assert cache.get("tpm:10001:101") == 33
+    assert tpm_state(10_001, 6059.5) == (0, 8)
+    second = admit_key_sync(info, prompt_tokens=1, max_tokens=2, clock=lambda: 6060.0)
+    assert tpm_state(10_001, 6060.0) == (0, 3)
+    settle_tokens_sync(second, 30)  # after the call: never refused, even past the limit
+    assert tpm_state(10_001, 6061.0) == (30, 0)
+    settle_tokens_sync(first, 5)  # a call that ends after its minute settles on that minute
+    assert tpm_state(10_001, 6059.5) == (5, 0)
 
 
 # --- caps ----------------------------------------------------------------------------------------------------
