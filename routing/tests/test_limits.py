@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from accounts.models import ApiKey
 from accounts.selectors import KeyInfo
 from accounts.services import apikey_create
+from jobs.models import Job
 from llm import count_message_tokens
 from routing import quota
 from routing.limits import OutboundBudgets, _redis, admit_key_sync, settle_tokens_sync, tpm_counter_name
@@ -18,6 +22,7 @@ from routing.models import LLMModel
 from routing.services import routing_changed
 from spignosapi.api.errors import RateLimited
 from tests.fixtures import Fake, Gateway, _stop, start_gateway
+from tests.helpers import wait_until
 from tests.http import Reply, call
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -159,6 +164,121 @@ def test_the_token_window_turns_with_the_minute() -> None:
     assert tpm_state(10_001, 6061.0) == (30, 0)
     settle_tokens_sync(first, 5)  # a call that ends after its minute settles on that minute
     assert tpm_state(10_001, 6059.5) == (5, 0)
+
+
+@pytest.fixture(scope="module")
+def two_process_gateway(django_db_setup: None) -> Iterator[Gateway]:
+    """Two server processes behind one port (as the Dockerfile runs them): a burst lands on both."""
+    server = start_gateway(workers=2)
+    try:
+        yield server
+    finally:
+        _stop(server.proc)
+
+
+def test_a_burst_of_concurrent_requests_is_served_within_the_token_limit(
+    two_process_gateway: Gateway, seeded: Fake
+) -> None:
+    # Each request may use HELLO_TOKENS + 200 tokens, and uses all of them. Charged only on its prompt
+    # before the call, every request of the burst was let in (all are in flight for a second).
+    seeded.configure(**{"demo-fast": {"tokens": 200, "latency_ms": 1000}})
+    key, raw = apikey_create(name="burst", tpm_limit=2000)
+    per_request = HELLO_TOKENS + 200
+    fresh_window(0, needed=30)
+
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        replies = list(pool.map(lambda _: generate(two_process_gateway.url, raw, max_tokens=200), range(40)))
+
+    served = [r.json()["meta"] for r in replies if r.status == 200]
+    refused = [r for r in replies if r.status != 200]
+    assert len(served) == 2000 // per_request  # 9: a tenth reservation would pass the limit
+    served_tokens = sum(meta["tokens_used"] for meta in served)
+    assert served_tokens == len(served) * per_request <= 2000
+    for reply in refused:
+        assert_rate_limited(reply, "tpm_limit_exceeded", 0)
+        assert reply.json()["error"]["message"] == "Token limit reached: 2000 tokens per minute for this key."
+    assert seeded.stats()["requests"] == {"demo-fast": len(served)}
+    assert tpm_state(key.pk) == (served_tokens, 0)
+
+
+def test_the_unused_part_of_a_reservation_returns_after_the_call(gateway: Gateway, fake: Fake) -> None:
+    # Room for three reservations of HELLO_TOKENS + 100; each call uses HELLO_TOKENS + 2 and gives the rest
+    # back, so five calls in a row fit (with the reservations kept, the fourth would be refused).
+    fake.configure(**{"demo-fast": {"tokens": 2}})
+    key, raw = apikey_create(name="tpm", tpm_limit=3 * (HELLO_TOKENS + 100))
+    fresh_window(0)
+    assert [generate(gateway.url, raw, max_tokens=100).status for _ in range(5)] == [200] * 5
+    assert tpm_state(key.pk) == (5 * (HELLO_TOKENS + 2), 0)
+
+
+def test_a_failed_call_keeps_its_prompt_and_releases_the_rest(gateway: Gateway, fake: Fake) -> None:
+    fake.configure(**{"*": {"status": 500}})
+    key, raw = apikey_create(name="tpm")
+    fresh_window(0)
+    assert generate(gateway.url, raw, max_tokens=100).status == 502
+    assert tpm_state(key.pk) == (HELLO_TOKENS, 0)  # as its usage record books it
+
+
+def test_a_request_for_an_unknown_model_reserves_nothing(gateway: Gateway, fake: Fake) -> None:
+    key, raw = apikey_create(name="tpm")
+    fresh_window(0)
+    body = {"prompt": "hello", "max_tokens": 100, "model": "demo/no-such-model"}
+    assert call("POST", gateway.url + "/api/v1/generate", body, key=raw).status == 404
+    assert tpm_state(key.pk) == (0, 0)
+    assert fake.stats()["requests"] == {}
+
+
+def test_a_stream_the_client_leaves_settles_with_what_it_produced(gateway: Gateway, fake: Fake) -> None:
+    fake.configure(**{"demo-fast": {"hang_after": 2}})  # two tokens, then the upstream goes quiet
+    key, raw = apikey_create(name="tpm")
+    fresh_window(0)
+    request = urllib.request.Request(
+        gateway.url + "/api/v1/generate",
+        data=json.dumps({"prompt": "hello", "max_tokens": 100, "stream": True}).encode(),
+        headers={"Authorization": f"Bearer {raw}", "Content-Type": "application/json"},
+    )
+    response = urllib.request.urlopen(request, timeout=10)
+    chunks = 0
+    while chunks < 2:
+        chunks += response.readline().startswith(b"data: ")
+    assert tpm_state(key.pk) == (0, HELLO_TOKENS + 100)  # the call is running: its reservation holds
+    response.close()
+    assert wait_until(lambda: tpm_state(key.pk) == (HELLO_TOKENS + 2, 0)), tpm_state(key.pk)
+
+
+def test_a_request_larger_than_the_whole_limit_is_told_so(gateway: Gateway, fake: Fake) -> None:
+    key, raw = apikey_create(name="tpm", tpm_limit=100)
+    reply = generate(gateway.url, raw, max_tokens=100)
+    assert_rate_limited(reply, "tpm_limit_exceeded", 0)
+    assert reply.json()["error"]["message"] == (
+        f"This request may use {HELLO_TOKENS + 100} tokens (its prompt and max_tokens); this key allows "
+        "100 tokens per minute. Lower max_tokens or shorten the prompt."
+    )
+    assert fake.stats()["requests"] == {}
+
+
+def test_embeddings_settle_on_the_tokens_the_model_counted(gateway: Gateway, fake: Fake) -> None:
+    key, raw = apikey_create(name="tpm")
+    fresh_window(0)
+    body = {"model": "demo/demo-embed", "input": ["the quick brown fox", "jumps"]}
+    reply = call("POST", gateway.url + "/v1/embeddings", body, key=raw)
+    assert reply.status == 200, reply.text
+    assert tpm_state(key.pk) == (reply.json()["usage"]["prompt_tokens"], 0)
+
+
+def test_an_async_job_holds_its_reservation_until_the_worker_settles_it(
+    gateway: Gateway, fake: Fake, celery_worker: object
+) -> None:
+    fake.configure(**{"demo-fast": {"tokens": 5}})
+    key, raw = apikey_create(name="tpm")
+    fresh_window(0, needed=20)
+    reply = call("POST", gateway.url + "/api/v1/generate/async", {"prompt": "hello", "max_tokens": 50}, key=raw)
+    assert reply.status == 202, reply.text
+    job = Job.objects.get(pk=reply.json()["job_id"])
+    reservation = quota.Reservation.from_dict(job.request["reservation"])
+    assert reservation.holds == ((tpm_counter_name(key.pk, time.time()), HELLO_TOKENS + 50),)
+    assert wait_until(lambda: Job.objects.get(pk=job.pk).status == "succeeded", timeout=30)
+    assert tpm_state(key.pk) == (HELLO_TOKENS + 5, 0)
 
 
 # --- caps ----------------------------------------------------------------------------------------------------
