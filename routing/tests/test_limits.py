@@ -15,10 +15,11 @@ from accounts.models import ApiKey
 from accounts.selectors import KeyInfo
 from accounts.services import apikey_create
 from jobs.models import Job
+from jobs.streams import buffer_key
 from llm import count_message_tokens
 from routing import quota
 from routing.limits import OutboundBudgets, _redis, admit_key_sync, settle_tokens_sync, tpm_counter_name
-from routing.models import LLMModel
+from routing.models import LLMModel, UsageRecord
 from routing.services import routing_changed
 from spignosapi.api.errors import RateLimited
 from tests.fixtures import Fake, Gateway, _stop, start_gateway
@@ -286,6 +287,41 @@ def test_an_async_job_holds_its_reservation_until_the_worker_settles_it(
     assert reservation.holds == ((tpm_counter_name(key.pk, time.time()), HELLO_TOKENS + 50),)
     assert wait_until(lambda: Job.objects.get(pk=job.pk).status == "succeeded", timeout=30)
     assert tpm_state(key.pk) == (HELLO_TOKENS + 5, 0)
+
+
+def test_a_cancelled_job_settles_with_the_tokens_it_produced(
+    gateway: Gateway, fake: Fake, celery_worker: object
+) -> None:
+    fake.configure(**{"demo-fast": {"tps": 10, "tokens": 200}})  # twenty seconds of tokens
+    key, raw = apikey_create(name="tpm")
+    fresh_window(0, needed=30)
+    reply = call("POST", gateway.url + "/api/v1/generate/async", {"prompt": "hello", "max_tokens": 200}, key=raw)
+    assert reply.status == 202, reply.text
+    job_id, session_id = reply.json()["job_id"], reply.json()["session_id"]
+    # Cancelled once the worker has published three chunks (read from the stream's replay buffer).
+    assert wait_until(lambda: _redis().llen(buffer_key(session_id)) >= 3, timeout=30)
+    assert call("DELETE", gateway.url + f"/api/v1/jobs/{job_id}", key=raw).status == 200
+
+    assert wait_until(lambda: UsageRecord.objects.filter(request_id=f"job-{job_id}").exists(), timeout=30)
+    row = UsageRecord.objects.get(request_id=f"job-{job_id}")
+    assert (row.status, row.error_code) == ("cancelled", "cancelled")
+    assert 3 <= row.completion_tokens < 200
+    assert tpm_state(key.pk) == (row.prompt_tokens + row.completion_tokens, 0)
+
+
+def test_a_retried_job_keeps_its_reservation_for_the_try_that_settles_it(
+    gateway: Gateway, fake: Fake, celery_worker: object
+) -> None:
+    fake.configure(**{"*": {"fail_first": 1, "tokens": 7}})  # each model fails once: the first try fails
+    key, raw = apikey_create(name="tpm")
+    fresh_window(0, needed=30)
+    reply = call("POST", gateway.url + "/api/v1/generate/async", {"prompt": "hello", "max_tokens": 50}, key=raw)
+    assert reply.status == 202, reply.text
+    job_id = reply.json()["job_id"]
+    assert wait_until(lambda: Job.objects.get(pk=job_id).status == "succeeded", timeout=30)
+    assert Job.objects.get(pk=job_id).deliveries == 2
+    # Settled by the try that succeeded: the first try's own settle would have left HELLO_TOKENS.
+    assert tpm_state(key.pk) == (HELLO_TOKENS + 7, 0)
 
 
 # --- caps ----------------------------------------------------------------------------------------------------
