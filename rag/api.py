@@ -76,13 +76,13 @@ async def _embeddings(request: HttpRequest, endpoint: str) -> HttpResponseBase:
     try:
         embedded = await aembed(texts, info.model_id, config=config)
     except BaseException as exc:
-        await limits.settle_tokens(admitted.reservation, 0)  # as booked: a failed call used nothing
+        limits.settle_tokens_soon(admitted.reservation, 0)  # as booked: a failed call used nothing
         if isinstance(exc, ApiError):
             error = str(exc.get_codes())
             embedding_usage_book(**book, tokens=0, started=started, user=data.get("user", ""), error=error)
         raise
     # The key's tokens are what the model counted, as the usage record books them.
-    await limits.settle_tokens(admitted.reservation, embedded.prompt_tokens)
+    limits.settle_tokens_soon(admitted.reservation, embedded.prompt_tokens)
     embedding_usage_book(**book, tokens=embedded.prompt_tokens, started=started, user=data.get("user", ""), error="")
     rows = embedding_rows(embedded.vectors, data["encoding_format"])
     usage = {"prompt_tokens": embedded.prompt_tokens, "total_tokens": embedded.prompt_tokens}

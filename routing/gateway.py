@@ -86,6 +86,8 @@ class Prepared:
     started: float
     attempts: list[dict[str, Any]] = field(default_factory=list)
     reservation: quota.Reservation | None = None  # settled (and cleared) by finish()
+    # Admitted by the request itself, in a server: finish() need not wait for the settle (see below).
+    settle_in_background: bool = False
 
 
 def admit(call: Call, http_request: Any) -> quota.Reservation | None:
@@ -232,7 +234,9 @@ async def prepare(call: Call, http_request: Any | None) -> Prepared:
             if admit:
                 await limits.settle_tokens(reservation, 0)
             raise
-        return Prepared(call, config, route, states, prompt_tokens, started, reservation=reservation)
+        return Prepared(
+            call, config, route, states, prompt_tokens, started, reservation=reservation, settle_in_background=admit
+        )
 
     assert call.key is not None
     route_error: Exception | None = None
@@ -251,7 +255,9 @@ async def prepare(call: Call, http_request: Any | None) -> Prepared:
     except BaseException:
         await limits.settle_tokens(admitted.reservation, 0)
         raise
-    return Prepared(call, config, route, states, prompt_tokens, started, reservation=admitted.reservation)
+    return Prepared(
+        call, config, route, states, prompt_tokens, started, reservation=admitted.reservation, settle_in_background=True
+    )
 
 
 async def _classify(config: RoutingConfig, text: str, names: Sequence[str]) -> str | None:
@@ -514,8 +520,11 @@ async def finish(
     """
     energy = meta.pop("_energy", {})
     reservation, prepared.reservation = prepared.reservation, None
-    if final:
-        await limits.settle_tokens(reservation, int(meta["prompt_tokens"]) + int(meta["completion_tokens"]))
+    used = int(meta["prompt_tokens"]) + int(meta["completion_tokens"])
+    if final and prepared.settle_in_background:  # a server's request: its response need not wait for Redis
+        limits.settle_tokens_soon(reservation, used)
+    elif final:  # a job's run: its worker's loop would cancel a settle still under way when the task returns
+        await limits.settle_tokens(reservation, used)
     if status == "ok":
         await _settle_budget(prepared, meta)
     usage_buffer.add(

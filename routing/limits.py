@@ -559,6 +559,24 @@ async def settle_tokens(reservation: quota.Reservation | None, used: int) -> Non
         logger.warning("token limiter unavailable; the reservation lapses on its own", exc_info=True)
 
 
+# Settles sent by settle_tokens_soon and not yet answered (a task nobody references may be collected).
+_settling: set[asyncio.Task[None]] = set()
+
+
+def settle_tokens_soon(reservation: quota.Reservation | None, used: int) -> None:
+    """``settle_tokens`` without waiting for Redis's answer, so that the response does not wait for it.
+
+    For a server's requests only: a server's event loop outlives its requests, while a worker's task loop
+    cancels what its task left running (there, await ``settle_tokens``). The settle leaves on the process's
+    pipelined connection in the next turns of the loop, while the response is being sent.
+    """
+    if reservation is None:
+        return
+    task = asyncio.get_running_loop().create_task(settle_tokens(reservation, used))
+    _settling.add(task)
+    task.add_done_callback(_settling.discard)
+
+
 def settle_tokens_sync(reservation: quota.Reservation | None, used: int) -> None:
     """``settle_tokens`` for synchronous callers."""
     if reservation is None:
