@@ -19,6 +19,11 @@ as the period is part of the name.
 * A hold never reconciled (its process was killed) lapses at its ``hold_until``: the next reserve on that
   counter takes it out of ``reserved``, so it does not hold capacity for ever.
 
+For a second user (the budgets): give ``limits``'s admission more counters (its script reserves any number
+in the same round trip), one per budget in force with the most the call can cost, and settle each with
+what the call cost. Not built yet: rebuilding ``spent`` from the ledger after a Redis restart (a counter
+that does not exist reads as zero here).
+
 Amounts are integers (tokens; a budget counts micro-units). This module runs its scripts on the client it
 is given (``routing.limits`` owns the process's Redis clients): anything with ``async script(source, keys,
 args)``, or, for the synchronous versions, a redis-py client.
