@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.models import ApiKey
 from accounts.selectors import KeyInfo
 from llm import LLMError
-from routing import gateway
+from routing import gateway, quota
 from spignosapi.api.errors import ApiError, error_parts
 from spignosapi.logs import JOB_ID_HEADER
 
@@ -153,6 +153,7 @@ def _call_for(job: Job, key: KeyInfo | None) -> gateway.Call:
         category=data.get("category"),
         route_mode=data.get("route_mode"),
         stream=True,
+        reservation=quota.Reservation.from_dict(data["reservation"]) if data.get("reservation") else None,
     )
 
 
@@ -190,6 +191,10 @@ async def job_run(job_id: str, *, final_attempt: bool) -> str:
                     continue
                 if event.type == "delta" and event.content:
                     if await sync_to_async(cache.get, thread_sensitive=False)(flag):
+                        # The tokens produced until now are the key's: settle its reservation with them.
+                        partial = gateway.partial_result(prepared, model_id, text) if model_id and text else None
+                        meta = gateway.build_meta(prepared, partial, model_id)
+                        await gateway.finish(prepared, meta, status="cancelled", error_code="cancelled")
                         return "cancelled"
                     text.append(event.content)
                     await publisher.publish({"type": "chunk", "content": event.content})
@@ -200,8 +205,10 @@ async def job_run(job_id: str, *, final_attempt: bool) -> str:
             partial = gateway.partial_result(prepared, model_id, text) if model_id and text else None
             meta = gateway.build_meta(prepared, result or partial, model_id)
             error = _error_of(exc)
-            await gateway.finish(prepared, meta, status="error", error_code=str(error.get("code")))
-            if not text and _retryable(exc) and not final_attempt:
+            retry = not text and _retryable(exc) and not final_attempt
+            # A retried job keeps its tokens reservation for the next try, which settles it.
+            await gateway.finish(prepared, meta, status="error", error_code=str(error.get("code")), final=not retry)
+            if retry:
                 await sync_to_async(_requeue, thread_sensitive=False)(job.pk)
                 raise RetryableFailure(error) from None
             if await sync_to_async(_finish, thread_sensitive=False)(

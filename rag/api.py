@@ -70,14 +70,19 @@ async def _embeddings(request: HttpRequest, endpoint: str) -> HttpResponseBase:
     config = await routing_config.aget()
     info = embedding_model(config, data.get("model"))
     estimate = sum(count_tokens(t) for t in texts)
-    await limits.admit_key(key, prompt_tokens=estimate, max_tokens=0)
+    admitted = await limits.admit_key(key, prompt_tokens=estimate, max_tokens=0)
     request_id = request.request_id  # type: ignore[attr-defined]
     book = {"key_id": key.id, "request_id": request_id, "endpoint": endpoint, "model_id": info.model_id}
     try:
         embedded = await aembed(texts, info.model_id, config=config)
-    except ApiError as exc:
-        embedding_usage_book(**book, tokens=0, started=started, user=data.get("user", ""), error=str(exc.get_codes()))
+    except BaseException as exc:
+        limits.settle_tokens_soon(admitted.reservation, 0)  # as booked: a failed call used nothing
+        if isinstance(exc, ApiError):
+            error = str(exc.get_codes())
+            embedding_usage_book(**book, tokens=0, started=started, user=data.get("user", ""), error=error)
         raise
+    # The key's tokens are what the model counted, as the usage record books them.
+    limits.settle_tokens_soon(admitted.reservation, embedded.prompt_tokens)
     embedding_usage_book(**book, tokens=embedded.prompt_tokens, started=started, user=data.get("user", ""), error="")
     rows = embedding_rows(embedded.vectors, data["encoding_format"])
     usage = {"prompt_tokens": embedded.prompt_tokens, "total_tokens": embedded.prompt_tokens}
