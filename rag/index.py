@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,3 +110,11 @@ def forget(collection_pk: int | None = None) -> None:
             _cache.clear()
         else:
             _cache.pop(collection_pk, None)
+
+
+def remove(uid: uuid.UUID, collection_pk: int) -> None:
+    """Delete a deleted collection's index files and drop it from this process's cache. (Other processes
+    never search it again - it is gone from the database - and lose their copy when they restart.)"""
+    for path in Path(settings.RAG_INDEX_DIR).glob(f"{uid}-v*.faiss"):
+        path.unlink(missing_ok=True)
+    forget(collection_pk)
