@@ -121,10 +121,10 @@ def documents_store(
 
 def collection_delete(collection: Collection) -> None:
     """Delete the collection with its documents and chunks; its index files go once that is committed."""
-    pk, uid = collection.pk, collection.uid
+    uid = collection.uid
     with transaction.atomic():
         collection.delete()
-        transaction.on_commit(lambda: index.remove(uid, pk))
+        transaction.on_commit(lambda: index.remove(uid))
 
 
 def document_delete(collection: Collection, external_id: str) -> Collection:
