@@ -55,6 +55,7 @@ class ChunkInline(admin.TabularInline[Chunk, Document]):
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin[Document]):
     list_display = ["external_id", "collection", "title", "updated_at"]
+    list_select_related = ["collection__owner_team", "collection__owner_key"]  # a collection's name shows its owner
     list_filter = ["collection"]
     search_fields = ["external_id", "title", "text"]
     inlines = [ChunkInline]

@@ -140,9 +140,9 @@ def collection_find(
 
 
 def owner_for_new(caller: Caller, owner: str | None) -> tuple[Team | None, ApiKey | None]:
-    """(team, key) that own a collection the caller creates: its team's, else its key's, else (a staff
-    session) staff's; or ``owner``, which must be the caller's own or - for staff - any existing owner.
-    404 for an owner the caller may not write for, as for a collection it may not see."""
+    """(team, key) that own a collection the caller creates: its team's; else, for a key that is not staff,
+    its key's; else staff's (both None). Or ``owner``, which must be the caller's own or - for staff - any
+    existing owner: 404 for one the caller may not write for, as for a collection it may not see."""
     if owner is None:
         if caller.team_id is not None:
             return Team.objects.get(pk=caller.team_id), None
@@ -153,11 +153,8 @@ def owner_for_new(caller: Caller, owner: str | None) -> tuple[Team | None, ApiKe
     kind, _, value = owner.partition(":")
     team = Team.objects.filter(name=value).first() if kind == "team" else None
     key = ApiKey.objects.filter(prefix=value).first() if kind == "key" else None
-    allowed = caller.is_staff or (
-        (team is not None and team.pk == caller.team_id) or (key is not None and key.pk == caller.key_id)
-    )
-    if owner == "staff" and caller.is_staff:
-        return None, None
-    if not allowed or (team is None and key is None):
-        raise NotFound(f"There is no owner {owner!r} you may write for.", code="owner_not_found", param="owner")
-    return team, key
+    if caller.is_staff and (owner == "staff" or team is not None or key is not None):
+        return team, key
+    if (team is not None and team.pk == caller.team_id) or (key is not None and key.pk == caller.key_id):
+        return team, key
+    raise NotFound(f"There is no owner {owner!r} you may write for.", code="owner_not_found", param="owner")

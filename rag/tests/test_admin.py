@@ -68,3 +68,20 @@ def test_staff_put_a_key_in_a_team(admin_client: Client) -> None:
     response = admin_client.post(page, {**form_data(admin_client.get(page)), "team": team.pk})
     assert response.status_code == 302
     assert ApiKey.objects.get(pk=key.pk).team == team
+
+
+def test_an_admin_session_reads_the_collections_api_as_staff_and_a_plain_user_is_refused(
+    admin_client: Client, django_user_model: Any
+) -> None:
+    alpha = Team.objects.create(name="alpha")
+    Collection.objects.create(name="kb", embedding_model="demo/demo-embed", owner_team=alpha)
+    Collection.objects.create(name="notes", embedding_model="demo/demo-embed")
+    listed = admin_client.get("/api/v1/rag/collections").json()["data"]
+    assert [(c["name"], c["owner"]) for c in listed] == [("kb", "team:alpha"), ("notes", "staff")]
+
+    user = django_user_model.objects.create_user("plain", password="pw-123456789")
+    client = Client()
+    client.force_login(user)
+    response = client.get("/api/v1/rag/collections")
+    assert response.status_code == 403
+    assert response.json()["error"]["message"] == "RAG collections belong to API keys: send one."
