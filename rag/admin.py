@@ -64,4 +64,7 @@ class DocumentAdmin(admin.ModelAdmin[Document]):
         """An edited text is chunked again and re-indexed, like an ingest of the same id."""
         from .services import documents_store
 
-        documents_store(obj.collection, [{"id": obj.external_id, "title": obj.title, "text": obj.text}])
+        documents_store(
+            collection=obj.collection,
+            documents=[{"id": obj.external_id, "title": obj.title, "text": obj.text}],
+        )

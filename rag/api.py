@@ -251,7 +251,7 @@ class CollectionDetailView(APIView):
         serializer.is_valid(raise_exception=True)
         collection = collection_find(caller, name, access="write", owner=_owner(request))
         services.collection_share(
-            collection,
+            collection=collection,
             teams=serializer.validated_data.get("shared_with_teams"),
             public_read=serializer.validated_data.get("public_read"),
         )
@@ -265,7 +265,7 @@ class CollectionDetailView(APIView):
     )
     def delete(self, request: Request, name: str) -> Response:
         collection = collection_find(_caller(request), name, access="write", owner=_owner(request))
-        services.collection_delete(collection)
+        services.collection_delete(collection=collection)
         return Response(status=204)
 
 
@@ -307,7 +307,7 @@ class DocumentDetailView(APIView):
     )
     def delete(self, request: Request, name: str, document_id: str) -> Response:
         collection = collection_find(_caller(request), name, access="write", owner=_owner(request))
-        services.document_delete(collection, document_id)
+        services.document_delete(collection=collection, external_id=document_id)
         return Response(status=204)
 
 

@@ -59,7 +59,7 @@ class Collection(models.Model):
         ordering = ["name", "pk"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(owner_team__isnull=True) | Q(owner_key__isnull=True), name="collection_has_one_owner"
+                condition=Q(owner_team__isnull=True) | Q(owner_key__isnull=True), name="collection_at_most_one_owner"
             ),
             models.UniqueConstraint(
                 fields=["owner_team", "name"],

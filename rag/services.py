@@ -58,7 +58,7 @@ def documents_ingest(
         collection = _collection_get_or_create(
             collection_name, team=team, key=key, embedding_model_id=embedding_model_id
         )
-        return documents_store(collection, documents, embedding_model_id=embedding_model_id)
+        return documents_store(collection=collection, documents=documents, embedding_model_id=embedding_model_id)
 
 
 def _collection_get_or_create(
@@ -81,7 +81,7 @@ def _collection_get_or_create(
 
 
 def documents_store(
-    collection: Collection, documents: Sequence[dict[str, Any]], *, embedding_model_id: str | None = None
+    *, collection: Collection, documents: Sequence[dict[str, Any]], embedding_model_id: str | None = None
 ) -> Ingested:
     """Store documents in ``collection`` (a known id replaces its document) and their chunks; indexing is
     queued after commit."""
@@ -119,7 +119,7 @@ def documents_store(
     return Ingested(collection=collection, documents=report)
 
 
-def collection_delete(collection: Collection) -> None:
+def collection_delete(*, collection: Collection) -> None:
     """Delete the collection with its documents and chunks; its index files go once that is committed."""
     uid = collection.uid
     with transaction.atomic():
@@ -127,7 +127,7 @@ def collection_delete(collection: Collection) -> None:
         transaction.on_commit(lambda: index.remove(uid))
 
 
-def document_delete(collection: Collection, external_id: str) -> Collection:
+def document_delete(*, collection: Collection, external_id: str) -> Collection:
     """Delete one document and publish an index without its chunks (no model call: the others' vectors are
     stored). 404 ``document_not_found`` when the collection has no such document."""
     with transaction.atomic():
@@ -141,7 +141,7 @@ def document_delete(collection: Collection, external_id: str) -> Collection:
     return locked
 
 
-def collection_share(collection: Collection, *, teams: Sequence[str] | None, public_read: bool | None) -> None:
+def collection_share(*, collection: Collection, teams: Sequence[str] | None, public_read: bool | None) -> None:
     """Set who besides its owner may read the collection: the keys of ``teams`` (names, replacing the
     list; 400 ``unknown_team`` for a name that is no team) and, with ``public_read``, every key."""
     with transaction.atomic():

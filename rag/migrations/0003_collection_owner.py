@@ -47,7 +47,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='collection',
-            constraint=models.CheckConstraint(condition=models.Q(('owner_team__isnull', True), ('owner_key__isnull', True), _connector='OR'), name='collection_has_one_owner'),
+            constraint=models.CheckConstraint(condition=models.Q(('owner_team__isnull', True), ('owner_key__isnull', True), _connector='OR'), name='collection_at_most_one_owner'),
         ),
         migrations.AddConstraint(
             model_name='collection',

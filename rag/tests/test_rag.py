@@ -251,7 +251,10 @@ def indexing_collection(key: Any, *texts: str, embedded: int) -> Collection:
 
     collection = Collection.objects.create(name="kb", owner_key=key, embedding_model="demo/demo-embed")
     if embedded:
-        documents_store(collection, [{"id": f"d{i}", "text": text} for i, text in enumerate(texts[:embedded])])
+        documents_store(
+            collection=collection,
+            documents=[{"id": f"d{i}", "text": text} for i, text in enumerate(texts[:embedded])],
+        )
         assert wait_until(lambda: Collection.objects.get(pk=collection.pk).status == "ready", timeout=60)
     for i, text in enumerate(texts[embedded:], start=embedded):
         document = Document.objects.create(collection=collection, external_id=f"d{i}", text=text)
