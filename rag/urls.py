@@ -12,4 +12,9 @@ urlpatterns = [
     path("rag/collections", api.CollectionsView.as_view(), name="rag-collections"),
     path("rag/collections/<slug:name>", api.CollectionDetailView.as_view(), name="rag-collection"),
     path("rag/collections/<slug:name>/documents", api.DocumentsView.as_view(), name="rag-documents"),
+    path(
+        "rag/collections/<slug:name>/documents/<path:document_id>",
+        api.DocumentDetailView.as_view(),
+        name="rag-document",
+    ),
 ]
