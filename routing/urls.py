@@ -1,8 +1,12 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import path, register_converter
+
+from spignosapi.api.converters import ModelIdConverter
 
 from . import api
+
+register_converter(ModelIdConverter, "model_id")
 
 urlpatterns = [
     path("generate", api.generate_view, name="generate"),
@@ -11,5 +15,9 @@ urlpatterns = [
     path("routing/categories/<slug:name>", api.CategoryDetailView.as_view(), name="routing-category"),
     path("routing/model-mapping", api.ModelMappingView.as_view(), name="routing-model-mapping"),
     path("routing/circuit-breakers", api.BreakersView.as_view(), name="routing-breakers"),
-    path("routing/circuit-breakers/<path:model>/reset", api.BreakerResetView.as_view(), name="routing-breaker-reset"),
+    path(
+        "routing/circuit-breakers/<model_id:model>/reset",
+        api.BreakerResetView.as_view(),
+        name="routing-breaker-reset",
+    ),
 ]

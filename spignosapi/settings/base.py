@@ -61,6 +61,7 @@ INSTALLED_APPS = [
 # classes send every hook to a single sync thread, which serialised the gateway's requests.
 MIDDLEWARE = [
     "spignosapi.api.middleware.RequestIDMiddleware",
+    "spignosapi.api.middleware.PathGuardMiddleware",
     "spignosapi.api.middleware.SecurityMiddleware",
     "spignosapi.api.middleware.WhiteNoiseMiddleware",
     "spignosapi.api.middleware.SessionMiddleware",
