@@ -1,18 +1,14 @@
 from __future__ import annotations
 
-from django.urls import path, register_converter
-
-from spignosapi.api.converters import ModelIdConverter
+from django.urls import path
 
 from . import api
-
-register_converter(ModelIdConverter, "model_id")
 
 urlpatterns = [
     path("generate", api.generate_view, name="generate"),
     path("routing/config", api.RoutingConfigView.as_view(), name="routing-config"),
     path("routing/categories", api.CategoriesView.as_view(), name="routing-categories"),
-    path("routing/categories/<slug:name>", api.CategoryDetailView.as_view(), name="routing-category"),
+    path("routing/categories/<category:name>", api.CategoryDetailView.as_view(), name="routing-category"),
     path("routing/model-mapping", api.ModelMappingView.as_view(), name="routing-model-mapping"),
     path("routing/circuit-breakers", api.BreakersView.as_view(), name="routing-breakers"),
     path(

@@ -85,12 +85,15 @@ class RequestIDMiddleware:
 # in text: a query with it was a 500), DEL, and U+FFFD, what the server decodes an escape that is not UTF-8
 # (%FF) to. Lone surrogates cannot be encoded in UTF-8 at all.
 _NOT_IN_ANY_PATH = re.compile("[\x00-\x1f\x7f-\x9f\ufffd\ud800-\udfff]")
+# Longer than any path of the platform (the longest, a breaker reset with the longest model id, has ~300).
+MAX_PATH_LENGTH = 2048
 
 
 class PathGuardMiddleware:
     """Answers 404 (the API's JSON envelope, or the 404 page) to a path holding a character no id can have,
-    on every route and for every method, before the path is resolved: a route's converter (``<path:…>``,
-    ``<str:…>``, the admin's object ids) then never hands such an id to a view or a query.
+    or longer than any route's, on every route and for every method, before the path is resolved: a route's
+    converter (``<path:…>``, ``<str:…>``, the admin's object ids) then never hands such an id to a view or a
+    query. (The platform's own ids have converters of their own: ``spignosapi.api.converters``.)
     """
 
     sync_capable = True
@@ -103,7 +106,8 @@ class PathGuardMiddleware:
             markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> Any:
-        if _NOT_IN_ANY_PATH.search(request.path_info):
+        path = request.path_info
+        if len(path) > MAX_PATH_LENGTH or _NOT_IN_ANY_PATH.search(path):
             raise Http404("No route has this path.")  # Django's handler404 answers (json_404 for the API)
         return self.get_response(request)
 
