@@ -1,43 +1,59 @@
-"""Live token streams of async jobs: a Redis replay buffer plus a Channels group per session.
+"""Live token streams of async jobs: one Redis stream per session, read from any point without consuming.
 
-The worker appends every message to the session's buffer (a Redis list: its index is the message's
-sequence number) and then sends it to the session's group. A reader — WebSocket consumer or SSE view —
-joins the group first, replays the buffer, then relays live messages, skipping any sequence number it has
-already sent and filling gaps from the buffer. So a client that connects late, or reconnects, receives
-everything produced so far and then the live tail, with no message lost or duplicated.
+The worker appends every message to the session's Redis stream (``XADD``), numbered 1, 2, 3, … (entry ids
+``"<n>-0"``): a message's number is its sequence number. A reader — WebSocket consumer or SSE view — reads
+the stream after the last message it relayed (``XREAD BLOCK``): everything already there first (the replay),
+then each message as it is added. Reading takes nothing away, so any number of readers, joining at any
+time, each get every message exactly once and in order; a reader that leaves, or is cancelled in the middle
+of a read, costs no other reader anything.
+
+Why not a Channels group (as before): the group's messages went through each web process's one
+channels_redis receive loop, which *pops* them. A reader cancelled while it held that loop (its client
+disconnected, or its keep-alive wait ended) took another stream's message with it; a process that fell
+behind (one message per four Redis round trips, every stream of the process in one queue) delayed all of
+its streams by seconds, and past the layer's ``capacity`` dropped messages silently. Readers then waited
+for their next poll to find the message in the replay buffer, and a stream whose ``complete`` was lost
+stalled (tests: ``jobs/tests/test_streams.py``).
 
 A job redelivered after its worker died starts again: if the earlier delivery had published anything, the
 worker publishes ``{"type": "reset"}`` before the new chunks, and a client drops the text it had (the
-buffer keeps growing, so sequence numbers never go back).
+stream keeps growing, so sequence numbers never go back).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import redis.asyncio as aioredis
-from channels.layers import get_channel_layer
 from django.conf import settings
 
 BUFFER_TTL_S = 3600
 TERMINAL = frozenset({"complete", "error"})
-# How long a reader waits on the group before looking at the buffer again (and, for SSE, a keep-alive).
+# How long a reader waits for the next message before SSE sends a keep-alive (and the wait starts again).
 POLL_S = 5.0
+# Messages one read returns at most (a late reader of a long answer catches up in a few reads).
+READ_BATCH = 500
+
+# Append one message: its number is the stream's length plus one, and its entry id "<number>-0", so a
+# reader's position is the number of messages it has relayed. Atomic, so concurrent publishers (a worker
+# and a cancellation) never share a number.
+_APPEND = """
+local number = redis.call('XLEN', KEYS[1]) + 1
+redis.call('XADD', KEYS[1], number .. '-0', 'm', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return number
+"""
 
 
 def buffer_key(session_id: str) -> str:
-    return f"jobstream:{session_id}"
+    # Not the "jobstream:<id>" list of the Channels design: a reader of one never mistakes the other's type.
+    return f"jobstream:{session_id}:entries"
 
 
-def group_name(session_id: str) -> str:
-    return f"jobstream.{session_id}"
-
-
-def redis_client() -> aioredis.Redis:
-    return aioredis.Redis.from_url(settings.REDIS_CACHE_URL)
+def redis_client(**options: Any) -> aioredis.Redis:
+    return aioredis.Redis.from_url(settings.REDIS_CACHE_URL, **options)
 
 
 class Publisher:
@@ -46,63 +62,44 @@ class Publisher:
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id
         self.redis = redis_client()
-        self.layer = get_channel_layer()
+        self._append = self.redis.register_script(_APPEND)
 
     async def publish(self, message: dict[str, Any]) -> int:
-        key = buffer_key(self.session_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.rpush(key, json.dumps(message))
-            pipe.expire(key, BUFFER_TTL_S)
-            seq, _ = await pipe.execute()
-        if self.layer is not None:
-            await self.layer.group_send(
-                group_name(self.session_id), {"type": "stream.message", "seq": seq, "payload": message}
-            )
-        return int(seq)
+        """Append ``message`` to the session's stream; returns its sequence number."""
+        number = await self._append(keys=[buffer_key(self.session_id)], args=[json.dumps(message), BUFFER_TTL_S])
+        return int(number)
 
     async def published(self) -> int:
-        """How many messages the session's buffer holds (every delivery's)."""
-        return int(await self.redis.llen(buffer_key(self.session_id)))
+        """How many messages the session's stream holds (every delivery's)."""
+        return int(await self.redis.xlen(buffer_key(self.session_id)))
 
     async def close(self) -> None:
         await self.redis.aclose()
 
 
-async def subscribe(session_id: str, *, poll_s: float = POLL_S) -> AsyncIterator[dict[str, Any] | None]:
+async def subscribe(session_id: str, *, poll_s: float = POLL_S) -> AsyncGenerator[dict[str, Any] | None, None]:
     """Every message of the session from the first, then live ones, ending after ``complete``/``error``.
 
     Yields ``None`` when nothing happened for ``poll_s`` seconds (SSE sends a keep-alive then).
     """
-    layer = get_channel_layer()
-    assert layer is not None, "CHANNEL_LAYERS is not configured"
-    client = redis_client()
-    # The default prefix matters: channels_redis serves every "specific." channel of a process through one
-    # receive loop, which a WebSocket consumer's own channel shares; another prefix would wait for that loop.
-    channel = await layer.new_channel()
-    group = group_name(session_id)
-    await layer.group_add(group, channel)
+    # A client of its own: a blocked read holds its connection until a message comes or poll_s passes. Its
+    # reply may take poll_s, longer than redis-py's default socket timeout (5 s): allow that and some more.
+    client = redis_client(socket_timeout=poll_s + 10)
+    key = buffer_key(session_id)
     sent = 0
     try:
         while True:
-            # Whatever the buffer holds beyond what was sent: the replay at first, then any gap.
-            for raw in await client.lrange(buffer_key(session_id), sent, -1):
-                sent += 1
-                message = json.loads(raw)
+            # [[key, [(entry id, fields), …]]], or nothing when poll_s passed first.
+            reply: Any = await client.xread({key: f"{sent}-0"}, count=READ_BATCH, block=max(1, int(poll_s * 1000)))
+            if not reply:
+                yield None
+                continue
+            entries: list[tuple[bytes, dict[bytes, bytes]]] = reply[0][1]
+            for entry_id, fields in entries:
+                sent = int(entry_id.split(b"-", 1)[0])
+                message = json.loads(fields[b"m"])
                 yield message
                 if message.get("type") in TERMINAL:
                     return
-            try:
-                event = await asyncio.wait_for(layer.receive(channel), poll_s)
-            except TimeoutError:
-                yield None
-                continue
-            seq = int(event.get("seq", 0))
-            if seq == sent + 1:
-                sent = seq
-                yield event["payload"]
-                if event["payload"].get("type") in TERMINAL:
-                    return
-            # seq <= sent: already relayed from the buffer; seq > sent + 1: the loop reads the gap.
     finally:
-        await layer.group_discard(group, channel)
         await client.aclose()
