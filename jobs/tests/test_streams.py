@@ -91,6 +91,7 @@ def test_a_reader_cancelled_in_the_middle_of_a_read_takes_nothing_from_another_r
     # could be cancelled (its client gone, or its keep-alive wait over) after Redis had handed it another
     # stream's message: that message was lost, and a lost ``complete`` left its stream open for good.
     async def scenario() -> list[dict[str, Any]]:
+        others = blocked_reads()  # readers of other tests' streams, if any are still open
         first, second = new_session(), new_session()
         publish_now(first, chunk("a"))
         one = Reader(first)
@@ -98,7 +99,7 @@ def test_a_reader_cancelled_in_the_middle_of_a_read_takes_nothing_from_another_r
         publish_now(second, chunk("b"))
         two = Reader(second)
         await two.received(1)
-        await until(lambda: blocked_reads() == 2)  # both wait in Redis for their next message
+        await until(lambda: blocked_reads() == others + 2)  # both wait in Redis for their next message
 
         publish_now(second, COMPLETE)  # the loop is held: no reader has run since
         one.task.cancel()  # and the first reader goes away before it runs again
@@ -114,13 +115,14 @@ def test_a_burst_on_one_stream_does_not_crowd_out_the_end_of_another() -> None:
     burst = [chunk(f" w{i}") for i in range(1500)]
 
     async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        others = blocked_reads()
         busy, quiet = new_session(), new_session()
         publish_now(busy, chunk("start"))
         publish_now(quiet, chunk("hello"))
         one, two = Reader(busy), Reader(quiet)
         await one.received(1)
         await two.received(1)
-        await until(lambda: blocked_reads() == 2)
+        await until(lambda: blocked_reads() == others + 2)
         publish_now(busy, *burst, COMPLETE)  # all written while the readers cannot read
         publish_now(quiet, COMPLETE)
         busy_messages, quiet_messages = await asyncio.wait_for(asyncio.gather(one.task, two.task), 30)
@@ -131,11 +133,12 @@ def test_a_burst_on_one_stream_does_not_crowd_out_the_end_of_another() -> None:
 
 def test_a_reader_joining_mid_stream_gets_the_replay_then_the_live_tail_once_each_in_order() -> None:
     async def scenario() -> list[dict[str, Any]]:
+        others = blocked_reads()
         session = new_session()
         publish_now(session, chunk("one"), chunk(" two"))
         reader = Reader(session)
         await reader.received(2)
-        await until(lambda: blocked_reads() == 1)
+        await until(lambda: blocked_reads() == others + 1)
         publish_now(session, chunk(" three"))
         await reader.received(3)
         publish_now(session, {"type": "reset"}, chunk("again"), COMPLETE)
