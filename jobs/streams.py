@@ -22,12 +22,16 @@ stream keeps growing, so sequence numbers never go back).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import redis.asyncio as aioredis
 from django.conf import settings
+from redis.asyncio.retry import Retry
+from redis.backoff import EqualJitterBackoff
 
 BUFFER_TTL_S = 3600
 TERMINAL = frozenset({"complete", "error"})
@@ -36,12 +40,22 @@ POLL_S = 5.0
 # Messages one read returns at most (a late reader of a long answer catches up in a few reads).
 READ_BATCH = 500
 
+# Commands ride out a Redis restart: a broken connection is replaced and the command tried again, backing
+# off from 0.1 s to 5 s, for about a minute in all. Reads consume nothing, and an append tried again after
+# its reply was lost is recognised by its token (below), so trying again never loses or repeats a message.
+REDIS_RETRY_ATTEMPTS = 20
+
 # Append one message: its number is the stream's length plus one, and its entry id "<number>-0", so a
 # reader's position is the number of messages it has relayed. Atomic, so concurrent publishers (a worker
-# and a cancellation) never share a number.
+# and a cancellation) never share a number. ARGV[3] is the append's own token: when the last entry carries
+# it, this is a retry of an append that was done, whose reply was lost.
 _APPEND = """
+local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+if last and last[2][3] == 't' and last[2][4] == ARGV[3] then
+    return tonumber((string.gsub(last[1], '-0$', '')))
+end
 local number = redis.call('XLEN', KEYS[1]) + 1
-redis.call('XADD', KEYS[1], number .. '-0', 'm', ARGV[1])
+redis.call('XADD', KEYS[1], number .. '-0', 'm', ARGV[1], 't', ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return number
 """
@@ -52,22 +66,34 @@ def buffer_key(session_id: str) -> str:
     return f"jobstream:{session_id}:entries"
 
 
-def redis_client(**options: Any) -> aioredis.Redis:
-    return aioredis.Redis.from_url(settings.REDIS_CACHE_URL, **options)
+def redis_client(*, attempts: int = REDIS_RETRY_ATTEMPTS, **options: Any) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        settings.REDIS_CACHE_URL,
+        socket_connect_timeout=2,
+        # An idle pooled connection is pinged before use, so one Redis closed meanwhile is not the failure.
+        health_check_interval=10,
+        retry=Retry(EqualJitterBackoff(cap=5, base=0.1), attempts),
+        **options,
+    )
 
 
 class Publisher:
     """Used by the worker, inside one event loop, for one job."""
 
-    def __init__(self, session_id: str) -> None:
+    def __init__(self, session_id: str, *, attempts: int = REDIS_RETRY_ATTEMPTS) -> None:
         self.session_id = session_id
-        self.redis = redis_client()
+        self.redis = redis_client(attempts=attempts)
         self._append = self.redis.register_script(_APPEND)
 
     async def publish(self, message: dict[str, Any]) -> int:
         """Append ``message`` to the session's stream; returns its sequence number."""
-        number = await self._append(keys=[buffer_key(self.session_id)], args=[json.dumps(message), BUFFER_TTL_S])
-        return int(number)
+        args: list[str | int] = [json.dumps(message), BUFFER_TTL_S, uuid.uuid4().hex]
+        return int(await self._append(keys=[buffer_key(self.session_id)], args=args))
+
+    async def last(self) -> dict[str, Any] | None:
+        """The last message the session's stream holds (None when it holds none)."""
+        entries: Any = await self.redis.xrevrange(buffer_key(self.session_id), count=1)
+        return dict(json.loads(entries[0][1][b"m"])) if entries else None
 
     async def published(self) -> int:
         """How many messages the session's stream holds (every delivery's)."""
@@ -77,8 +103,20 @@ class Publisher:
         await self.redis.aclose()
 
 
-async def subscribe(session_id: str, *, poll_s: float = POLL_S) -> AsyncGenerator[dict[str, Any] | None, None]:
-    """Every message of the session from the first, then live ones, ending after ``complete``/``error``.
+async def publish_once(session_id: str, message: dict[str, Any], *, attempts: int = REDIS_RETRY_ATTEMPTS) -> None:
+    """One message to a session, from outside a job's run (a cancel, the sweeper)."""
+    publisher = Publisher(session_id, attempts=attempts)
+    try:
+        await publisher.publish(message)
+    finally:
+        await publisher.close()
+
+
+async def subscribe(
+    session_id: str, *, poll_s: float = POLL_S, after: int = 0, stop: asyncio.Future[None] | None = None
+) -> AsyncGenerator[dict[str, Any] | None, None]:
+    """Every message of the session after the first ``after`` (an SSE client's ``Last-Event-ID``), then live
+    ones, ending after ``complete``/``error`` — or as soon as ``stop`` is done (the process is shutting down).
 
     Yields ``None`` when nothing happened for ``poll_s`` seconds (SSE sends a keep-alive then).
     """
@@ -86,13 +124,17 @@ async def subscribe(session_id: str, *, poll_s: float = POLL_S) -> AsyncGenerato
     # reply may take poll_s, longer than redis-py's default socket timeout (5 s): allow that and some more.
     client = redis_client(socket_timeout=poll_s + 10)
     key = buffer_key(session_id)
-    sent = 0
+    sent = after
     try:
-        while True:
+        if after and after > await client.xlen(key):
+            sent = 0  # not an id this stream gave (ids are sequence numbers): the whole replay
+        while stop is None or not stop.done():
             # [[key, [(entry id, fields), …]]], or nothing when poll_s passed first.
-            reply: Any = await client.xread({key: f"{sent}-0"}, count=READ_BATCH, block=max(1, int(poll_s * 1000)))
+            read = client.xread({key: f"{sent}-0"}, count=READ_BATCH, block=max(1, int(poll_s * 1000)))
+            reply: Any = await read if stop is None else await _unless_stopped(read, stop)
             if not reply:
-                yield None
+                if stop is None or not stop.done():
+                    yield None
                 continue
             entries: list[tuple[bytes, dict[bytes, bytes]]] = reply[0][1]
             for entry_id, fields in entries:
@@ -103,3 +145,15 @@ async def subscribe(session_id: str, *, poll_s: float = POLL_S) -> AsyncGenerato
                     return
     finally:
         await client.aclose()
+
+
+async def _unless_stopped(read: Any, stop: asyncio.Future[None]) -> Any:
+    """``read``'s reply, or None once ``stop`` is done (the read is then cancelled: it consumed nothing)."""
+    task = asyncio.ensure_future(read)
+    try:
+        await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait((task,))
+    return task.result() if not task.cancelled() else None

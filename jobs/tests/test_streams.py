@@ -18,7 +18,7 @@ from typing import Any
 import redis
 from django.conf import settings
 
-from jobs.streams import Publisher, subscribe
+from jobs.streams import Publisher, buffer_key, subscribe
 
 HOUR = 3600.0
 
@@ -173,3 +173,53 @@ def test_a_quiet_stream_yields_keep_alives_and_numbers_messages_from_one() -> No
         return keep_alives, numbers
 
     assert asyncio.run(scenario()) == ([None, None], [1, 2])
+
+
+def test_a_reader_resumes_after_the_messages_it_has_and_replays_all_for_an_id_the_stream_never_gave() -> None:
+    async def read(session: str, after: int) -> list[dict[str, Any] | None]:
+        return [message async for message in subscribe(session, poll_s=HOUR, after=after)]
+
+    async def scenario() -> tuple[list[dict[str, Any] | None], list[dict[str, Any] | None]]:
+        session = new_session()
+        publish_now(session, chunk("one"), chunk(" two"), COMPLETE)
+        return await read(session, 2), await read(session, 4)
+
+    assert asyncio.run(scenario()) == ([COMPLETE], [chunk("one"), chunk(" two"), COMPLETE])
+
+
+def test_a_reader_waiting_for_its_next_message_ends_as_soon_as_it_is_told_to_stop() -> None:
+    async def scenario() -> list[dict[str, Any] | None]:
+        others = blocked_reads()
+        session = new_session()
+        publish_now(session, chunk("one"))
+        stop: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        received: list[dict[str, Any] | None] = []
+
+        async def read() -> None:
+            async for message in subscribe(session, poll_s=HOUR, stop=stop):
+                received.append(message)
+
+        reader = asyncio.create_task(read())
+        await until(lambda: received == [chunk("one")] and blocked_reads() == others + 1)
+        stop.set_result(None)
+        await asyncio.wait_for(reader, 10)
+        await until(lambda: blocked_reads() == others)  # its connection is closed
+        return received
+
+    assert asyncio.run(scenario()) == [chunk("one")]
+
+
+def test_an_append_tried_again_after_its_reply_was_lost_is_not_appended_twice() -> None:
+    # redis-py tries a command again when the connection broke before the reply came: the script had run.
+    async def scenario() -> tuple[list[int], int, dict[str, Any] | None]:
+        session = new_session()
+        publisher = Publisher(session)
+        try:
+            first = await publisher.publish(chunk("one"))
+            args: list[str | int] = ['{"type": "chunk", "content": " two"}', 3600, "token-of-this-append"]
+            numbers = [await publisher._append(keys=[buffer_key(session)], args=args) for _ in range(2)]
+            return [first, *numbers], await publisher.published(), await publisher.last()
+        finally:
+            await publisher.close()
+
+    assert asyncio.run(scenario()) == ([1, 2, 2], 2, chunk(" two"))
