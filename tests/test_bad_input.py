@@ -514,11 +514,14 @@ def test_a_bogus_last_event_id_is_ignored_and_the_stream_replays_from_the_start(
         assert sse_events(reply) == plain
 
 
-def group_members(session_id: str) -> int:
-    """How many channels the session's Channels group holds (a reader that left must not stay in it)."""
-    client = redis.Redis.from_url(settings.REDIS_CHANNELS_URL)
+def stream_readers() -> int:
+    """How many readers hold a connection open to read job streams (a reader that left must not keep one).
+
+    Each reader reads its session's stream on a connection of its own."""
+    client = redis.Redis.from_url(settings.REDIS_CACHE_URL)
+    db = str(client.connection_pool.connection_kwargs.get("db", 0))
     try:
-        return int(client.zcard(f"asgi:group:jobstream.{session_id}"))
+        return sum(1 for c in client.client_list() if (c["cmd"], c["db"]) == ("xread", db))
     finally:
         client.close()
 
@@ -550,6 +553,7 @@ def test_readers_that_leave_mid_stream_are_let_go(gateway: Gateway) -> None:
     key, raw = apikey_create(name="k")
     job = Job.objects.create(api_key=key, request={"prompt": "hi"})
     publish(job.session_id, {"type": "chunk", "content": "one"}, {"type": "chunk", "content": " two"})
+    others = stream_readers()  # other tests' streams still open, if any
     parts = urlsplit(gateway.url)
     headers = {"Authorization": f"Bearer {raw}"}
 
@@ -564,9 +568,9 @@ def test_readers_that_leave_mid_stream_are_let_go(gateway: Gateway) -> None:
                 connect(ws_url(gateway, f"/ws/v1/stream/{job.session_id}/"), additional_headers=headers)
             )
             assert [recv_json(ws)["type"], recv_json(ws)["type"]] == ["chunk", "chunk"]
-        assert wait_until(lambda: group_members(job.session_id) == 6, timeout=10)
-    # They left without a word: each one's place in the session's group is given up.
-    assert wait_until(lambda: group_members(job.session_id) == 0, timeout=10)
+        assert wait_until(lambda: stream_readers() == others + 6, timeout=10)
+    # They left without a word: each one's connection to the stream is closed.
+    assert wait_until(lambda: stream_readers() == others, timeout=10)
 
     publish(job.session_id, {"type": "complete", "meta": {}})
     events = sse_events(call("GET", f"{gateway.url}/api/v1/stream/{job.session_id}", key=raw))
@@ -575,4 +579,4 @@ def test_readers_that_leave_mid_stream_are_let_go(gateway: Gateway) -> None:
         {"type": "chunk", "content": " two"},
         {"type": "complete", "meta": {}},
     ]
-    assert group_members(job.session_id) == 0
+    assert stream_readers() == others

@@ -189,7 +189,7 @@ def buffered(session_id: str) -> int:
     """How many messages the worker has published to the session's replay buffer."""
     client = redis.Redis.from_url(settings.REDIS_CACHE_URL)
     try:
-        return int(client.llen(buffer_key(session_id)))
+        return int(client.xlen(buffer_key(session_id)))
     finally:
         client.close()
 

@@ -307,7 +307,7 @@ def test_a_cancelled_job_settles_with_the_tokens_it_produced(
     assert reply.status == 202, reply.text
     job_id, session_id = reply.json()["job_id"], reply.json()["session_id"]
     # Cancelled once the worker has published three chunks (read from the stream's replay buffer).
-    assert wait_until(lambda: _redis().llen(buffer_key(session_id)) >= 3, timeout=30)
+    assert wait_until(lambda: _redis().xlen(buffer_key(session_id)) >= 3, timeout=30)
     assert call("DELETE", gateway.url + f"/api/v1/jobs/{job_id}", key=raw).status == 200
 
     assert wait_until(lambda: UsageRecord.objects.filter(request_id=f"job-{job_id}").exists(), timeout=30)
