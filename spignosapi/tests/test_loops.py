@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connection
 
 from spignosapi import loops
@@ -25,24 +26,26 @@ def _database_connections() -> int:
         return int(cursor.fetchone()[0])
 
 
-def test_one_loop_serves_every_call_of_a_thread_and_keeps_its_database_threads() -> None:
+def test_one_loop_serves_every_call_of_a_thread_and_its_database_threads_borrow_from_the_pool() -> None:
     async def job() -> tuple[asyncio.AbstractEventLoop, int]:
         loop = asyncio.get_running_loop()
         assert isinstance(loop._default_executor, loops.DatabaseThreads)  # type: ignore[attr-defined]
+        assert loop._default_executor._max_workers == settings.DB_THREADS  # type: ignore[attr-defined]
         return loop, await sync_to_async(_backend_pid, thread_sensitive=False)()
 
-    before = _database_connections()
+    before = _database_connections()  # opens this process's pool; this thread holds one of its connections
     try:
         results = [loops.run(job()) for _ in range(30)]
         during = _database_connections()
     finally:
-        loops.close_all()  # as a worker process does when it stops: its database threads close their connections
+        loops.close_all()  # as a worker process does when it stops: its database threads give theirs back
 
     assert len({id(loop) for loop, _ in results}) == 1
-    # asyncio.run's new loop per job opened new threads, each with a connection of its own, every time.
+    # asyncio.run's new loop per job opened new threads, each with a connection of its own, every time; and
+    # without the pool each database thread kept one. Now each call borrows one of the pool's and gives it back.
     pids = {pid for _, pid in results}
-    assert 1 <= len(pids) <= loops.DatabaseThreads(thread_name_prefix="x")._max_workers
-    assert during - before == len(pids)
+    assert during == before
+    assert 1 <= len(pids) <= connection.pool.get_stats()["pool_size"] == before  # type: ignore[attr-defined]
     assert _database_connections() == before
 
 
