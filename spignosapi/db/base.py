@@ -4,33 +4,31 @@ With a pool, a thread that needs a connection waits until the pool lends one, up
 That is right for a burst (connections come back within milliseconds) and wrong while PostgreSQL is down:
 nothing comes back, so every request would hold its thread for the whole timeout before its 503 (without a
 pool, the refused connection failed at once). So the pool's connections record whether the last attempt to
-open one failed, and while it did a thread waits at most ``UNREACHABLE_WAIT_S``: long enough for the attempt
-that its own wait starts to succeed once PostgreSQL is back.
+open one failed, and a thread first waits ``UNREACHABLE_WAIT_S``: if no connection came and the last attempt
+failed, it gives up (``PoolTimeout``, an ``OperationalError``: 503 ``database_unavailable``); else it waits
+for the rest of the timeout.
 
 Everything else is Django's backend (``django.db.backends.postgresql``) and psycopg_pool's pool.
 """
 
 from __future__ import annotations
 
-import threading
+import time
 from typing import Any
 
 import psycopg
 from django.db.backends.postgresql import base
+from psycopg import IsolationLevel
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 UNREACHABLE_WAIT_S = 1.0
 
 
 class Reachability:
-    """Did this process's last attempt to open a PostgreSQL connection fail? (Written by the pool's threads.)"""
+    """Did this process's last attempt to open a PostgreSQL connection fail? (Written by the pool's threads;
+    a bool is assigned atomically, and a reader one attempt late only waits longer.)"""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.unreachable = False
-
-    def record(self, *, failed: bool) -> None:
-        with self._lock:
-            self.unreachable = failed
+    unreachable = False
 
 
 reachability = Reachability()
@@ -44,10 +42,23 @@ class PooledConnection(psycopg.Connection[Any]):
         try:
             conn = super().connect(*args, **kwargs)
         except Exception:
-            reachability.record(failed=True)
+            reachability.unreachable = True
             raise
-        reachability.record(failed=False)
+        reachability.unreachable = False
         return conn
+
+
+def lend(pool: ConnectionPool[Any]) -> Any:
+    """``pool.getconn()``, giving up after ``UNREACHABLE_WAIT_S`` if the database is unreachable."""
+    started = time.monotonic()
+    try:
+        return pool.getconn(timeout=min(UNREACHABLE_WAIT_S, pool.timeout))
+    except PoolTimeout:
+        remaining = pool.timeout - (time.monotonic() - started)
+        if reachability.unreachable or remaining <= 0:
+            raise
+    # A burst: the wait goes on (behind the threads that queued meanwhile) for the rest of the timeout.
+    return pool.getconn(timeout=remaining)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -60,8 +71,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
 
     def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
         pool = self.pool
-        if pool is not None and reachability.unreachable:
-            # A short wait: PoolTimeout (an OperationalError: 503 database_unavailable) unless a connection comes.
-            pool.open()
-            pool.putconn(pool.getconn(timeout=UNREACHABLE_WAIT_S))
-        return super().get_new_connection(conn_params)
+        if pool is None or "isolation_level" in self.settings_dict["OPTIONS"]:
+            return super().get_new_connection(conn_params)
+        # Django's own steps for a pooled connection with the default isolation level, the wait aside.
+        self.isolation_level = IsolationLevel.READ_COMMITTED
+        pool.open()
+        return lend(pool)
