@@ -20,14 +20,18 @@ from rest_framework.views import APIView
 
 from accounts.selectors import KeyInfo
 from routing import gateway, limits, quota
+from spignosapi import shutdown
 from spignosapi.api.asyncviews import async_endpoint, authenticate, dumps, json_body, validated
-from spignosapi.api.errors import NotFound
+from spignosapi.api.errors import InvalidRequest, NotFound
 from spignosapi.api.schema import SSE_EVENT
 
 from . import selectors, services
 from .models import Job
 from .serializers import GenerateAsyncInput, JobAccepted, JobOutput
-from .streams import subscribe
+from .streams import TERMINAL, subscribe
+
+# How soon a client whose stream ended because its server was shutting down reconnects (SSE ``retry:``).
+RECONNECT_MS = 1000
 
 
 def _caller(request: Request) -> tuple[KeyInfo | None, int | None, bool]:
@@ -160,14 +164,36 @@ async def _stream(request: HttpRequest, session_id: str) -> HttpResponseBase:
     )
     if job is None:
         raise NotFound("No such stream.", code="stream_not_found")
+    seq = _last_event_id(request)
 
     async def body() -> AsyncIterator[str]:
-        async for message in subscribe(session_id):
-            yield ": keep-alive\n\n" if message is None else f"data: {dumps(message)}\n\n"
+        nonlocal seq
+        last: dict[str, Any] | None = None
+        # Each message's id is its sequence number: a client that reconnects sends the last one it received as
+        # Last-Event-ID (EventSource does) and the replay resumes after it.
+        async for last in subscribe(session_id, after=seq, stop=shutdown.stopping()):
+            if last is None:
+                yield ": keep-alive\n\n"
+                continue
+            seq += 1
+            yield f"id: {seq}\ndata: {dumps(last)}\n\n"
+        if last is None or last.get("type") not in TERMINAL:
+            # Ended because this process is shutting down: reconnect (soon, to another process) and resume.
+            yield f"retry: {RECONNECT_MS}\n\n"
 
     return StreamingHttpResponse(
         body(), content_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
+
+
+def _last_event_id(request: HttpRequest) -> int:
+    """How many of the stream's messages the client already has (0 when it sends no Last-Event-ID)."""
+    raw = request.headers.get("Last-Event-ID", "").strip()
+    if not raw:
+        return 0
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+        raise InvalidRequest("Last-Event-ID must be the id of a message of this stream.", code="invalid_last_event_id")
+    return int(raw)
 
 
 class StreamView(APIView):
