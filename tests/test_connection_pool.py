@@ -72,6 +72,8 @@ def test_a_burst_of_60_submissions_over_two_web_processes_stays_within_their_poo
         {
             "DATABASE_URL": shared_database_url() + "?application_name=pool-burst",
             "DB_POOL_MAX_SIZE": "3",
+            # Each submission writes its job in its request's thread: the 30 per process queue for 4 threads too.
+            "REQUEST_THREADS": "4",
             "CELERY_BROKER_URL": broker,
         },
         workers=2,

@@ -18,9 +18,15 @@ DB_POOL_MIN_SIZE = env_int("DB_POOL_MIN_SIZE", 1, minimum=0)
 DB_POOL_MAX_SIZE = env_int("DB_POOL_MAX_SIZE", 10, minimum=max(1, DB_POOL_MIN_SIZE))
 # How long a thread waits for a free connection before the request is answered 503 database_unavailable.
 DB_POOL_TIMEOUT = env_float("DB_POOL_TIMEOUT", 10.0, minimum=0.1)
-# Threads of each event loop's executor, where the async views run their ORM calls (spignosapi/loops.py).
-# More than DB_POOL_MAX_SIZE would only wait for connections.
+# Threads that use those connections. Each event loop's executor, where async views and tasks run their ORM
+# calls (spignosapi/loops.py): more than DB_POOL_MAX_SIZE would only wait for connections.
 DB_THREADS = env_int("DB_THREADS", 8, minimum=1)
+# A web process's request threads (spignosapi/api/handler.py): one per request with synchronous work (DRF
+# views, the admin, session auth), kept to the request's end, so a long one (a browser's SSE stream) holds
+# its thread; past REQUEST_THREADS a request's synchronous work waits for a thread. REQUEST_THREADS_IDLE are
+# kept for the next requests.
+REQUEST_THREADS = env_int("REQUEST_THREADS", 64, minimum=1)
+REQUEST_THREADS_IDLE = env_int("REQUEST_THREADS_IDLE", 16, minimum=0)
 
 _url = env_str("DATABASE_URL")
 if _url:

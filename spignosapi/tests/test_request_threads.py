@@ -1,0 +1,90 @@
+"""spignosapi/api/handler.py: requests borrow their thread from a bounded pool, on their first synchronous work."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
+
+from spignosapi.api.handler import RequestThread, Threads
+
+
+async def _request(threads: Threads, work: list[tuple[str, int]], name: str, gate: threading.Event) -> None:
+    """What the handler does for one request: a thread-sensitive context whose calls all go to one thread."""
+
+    def step_in_thread() -> None:
+        work.append((name, threading.get_ident()))
+        gate.wait(5)
+
+    thread = RequestThread(threads)
+    try:
+        async with ThreadSensitiveContext(executor=thread):
+            for step in range(2):
+                await sync_to_async(step_in_thread)()
+                if step == 0:
+                    await asyncio.sleep(0)  # back on the event loop between the two calls, as views are
+    finally:
+        threads.give_back(thread)
+
+
+def test_at_most_the_limit_of_threads_are_lent_and_the_other_requests_wait_for_one() -> None:
+    threads = Threads(limit=2, keep=1)
+    work: list[tuple[str, int]] = []
+    gate = threading.Event()
+
+    async def main() -> None:
+        requests = [asyncio.create_task(_request(threads, work, f"r{n}", gate)) for n in range(5)]
+        while len(work) < 2 or len(threads._queue) < 3:
+            await asyncio.sleep(0.01)
+        # Two requests in their threads; the three others submitted their work and wait for a thread.
+        assert (len(work), threads.lent, len(threads._queue)) == (2, 2, 3)
+        gate.set()
+        await asyncio.gather(*requests)
+
+    asyncio.run(main())
+
+    assert sorted(name for name, _ in work) == sorted(f"r{n}" for n in range(5) for _ in range(2))
+    by_request: dict[str, set[int]] = {}
+    for name, ident in work:
+        by_request.setdefault(name, set()).add(ident)
+    assert all(len(idents) == 1 for idents in by_request.values())  # each request kept its one thread
+    assert len({ident for _, ident in work}) == 2  # the waiting requests were given the same two threads
+    assert threads.lent == 0
+    assert len(threads._idle) == 1  # one kept, the other shut down
+
+
+def test_a_request_that_never_leaves_the_event_loop_borrows_no_thread() -> None:
+    threads = Threads(limit=1, keep=1)
+
+    async def main() -> None:
+        thread = RequestThread(threads)
+        async with ThreadSensitiveContext(executor=thread):
+            assert threads.lent == 0
+        threads.give_back(thread)
+
+    asyncio.run(main())
+    assert (threads.lent, threads._idle) == (0, [])
+
+
+def test_a_request_cancelled_while_it_waits_for_a_thread_leaves_the_queue_and_its_work_never_runs() -> None:
+    threads = Threads(limit=1, keep=1)
+    work: list[tuple[str, int]] = []
+    gate = threading.Event()
+
+    async def main() -> None:
+        holder = asyncio.create_task(_request(threads, work, "holder", gate))
+        while not work:
+            await asyncio.sleep(0.01)
+        waiter = asyncio.create_task(_request(threads, work, "waiter", gate))
+        while not threads._queue:
+            await asyncio.sleep(0.01)
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+        assert len(threads._queue) == 0
+        gate.set()
+        await holder
+
+    asyncio.run(main())
+    assert [name for name, _ in work] == ["holder", "holder"]
+    assert threads.lent == 0
