@@ -36,24 +36,35 @@ class Platform:
     raw: str
 
 
-@pytest.fixture
-def platform(seeded: Fake, tmp_path: Any) -> Iterator[Platform]:
-    """Two web servers (no graceful-shutdown timeout: without the drain they would wait for every stream to
-    end) and a worker, on a broker of their own."""
+@pytest.fixture(scope="module")
+def others(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Gateway]]:
+    """A broker, a worker and a web server of the module's own: what goes on after the first server stops."""
+    logs = tmp_path_factory.mktemp("shutdown")
     with private_redis() as (broker, _):
-        env = {"CELERY_BROKER_URL": broker}
-        worker = start_worker(name="shutdown", log=tmp_path / "worker.log", broker_url=broker, loglevel="WARNING")
-        first = start_gateway(env, log=tmp_path / "first.log")
-        second = start_gateway(env, log=tmp_path / "second.log")
-        first.log = tmp_path / "first.log"
+        worker = start_worker(name="shutdown", log=logs / "worker.log", broker_url=broker, loglevel="WARNING")
         try:
-            _, raw = apikey_create(name="shutdown")
-            yield Platform(first, second, seeded, raw)
+            second = start_gateway({"CELERY_BROKER_URL": broker}, log=logs / "second.log")
+            try:
+                yield broker, second
+            finally:
+                _stop(second.proc)
         finally:
-            for server in (first, second):
-                if server.proc.poll() is None:
-                    _stop(server.proc)
             stop_group(worker)
+
+
+@pytest.fixture
+def platform(seeded: Fake, others: tuple[str, Gateway], tmp_path: Any) -> Iterator[Platform]:
+    """The first web server is the test's own, of two processes (SIGTERM goes to their supervisor, as with
+    docker stop) and with no graceful-shutdown timeout: without the drain it would wait for every stream."""
+    broker, second = others
+    first = start_gateway({"CELERY_BROKER_URL": broker}, log=tmp_path / "first.log", workers=2)  # as the Dockerfile
+    first.log = tmp_path / "first.log"
+    try:
+        _, raw = apikey_create(name="shutdown")
+        yield Platform(first, second, seeded, raw)
+    finally:
+        if first.proc.poll() is None:
+            _stop(first.proc)
 
 
 @dataclass
@@ -171,12 +182,12 @@ def test_sigterm_closes_an_open_websocket_with_1012_and_the_reconnection_elsewhe
     assert "".join(m["content"] for m in replay[:-1]) == done.output
 
 
-def test_a_last_event_id_that_is_not_a_message_id_is_a_400(platform: Platform) -> None:
-    reply = call(
-        "POST", platform.second.url + "/api/v1/generate/async", {"prompt": "hi", "max_tokens": 2}, key=platform.raw
-    )
-    stream_url = platform.second.url + reply.json()["stream_url"]
-    answer = call("GET", stream_url, key=platform.raw, headers={"Last-Event-ID": "-3"})
+def test_a_last_event_id_that_is_not_a_message_id_is_a_400(seeded: Fake, others: tuple[str, Gateway]) -> None:
+    _, server = others
+    _, raw = apikey_create(name="bad id")
+    reply = call("POST", server.url + "/api/v1/generate/async", {"prompt": "hi", "max_tokens": 2}, key=raw)
+    assert reply.status == 202, reply.text
+    answer = call("GET", server.url + reply.json()["stream_url"], key=raw, headers={"Last-Event-ID": "-3"})
     assert answer.status == 400
     assert answer.json()["error"] == {
         "message": "Last-Event-ID must be the id of a message of this stream.",
