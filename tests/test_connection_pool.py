@@ -7,13 +7,14 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import psycopg
 import pytest
 
 from accounts.services import apikey_create
 from jobs.models import Job
-from tests.fixtures import Fake, Gateway, _stop, shared_database_url, start_gateway
+from tests.fixtures import Fake, Gateway, _stop, shared_database_url, start_gateway, start_worker, stop_group
 from tests.helpers import private_redis, wait_until
 from tests.http import Reply, call
 
@@ -156,3 +157,36 @@ def _waiting_on_a_lock(application_name: str) -> bool:
             [application_name],
         ).fetchone()
     return row is not None and int(row[0]) == 1
+
+
+def test_a_worker_holds_at_most_its_processes_pools_while_it_runs_jobs(
+    seeded: Fake, broker: str, tmp_path: Path
+) -> None:
+    _, raw = apikey_create(name="worker burst")
+    seeded.configure(**{"demo-fast": {"tps": 200, "tokens": 20}})
+    worker = start_worker(
+        name="pool",
+        log=tmp_path / "worker.log",
+        broker_url=broker,
+        concurrency=2,
+        loglevel="WARNING",
+        # libpq names the worker's connections (the URL has no application_name).
+        env={"PGAPPNAME": "pool-worker", "DB_POOL_MAX_SIZE": "2", "DB_THREADS": "2"},
+    )
+    gateway = start_gateway({"CELERY_BROKER_URL": broker})
+    try:
+        with Peak("pool-worker") as peak:
+            jobs = [
+                call("POST", gateway.url + "/api/v1/generate/async", {"prompt": f"job {n}"}, key=raw).json()["job_id"]
+                for n in range(12)
+            ]
+            finished = wait_until(
+                lambda: Job.objects.filter(pk__in=jobs, status="succeeded").count() == 12, timeout=120
+            )
+    finally:
+        _stop(gateway.proc)
+        stop_group(worker)
+
+    assert finished, list(Job.objects.filter(pk__in=jobs).values_list("status", flat=True))
+    # Two pool processes and the main one, two connections each at most.
+    assert 1 <= peak.value <= (2 + 1) * 2

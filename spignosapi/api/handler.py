@@ -24,7 +24,8 @@ A request is lent a thread on its first synchronous work, not before (most gatew
 and keeps it to its end (a request's synchronous work shares one thread, as Django expects). At most
 ``REQUEST_THREADS`` are lent at once: beyond that, a request's synchronous work waits for a thread to be
 given back (a burst of 60 requests started 60 threads, each with a database connection of its own);
-``REQUEST_THREADS_IDLE`` of them are kept for the next requests.
+``REQUEST_THREADS_IDLE`` of them are kept for the next requests. After each call the thread gives its
+database connection back to the pool, so a request holds one only while its synchronous code runs.
 
 Two changes to how the body is read, because uvicorn puts no limit on it and may pass it without a length:
 
@@ -93,10 +94,8 @@ class RequestThread(Executor):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         self.used = True
-        call = functools.partial(fn, *args, **kwargs)
         before, self._before_first = self._before_first, None
-        if before is not None:
-            call = functools.partial(_after, before, call)
+        call = functools.partial(_run, before, functools.partial(fn, *args, **kwargs))
         if self.worker is None and not self._waiting:
             self.worker = self.threads.lend(self)
         if self.worker is not None:
@@ -113,9 +112,15 @@ class RequestThread(Executor):
             worker.submit(_run_into, call, future)
 
 
-def _after(before: Callable[[], object], call: Callable[[], Any]) -> Any:
-    before()
-    return call()
+def _run(before: Callable[[], object] | None, call: Callable[[], Any]) -> Any:
+    """``call`` in the request's thread, which then gives its database connection back to the pool: a request
+    that waits on the event loop between two calls (an SSE stream for its whole life) holds none meanwhile."""
+    if before is not None:
+        before()
+    try:
+        return call()
+    finally:
+        close_old_connections()
 
 
 def _run_into(call: Callable[[], Any], future: Future[Any]) -> None:
@@ -152,8 +157,8 @@ class Threads:
     def give_back(self, request: RequestThread) -> None:
         """The request is over: its thread goes to the first request waiting, else back to the idle ones."""
         worker, request.worker = request.worker, None
-        if worker is None:
-            with contextlib.suppress(ValueError):  # it ended (cancelled) while it waited for a thread
+        if worker is None:  # it needed no thread, or ended (cancelled) while it waited for one
+            if request._waiting:  # it is in the queue
                 self._queue.remove(request)
             return
         if self._queue:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import threading
 
+import pytest
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
+from django.db import connection
 
 from spignosapi.api.handler import RequestThread, Threads
 
@@ -88,3 +90,27 @@ def test_a_request_cancelled_while_it_waits_for_a_thread_leaves_the_queue_and_it
     asyncio.run(main())
     assert [name for name, _ in work] == ["holder", "holder"]
     assert threads.lent == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_thread_gives_its_database_connection_back_to_the_pool_after_each_call() -> None:
+    threads = Threads(limit=1, keep=1)
+    seen: list[object] = []
+
+    def query() -> None:
+        seen.append(connection.connection)  # what the thread holds when a call starts
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        seen.append(connection.connection)
+
+    async def main() -> None:
+        thread = RequestThread(threads)
+        async with ThreadSensitiveContext(executor=thread):
+            await sync_to_async(query)()
+            await asyncio.sleep(0)  # the request waits on the event loop (an SSE stream would, for minutes)
+            await sync_to_async(query)()
+        threads.give_back(thread)
+
+    asyncio.run(main())
+    assert seen[0] is None and seen[2] is None  # given back in between: the request held none while it waited
+    assert seen[1] is not None and seen[3] is not None
