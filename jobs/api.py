@@ -22,7 +22,7 @@ from accounts.selectors import KeyInfo
 from routing import gateway, limits, quota
 from spignosapi import shutdown
 from spignosapi.api.asyncviews import async_endpoint, authenticate, dumps, json_body, validated
-from spignosapi.api.errors import InvalidRequest, NotFound
+from spignosapi.api.errors import NotFound
 from spignosapi.api.schema import SSE_EVENT
 
 from . import selectors, services
@@ -187,13 +187,10 @@ async def _stream(request: HttpRequest, session_id: str) -> HttpResponseBase:
 
 
 def _last_event_id(request: HttpRequest) -> int:
-    """How many of the stream's messages the client already has (0 when it sends no Last-Event-ID)."""
+    """How many of the stream's messages the client already has: its Last-Event-ID. A value that is no id of
+    ours counts as none (the whole replay), as EventSource clients resend whatever id they last saw."""
     raw = request.headers.get("Last-Event-ID", "").strip()
-    if not raw:
-        return 0
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
-        raise InvalidRequest("Last-Event-ID must be the id of a message of this stream.", code="invalid_last_event_id")
-    return int(raw)
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 0
 
 
 class StreamView(APIView):

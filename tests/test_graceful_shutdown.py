@@ -19,7 +19,7 @@ from websockets.sync.client import connect
 from accounts.services import apikey_create
 from jobs.models import Job
 from tests.fixtures import Fake, Gateway, _stop, start_gateway, start_worker, stop_group
-from tests.helpers import private_redis, wait_until
+from tests.helpers import private_redis
 from tests.http import call
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -180,19 +180,3 @@ def test_sigterm_closes_an_open_websocket_with_1012_and_the_reconnection_elsewhe
     assert [m["type"] for m in replay] == ["chunk"] * 60 + ["complete"]
     done = Job.objects.get(pk=job["job_id"])
     assert "".join(m["content"] for m in replay[:-1]) == done.output
-
-
-def test_a_last_event_id_that_is_not_a_message_id_is_a_400(seeded: Fake, others: tuple[str, Gateway]) -> None:
-    _, server = others
-    _, raw = apikey_create(name="bad id")
-    reply = call("POST", server.url + "/api/v1/generate/async", {"prompt": "hi", "max_tokens": 2}, key=raw)
-    assert reply.status == 202, reply.text
-    answer = call("GET", server.url + reply.json()["stream_url"], key=raw, headers={"Last-Event-ID": "-3"})
-    assert answer.status == 400
-    assert answer.json()["error"] == {
-        "message": "Last-Event-ID must be the id of a message of this stream.",
-        "type": "invalid_request_error",
-        "code": "invalid_last_event_id",
-        "param": None,
-    }
-    assert wait_until(lambda: Job.objects.get(pk=reply.json()["job_id"]).status == "succeeded", timeout=30)
