@@ -21,7 +21,8 @@ with an executor, as asgiref provides for this), and sends Django's own receiver
 Any other receiver, closer or uploaded file keeps Django's behaviour.
 
 A request is lent a thread on its first synchronous work, not before (most gateway requests never need one),
-and keeps it to its end (a request's synchronous work shares one thread, as Django expects). At most
+and keeps it to its end, or until its response starts streaming (a request's synchronous work shares one
+thread, as Django expects; a streaming body runs on the event loop). At most
 ``REQUEST_THREADS`` are lent at once: beyond that, a request's synchronous work waits for a thread to be
 given back (a burst of 60 requests started 60 threads, each with a database connection of its own);
 ``REQUEST_THREADS_IDLE`` of them are kept for the next requests. After each call the thread gives its
@@ -155,7 +156,8 @@ class Threads:
         return None
 
     def give_back(self, request: RequestThread) -> None:
-        """The request is over: its thread goes to the first request waiting, else back to the idle ones."""
+        """The request is over (or streams): its thread goes to the first request waiting, else back to the idle
+        ones. Work the request submits later is lent a thread again."""
         worker, request.worker = request.worker, None
         if worker is None:  # it needed no thread, or ended (cancelled) while it waited for one
             if request._waiting:  # it is in the queue
@@ -253,6 +255,10 @@ class GatewayASGIHandler(ASGIHandler):
 
         async def process_request(request: Any, send: Any) -> Any:
             response = await self.run_get_response(request)
+            if response.streaming:
+                # A stream may last minutes (a browser's SSE, read with its session in this thread): the thread
+                # serves other requests meanwhile, and one is lent again if closing the response needs it.
+                self.threads.give_back(thread)
             with contextlib.suppress(asyncio.CancelledError):
                 await self.send_response(response, send)
             return response

@@ -114,3 +114,24 @@ def test_the_thread_gives_its_database_connection_back_to_the_pool_after_each_ca
     asyncio.run(main())
     assert seen[0] is None and seen[2] is None  # given back in between: the request held none while it waited
     assert seen[1] is not None and seen[3] is not None
+
+
+def test_a_request_that_gave_its_thread_back_while_streaming_is_lent_one_again_for_later_work() -> None:
+    threads = Threads(limit=1, keep=1)
+    order: list[str] = []
+
+    async def main() -> None:
+        streaming = RequestThread(threads)
+        other = RequestThread(threads)
+        async with ThreadSensitiveContext(executor=streaming):
+            await sync_to_async(lambda: order.append("view"))()
+            threads.give_back(streaming)  # what the handler does once the response streams
+            async with ThreadSensitiveContext(executor=other):  # another request gets the only thread
+                await sync_to_async(lambda: order.append("other"))()
+            threads.give_back(other)
+            await sync_to_async(lambda: order.append("close"))()  # closing the streamed response
+        threads.give_back(streaming)
+
+    asyncio.run(asyncio.wait_for(main(), 30))  # without the give-back, "other" would wait for ever
+    assert order == ["view", "other", "close"]
+    assert (threads.lent, len(threads._idle)) == (0, 1)
