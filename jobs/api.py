@@ -12,7 +12,8 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -197,6 +198,19 @@ class StreamView(APIView):
     @extend_schema(
         operation_id="job_stream",
         summary="A job's tokens as server-sent events (replayed, then live)",
+        description=(
+            "Each event's id is its sequence number. A stream ended because its server was stopping ends with "
+            "a retry hint: reconnect with Last-Event-ID to resume."
+        ),
+        parameters=[
+            OpenApiParameter(
+                "Last-Event-ID",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="The id of the last event received: the stream resumes after it (an unknown one: "
+                "from the start).",
+            )
+        ],
         responses={(200, "text/event-stream"): SSE_EVENT},
     )
     def get(self, request: Request, session_id: str) -> Response:  # pragma: no cover - documentation only

@@ -22,9 +22,8 @@ DB_POOL_TIMEOUT = env_float("DB_POOL_TIMEOUT", 10.0, minimum=0.1)
 # calls (spignosapi/loops.py): more than DB_POOL_MAX_SIZE would only wait for connections.
 DB_THREADS = env_int("DB_THREADS", 8, minimum=1)
 # A web process's request threads (spignosapi/api/handler.py): one per request with synchronous work (DRF
-# views, the admin, session auth), kept to the request's end, so a long one (a browser's SSE stream) holds
-# its thread; past REQUEST_THREADS a request's synchronous work waits for a thread. REQUEST_THREADS_IDLE are
-# kept for the next requests.
+# views, the admin, session auth), kept until the request ends or its response starts streaming; past
+# REQUEST_THREADS a request's synchronous work waits for one. REQUEST_THREADS_IDLE are kept for the next.
 REQUEST_THREADS = env_int("REQUEST_THREADS", 64, minimum=1)
 REQUEST_THREADS_IDLE = env_int("REQUEST_THREADS_IDLE", 16, minimum=0)
 
