@@ -29,7 +29,7 @@ from spignosapi.api.schema import SSE_EVENT
 from . import selectors, services
 from .models import Job
 from .serializers import GenerateAsyncInput, JobAccepted, JobOutput
-from .streams import TERMINAL, subscribe
+from .streams import TERMINAL, buffer_key, redis_client, subscribe
 
 # How soon a client whose stream ended because its server was shutting down reconnects (SSE ``retry:``).
 RECONNECT_MS = 1000
@@ -165,7 +165,7 @@ async def _stream(request: HttpRequest, session_id: str) -> HttpResponseBase:
     )
     if job is None:
         raise NotFound("No such stream.", code="stream_not_found")
-    seq = _last_event_id(request)
+    seq = await _resume_after(session_id, _last_event_id(request))
 
     async def body() -> AsyncIterator[str]:
         nonlocal seq
@@ -188,10 +188,25 @@ async def _stream(request: HttpRequest, session_id: str) -> HttpResponseBase:
 
 
 def _last_event_id(request: HttpRequest) -> int:
-    """How many of the stream's messages the client already has: its Last-Event-ID. A value that is no id of
-    ours counts as none (the whole replay), as EventSource clients resend whatever id they last saw."""
+    """The client's Last-Event-ID; 0 (none) for a value that is no id of ours, as EventSource clients resend
+    whatever id they last saw."""
     raw = request.headers.get("Last-Event-ID", "").strip()
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 0
+
+
+async def _resume_after(session_id: str, last_event_id: int) -> int:
+    """How many of the stream's messages the client already has: ``last_event_id``, unless the stream never
+    gave that id (it is past its end), then none. Asked here, not left to ``subscribe``, because the ids the
+    view numbers its messages with must start from the same place as the replay (one more round trip, for a
+    reconnecting client only)."""
+    if not last_event_id:
+        return 0
+    client = redis_client()
+    try:
+        length = int(await client.xlen(buffer_key(session_id)))
+    finally:
+        await client.aclose()
+    return last_event_id if last_event_id <= length else 0
 
 
 class StreamView(APIView):

@@ -19,7 +19,7 @@ from websockets.sync.client import connect
 from accounts.services import apikey_create
 from jobs.models import Job
 from tests.fixtures import Fake, Gateway, _stop, start_gateway, start_worker, stop_group
-from tests.helpers import private_redis
+from tests.helpers import private_redis, wait_until
 from tests.http import call
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -180,3 +180,20 @@ def test_sigterm_closes_an_open_websocket_with_1012_and_the_reconnection_elsewhe
     assert [m["type"] for m in replay] == ["chunk"] * 60 + ["complete"]
     done = Job.objects.get(pk=job["job_id"])
     assert "".join(m["content"] for m in replay[:-1]) == done.output
+
+
+def test_the_ids_of_a_resumed_stream_are_its_sequence_numbers_and_an_unknown_id_replays_it_all(
+    seeded: Fake, others: tuple[str, Gateway]
+) -> None:
+    _, server = others
+    _, raw = apikey_create(name="ids")
+    reply = call("POST", server.url + "/api/v1/generate/async", {"prompt": "hi", "max_tokens": 4}, key=raw)
+    assert reply.status == 202, reply.text
+    job = reply.json()
+    assert wait_until(lambda: Job.objects.get(pk=job["job_id"]).status == "succeeded", timeout=30)
+    url = server.url + job["stream_url"]
+
+    whole = list(sse(url, raw))
+    assert [e.id for e in whole] == [1, 2, 3, 4, 5]  # four chunks and complete
+    assert [(e.id, e.data) for e in sse(url, raw, last_event_id=3)] == [(e.id, e.data) for e in whole[3:]]
+    assert [(e.id, e.data) for e in sse(url, raw, last_event_id=99)] == [(e.id, e.data) for e in whole]
