@@ -18,4 +18,8 @@ EXPOSE 8000
 # Two server processes. Prometheus' multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set here for the web
 # processes only) makes each scrape of /metrics sum both; the directory holds each process's values, so it is
 # emptied first (a restarted container would count its previous processes' values again).
-CMD ["sh", "-c", "export PROMETHEUS_MULTIPROC_DIR=\"${PROMETHEUS_MULTIPROC_DIR:-/tmp/spignos-metrics}\" && mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && rm -f \"$PROMETHEUS_MULTIPROC_DIR\"/*.db && exec uvicorn spignosapi.asgi:application --host 0.0.0.0 --port 8000 --workers 2 --lifespan off --no-access-log"]
+# On SIGTERM (docker stop) each process stops accepting, ends its open job streams at once (the clients
+# reconnect elsewhere and resume) and gives other requests WEB_GRACEFUL_SHUTDOWN_SECONDS to finish before it
+# cancels them: it exits within docker stop's 10 s.
+ENV WEB_GRACEFUL_SHUTDOWN_SECONDS=8
+CMD ["sh", "-c", "export PROMETHEUS_MULTIPROC_DIR=\"${PROMETHEUS_MULTIPROC_DIR:-/tmp/spignos-metrics}\" && mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && rm -f \"$PROMETHEUS_MULTIPROC_DIR\"/*.db && exec uvicorn spignosapi.asgi:application --host 0.0.0.0 --port 8000 --workers 2 --lifespan off --no-access-log --timeout-graceful-shutdown \"$WEB_GRACEFUL_SHUTDOWN_SECONDS\""]

@@ -12,7 +12,8 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.urls import reverse
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,6 +21,7 @@ from rest_framework.views import APIView
 
 from accounts.selectors import KeyInfo
 from routing import gateway, limits, quota
+from spignosapi import shutdown
 from spignosapi.api.asyncviews import async_endpoint, authenticate, dumps, json_body, validated
 from spignosapi.api.errors import NotFound
 from spignosapi.api.schema import SSE_EVENT
@@ -27,7 +29,10 @@ from spignosapi.api.schema import SSE_EVENT
 from . import selectors, services
 from .models import Job
 from .serializers import GenerateAsyncInput, JobAccepted, JobOutput
-from .streams import subscribe
+from .streams import TERMINAL, buffer_key, redis_client, subscribe
+
+# How soon a client whose stream ended because its server was shutting down reconnects (SSE ``retry:``).
+RECONNECT_MS = 1000
 
 
 def _caller(request: Request) -> tuple[KeyInfo | None, int | None, bool]:
@@ -160,20 +165,67 @@ async def _stream(request: HttpRequest, session_id: str) -> HttpResponseBase:
     )
     if job is None:
         raise NotFound("No such stream.", code="stream_not_found")
+    seq = await _resume_after(session_id, _last_event_id(request))
 
     async def body() -> AsyncIterator[str]:
-        async for message in subscribe(session_id):
-            yield ": keep-alive\n\n" if message is None else f"data: {dumps(message)}\n\n"
+        nonlocal seq
+        last: dict[str, Any] | None = None
+        # Each message's id is its sequence number: a client that reconnects sends the last one it received as
+        # Last-Event-ID (EventSource does) and the replay resumes after it.
+        async for last in subscribe(session_id, after=seq, stop=shutdown.stopping()):
+            if last is None:
+                yield ": keep-alive\n\n"
+                continue
+            seq += 1
+            yield f"id: {seq}\ndata: {dumps(last)}\n\n"
+        if last is None or last.get("type") not in TERMINAL:
+            # Ended because this process is shutting down: reconnect (soon, to another process) and resume.
+            yield f"retry: {RECONNECT_MS}\n\n"
 
     return StreamingHttpResponse(
         body(), content_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
 
 
+def _last_event_id(request: HttpRequest) -> int:
+    """The client's Last-Event-ID; 0 (none) for a value that is no id of ours, as EventSource clients resend
+    whatever id they last saw."""
+    raw = request.headers.get("Last-Event-ID", "").strip()
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 9 else 0
+
+
+async def _resume_after(session_id: str, last_event_id: int) -> int:
+    """How many of the stream's messages the client already has: ``last_event_id``, unless the stream never
+    gave that id (it is past its end), then none. Asked here, not left to ``subscribe``, because the ids the
+    view numbers its messages with must start from the same place as the replay (one more round trip, for a
+    reconnecting client only)."""
+    if not last_event_id:
+        return 0
+    client = redis_client()
+    try:
+        length = int(await client.xlen(buffer_key(session_id)))
+    finally:
+        await client.aclose()
+    return last_event_id if last_event_id <= length else 0
+
+
 class StreamView(APIView):
     @extend_schema(
         operation_id="job_stream",
         summary="A job's tokens as server-sent events (replayed, then live)",
+        description=(
+            "Each event's id is its sequence number. A stream ended because its server was stopping ends with "
+            "a retry hint: reconnect with Last-Event-ID to resume."
+        ),
+        parameters=[
+            OpenApiParameter(
+                "Last-Event-ID",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="The id of the last event received: the stream resumes after it (an unknown one: "
+                "from the start).",
+            )
+        ],
         responses={(200, "text/event-stream"): SSE_EVENT},
     )
     def get(self, request: Request, session_id: str) -> Response:  # pragma: no cover - documentation only

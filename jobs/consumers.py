@@ -11,6 +11,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from accounts.models import KEY_PREFIX
 from accounts.selectors import apikey_lookup
+from spignosapi import shutdown
 
 from . import selectors
 from .streams import subscribe
@@ -19,6 +20,8 @@ from .streams import subscribe
 # stream's existence is not given away). The handshake is accepted first and the socket then closed with
 # the code: a refused handshake reaches a client as a bare HTTP 403 (a browser sees only code 1006).
 UNAUTHORIZED, NOT_FOUND = 4401, 4404
+# The standard close code for "the server is restarting: reconnect" (RFC 6455 registry).
+SERVICE_RESTART = 1012
 
 
 def _raw_key(scope: dict[str, Any]) -> str | None:
@@ -61,10 +64,12 @@ class JobStreamConsumer(AsyncJsonWebsocketConsumer):
         self.relay = asyncio.create_task(self._relay(session_id))
 
     async def _relay(self, session_id: str) -> None:
-        async for message in subscribe(session_id):
+        async for message in subscribe(session_id, stop=shutdown.stopping()):
             if message is not None:
                 await self.send_json(message)
-        await self.close()
+        # The job ended, or this process is shutting down: then the client reconnects (to another process) and
+        # gets the replay.
+        await self.close(code=SERVICE_RESTART if shutdown.begun() else None)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         # The stream is one-way; anything a client sends is ignored (malformed frames included).

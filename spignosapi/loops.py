@@ -29,12 +29,13 @@ _tidy_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
 class DatabaseThreads(ThreadPoolExecutor):
-    """An event loop's default executor (where ``sync_to_async(thread_sensitive=False)`` runs the ORM) whose
-    threads, after each call, drop a database connection that failed or outlived ``CONN_MAX_AGE``.
+    """An event loop's default executor (where ``sync_to_async(thread_sensitive=False)`` runs the ORM), of
+    ``DB_THREADS`` threads, which after each call give their database connection back to the pool (or drop
+    one that failed or outlived ``CONN_MAX_AGE``, without a pool).
 
     Django does that at the start and end of each request, in the request's thread; these threads serve no
-    request, so without it a connection broken by a database restart stayed in its thread and failed every
-    later query there.
+    request, so without it a thread kept its connection out of the pool between calls, and a connection
+    broken by a database restart stayed in its thread and failed every later query there.
     """
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
@@ -72,8 +73,10 @@ def _then_tidy(fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, An
 def use_database_threads(loop: asyncio.AbstractEventLoop) -> None:
     """Make ``DatabaseThreads`` the default executor of ``loop`` (once)."""
     if loop not in _tidy_loops:
+        from django.conf import settings
+
         _tidy_loops.add(loop)
-        loop.set_default_executor(DatabaseThreads(thread_name_prefix="db"))
+        loop.set_default_executor(DatabaseThreads(max_workers=settings.DB_THREADS, thread_name_prefix="db"))
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -508,10 +508,13 @@ def test_a_bogus_last_event_id_is_ignored_and_the_stream_replays_from_the_start(
     assert wait_until(lambda: Job.objects.get(pk=job["job_id"]).status == "succeeded", timeout=30)
     plain = sse_events(call("GET", gateway.url + job["stream_url"], key=raw))
     assert [e["type"] for e in plain] == ["chunk"] * 4 + ["complete"]
-    for bogus in ("garbage", "-1", "99999999999999999999999", "3", "\u00e9t\u00e9".encode().decode("latin-1")):
+    for bogus in ("garbage", "-1", "99999999999999999999999", "99", "\u00e9t\u00e9".encode().decode("latin-1")):
         reply = call("GET", gateway.url + job["stream_url"], key=raw, headers={"Last-Event-ID": bogus})
         assert reply.status == 200
         assert sse_events(reply) == plain
+    # An id the stream gave (a message's sequence number): the stream resumes after it.
+    resumed = call("GET", gateway.url + job["stream_url"], key=raw, headers={"Last-Event-ID": "3"})
+    assert (resumed.status, sse_events(resumed)) == (200, plain[3:])
 
 
 def stream_readers() -> int:

@@ -6,7 +6,7 @@ request, even one for an async view, started a thread and hopped to it), and cal
 (which sends ``request_finished``) in it again. A sync view's thread, and its database connection, died
 with the request, so ``CONN_MAX_AGE`` never kept a connection under ASGI.
 
-This handler lends each request a thread from a small per-process pool instead (``ThreadSensitiveContext``
+This handler lends each request a thread from a bounded per-process pool instead (``ThreadSensitiveContext``
 with an executor, as asgiref provides for this), and sends Django's own receivers where they matter:
 
 * ``request_started`` (``reset_queries``, ``close_old_connections``: they act on the calling thread's
@@ -19,6 +19,14 @@ with an executor, as asgiref provides for this), and sends Django's own receiver
   request's in-memory body.
 
 Any other receiver, closer or uploaded file keeps Django's behaviour.
+
+A request is lent a thread on its first synchronous work, not before (most gateway requests never need one),
+and keeps it to its end, or until its response starts streaming (a request's synchronous work shares one
+thread, as Django expects; a streaming body runs on the event loop). At most
+``REQUEST_THREADS`` are lent at once: beyond that, a request's synchronous work waits for a thread to be
+given back (a burst of 60 requests started 60 threads, each with a database connection of its own);
+``REQUEST_THREADS_IDLE`` of them are kept for the next requests. After each call the thread gives its
+database connection back to the pool, so a request holds one only while its synchronous code runs.
 
 Two changes to how the body is read, because uvicorn puts no limit on it and may pass it without a length:
 
@@ -34,11 +42,13 @@ Everything else is ``ASGIHandler``'s.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import functools
 import os
 import tempfile
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
@@ -56,54 +66,111 @@ from spignosapi import loops
 
 _STARTED_IN_THREAD = frozenset({reset_queries, close_old_connections})
 _FINISHED_INLINE = frozenset({close_old_connections, close_caches, reset_urlconf})
-# Idle request threads kept per process (each may hold a database connection).
-KEEP_THREADS = 16
 
 
-class RequestThread(ThreadPoolExecutor):
-    """The one thread that runs a request's thread-sensitive (synchronous) work; reused across requests."""
+class _Worker(ThreadPoolExecutor):
+    """One OS thread, lent to one request at a time."""
 
     def __init__(self) -> None:
         super().__init__(max_workers=1, thread_name_prefix="request")
+
+
+class RequestThread(Executor):
+    """The executor of one request's thread-sensitive (synchronous) work: the thread ``threads`` lends it on
+    its first work item (that item waits while every thread is lent) and it keeps to the request's end.
+
+    Called from the event loop's thread only (asgiref's ``SyncToAsync`` submits there), as is ``Threads``.
+    """
+
+    def __init__(self, threads: Threads) -> None:
+        self.threads = threads
+        self.worker: _Worker | None = None
         self.used = False
         self._before_first: Callable[[], object] | None = None
+        self._waiting: list[tuple[Callable[[], Any], Future[Any]]] = []
 
     def begin(self, before_first: Callable[[], object] | None) -> None:
-        """A new request: ``before_first`` runs in the thread ahead of its first work item."""
-        self.used = False
+        """``before_first`` runs in the thread ahead of the request's first work item."""
         self._before_first = before_first
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         self.used = True
         before, self._before_first = self._before_first, None
-        if before is None:
-            return super().submit(fn, *args, **kwargs)
+        call = functools.partial(_run, before, functools.partial(fn, *args, **kwargs))
+        if self.worker is None and not self._waiting:
+            self.worker = self.threads.lend(self)
+        if self.worker is not None:
+            return self.worker.submit(call)
+        future: Future[Any] = Future()
+        self._waiting.append((call, future))
+        return future
 
-        def first() -> Any:
-            before()
-            return fn(*args, **kwargs)
+    def attach(self, worker: _Worker) -> None:
+        """The thread this request waited for: its waiting work runs there, in order."""
+        self.worker = worker
+        waiting, self._waiting = self._waiting, []
+        for call, future in waiting:
+            worker.submit(_run_into, call, future)
 
-        return super().submit(first)
+
+def _run(before: Callable[[], object] | None, call: Callable[[], Any]) -> Any:
+    """``call`` in the request's thread, which then gives its database connection back to the pool: a request
+    that waits on the event loop between two calls (an SSE stream for its whole life) holds none meanwhile."""
+    if before is not None:
+        before()
+    try:
+        return call()
+    finally:
+        close_old_connections()
 
 
-class _Threads:
-    """Idle request threads, most recently used first (its connections are the warmest)."""
+def _run_into(call: Callable[[], Any], future: Future[Any]) -> None:
+    """Run ``call`` for ``future`` (what ``ThreadPoolExecutor`` does for its own futures)."""
+    if not future.set_running_or_notify_cancel():
+        return  # the request was cancelled while it waited
+    try:
+        result = call()
+    except BaseException as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
 
-    def __init__(self, keep: int) -> None:
+
+class Threads:
+    """The process's request threads: at most ``limit`` lent at once, ``keep`` kept while idle (most recently
+    used first: its connections are the warmest), requests waiting for one served in arrival order."""
+
+    def __init__(self, *, limit: int, keep: int) -> None:
+        self.limit = limit
         self.keep = keep
-        self._idle: list[RequestThread] = []
+        self.lent = 0
+        self._idle: list[_Worker] = []
+        self._queue: collections.deque[RequestThread] = collections.deque()
 
-    def borrow(self) -> RequestThread:
-        return self._idle.pop() if self._idle else RequestThread()
+    def lend(self, request: RequestThread) -> _Worker | None:
+        """A thread for ``request``, or None if every thread is lent (then ``request.attach`` comes later)."""
+        if self.lent < self.limit:
+            self.lent += 1
+            return self._idle.pop() if self._idle else _Worker()
+        self._queue.append(request)
+        return None
 
-    def give_back(self, thread: RequestThread) -> None:
+    def give_back(self, request: RequestThread) -> None:
+        """The request is over (or streams): its thread goes to the first request waiting, else back to the idle
+        ones. Work the request submits later is lent a thread again."""
+        worker, request.worker = request.worker, None
+        if worker is None:  # it needed no thread, or ended (cancelled) while it waited for one
+            if request._waiting:  # it is in the queue
+                self._queue.remove(request)
+            return
+        if self._queue:
+            self._queue.popleft().attach(worker)
+            return
+        self.lent -= 1
         if len(self._idle) < self.keep:
-            self._idle.append(thread)
+            self._idle.append(worker)
         else:
-            thread.shutdown(wait=False)
-
-
-_threads = _Threads(KEEP_THREADS)
+            worker.shutdown(wait=False)
 
 
 def _receivers_within(signal: Signal, sender: type, allowed: frozenset[Any]) -> bool:
@@ -150,16 +217,20 @@ class GatewayASGIHandler(ASGIHandler):
                 request.META["CONTENT_LENGTH"] = str(size)
         return request, error_response
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads = Threads(limit=settings.REQUEST_THREADS, keep=settings.REQUEST_THREADS_IDLE)
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         loops.use_database_threads(asyncio.get_running_loop())
-        thread = _threads.borrow()
+        thread = RequestThread(self.threads)
         try:
             async with ThreadSensitiveContext(executor=thread):
                 await self._handle(scope, receive, send, thread)
         finally:
-            _threads.give_back(thread)
+            self.threads.give_back(thread)
 
     async def _handle(self, scope: dict[str, Any], receive: Any, send: Any, thread: RequestThread) -> None:
         """``ASGIHandler.handle`` (Django 5.2) with the two changes described in the module docstring."""
@@ -184,6 +255,10 @@ class GatewayASGIHandler(ASGIHandler):
 
         async def process_request(request: Any, send: Any) -> Any:
             response = await self.run_get_response(request)
+            if response.streaming:
+                # A stream may last minutes (a browser's SSE, read with its session in this thread): the thread
+                # serves other requests meanwhile, and one is lent again if closing the response needs it.
+                self.threads.give_back(thread)
             with contextlib.suppress(asyncio.CancelledError):
                 await self.send_response(response, send)
             return response
@@ -231,4 +306,4 @@ def get_asgi_application() -> GatewayASGIHandler:
     return GatewayASGIHandler()
 
 
-__all__ = ["GatewayASGIHandler", "RequestThread", "get_asgi_application"]
+__all__ = ["GatewayASGIHandler", "RequestThread", "Threads", "get_asgi_application"]

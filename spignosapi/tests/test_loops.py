@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connection
 
 from spignosapi import loops
@@ -25,24 +26,26 @@ def _database_connections() -> int:
         return int(cursor.fetchone()[0])
 
 
-def test_one_loop_serves_every_call_of_a_thread_and_keeps_its_database_threads() -> None:
+def test_one_loop_serves_every_call_of_a_thread_and_its_database_threads_borrow_from_the_pool() -> None:
     async def job() -> tuple[asyncio.AbstractEventLoop, int]:
         loop = asyncio.get_running_loop()
         assert isinstance(loop._default_executor, loops.DatabaseThreads)  # type: ignore[attr-defined]
+        assert loop._default_executor._max_workers == settings.DB_THREADS  # type: ignore[attr-defined]
         return loop, await sync_to_async(_backend_pid, thread_sensitive=False)()
 
-    before = _database_connections()
+    before = _database_connections()  # opens this process's pool; this thread holds one of its connections
     try:
         results = [loops.run(job()) for _ in range(30)]
         during = _database_connections()
     finally:
-        loops.close_all()  # as a worker process does when it stops: its database threads close their connections
+        loops.close_all()  # as a worker process does when it stops: its database threads give theirs back
 
     assert len({id(loop) for loop, _ in results}) == 1
-    # asyncio.run's new loop per job opened new threads, each with a connection of its own, every time.
+    # asyncio.run's new loop per job opened new threads, each with a connection of its own, every time; and
+    # without the pool each database thread kept one. Now each call borrows one of the pool's and gives it back.
     pids = {pid for _, pid in results}
-    assert 1 <= len(pids) <= loops.DatabaseThreads(thread_name_prefix="x")._max_workers
-    assert during - before == len(pids)
+    assert during == before
+    assert 1 <= len(pids) <= connection.pool.get_stats()["pool_size"]  # type: ignore[attr-defined]
     assert _database_connections() == before
 
 
@@ -53,11 +56,11 @@ def test_a_database_thread_replaces_a_connection_the_database_closed() -> None:
         with connection.cursor() as cursor:  # the server ends that session (as a restart would)
             cursor.execute("SELECT pg_terminate_backend(%s)", [first])
 
-        # Django's health check (CONN_HEALTH_CHECKS) runs again once the thread has tidied after its call: the
-        # next call finds the connection dead and opens a new one instead of failing.
+        # The thread gave the connection back after its call; the pool checks a connection before lending it
+        # (CONN_HEALTH_CHECKS): the dead one is dropped and the next calls get live ones instead of failing.
         second = threads.submit(_backend_pid).result()
-        assert second != first
-        assert threads.submit(_backend_pid).result() == second  # and keeps it
+        third = threads.submit(_backend_pid).result()
+        assert first not in (second, third)
     finally:
         threads.submit(lambda: connection.close()).result()
         threads.shutdown()
