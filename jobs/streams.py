@@ -15,12 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
 from django.conf import settings
+from redis.asyncio.retry import Retry
+from redis.backoff import EqualJitterBackoff
+
+logger = logging.getLogger(__name__)
 
 BUFFER_TTL_S = 3600
 TERMINAL = frozenset({"complete", "error"})
@@ -36,8 +41,19 @@ def group_name(session_id: str) -> str:
     return f"jobstream.{session_id}"
 
 
+# A worker's commands ride out a Redis restart: a broken connection is replaced and the command tried again,
+# backing off from 0.1 s to 5 s, for about a minute in all, before the job's run gives up (and is retried).
+REDIS_RETRY_ATTEMPTS = 20
+
+
 def redis_client() -> aioredis.Redis:
-    return aioredis.Redis.from_url(settings.REDIS_CACHE_URL)
+    return aioredis.Redis.from_url(
+        settings.REDIS_CACHE_URL,
+        socket_connect_timeout=2,
+        # An idle pooled connection is pinged before use, so one Redis closed meanwhile is not the failure.
+        health_check_interval=10,
+        retry=Retry(EqualJitterBackoff(cap=5, base=0.1), REDIS_RETRY_ATTEMPTS),
+    )
 
 
 class Publisher:
@@ -55,9 +71,12 @@ class Publisher:
             pipe.expire(key, BUFFER_TTL_S)
             seq, _ = await pipe.execute()
         if self.layer is not None:
-            await self.layer.group_send(
-                group_name(self.session_id), {"type": "stream.message", "seq": seq, "payload": message}
-            )
+            try:
+                await self.layer.group_send(
+                    group_name(self.session_id), {"type": "stream.message", "seq": seq, "payload": message}
+                )
+            except Exception as exc:  # the buffer has it: readers find it there at their next look (POLL_S)
+                logger.warning("stream message not relayed live (%s); readers replay it", type(exc).__name__)
         return int(seq)
 
     async def published(self) -> int:
@@ -66,6 +85,15 @@ class Publisher:
 
     async def close(self) -> None:
         await self.redis.aclose()
+
+
+async def publish_once(session_id: str, message: dict[str, Any]) -> None:
+    """One message to a session, from outside a job's run (a cancel, the sweeper)."""
+    publisher = Publisher(session_id)
+    try:
+        await publisher.publish(message)
+    finally:
+        await publisher.close()
 
 
 async def subscribe(session_id: str, *, poll_s: float = POLL_S) -> AsyncIterator[dict[str, Any] | None]:

@@ -34,7 +34,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "queue_order_strategy": "priority",
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler, made to outlive a database outage (spignosapi/beat.py).
+CELERY_BEAT_SCHEDULER = "spignosapi.beat:ResilientDatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 
@@ -46,4 +47,25 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(BEAT_HEARTBEAT_SECONDS),
         "options": {"queue": "high", "expires": float(BEAT_HEARTBEAT_SECONDS)},
     },
+}
+
+# --- the life of async jobs (jobs/lifecycle.py) ---------------------------------------------------------------
+# A running job holds a lease its worker renews every third of JOB_LEASE_SECONDS; a job whose lease ran out
+# (its worker died) is sent again by the sweeper, which beat runs every JOB_SWEEP_SECONDS. The sweeper also
+# publishes jobs accepted while the broker was down, sends again a queued job no worker started within
+# JOB_REDISPATCH_SECONDS of its last sending (its message was lost), fails a job whose workers were lost
+# JOB_MAX_DELIVERIES times, and fails every job still unfinished JOB_DEADLINE_SECONDS after it was accepted.
+JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 30, minimum=3)
+JOB_SWEEP_SECONDS = env_int("JOB_SWEEP_SECONDS", 15, minimum=1)
+JOB_REDISPATCH_SECONDS = env_int("JOB_REDISPATCH_SECONDS", 600, minimum=1)
+JOB_MAX_DELIVERIES = env_int("JOB_MAX_DELIVERIES", 5, minimum=1)
+JOB_DEADLINE_SECONDS = env_int("JOB_DEADLINE_SECONDS", 3600, minimum=60)
+# A job that met an unreachable database, broker or Redis is tried again with backoff (2 s doubling up to
+# 60 s, with jitter): this many times, about five minutes in all, before it is failed.
+JOB_INFRA_RETRIES = env_int("JOB_INFRA_RETRIES", 9, minimum=0)
+CELERY_BEAT_SCHEDULE["jobs-sweep"] = {
+    "task": "jobs.sweep",
+    "schedule": float(JOB_SWEEP_SECONDS),
+    # A sweep nobody ran before the next one is useless.
+    "options": {"queue": "high", "expires": float(JOB_SWEEP_SECONDS)},
 }
