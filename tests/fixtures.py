@@ -108,12 +108,14 @@ def start_worker(
             ],
             cwd=ROOT,
             env=django_env(
-                DATABASE_URL=shared_database_url(),
-                SNAPSHOT_CHECK_SECONDS="0",
-                USAGE_FLUSH_SECONDS="0.05",
-                LOG_LEVEL=loglevel,
-                **({"CELERY_BROKER_URL": broker_url} if broker_url else {}),
-                **(env or {}),
+                **{
+                    "DATABASE_URL": shared_database_url(),
+                    "SNAPSHOT_CHECK_SECONDS": "0",
+                    "USAGE_FLUSH_SECONDS": "0.05",
+                    "LOG_LEVEL": loglevel,
+                    **({"CELERY_BROKER_URL": broker_url} if broker_url else {}),
+                    **(env or {}),
+                }
             ),
             stdout=out,
             stderr=subprocess.STDOUT if out is not None else None,
@@ -122,6 +124,24 @@ def start_worker(
     finally:
         if out is not None:
             out.close()  # the worker holds its own descriptor
+
+
+def start_beat(*, log: Path | None, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A real beat process (its configured scheduler: the database's) on the test database unless ``env``
+    names another; its output appended to ``log``. A process group of its own, like a worker's."""
+    out = log.open("ab") if log is not None else None
+    try:
+        return subprocess.Popen(
+            [python(), "-m", "celery", "-A", "spignosapi", "beat", "--loglevel", "INFO", "--pidfile", ""],
+            cwd=ROOT,
+            env=django_env(**{"DATABASE_URL": shared_database_url(), **(env or {})}),
+            stdout=out,
+            stderr=subprocess.STDOUT if out is not None else None,
+            start_new_session=True,
+        )
+    finally:
+        if out is not None:
+            out.close()
 
 
 def stop_group(proc: subprocess.Popen[bytes]) -> None:
