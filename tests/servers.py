@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 import redis
@@ -64,8 +65,10 @@ class PostgresCluster:
     """A PostgreSQL cluster of the test's own (initdb in a temporary directory, a free port, trust auth).
     As root, its programs run as the ``postgres`` user (PostgreSQL refuses to run as root)."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory / "pgdata"
+    def __init__(self) -> None:
+        # Its own directory under the system's temporary one: the postgres user must reach it, and pytest's
+        # temporary directories are private to the user running the tests.
+        self.directory = Path(tempfile.mkdtemp(prefix="spignosapi-pg-")) / "pgdata"
         self.port = free_port()
         self.url = f"postgres://postgres@127.0.0.1:{self.port}/spignosapi"
         self._as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
@@ -74,10 +77,10 @@ class PostgresCluster:
         subprocess.run([*self._as_postgres, *command], check=True, capture_output=True)
 
     def init(self) -> None:
-        self.directory.mkdir(parents=True)
+        self.directory.mkdir()
         if self._as_postgres:
+            shutil.chown(self.directory.parent, "postgres", "postgres")
             shutil.chown(self.directory, "postgres", "postgres")
-            os.chmod(self.directory.parent, 0o755)
         self._run(postgres_bin("initdb"), "-D", str(self.directory), "-U", "postgres", "--auth=trust", "-E", "UTF8")
         self.start()
         self._run(postgres_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "spignosapi")
@@ -101,3 +104,4 @@ class PostgresCluster:
             except subprocess.CalledProcessError:
                 pid = int(pid_file.read_text().split()[0])
                 os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.directory.parent, ignore_errors=True)

@@ -268,9 +268,9 @@ def manage(database_url: str, redis_url: str, fake: Fake, *args: str) -> str:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path, redis_server: RedisServer, fake: Fake) -> Iterator[PostgresCluster]:
+def cluster(redis_server: RedisServer, fake: Fake) -> Iterator[PostgresCluster]:
     """A PostgreSQL cluster of the test's own, migrated and seeded (the demo provider on the fake upstream)."""
-    server = PostgresCluster(tmp_path)
+    server = PostgresCluster()
     try:
         server.init()
         manage(server.url, redis_server.url, fake, "migrate", "--noinput")
