@@ -57,7 +57,9 @@ def cancel_flag(job_id: Any) -> str:
 
 
 def job_cancel(*, job: Job) -> Job:
-    """Mark the job cancelled; a running worker stops at its next token and the stream ends with an error."""
+    """Mark the job cancelled; a running worker stops at its next token (or at its next lease renewal when
+    Redis or the broker cannot tell it) and the stream ends with an error. The row is what counts: the
+    signals after it are best effort."""
     from spignosapi.celery import app
 
     with transaction.atomic():
@@ -66,10 +68,13 @@ def job_cancel(*, job: Job) -> Job:
             return locked
         locked.status = Job.Status.CANCELLED
         locked.finished_at = timezone.now()
+        locked.lease_expires_at = None
         locked.error = {"message": "The job was cancelled.", "type": "cancelled", "code": "cancelled", "param": None}
-        locked.save(update_fields=["status", "finished_at", "error"])
-    cache.set(cancel_flag(job.pk), 1, timeout=3600)
-    app.control.revoke(locked.task_id)  # a queued task is dropped; a running one sees the flag (or loses its lease)
+        locked.save(update_fields=["status", "finished_at", "lease_expires_at", "error"])
+    with contextlib.suppress(Exception):  # Redis down: the worker's lease renewal sees the cancel instead
+        cache.set(cancel_flag(job.pk), 1, timeout=3600)
+    with contextlib.suppress(*lifecycle.BROKER_ERRORS):  # a queued task is dropped; a running one sees the flag
+        app.control.revoke(locked.task_id)
     lifecycle.stream_end(locked.session_id, {"type": "error", "error": locked.error})
     return locked
 
