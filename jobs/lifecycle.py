@@ -164,14 +164,15 @@ def job_fail(job_id: Any, error: dict[str, Any], *, delivery: int | None = None,
     return True
 
 
-def stream_end(session_id: str, message: dict[str, Any]) -> None:
-    """Publish a job's last message from synchronous code (the sweeper, a task's last word)."""
+def stream_end(session_id: str, message: dict[str, Any], *, patient: bool = True) -> None:
+    """Publish a job's last message from synchronous code: the sweeper or a task's last word (``patient``: riding
+    out a Redis restart), or a request (not patient: one more try, the client is waiting)."""
     from asgiref.sync import async_to_sync
 
-    from .streams import publish_once
+    from .streams import REDIS_RETRY_ATTEMPTS, publish_once
 
     try:
-        async_to_sync(publish_once)(session_id, message)
+        async_to_sync(publish_once)(session_id, message, attempts=REDIS_RETRY_ATTEMPTS if patient else 1)
     except INFRASTRUCTURE_ERRORS as exc:
         # The row says how the job ended; a reader that missed the message still ends on the row (streams.py).
         logger.warning("could not end the stream of a job (%s)", type(exc).__name__)

@@ -75,7 +75,7 @@ def job_cancel(*, job: Job) -> Job:
         cache.set(cancel_flag(job.pk), 1, timeout=3600)
     with contextlib.suppress(*lifecycle.BROKER_ERRORS):  # a queued task is dropped; a running one sees the flag
         app.control.revoke(locked.task_id)
-    lifecycle.stream_end(locked.session_id, {"type": "error", "error": locked.error})
+    lifecycle.stream_end(locked.session_id, {"type": "error", "error": locked.error}, patient=False)
     return locked
 
 

@@ -46,22 +46,22 @@ def group_name(session_id: str) -> str:
 REDIS_RETRY_ATTEMPTS = 20
 
 
-def redis_client() -> aioredis.Redis:
+def redis_client(*, attempts: int = REDIS_RETRY_ATTEMPTS) -> aioredis.Redis:
     return aioredis.Redis.from_url(
         settings.REDIS_CACHE_URL,
         socket_connect_timeout=2,
         # An idle pooled connection is pinged before use, so one Redis closed meanwhile is not the failure.
         health_check_interval=10,
-        retry=Retry(EqualJitterBackoff(cap=5, base=0.1), REDIS_RETRY_ATTEMPTS),
+        retry=Retry(EqualJitterBackoff(cap=5, base=0.1), attempts),
     )
 
 
 class Publisher:
     """Used by the worker, inside one event loop, for one job."""
 
-    def __init__(self, session_id: str) -> None:
+    def __init__(self, session_id: str, *, attempts: int = REDIS_RETRY_ATTEMPTS) -> None:
         self.session_id = session_id
-        self.redis = redis_client()
+        self.redis = redis_client(attempts=attempts)
         self.layer = get_channel_layer()
 
     async def publish(self, message: dict[str, Any]) -> int:
@@ -87,9 +87,9 @@ class Publisher:
         await self.redis.aclose()
 
 
-async def publish_once(session_id: str, message: dict[str, Any]) -> None:
+async def publish_once(session_id: str, message: dict[str, Any], *, attempts: int = REDIS_RETRY_ATTEMPTS) -> None:
     """One message to a session, from outside a job's run (a cancel, the sweeper)."""
-    publisher = Publisher(session_id)
+    publisher = Publisher(session_id, attempts=attempts)
     try:
         await publisher.publish(message)
     finally:

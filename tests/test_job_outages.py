@@ -236,7 +236,11 @@ def test_redis_killed_for_20_s_loses_no_accepted_job(
         assert wait_until(lambda: len(submitter.accepted()) >= 8, timeout=60)
         redis_server.kill()
         down = len(submitter.replies)
-        time.sleep(OUTAGE_S)  # the outage itself: submissions go on meanwhile
+        outage_ends = time.monotonic() + OUTAGE_S
+        stats = call("GET", platform.url + "/api/v1/stats", key=raw)  # what the broker cannot tell is unknown
+        assert stats.status == 200, stats.text
+        assert (stats.json()["queues"], stats.json()["workers"]) == ({"high": None, "default": None, "low": None}, None)
+        time.sleep(max(0.0, outage_ends - time.monotonic()))  # the outage itself: submissions go on meanwhile
         assert len(submitter.replies) > down, "no submission was made while Redis was down"
         redis_server.start()
         back = len(submitter.replies)
