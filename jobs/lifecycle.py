@@ -164,6 +164,16 @@ def job_fail(job_id: Any, error: dict[str, Any], *, delivery: int | None = None,
     return True
 
 
+def job_ending(job_id: Any) -> tuple[str, dict[str, Any]] | None:
+    """A finished job's session and the last message its stream must end with; None while it runs or queues."""
+    job = Job.objects.filter(pk=job_id).only("session_id", "status", "meta", "error").first()
+    if job is None or not job.is_finished:
+        return None
+    if job.status == Job.Status.SUCCEEDED:
+        return job.session_id, {"type": "complete", "meta": job.meta}
+    return job.session_id, {"type": "error", "error": job.error}
+
+
 def stream_end(session_id: str, message: dict[str, Any], *, patient: bool = True) -> None:
     """Publish a job's last message from synchronous code: the sweeper or a task's last word (``patient``: riding
     out a Redis restart), or a request (not patient: one more try, the client is waiting)."""

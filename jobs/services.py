@@ -20,7 +20,7 @@ from spignosapi.api.errors import ApiError, error_parts
 
 from . import lifecycle
 from .models import Job
-from .streams import Publisher
+from .streams import TERMINAL, Publisher
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +158,7 @@ async def job_run(job_id: str, *, final_attempt: bool) -> str:
     except lifecycle.INFRASTRUCTURE_ERRORS as exc:
         raise InfrastructureFailure(None) from exc
     if claim is None:
+        await _ensure_stream_ended(job_id)
         return "skipped"
     lease = LeaseKeeper(claim)
     try:
@@ -175,6 +176,27 @@ async def job_run(job_id: str, *, final_attempt: bool) -> str:
         raise InfrastructureFailure(claim.delivery) from exc
     finally:
         await lease.stop()
+
+
+async def _ensure_stream_ended(job_id: str) -> None:
+    """A delivery of a finished job (a duplicate, or the retry of a run whose last message Redis refused)
+    makes sure the stream ends: readers wait for ``complete`` or ``error``, whatever failed after the outcome
+    was stored. One read of the row and one of the buffer."""
+    try:
+        ending = await sync_to_async(lifecycle.job_ending, thread_sensitive=False)(job_id)
+        if ending is None:
+            return
+        session_id, message = ending
+        publisher = Publisher(session_id)
+        try:
+            last = await publisher.last()
+            if last is None or last.get("type") not in TERMINAL:
+                logger.warning("job's stream had not ended; ending it from the stored outcome")
+                await publisher.publish(message)
+        finally:
+            await publisher.close()
+    except lifecycle.INFRASTRUCTURE_ERRORS as exc:
+        raise InfrastructureFailure(None) from exc
 
 
 class LeaseKeeper:

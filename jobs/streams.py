@@ -79,6 +79,11 @@ class Publisher:
                 logger.warning("stream message not relayed live (%s); readers replay it", type(exc).__name__)
         return int(seq)
 
+    async def last(self) -> dict[str, Any] | None:
+        """The last message the session's buffer holds (None when it holds none)."""
+        raw = await self.redis.lindex(buffer_key(self.session_id), -1)
+        return dict(json.loads(raw)) if raw else None
+
     async def published(self) -> int:
         """How many messages the session's buffer holds (every delivery's)."""
         return int(await self.redis.llen(buffer_key(self.session_id)))

@@ -70,8 +70,10 @@ def _retry_later(self: Task, job_id: str, delivery: int | None, countdown: float
     """
     if delivery is not None:
         try:
-            if not lifecycle.job_release(job_id, delivery, resent=True):
-                return "lost"  # cancelled, ended or taken over meanwhile: nothing to retry
+            # False: the job was cancelled, ended or taken over meanwhile. The retry is sent all the same: if
+            # the run stored its outcome but Redis refused the stream's last message, the next delivery ends
+            # the stream (services._ensure_stream_ended); otherwise it finds nothing to do.
+            lifecycle.job_release(job_id, delivery, resent=True)
         except lifecycle.INFRASTRUCTURE_ERRORS:
             logger.warning("job not released (the database is unavailable); the sweeper sends it again")
             return "released_later"

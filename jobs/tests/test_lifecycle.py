@@ -7,6 +7,7 @@ The sweeper's ``send`` is injected too (a recorder that stands for the broker); 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,9 @@ from django.conf import settings as django_settings
 
 from jobs.lifecycle import job_claim, job_end, job_release, jobs_sweep, lease_renew
 from jobs.models import Job
-from jobs.streams import buffer_key
+from jobs.services import job_run
+from jobs.streams import buffer_key, publish_once
+from spignosapi import loops
 
 pytestmark = pytest.mark.django_db
 
@@ -198,3 +201,27 @@ def test_the_sweeper_fails_every_job_unfinished_past_its_deadline() -> None:
     assert expired.error is not None and expired.error["code"] == "job_expired"
     assert expired.error["message"] == "The job did not finish within 3600 s of being accepted."
     assert stream_of(expired) == [{"type": "error", "error": expired.error}]
+
+
+# --- a finished job's stream always ends ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def event_loop_threads() -> Iterator[None]:
+    """job_run runs on this thread's long-lived loop, whose threads hold database connections: closed after."""
+    yield
+    loops.close_all()
+
+
+@pytest.mark.django_db(transaction=True)  # job_run reads the row from other threads
+def test_a_delivery_of_a_finished_job_ends_the_stream_its_run_left_open(event_loop_threads: None) -> None:
+    meta = {"model": "demo/demo-fast", "completion_tokens": 2}
+    job = make_job(status="succeeded", deliveries=1, output="a b", meta=meta)
+    chunks = [{"type": "chunk", "content": "a "}, {"type": "chunk", "content": "b"}]
+    for chunk in chunks:  # the run streamed its tokens, stored its outcome, then Redis refused ``complete``
+        loops.run(publish_once(job.session_id, chunk))
+
+    assert loops.run(job_run(str(job.pk), final_attempt=False)) == "skipped"
+    assert stream_of(job) == [*chunks, {"type": "complete", "meta": meta}]
+    assert loops.run(job_run(str(job.pk), final_attempt=False)) == "skipped"  # a second time adds nothing
+    assert stream_of(job) == [*chunks, {"type": "complete", "meta": meta}]

@@ -21,6 +21,10 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300, minimum=1)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 10 if CELERY_TASK_TIME_LIMIT > 20 else None
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A job running when the broker connection drops goes on: its outcome goes to the database and its stream to
+# Redis (retried), and a late acknowledgement at worst leaves a duplicate that finds the job finished. Said
+# explicitly: Celery 6 is to cancel such tasks by default.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # A task whose worker died unacknowledged is redelivered after this many seconds (Redis broker). It must
 # exceed the longest task run, or a task still running is handed to a second worker.
 _VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1)
