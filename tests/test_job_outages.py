@@ -32,10 +32,11 @@ from tests.servers import PostgresCluster, RedisServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
-# Every process of the platform under test: a lease of 3 s (renewed every second), a sweep every second, a
+# Every process of the platform under test: a lease of 5 s (renewed every 1.7 s: a loaded machine does not
+# make a live worker lose it), a sweep every second, a
 # lost message sent again after 15 s, beat's heartbeat every second (for /health/full).
 LIFECYCLE = {
-    "JOB_LEASE_SECONDS": "3",
+    "JOB_LEASE_SECONDS": "5",
     "JOB_SWEEP_SECONDS": "1",
     "JOB_REDISPATCH_SECONDS": "15",
     "BEAT_HEARTBEAT_SECONDS": "1",
