@@ -24,6 +24,19 @@ def new_secret() -> tuple[str, str, str]:
     return raw, raw[:DISPLAY_PREFIX_LENGTH], hash_key(raw)
 
 
+class Team(models.Model):
+    """A group of keys that share what belongs to the team (RAG collections now; budgets and limits later)."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class ApiKey(models.Model):
     name = models.CharField(max_length=100)
     prefix = models.CharField(
@@ -32,6 +45,10 @@ class ApiKey(models.Model):
     hashed_key = models.CharField(max_length=64, unique=True, editable=False)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="api_keys"
+    )
+    # PROTECT: a team that still has keys cannot vanish from under them (their access depends on it).
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.PROTECT, related_name="keys", help_text="At most one team."
     )
     is_staff = models.BooleanField(default=False, help_text="May call the staff (configuration) endpoints.")
     is_active = models.BooleanField(default=True)

@@ -21,6 +21,7 @@ class KeyInfo:
     max_prompt_tokens: int | None
     owner_id: int | None
     hashed_key: str
+    team_id: int | None = None  # last, with a default: code that builds a KeyInfo by position predates teams
 
 
 def _load_active_keys() -> dict[str, KeyInfo]:
@@ -34,6 +35,7 @@ def _load_active_keys() -> dict[str, KeyInfo]:
         "max_prompt_tokens",
         "owner_id",
         "hashed_key",
+        "team_id",
     )
     return {row[8]: KeyInfo(*row) for row in rows}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth.models import User
 
-from .models import ApiKey, new_secret
+from .models import ApiKey, Team, new_secret
 
 
 def apikey_create(
@@ -14,6 +14,7 @@ def apikey_create(
     rpm_limit: int | None = None,
     tpm_limit: int | None = None,
     owner: User | None = None,
+    team: Team | None = None,
 ) -> tuple[ApiKey, str]:
     """Create a key; return it with the raw secret, which is never stored and cannot be shown again."""
     raw, prefix, hashed = new_secret()
@@ -25,5 +26,6 @@ def apikey_create(
         rpm_limit=rpm_limit,
         tpm_limit=tpm_limit,
         owner=owner,
+        team=team,
     )
     return key, raw

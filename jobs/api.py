@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import KeyInfo
-from routing import gateway
+from routing import gateway, limits, quota
 from spignosapi.api.asyncviews import async_endpoint, authenticate, dumps, json_body, validated
 from spignosapi.api.errors import NotFound
 from spignosapi.api.schema import SSE_EVENT
@@ -51,6 +51,12 @@ def _call(key: KeyInfo | None, request_id: str, values: dict[str, Any]) -> gatew
     )
 
 
+def _with(values: dict[str, Any], reservation: quota.Reservation | None) -> dict[str, Any]:
+    """The job's request and the key's tokens reservation made at submission, which the worker settles
+    when the job is done (``jobs.services``)."""
+    return {**values, "reservation": reservation.as_dict()} if reservation is not None else values
+
+
 def _accepted(job: Job) -> dict[str, Any]:
     return {
         "status": "queued",
@@ -79,8 +85,12 @@ class GenerateAsyncView(APIView):
         priority = values.pop("priority")
         values.pop("stream", None)
         key, user_id, _ = _caller(request)
-        gateway.admit(_call(key, request._request.request_id, values), request._request)  # type: ignore[attr-defined]
-        job = services.job_submit(key=key, owner_id=user_id, request=values, priority=priority)
+        reservation = gateway.admit(_call(key, request._request.request_id, values), request._request)  # type: ignore[attr-defined]
+        try:
+            job = services.job_submit(key=key, owner_id=user_id, request=_with(values, reservation), priority=priority)
+        except BaseException:  # nothing is kept: neither the job nor its tokens
+            limits.settle_tokens_sync(reservation, 0)
+            raise
         body = _accepted(job)
         return Response(body, status=202, headers={"Location": body["status_url"]})
 
@@ -102,8 +112,14 @@ async def _submit(request: HttpRequest) -> HttpResponseBase:
     values = validated(GenerateAsyncInput, json_body(request))
     priority = values.pop("priority")
     values.pop("stream", None)
-    await gateway.aadmit(_call(key, request.request_id, values))  # type: ignore[attr-defined]
-    job = await sync_to_async(services.job_submit)(key=key, owner_id=None, request=values, priority=priority)
+    reservation = await gateway.aadmit(_call(key, request.request_id, values))  # type: ignore[attr-defined]
+    try:
+        job = await sync_to_async(services.job_submit)(
+            key=key, owner_id=None, request=_with(values, reservation), priority=priority
+        )
+    except BaseException:  # nothing is kept: neither the job nor its tokens
+        await limits.settle_tokens(reservation, 0)
+        raise
     body = _accepted(job)
     return HttpResponse(
         dumps(body), status=202, content_type="application/json", headers={"Location": body["status_url"]}

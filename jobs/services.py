@@ -15,7 +15,7 @@ from django.utils import timezone
 from accounts.models import ApiKey
 from accounts.selectors import KeyInfo
 from llm import LLMError
-from routing import gateway
+from routing import gateway, quota
 from spignosapi.api.errors import ApiError, error_parts
 
 from . import lifecycle
@@ -143,6 +143,7 @@ def _call_for(job: Job, key: KeyInfo | None) -> gateway.Call:
         category=data.get("category"),
         route_mode=data.get("route_mode"),
         stream=True,
+        reservation=quota.Reservation.from_dict(data["reservation"]) if data.get("reservation") else None,
     )
 
 
@@ -270,6 +271,10 @@ async def _run(claim: lifecycle.Claim, lease: LeaseKeeper, *, final_attempt: boo
                     continue
                 if event.type == "delta" and event.content:
                     if await _cancelled(flag):
+                        # The tokens produced until now are the key's: settle its reservation with them.
+                        partial = gateway.partial_result(prepared, model_id, text) if model_id and text else None
+                        meta = gateway.build_meta(prepared, partial, model_id)
+                        await gateway.finish(prepared, meta, status="cancelled", error_code="cancelled")
                         return "cancelled"
                     text.append(event.content)
                     await publisher.publish({"type": "chunk", "content": event.content})
@@ -280,8 +285,10 @@ async def _run(claim: lifecycle.Claim, lease: LeaseKeeper, *, final_attempt: boo
             partial = gateway.partial_result(prepared, model_id, text) if model_id and text else None
             meta = gateway.build_meta(prepared, result or partial, model_id)
             error = _error_of(exc)
-            await gateway.finish(prepared, meta, status="error", error_code=str(error.get("code")))
-            if not text and _retryable(exc) and not final_attempt:
+            retry = not text and _retryable(exc) and not final_attempt
+            # A retried job keeps its tokens reservation for the next try, which settles it.
+            await gateway.finish(prepared, meta, status="error", error_code=str(error.get("code")), final=not retry)
+            if retry:
                 raise RetryableFailure(error, delivery) from None
             await lease.stop()
             if await finish(job.pk, delivery, status=Job.Status.FAILED, error=error, output="".join(text), meta=meta):

@@ -9,10 +9,9 @@ from typing import Any
 
 import numpy as np
 from asgiref.sync import sync_to_async
-from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework.exceptions import NotAuthenticated
+from rest_framework.exceptions import NotAuthenticated, PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -30,6 +29,7 @@ from . import services
 from .batches import batch_payload, batch_submit
 from .embedding import aembed, embedding_model
 from .models import Collection, EmbeddingBatch
+from .selectors import Caller, collection_find, collections_visible, may_write, with_counts
 from .serializers import (
     BatchInput,
     BatchOutput,
@@ -41,6 +41,7 @@ from .serializers import (
     IngestOutput,
     RagInput,
     RagOutput,
+    ShareInput,
 )
 from .usage import embedding_usage_book
 
@@ -70,14 +71,19 @@ async def _embeddings(request: HttpRequest, endpoint: str) -> HttpResponseBase:
     config = await routing_config.aget()
     info = embedding_model(config, data.get("model"))
     estimate = sum(count_tokens(t) for t in texts)
-    await limits.admit_key(key, prompt_tokens=estimate, max_tokens=0)
+    admitted = await limits.admit_key(key, prompt_tokens=estimate, max_tokens=0)
     request_id = request.request_id  # type: ignore[attr-defined]
     book = {"key_id": key.id, "request_id": request_id, "endpoint": endpoint, "model_id": info.model_id}
     try:
         embedded = await aembed(texts, info.model_id, config=config)
-    except ApiError as exc:
-        embedding_usage_book(**book, tokens=0, started=started, user=data.get("user", ""), error=str(exc.get_codes()))
+    except BaseException as exc:
+        limits.settle_tokens_soon(admitted.reservation, 0)  # as booked: a failed call used nothing
+        if isinstance(exc, ApiError):
+            error = str(exc.get_codes())
+            embedding_usage_book(**book, tokens=0, started=started, user=data.get("user", ""), error=error)
         raise
+    # The key's tokens are what the model counted, as the usage record books them.
+    limits.settle_tokens_soon(admitted.reservation, embedded.prompt_tokens)
     embedding_usage_book(**book, tokens=embedded.prompt_tokens, started=started, user=data.get("user", ""), error="")
     rows = embedding_rows(embedded.vectors, data["encoding_format"])
     usage = {"prompt_tokens": embedded.prompt_tokens, "total_tokens": embedded.prompt_tokens}
@@ -165,20 +171,45 @@ class BatchDetailView(APIView):
 # --- collections -------------------------------------------------------------------------------------
 
 
-def collection_payload(collection: Collection) -> dict[str, Any]:
-    counts = Collection.objects.filter(pk=collection.pk).aggregate(
-        n_documents=Count("documents", distinct=True),
-        n_chunks=Count("documents__chunks"),
-        n_embedded=Count("documents__chunks", filter=Q(documents__chunks__embedding__isnull=False)),
-    )
+def _caller(request: Request) -> Caller:
+    if isinstance(request.auth, KeyInfo):
+        return Caller.of(request.auth)
+    if getattr(request.user, "is_staff", False):  # an admin's browser session (the Swagger UI)
+        return Caller(key_id=None, team_id=None, is_staff=True)
+    raise PermissionDenied("RAG collections belong to API keys: send one.")
+
+
+def _owner(request: Request) -> str | None:
+    owner: str | None = request.query_params.get("owner")
+    return owner
+
+
+OWNER_PARAMETER = OpenApiParameter(
+    "owner",
+    str,
+    required=False,
+    description="Whose collection the name means: team:<name>, key:<prefix> or staff. Needed only when the "
+    "name is ambiguous (409 ambiguous_collection); the caller's own collection wins otherwise.",
+)
+
+
+def collection_payload(collection: Collection, caller: Caller) -> dict[str, Any]:
+    """A collection as the API shows it; counts from ``selectors.with_counts`` when annotated there."""
+    if not hasattr(collection, "n_documents"):
+        collection = with_counts(Collection.objects.filter(pk=collection.pk)).get()
+    manager = may_write(caller, collection)
     return {
         "name": collection.name,
+        "owner": collection.owner_label,
+        # Who else reads it is the owner's business: null for a key that only reads it.
+        "shared_with_teams": [t.name for t in collection.shared_with_teams.all()] if manager else None,
+        "public_read": collection.public_read,
         "embedding_model": collection.embedding_model,
         "dimensions": collection.dimensions,
         "status": collection.status,
-        "documents": counts["n_documents"],
-        "chunks": counts["n_chunks"],
-        "embedded_chunks": counts["n_embedded"],
+        "documents": collection.n_documents,  # type: ignore[attr-defined]
+        "chunks": collection.n_chunks,  # type: ignore[attr-defined]
+        "embedded_chunks": collection.n_embedded,  # type: ignore[attr-defined]
         "index_version": collection.index_version,
         "indexed_at": collection.indexed_at.isoformat() if collection.indexed_at else None,
         "last_error": collection.last_error,
@@ -186,44 +217,103 @@ def collection_payload(collection: Collection) -> dict[str, Any]:
 
 
 class CollectionsView(APIView):
-    @extend_schema(operation_id="rag_collections", summary="List RAG collections", responses={200: CollectionList})
+    @extend_schema(
+        operation_id="rag_collections",
+        summary="List the RAG collections this key may read",
+        parameters=[OpenApiParameter("owner", str, required=False, description="Only this owner's collections.")],
+        responses={200: CollectionList},
+    )
     def get(self, request: Request) -> Response:
-        return Response({"data": [collection_payload(c) for c in Collection.objects.all()]})
+        caller = _caller(request)
+        visible = collections_visible(caller, owner=_owner(request))
+        return Response({"data": [collection_payload(c, caller) for c in visible]})
 
 
 class CollectionDetailView(APIView):
     @extend_schema(
         operation_id="rag_collection",
         summary="A RAG collection and its indexing state",
+        parameters=[OWNER_PARAMETER],
         responses={200: CollectionOutput},
     )
     def get(self, request: Request, name: str) -> Response:
-        collection = Collection.objects.filter(name=name).first()
-        if collection is None:
-            raise NotFound(f"The collection {name!r} does not exist.", code="collection_not_found")
-        return Response(collection_payload(collection))
+        caller = _caller(request)
+        collection = collection_find(caller, name, access="read", owner=_owner(request))
+        return Response(collection_payload(collection, caller))
+
+    @extend_schema(
+        operation_id="rag_collection_share",
+        summary="Share a collection with teams, or make it public-read (its owner or staff)",
+        parameters=[OWNER_PARAMETER],
+        request=ShareInput,
+        responses={200: CollectionOutput},
+        description="shared_with_teams replaces the list of teams whose keys may query the collection; "
+        "public_read lets every key query it. Neither lets anyone but the owner and staff ingest.",
+    )
+    def patch(self, request: Request, name: str) -> Response:
+        caller = _caller(request)
+        serializer = ShareInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        collection = collection_find(caller, name, access="write", owner=_owner(request))
+        services.collection_share(
+            collection=collection,
+            teams=serializer.validated_data.get("shared_with_teams"),
+            public_read=serializer.validated_data.get("public_read"),
+        )
+        return Response(collection_payload(collection, caller))
+
+    @extend_schema(
+        operation_id="rag_collection_delete",
+        summary="Delete a collection, its documents and its index (its owner or staff)",
+        parameters=[OWNER_PARAMETER],
+        responses={204: None},
+    )
+    def delete(self, request: Request, name: str) -> Response:
+        collection = collection_find(_caller(request), name, access="write", owner=_owner(request))
+        services.collection_delete(collection=collection)
+        return Response(status=204)
 
 
 class DocumentsView(APIView):
     @extend_schema(
         operation_id="rag_ingest",
-        summary="Add or replace documents in a collection (created on first use)",
+        summary="Add or replace documents in a collection of yours (created on first use)",
+        parameters=[OWNER_PARAMETER],
         request=IngestInput,
         responses={202: IngestOutput},
         description="Documents are chunked at once; a worker embeds the chunks and publishes the index "
-        "(the collection's status goes from indexing to ready). A known document id replaces its document.",
+        "(the collection's status goes from indexing to ready). A known document id replaces its document. "
+        "The collection is the caller's own (its team's, else its key's); staff write into another owner's "
+        "with ?owner=.",
     )
     def post(self, request: Request, name: str) -> Response:
+        caller = _caller(request)
         serializer = IngestInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         ingested = services.documents_ingest(
+            caller=caller,
             collection_name=name,
+            owner=_owner(request),
             documents=serializer.validated_data["documents"],
             embedding_model_id=serializer.validated_data.get("embedding_model"),
         )
         return Response(
-            {"collection": collection_payload(ingested.collection), "documents": ingested.documents}, status=202
+            {"collection": collection_payload(ingested.collection, caller), "documents": ingested.documents},
+            status=202,
         )
+
+
+class DocumentDetailView(APIView):
+    @extend_schema(
+        operation_id="rag_document_delete",
+        summary="Delete a document from a collection (its owner or staff); the index follows at once",
+        parameters=[OWNER_PARAMETER],
+        responses={204: None},
+    )
+    def delete(self, request: Request, name: str, document_id: str) -> Response:
+        collection = collection_find(_caller(request), name, access="write", owner=_owner(request))
+        services.document_delete(collection=collection, external_id=document_id)
+        return Response(status=204)
 
 
 # --- RAG ---------------------------------------------------------------------------------------------
@@ -232,22 +322,27 @@ class DocumentsView(APIView):
 async def _rag(request: HttpRequest) -> HttpResponseBase:
     key = await authenticate(request)
     data = validated(RagInput, json_body(request))
-    collection = await sync_to_async(services.collection_for_query, thread_sensitive=False)(data["collection"])
+    collection, status = await sync_to_async(services.collection_for_query, thread_sensitive=False)(
+        Caller.of(key), data["collection"], owner=request.GET.get("owner")
+    )
     sources = await services.retrieve(collection, data["query"], data["top_k"])
     messages = services.rag_messages(data["query"], sources, data.get("system"))
     call = generation_call(request, key, data, "rag", messages)
-    return await serve_generation(call, request, extra={"sources": [s.as_dict() for s in sources]})
+    return await serve_generation(call, request, extra={"sources": [s.as_dict() for s in sources], **status})
 
 
 class RagView(APIView):
     @extend_schema(
         operation_id="rag",
         summary="Answer a question from a collection's documents (routed generation with sources)",
+        parameters=[OWNER_PARAMETER],
         request=RagInput,
         responses={(200, "application/json"): RagOutput, (200, "text/event-stream"): SSE_EVENT},
         description="The query is embedded, the top_k nearest chunks are cited in the prompt, and the answer is "
         'generated like /api/v1/generate. With `stream: true`: a `{"type":"sources",...}` event, then the '
-        "events of a streamed generate.",
+        "events of a streamed generate. A collection that is not ready adds `collection_status` and "
+        "`collection_progress` (an event each when streaming): its sources come from what is indexed so far; "
+        "409 collection_not_ready (with Retry-After while indexing) when nothing is.",
     )
     def post(self, request: Request) -> Response:  # pragma: no cover - documentation only
         raise NotImplementedError

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,10 @@ from .models import Chunk, Collection
 if TYPE_CHECKING:
     import faiss
 
-_cache: dict[int, tuple[int, Any]] = {}  # collection pk -> (index_version, index)
+# collection uid -> (index_version, index). By uid, as the files are: a primary key comes back after a
+# database restore (or a test database rebuilt), with version numbers starting again, and would be served
+# another collection's index.
+_cache: dict[uuid.UUID, tuple[int, Any]] = {}
 _lock = threading.Lock()
 
 
@@ -70,23 +74,23 @@ def write(collection: Collection, index: faiss.Index) -> Path:
         if old != path:
             old.unlink(missing_ok=True)
     with _lock:
-        _cache[collection.pk] = (collection.index_version, index)
+        _cache[collection.uid] = (collection.index_version, index)
     return path
 
 
 def load(collection: Collection) -> faiss.Index:
     """The collection's index at its current version: from memory, else its file, else rebuilt and written."""
-    cached = _cache.get(collection.pk)
+    cached = _cache.get(collection.uid)
     if cached is not None and cached[0] == collection.index_version:
         return cached[1]
     with _lock:
-        cached = _cache.get(collection.pk)
+        cached = _cache.get(collection.uid)
         if cached is not None and cached[0] == collection.index_version:
             return cached[1]
         path = index_path(collection)
         index = _faiss().read_index(str(path)) if path.exists() else None
         if index is not None:
-            _cache[collection.pk] = (collection.index_version, index)
+            _cache[collection.uid] = (collection.index_version, index)
             return index
     index = build(collection)
     write(collection, index)
@@ -102,10 +106,18 @@ def search(collection: Collection, query: np.ndarray, top_k: int) -> list[tuple[
     return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i != -1]
 
 
-def forget(collection_pk: int | None = None) -> None:
+def forget(uid: uuid.UUID | None = None) -> None:
     """Drop cached indexes (all, or one collection's): the next search reads them from disk."""
     with _lock:
-        if collection_pk is None:
+        if uid is None:
             _cache.clear()
         else:
-            _cache.pop(collection_pk, None)
+            _cache.pop(uid, None)
+
+
+def remove(uid: uuid.UUID) -> None:
+    """Delete a deleted collection's index files and drop it from this process's cache. (Other processes
+    never search it again - it is gone from the database - and lose their copy when they restart.)"""
+    for path in Path(settings.RAG_INDEX_DIR).glob(f"{uid}-v*.faiss"):
+        path.unlink(missing_ok=True)
+    forget(uid)

@@ -2,6 +2,9 @@
 
 The vectors are stored with the chunks, so an index can be rebuilt at any time without calling the
 embedding model again; the index file on disk is a cache of them, named by ``index_version``.
+
+A collection has one owner: a team (when the key that created it had one), a key, or - neither set - staff.
+Who may read and write it is decided in ``rag.selectors``.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import uuid
 
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.db.models import Q
 
 
 class Collection(models.Model):
@@ -19,7 +23,23 @@ class Collection(models.Model):
         READY = "ready"
         FAILED = "failed"
 
-    name = models.SlugField(max_length=100, unique=True)
+    name = models.SlugField(max_length=100, help_text="Unique per owner: two teams may both have `docs`.")
+    # PROTECT: deleting a team or key must not delete the documents it owns, nor hand them to someone else.
+    owner_team = models.ForeignKey(
+        "accounts.Team", null=True, blank=True, on_delete=models.PROTECT, related_name="rag_collections"
+    )
+    owner_key = models.ForeignKey(
+        "accounts.ApiKey",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="rag_collections",
+        help_text="Set when a key without a team created it. No owner at all: staff-owned.",
+    )
+    shared_with_teams = models.ManyToManyField(
+        "accounts.Team", blank=True, related_name="rag_collections_shared", help_text="Their keys may query it."
+    )
+    public_read = models.BooleanField(default=False, help_text="Every key may query it (never ingest).")
     # Names its index files: a collection recreated under the same name (or pk, after a database restore)
     # never picks up another one's stale index.
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -36,10 +56,38 @@ class Collection(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["name"]
+        ordering = ["name", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(owner_team__isnull=True) | Q(owner_key__isnull=True), name="collection_at_most_one_owner"
+            ),
+            models.UniqueConstraint(
+                fields=["owner_team", "name"],
+                condition=Q(owner_team__isnull=False),
+                name="unique_collection_per_team",
+            ),
+            models.UniqueConstraint(
+                fields=["owner_key", "name"], condition=Q(owner_key__isnull=False), name="unique_collection_per_key"
+            ),
+            models.UniqueConstraint(
+                fields=["name"],
+                condition=Q(owner_team__isnull=True, owner_key__isnull=True),
+                name="unique_staff_collection",
+            ),
+        ]
 
     def __str__(self) -> str:
-        return self.name
+        return f"{self.name} ({self.owner_label})"
+
+    @property
+    def owner_label(self) -> str:
+        """How the API names the owner (and how ``?owner=`` selects it): ``team:<name>``, ``key:<prefix>``,
+        ``staff``."""
+        if self.owner_team is not None:
+            return f"team:{self.owner_team.name}"
+        if self.owner_key is not None:
+            return f"key:{self.owner_key.prefix}"
+        return "staff"
 
 
 class Document(models.Model):

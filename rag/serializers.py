@@ -105,6 +105,11 @@ class IngestedDocument(serializers.Serializer[Any]):
 
 class CollectionOutput(serializers.Serializer[Any]):
     name = serializers.CharField()
+    owner = serializers.CharField(help_text="team:<name>, key:<prefix> or staff")
+    shared_with_teams = serializers.ListField(
+        child=serializers.CharField(), allow_null=True, help_text="null for a key that only reads the collection"
+    )
+    public_read = serializers.BooleanField()
     embedding_model = serializers.CharField()
     dimensions = serializers.IntegerField(allow_null=True)
     status = serializers.CharField(help_text="empty, indexing, ready, failed")
@@ -118,6 +123,16 @@ class CollectionOutput(serializers.Serializer[Any]):
 
 class CollectionList(serializers.Serializer[Any]):
     data = CollectionOutput(many=True)  # type: ignore[assignment]  # a declared field: the metaclass pops it
+
+
+class ShareInput(serializers.Serializer[Any]):
+    shared_with_teams = serializers.ListField(
+        child=serializers.SlugField(max_length=100),
+        required=False,
+        max_length=1000,
+        help_text="Team names; replaces the list.",
+    )
+    public_read = serializers.BooleanField(required=False, help_text="Every key may query it (never ingest).")
 
 
 class IngestOutput(serializers.Serializer[Any]):
@@ -140,7 +155,14 @@ class SourceOutput(serializers.Serializer[Any]):
     text = serializers.CharField()
 
 
+class CollectionProgress(serializers.Serializer[Any]):
+    chunks = serializers.IntegerField()
+    embedded_chunks = serializers.IntegerField(help_text="What the sources were searched in")
+
+
 class RagOutput(serializers.Serializer[Any]):
     output = serializers.CharField()
     sources = SourceOutput(many=True)
+    collection_status = serializers.CharField(required=False, help_text="Only when not ready: indexing, failed, empty")
+    collection_progress = CollectionProgress(required=False)
     meta = MetaOutput()

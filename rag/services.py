@@ -1,4 +1,7 @@
-"""Writes and retrieval of the RAG app: ingest documents, index a collection, find the chunks of a query."""
+"""Writes and retrieval of the RAG app: ingest, delete and share; index a collection; find a query's chunks.
+
+Who may do what is decided in ``rag.selectors``; these functions act on the collection it resolved.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +15,13 @@ from django.db import transaction
 from django.utils import timezone
 from semantic_text_splitter import TextSplitter
 
-from spignosapi.api.errors import ApiError, InvalidRequest, NotFound
+from accounts.models import ApiKey, Team
+from spignosapi.api.errors import ApiError, Conflict, InvalidRequest, NotFound
 
 from . import index
 from .embedding import aembed, embed, embedding_model, to_bytes
 from .models import Chunk, Collection, Document
+from .selectors import Caller, collection_find, owner_for_new
 
 logger = logging.getLogger(__name__)
 
@@ -35,12 +40,37 @@ class Ingested:
     documents: list[dict[str, Any]]  # {"id", "title", "chunks", "replaced"}
 
 
-def collection_get_or_create(name: str, *, embedding_model_id: str | None = None) -> Collection:
+def documents_ingest(
+    *,
+    caller: Caller,
+    collection_name: str,
+    documents: Sequence[dict[str, Any]],
+    owner: str | None = None,
+    embedding_model_id: str | None = None,
+) -> Ingested:
+    """Store documents in the caller's own collection ``collection_name`` - created there on first use, with
+    ``embedding_model_id`` or the default embedding model - or, with ``owner``, in that owner's (staff, or
+    the caller naming itself). Ingest never writes into a collection that is only shared with the caller or
+    public: a key writing a name it merely reads makes a collection of its own, which its reads then prefer.
+    """
+    with transaction.atomic():
+        team, key = owner_for_new(caller, owner)
+        collection = _collection_get_or_create(
+            collection_name, team=team, key=key, embedding_model_id=embedding_model_id
+        )
+        return documents_store(collection=collection, documents=documents, embedding_model_id=embedding_model_id)
+
+
+def _collection_get_or_create(
+    name: str, *, team: Team | None, key: ApiKey | None, embedding_model_id: str | None
+) -> Collection:
     from routing.selectors import routing_config
 
     model = embedding_model(routing_config.get(), embedding_model_id, param="embedding_model")
     collection, _ = Collection.objects.get_or_create(
         name=name,
+        owner_team=team,
+        owner_key=key,
         defaults={
             "embedding_model": model.model_id,
             "chunk_size": settings.RAG_CHUNK_SIZE,
@@ -50,23 +80,20 @@ def collection_get_or_create(name: str, *, embedding_model_id: str | None = None
     return collection
 
 
-def documents_ingest(
-    *, collection_name: str, documents: Sequence[dict[str, Any]], embedding_model_id: str | None = None
+def documents_store(
+    *, collection: Collection, documents: Sequence[dict[str, Any]], embedding_model_id: str | None = None
 ) -> Ingested:
-    """Store documents (a known id replaces its document) and their chunks; indexing is queued after commit.
-
-    Creates the collection on first use, with ``embedding_model_id`` or the default embedding model.
-    """
+    """Store documents in ``collection`` (a known id replaces its document) and their chunks; indexing is
+    queued after commit."""
     from .tasks import index_collection
 
+    if embedding_model_id and embedding_model_id != collection.embedding_model:
+        raise InvalidRequest(
+            f"The collection {collection.name!r} is embedded by {collection.embedding_model!r}.",
+            code="embedding_model_mismatch",
+            param="embedding_model",
+        )
     with transaction.atomic():
-        collection = collection_get_or_create(collection_name, embedding_model_id=embedding_model_id)
-        if embedding_model_id and embedding_model_id != collection.embedding_model:
-            raise InvalidRequest(
-                f"The collection {collection.name!r} is embedded by {collection.embedding_model!r}.",
-                code="embedding_model_mismatch",
-                param="embedding_model",
-            )
         collection = Collection.objects.select_for_update().get(pk=collection.pk)
         report = []
         for spec in documents:
@@ -90,6 +117,45 @@ def documents_ingest(
         pk = collection.pk
         transaction.on_commit(lambda: index_collection.apply_async(args=[pk], queue="default"))
     return Ingested(collection=collection, documents=report)
+
+
+def collection_delete(*, collection: Collection) -> None:
+    """Delete the collection with its documents and chunks; its index files go once that is committed."""
+    uid = collection.uid
+    with transaction.atomic():
+        collection.delete()
+        transaction.on_commit(lambda: index.remove(uid))
+
+
+def document_delete(*, collection: Collection, external_id: str) -> Collection:
+    """Delete one document and publish an index without its chunks (no model call: the others' vectors are
+    stored). 404 ``document_not_found`` when the collection has no such document."""
+    with transaction.atomic():
+        locked = Collection.objects.select_for_update().get(pk=collection.pk)
+        deleted, _ = Document.objects.filter(collection=locked, external_id=external_id).delete()
+        if not deleted:
+            raise NotFound(
+                f"The collection {locked.name!r} has no document {external_id!r}.", code="document_not_found"
+            )
+        _publish(locked)
+    return locked
+
+
+def collection_share(*, collection: Collection, teams: Sequence[str] | None, public_read: bool | None) -> None:
+    """Set who besides its owner may read the collection: the keys of ``teams`` (names, replacing the
+    list; 400 ``unknown_team`` for a name that is no team) and, with ``public_read``, every key."""
+    with transaction.atomic():
+        if teams is not None:
+            found = list(Team.objects.filter(name__in=teams))
+            unknown = sorted(set(teams) - {t.name for t in found})
+            if unknown:
+                raise InvalidRequest(
+                    f"No such team: {', '.join(unknown)}.", code="unknown_team", param="shared_with_teams"
+                )
+            collection.shared_with_teams.set(found)
+        if public_read is not None:
+            collection.public_read = public_read
+            collection.save(update_fields=["public_read", "updated_at"])
 
 
 def collection_index(collection_pk: int) -> Collection | None:
@@ -140,25 +206,56 @@ def _collection_index(collection_pk: int) -> Collection | None:
         for chunk in still:
             chunk.embedding = vectors[chunk.pk]
         Chunk.objects.bulk_update(still, ["embedding"], batch_size=500)
-        collection.index_version += 1
-        collection.indexed_at = timezone.now()
-        chunks = Chunk.objects.filter(document__collection=collection)
-        if chunks.filter(embedding__isnull=True).exists():  # an ingest since our read: its own build follows
-            collection.status = Collection.Status.INDEXING
-        else:
-            collection.status = Collection.Status.READY if chunks.exists() else Collection.Status.EMPTY
-        collection.last_error = ""
-        collection.save()
-        if collection.dimensions:
-            index.write(collection, index.build(collection))
+        _publish(collection)
     return collection
 
 
-def collection_for_query(name: str) -> Collection:
-    collection = Collection.objects.filter(name=name).first()
-    if collection is None:
-        raise NotFound(f"The collection {name!r} does not exist.", code="collection_not_found", param="collection")
-    return collection
+def _publish(collection: Collection) -> None:
+    """A new index version of the collection's embedded chunks, and the status that goes with it. The
+    caller holds the collection's row lock, so builds publish one at a time."""
+    collection.index_version += 1
+    collection.indexed_at = timezone.now()
+    chunks = Chunk.objects.filter(document__collection=collection)
+    if chunks.filter(embedding__isnull=True).exists():  # an ingest since our read: its own build follows
+        collection.status = Collection.Status.INDEXING
+    else:
+        collection.status = Collection.Status.READY if chunks.exists() else Collection.Status.EMPTY
+    collection.last_error = ""
+    collection.save()
+    if collection.dimensions:
+        index.write(collection, index.build(collection))
+
+
+# A collection still indexing whose first chunks are not embedded yet: try again in this many seconds.
+NOT_READY_RETRY_AFTER_S = 5
+
+
+def collection_for_query(caller: Caller, name: str, *, owner: str | None = None) -> tuple[Collection, dict[str, Any]]:
+    """The collection a RAG query reads, and what its answer must add about it: nothing when it is ready,
+    else ``collection_status`` and ``collection_progress`` (its sources come from what is indexed so far).
+
+    409 ``collection_not_ready`` when nothing of it is indexed yet (with ``Retry-After`` while it indexes),
+    rather than an answer that looks as if nothing matched.
+    """
+    collection = collection_find(caller, name, access="read", owner=owner, param="collection")
+    if collection.status == Collection.Status.READY:
+        return collection, {}
+    chunks = Chunk.objects.filter(document__collection=collection)
+    progress = {"chunks": chunks.count(), "embedded_chunks": chunks.filter(embedding__isnull=False).count()}
+    if progress["embedded_chunks"] == 0 and collection.status == Collection.Status.INDEXING:
+        raise Conflict(
+            f"The collection {name!r} is still indexing and has nothing indexed yet.",
+            code="collection_not_ready",
+            param="collection",
+            headers={"Retry-After": str(NOT_READY_RETRY_AFTER_S)},
+        )
+    if progress["embedded_chunks"] == 0 and collection.status == Collection.Status.FAILED:
+        raise Conflict(
+            f"Indexing the collection {name!r} failed ({collection.last_error}); ingest again to retry.",
+            code="collection_not_ready",
+            param="collection",
+        )
+    return collection, {"collection_status": collection.status, "collection_progress": progress}
 
 
 @dataclass(frozen=True, slots=True)

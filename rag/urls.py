@@ -10,6 +10,11 @@ urlpatterns = [
     path("embeddings/batches/<uuid:batch_id>", api.BatchDetailView.as_view(), name="embeddings-batch"),
     path("rag", api.rag_view, name="rag"),
     path("rag/collections", api.CollectionsView.as_view(), name="rag-collections"),
-    path("rag/collections/<slug:name>", api.CollectionDetailView.as_view(), name="rag-collection"),
-    path("rag/collections/<slug:name>/documents", api.DocumentsView.as_view(), name="rag-documents"),
+    path("rag/collections/<collection:name>", api.CollectionDetailView.as_view(), name="rag-collection"),
+    path("rag/collections/<collection:name>/documents", api.DocumentsView.as_view(), name="rag-documents"),
+    path(
+        "rag/collections/<collection:name>/documents/<document:document_id>",
+        api.DocumentDetailView.as_view(),
+        name="rag-document",
+    ),
 ]

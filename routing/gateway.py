@@ -4,6 +4,10 @@
 happened); ``generate()`` and ``stream()`` then call models on the event loop, falling back along the
 chain on retryable errors (a stream only while no token has been sent), and ``finish()`` books usage off
 the request path.
+
+Admission reserves the most the call can use on the key's tokens/minute; ``finish()`` settles that
+reservation with what the call used, whatever its outcome (a call that never reaches ``finish()`` holds
+its reservation until the minute ends).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from llm import (
 )
 from spignosapi.api.errors import ApiError, InvalidRequest, ServiceUnavailable, UpstreamFailed, UpstreamTimeout
 
-from . import limits, metrics, spans
+from . import limits, metrics, quota, spans
 from .accounting import account
 from .breaker import BreakerState, default_breakers
 from .breaker import _cache_key as breaker_cache_key
@@ -68,6 +72,8 @@ class Call:
     category: str | None = None
     route_mode: str | None = None
     stream: bool = False
+    # The key's tokens reservation when the call was admitted elsewhere (an async job, at submission).
+    reservation: quota.Reservation | None = None
 
 
 @dataclass
@@ -79,27 +85,43 @@ class Prepared:
     prompt_tokens: int
     started: float
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    reservation: quota.Reservation | None = None  # settled (and cleared) by finish()
+    # Admitted by the request itself, in a server: finish() need not wait for the settle (see below).
+    settle_in_background: bool = False
 
 
-def admit(call: Call, http_request: Any) -> int:
-    """The key's limits for this call (RPM, caps, TPM before the call); returns its prompt tokens.
+def admit(call: Call, http_request: Any) -> quota.Reservation | None:
+    """The key's limits for this call (RPM, caps, a TPM reservation); returns the reservation, which the
+    run of the call settles (``Call.reservation``).
 
     For a call routed later (an async job): a model or category it names must exist now (else 404).
     """
+    if call.key is None:
+        explicit_route(routing_config.get(), model=call.model, category=call.category)
+        return None
     prompt_tokens = count_message_tokens(call.messages)
-    if call.key is not None:
-        limits.admit_key_sync(call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens)
-    explicit_route(routing_config.get(), model=call.model, category=call.category)
-    return prompt_tokens
+    reservation = limits.admit_key_sync(call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens)
+    try:
+        explicit_route(routing_config.get(), model=call.model, category=call.category)
+    except BaseException:
+        limits.settle_tokens_sync(reservation, 0)
+        raise
+    return reservation
 
 
-async def aadmit(call: Call) -> int:
+async def aadmit(call: Call) -> quota.Reservation | None:
     """``admit`` on the event loop: the key's limits in one Redis round trip."""
+    if call.key is None:
+        explicit_route(await routing_config.aget(), model=call.model, category=call.category)
+        return None
     prompt_tokens = count_message_tokens(call.messages)
-    if call.key is not None:
-        await limits.admit_key(call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens)
-    explicit_route(await routing_config.aget(), model=call.model, category=call.category)
-    return prompt_tokens
+    admitted = await limits.admit_key(call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens)
+    try:
+        explicit_route(await routing_config.aget(), model=call.model, category=call.category)
+    except BaseException:
+        await limits.settle_tokens(admitted.reservation, 0)
+        raise
+    return admitted.reservation
 
 
 def _states_sync(model_pks: Sequence[int]) -> dict[int, BreakerState]:
@@ -200,12 +222,21 @@ async def prepare(call: Call, http_request: Any | None) -> Prepared:
         return route
 
     if not admit or mode in ("llm", "hybrid", "semantic"):
+        reservation = call.reservation
         if admit:
             assert call.key is not None
-            await limits.admit_key(call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens)
-        route = await route_of()
-        states = await _breaker_states(*_breaker_keys(config, route.chain))
-        return Prepared(call, config, route, states, prompt_tokens, started)
+            admitted = await limits.admit_key(call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens)
+            reservation = admitted.reservation
+        try:
+            route = await route_of()
+            states = await _breaker_states(*_breaker_keys(config, route.chain))
+        except BaseException:  # no call will be made: nothing was used
+            if admit:
+                await limits.settle_tokens(reservation, 0)
+            raise
+        return Prepared(
+            call, config, route, states, prompt_tokens, started, reservation=reservation, settle_in_background=admit
+        )
 
     assert call.key is not None
     route_error: Exception | None = None
@@ -216,11 +247,17 @@ async def prepare(call: Call, http_request: Any | None) -> Prepared:
         pks, keys = _breaker_keys(config, route.chain)
     except Exception as exc:
         route_error = exc
-    raw = await limits.admit_key(call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens, read=keys)
-    if route_error is not None:
-        raise route_error
-    states = await _breaker_states(pks, keys, raw)
-    return Prepared(call, config, route, states, prompt_tokens, started)
+    admitted = await limits.admit_key(call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens, read=keys)
+    try:
+        if route_error is not None:
+            raise route_error
+        states = await _breaker_states(pks, keys, admitted.reads)
+    except BaseException:
+        await limits.settle_tokens(admitted.reservation, 0)
+        raise
+    return Prepared(
+        call, config, route, states, prompt_tokens, started, reservation=admitted.reservation, settle_in_background=True
+    )
 
 
 async def _classify(config: RoutingConfig, text: str, names: Sequence[str]) -> str | None:
@@ -463,9 +500,7 @@ def build_meta(prepared: Prepared, result: GenerationResult | None, model_id: st
     }
 
 
-async def _settle(prepared: Prepared, meta: Mapping[str, Any]) -> None:
-    if prepared.call.key is not None:
-        await limits.acharge_tokens(prepared.call.key, int(meta["completion_tokens"]), before_call=False)
+async def _settle_budget(prepared: Prepared, meta: Mapping[str, Any]) -> None:
     model_id = meta["model"]
     info = prepared.config.models.get(model_id) if model_id else None
     if info is not None and info.tpm_budget:
@@ -475,11 +510,23 @@ async def _settle(prepared: Prepared, meta: Mapping[str, Any]) -> None:
         )
 
 
-async def finish(prepared: Prepared, meta: dict[str, Any], *, status: str = "ok", error_code: str = "") -> None:
-    """Book the request: completion tokens against the key's TPM, a usage record, metrics."""
+async def finish(
+    prepared: Prepared, meta: dict[str, Any], *, status: str = "ok", error_code: str = "", final: bool = True
+) -> None:
+    """Book the request: its tokens against the key's TPM (the reservation settled with the tokens in
+    ``meta``, as the usage record books them), a usage record, metrics.
+
+    ``final=False``: the call will be tried again (a job's retry), so its reservation stays for that try.
+    """
     energy = meta.pop("_energy", {})
+    reservation, prepared.reservation = prepared.reservation, None
+    used = int(meta["prompt_tokens"]) + int(meta["completion_tokens"])
+    if final and prepared.settle_in_background:  # a server's request: its response need not wait for Redis
+        limits.settle_tokens_soon(reservation, used)
+    elif final:  # a job's run: its worker's loop would cancel a settle still under way when the task returns
+        await limits.settle_tokens(reservation, used)
     if status == "ok":
-        await _settle(prepared, meta)
+        await _settle_budget(prepared, meta)
     usage_buffer.add(
         {
             "request_id": prepared.call.request_id,

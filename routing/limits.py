@@ -1,18 +1,20 @@
 """Limits shared by every process through Redis.
 
-* Inbound, per API key: requests per minute (django-ratelimit's fixed window) and tokens per minute
-  (prompt tokens charged before the call, completion tokens after), plus caps on ``max_tokens`` and on the
-  prompt's size. Over a limit: 429 with ``Retry-After``.
+* Inbound, per API key: requests per minute (django-ratelimit's fixed window) and tokens per minute, plus
+  caps on ``max_tokens`` and on the prompt's size. Over a limit: 429 with ``Retry-After``. Tokens per
+  minute are a quota (``routing.quota``): admission reserves the most the call can use (its prompt plus
+  ``max_tokens``) and ``settle_tokens`` turns that into what it used, so a burst of concurrent requests
+  cannot overrun the key's minute.
 * Outbound, per model: the budget the provider allows us (requests and tokens per minute) as token
   buckets in Redis, so the platform never earns 429s from its own providers; a spent model is skipped.
 
 When Redis cannot be reached the limits fail open (the request goes on, a warning is logged): an outage of
 the limiter should not become an outage of the gateway.
 
-The gateway's hot path uses the async versions (``admit_key``, ``acharge_tokens``, ``OutboundBudgets.atake``):
-one round trip to Redis from the event loop, through one connection pool per process and loop, on the very
-keys and values the synchronous versions (and django-ratelimit) use. The synchronous versions remain for
-sync callers (the async-job submission view, tests).
+The gateway's hot path uses the async versions (``admit_key``, ``settle_tokens``, ``OutboundBudgets.atake``):
+one round trip to Redis from the event loop each, through one connection pool per process and loop, on the
+very keys and values the synchronous versions (and django-ratelimit) use. The synchronous versions remain
+for sync callers (the session's async-job submission, tests).
 """
 
 from __future__ import annotations
@@ -26,16 +28,18 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
-from django.core.cache import cache, caches
-from django.http import HttpRequest
+from django.core.cache import caches
 from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key, get_usage
 
 from accounts.selectors import KeyInfo
 from spignosapi.api.errors import InvalidRequest, RateLimited
+
+from . import quota
 
 logger = logging.getLogger(__name__)
 TPM_WINDOW_S = 60
@@ -57,34 +61,14 @@ def _rpm_limited(limit: int, time_left: int) -> RateLimited:
     )
 
 
-def _tpm_limited(limit: int, retry_after: int) -> RateLimited:
-    return RateLimited(
-        f"Token limit reached: {limit} tokens per minute for this key.",
-        retry_after=retry_after,
-        code="tpm_limit_exceeded",
-    )
-
-
-def check_request_rate(request: HttpRequest, key: KeyInfo) -> None:
-    """Count this request against the key's requests/minute; 429 when over."""
-    limit, rate = _rpm_rate(key)
-    try:
-        usage = get_usage(request, group=RPM_GROUP, key=lambda group, req: str(key.id), rate=rate, increment=True)
-    except Exception:
-        logger.warning("rate limiter unavailable; letting the request through", exc_info=True)
-        return
-    if usage is not None and usage["time_left"] < 0:
-        # django-ratelimit's answer when the cache did not count (it would refuse every request).
-        logger.warning("rate limiter could not count; letting the request through")
-        return
-    if usage is not None and usage["should_limit"]:
-        raise _rpm_limited(limit, usage["time_left"])
-
-
-def check_caps(key: KeyInfo, *, prompt_tokens: int, max_tokens: int) -> None:
-    error = caps_error(key, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
-    if error is not None:
-        raise error
+def _tpm_limited(counter: quota.Counter, retry_after: int) -> RateLimited:
+    message = f"Token limit reached: {counter.limit} tokens per minute for this key."
+    if counter.amount > counter.limit:  # no minute will ever admit it: say why
+        message = (
+            f"This request may use {counter.amount} tokens (its prompt and max_tokens); this key allows "
+            f"{counter.limit} tokens per minute. Lower max_tokens or shorten the prompt."
+        )
+    return RateLimited(message, retry_after=retry_after, code="tpm_limit_exceeded")
 
 
 def caps_error(key: KeyInfo, *, prompt_tokens: int, max_tokens: int) -> InvalidRequest | None:
@@ -103,27 +87,17 @@ def caps_error(key: KeyInfo, *, prompt_tokens: int, max_tokens: int) -> InvalidR
     return None
 
 
-def _tpm_key(key_id: int, now: float) -> tuple[str, int]:
-    window = int(now // TPM_WINDOW_S)
-    return f"tpm:{key_id}:{window}", int(TPM_WINDOW_S - now % TPM_WINDOW_S) + 1
+def tpm_counter_name(key_id: int, now: float) -> str:
+    """The Redis key of the key's tokens-per-minute counter for the minute of ``now``."""
+    return cache_redis.make_key(f"tpm:{key_id}:{int(now // TPM_WINDOW_S)}")
 
 
-def charge_tokens(key: KeyInfo, tokens: int, *, before_call: bool, clock: Callable[[], float] = time.time) -> None:
-    """Add ``tokens`` to the key's current minute; before the call, refuse (429) what would exceed it."""
-    if tokens <= 0:
-        return
+def _tpm_counter(key: KeyInfo, tokens: int, now: float) -> quota.Counter:
+    """The key's tokens/minute for the minute of ``now``. It is kept a minute past its end: a call
+    admitted late in the minute still finds it to reconcile."""
+    window_end = (int(now // TPM_WINDOW_S) + 1) * TPM_WINDOW_S
     limit = key.tpm_limit or settings.DEFAULT_TPM_LIMIT
-    cache_key, retry_after = _tpm_key(key.id, clock())
-    try:
-        cache.add(cache_key, 0, TPM_WINDOW_S * 2)
-        total = cache.incr(cache_key, tokens)
-        if before_call and total > limit:
-            cache.decr(cache_key, tokens)
-            raise _tpm_limited(limit, retry_after)
-    except RateLimited:
-        raise
-    except Exception:
-        logger.warning("token limiter unavailable; letting the request through", exc_info=True)
+    return quota.Counter(tpm_counter_name(key.id, now), tokens, limit, expires_at=window_end + TPM_WINDOW_S)
 
 
 # Two token buckets per model (requests, tokens), checked and debited together, atomically. A bucket
@@ -449,33 +423,27 @@ class _CacheRedis:
 cache_redis = _CacheRedis()
 
 # One round trip for a key's admission: requests/minute (django-ratelimit's counter: set to 1 if new,
-# else incremented), then (unless refused) the caps verdict computed by the caller, then the tokens/minute
-# pre-charge, taken back when it goes over. Returns {verdict, count}: 0 admitted, 1 over RPM, 2 over a cap,
-# 3 over TPM; when admitted, followed by the values of any further keys (the gateway's breaker entries).
-_ADMIT_LUA = """
-local count
-if redis.call('SET', KEYS[1], 1, 'EX', ARGV[2], 'NX') then count = 1 else count = redis.call('INCR', KEYS[1]) end
-if count > tonumber(ARGV[1]) then return {1, count} end
-if ARGV[3] == '0' then return {2, count} end
-local tokens = tonumber(ARGV[4])
-if tokens > 0 then
-  redis.call('SET', KEYS[2], 0, 'EX', ARGV[6], 'NX')
-  local total = redis.call('INCRBY', KEYS[2], tokens)
-  if total > tonumber(ARGV[5]) then
-    redis.call('DECRBY', KEYS[2], tokens)
-    return {3, total}
-  end
+# else incremented; skipped when ARGV[1] is 0, the rate limiter disabled), then (unless refused) the caps
+# verdict computed by the caller, then the quota reservation (tokens/minute) from ARGV[4] on, its counters'
+# keys from KEYS[2]. Returns {verdict, n}: 0 admitted, 1 over RPM (n: the count), 2 over a cap, 3 over a
+# quota (n: which counter); when admitted, followed by the values of the keys after the counters' (the
+# gateway's breaker entries).
+_ADMIT_LUA = (
+    quota.RESERVE_LUA
+    + """
+local count = 0
+if ARGV[1] ~= '0' then
+  if redis.call('SET', KEYS[1], 1, 'EX', ARGV[2], 'NX') then count = 1 else count = redis.call('INCR', KEYS[1]) end
+  if count > tonumber(ARGV[1]) then return {1, count} end
 end
+if ARGV[3] == '0' then return {2, count} end
+local over = quota_reserve(2, 4)
+if over > 0 then return {3, over} end
 local out = {0, count}
-for i = 3, #KEYS do out[#out + 1] = redis.call('GET', KEYS[i]) end
+for i = 2 + 2 * tonumber(ARGV[7]), #KEYS do out[#out + 1] = redis.call('GET', KEYS[i]) end
 return out
 """
-
-# Tokens after the call: never refused.
-_CHARGE_LUA = """
-redis.call('SET', KEYS[1], 0, 'EX', ARGV[2], 'NX')
-return redis.call('INCRBY', KEYS[1], ARGV[1])
-"""
+)
 
 
 _sync_scripts: dict[str, Any] = {}
@@ -493,6 +461,15 @@ async def _run_script(source: str, keys: list[str], args: list[Any]) -> Any:
     return await cache_redis.client().script(source, keys, args)
 
 
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A key's admission: its tokens reservation (None when the limiter was unavailable: nothing to settle)
+    and the raw values of the keys it was asked to read (None each when they could not be read)."""
+
+    reservation: quota.Reservation | None
+    reads: list[bytes | None] | None
+
+
 class _Admission:
     """One admission's keys and arguments for ``_ADMIT_LUA``, and how to read its verdict."""
 
@@ -502,19 +479,25 @@ class _Admission:
         value = str(key.id)
         self.window = _get_window(value, 60)
         rpm_key = cache_redis.make_key(_make_cache_key(RPM_GROUP, self.window, rate, value, get_usage.ALL))
-        self.tpm_limit = key.tpm_limit or settings.DEFAULT_TPM_LIMIT
-        tpm_name, self.retry_after = _tpm_key(key.id, clock())
-        self.keys = [rpm_key, cache_redis.make_key(tpm_name)]
+        now = clock()
+        # The most the call can use: its prompt and every token it may generate (max_tokens, at most the
+        # key's cap, else the caps refuse it).
+        self.tpm = _tpm_counter(key, max(prompt_tokens, 0) + max(max_tokens, 0), now)
+        self.retry_after = int(TPM_WINDOW_S - now % TPM_WINDOW_S) + 1
+        # A hold lives as long as its minute's counter: a reservation never settled ends with the minute.
+        self.reserve = quota.plan([self.tpm], now=now, hold_until=self.tpm.expires_at)
+        self.keys = [rpm_key, *self.reserve.keys]
         caps_ok = 0 if self.caps else 1
-        tokens = max(prompt_tokens, 0)
-        self.args = [self.limit, 60 + EXPIRATION_FUDGE, caps_ok, tokens, self.tpm_limit, TPM_WINDOW_S * 2]
+        rpm_limit = self.limit if _limits_enabled() else 0  # django-ratelimit counts nothing when disabled
+        self.args = [rpm_limit, 60 + EXPIRATION_FUDGE, caps_ok, *self.reserve.args]
 
-    def unavailable(self) -> None:
+    def unavailable(self) -> Admitted:
         logger.warning("rate limiter unavailable; letting the request through", exc_info=True)
         if self.caps is not None:
             raise self.caps from None
+        return Admitted(None, None)
 
-    def verdict(self, reply: list[Any]) -> list[bytes | None]:
+    def verdict(self, reply: list[Any]) -> Admitted:
         verdict = reply[0]
         if verdict == 1:
             raise _rpm_limited(self.limit, self.window - int(time.time()))
@@ -522,8 +505,8 @@ class _Admission:
             assert self.caps is not None
             raise self.caps
         if verdict == 3:
-            raise _tpm_limited(self.tpm_limit, self.retry_after)
-        return list(reply[2:])
+            raise _tpm_limited(self.tpm, self.retry_after)
+        return Admitted(self.reserve.reservation, list(reply[2:]))
 
 
 def _limits_enabled() -> bool:
@@ -532,20 +515,14 @@ def _limits_enabled() -> bool:
 
 def admit_key_sync(
     key: KeyInfo, *, prompt_tokens: int, max_tokens: int, clock: Callable[[], float] = time.time
-) -> None:
-    """``admit_key`` for synchronous callers (the async-job submission view), on the process's pool."""
-    if not _limits_enabled():
-        # django-ratelimit counts nothing when disabled: only the caps and the token limit apply.
-        check_caps(key, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
-        charge_tokens(key, prompt_tokens, before_call=True, clock=clock)
-        return
+) -> quota.Reservation | None:
+    """``admit_key`` for synchronous callers (the session's async-job submission), on the process's pool."""
     admission = _Admission(key, prompt_tokens, max_tokens, clock)
     try:
         reply = _sync_script(_ADMIT_LUA)(keys=admission.keys, args=admission.args)
     except Exception:
-        admission.unavailable()
-        return
-    admission.verdict(reply)
+        return admission.unavailable().reservation
+    return admission.verdict(reply).reservation
 
 
 async def admit_key(
@@ -555,40 +532,59 @@ async def admit_key(
     max_tokens: int,
     read: Sequence[str] = (),
     clock: Callable[[], float] = time.time,
-) -> list[bytes | None] | None:
-    """``check_request_rate`` + ``check_caps`` + ``charge_tokens(before_call=True)`` in one round trip.
+) -> Admitted:
+    """The key's requests/minute, its caps and its tokens/minute reservation, in one round trip.
 
-    Same keys, same counts, same errors, same order: a request refused on its caps still counts against
-    the key's requests/minute, and one refused on either limit is not charged tokens. The same round trip
-    reads the (already prefixed) cache keys ``read``: their raw values, or None when they could not be read.
+    In that order: a request refused on its caps still counts against the key's requests/minute, and one
+    refused on either limit reserves nothing. The reservation (the prompt plus ``max_tokens``) must be
+    settled with ``settle_tokens`` once the call is over, whatever its outcome. The same round trip reads
+    the (already prefixed) cache keys ``read``.
     """
-    if not _limits_enabled():
-        check_caps(key, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
-        await asyncio.to_thread(charge_tokens, key, prompt_tokens, before_call=True, clock=clock)
-        return None
     admission = _Admission(key, prompt_tokens, max_tokens, clock)
     try:
         reply = await _run_script(_ADMIT_LUA, [*admission.keys, *read], admission.args)
     except Exception:
-        admission.unavailable()
-        return None
+        return admission.unavailable()
     return admission.verdict(reply)
 
 
-async def acharge_tokens(
-    key: KeyInfo, tokens: int, *, before_call: bool, clock: Callable[[], float] = time.time
-) -> None:
-    """``charge_tokens`` from the event loop."""
-    if tokens <= 0:
+async def settle_tokens(reservation: quota.Reservation | None, used: int) -> None:
+    """The call admitted with ``reservation`` used ``used`` tokens (0: release it). Once per reservation:
+    a second settle, from any process, changes nothing."""
+    if reservation is None:
         return
-    if before_call:  # admit_key does this with the other checks
-        await asyncio.to_thread(charge_tokens, key, tokens, before_call=True, clock=clock)
-        return
-    cache_key, _ = _tpm_key(key.id, clock())
     try:
-        await _run_script(_CHARGE_LUA, [cache_redis.make_key(cache_key)], [tokens, TPM_WINDOW_S * 2])
+        await quota.reconcile(cache_redis.client(), reservation, [used])
+    except Exception:  # the hold lapses with its minute
+        logger.warning("token limiter unavailable; the reservation lapses on its own", exc_info=True)
+
+
+# Settles sent by settle_tokens_soon and not yet answered (a task nobody references may be collected).
+_settling: set[asyncio.Task[None]] = set()
+
+
+def settle_tokens_soon(reservation: quota.Reservation | None, used: int) -> None:
+    """``settle_tokens`` without waiting for Redis's answer, so that the response does not wait for it.
+
+    For a server's requests only: a server's event loop outlives its requests, while a worker's task loop
+    cancels what its task left running (there, await ``settle_tokens``). The settle leaves on the process's
+    pipelined connection in the next turns of the loop, while the response is being sent.
+    """
+    if reservation is None:
+        return
+    task = asyncio.get_running_loop().create_task(settle_tokens(reservation, used))
+    _settling.add(task)
+    task.add_done_callback(_settling.discard)
+
+
+def settle_tokens_sync(reservation: quota.Reservation | None, used: int) -> None:
+    """``settle_tokens`` for synchronous callers."""
+    if reservation is None:
+        return
+    try:
+        quota.reconcile_sync(_redis(), reservation, [used])
     except Exception:
-        logger.warning("token limiter unavailable; letting the request through", exc_info=True)
+        logger.warning("token limiter unavailable; the reservation lapses on its own", exc_info=True)
 
 
 class OutboundBudgets:

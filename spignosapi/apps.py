@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class SpignosapiConfig(AppConfig):
     name = "spignosapi"
     verbose_name = "Platform"
+
+    def ready(self) -> None:
+        from .api import converters
+
+        converters.register()  # before any URL conf is imported

@@ -20,6 +20,6 @@ class UnknownPathConsumer(AsyncWebsocketConsumer):
 
 
 websocket_urlpatterns: list[Any] = [
-    path("ws/v1/stream/<slug:session_id>/", JobStreamConsumer.as_asgi()),
+    path("ws/v1/stream/<session:session_id>/", JobStreamConsumer.as_asgi()),
     re_path(r"", UnknownPathConsumer.as_asgi()),
 ]

@@ -9,6 +9,14 @@ Async callers use ``aget()``: no I/O while the value is fresh, else one thread d
 request of the event loop that needs it at that moment (instead of each taking a thread of its own).
 The version is read through one connection pool per process (``django.core.cache.cache`` would open a
 new one for every request, its instances being per request context).
+
+Synchronous code can run on an event loop too (a helper an async view calls), and there ``get()`` must not
+do I/O: Django refuses a query there (``SynchronousOnlyOperation``, a 500 right after any config change),
+and a Redis read would stall every request of the loop. So on a loop ``get()`` serves the value it has,
+even one past its check or invalidated by a change, and starts the loop's refresh in a thread, as
+``aget()`` does; the next reader gets the new value. Only a snapshot that has no value yet (or a
+``recheck``) makes the loop wait, for a thread that loads it. ``invalidate()`` therefore keeps the value
+while marking it due for a reload.
 """
 
 from __future__ import annotations
@@ -20,15 +28,19 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import caches
+from django.db import connections
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 _cache: Any = None
+# Every snapshot of the process, by name (a test reloads each of them from an event loop).
+registry: weakref.WeakValueDictionary[str, Snapshot[Any]] = weakref.WeakValueDictionary()
 
 
 def _versions() -> Any:
@@ -37,6 +49,19 @@ def _versions() -> Any:
     if _cache is None:
         _cache = caches.create_connection("default")
     return _cache
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _log_failed_refresh(name: str, refresh: asyncio.Task[Any]) -> None:
+    """Retrieve a refresh's exception, so one that nobody awaited is not reported as never retrieved."""
+    if not refresh.cancelled() and refresh.exception() is not None:
+        logger.warning("snapshot %s: refresh failed: %s", name, refresh.exception())
 
 
 class Snapshot(Generic[T]):
@@ -59,6 +84,7 @@ class Snapshot(Generic[T]):
         self._refreshes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[T]] = (
             weakref.WeakKeyDictionary()
         )
+        registry[name] = self
 
     @property
     def check_interval(self) -> float:
@@ -92,11 +118,33 @@ class Snapshot(Generic[T]):
             return value
         if self.check_interval <= 0:
             return await sync_to_async(self.get, thread_sensitive=False)()
-        loop = asyncio.get_running_loop()
+        return await asyncio.shield(self._refresh(asyncio.get_running_loop()))
+
+    def _refresh(self, loop: asyncio.AbstractEventLoop) -> asyncio.Task[T]:
+        """The loop's refresh (``get()`` in a thread): the one running, or a new one."""
         refresh = self._refreshes.get(loop)
         if refresh is None or refresh.done():
-            refresh = self._refreshes[loop] = loop.create_task(sync_to_async(self.get, thread_sensitive=False)())
-        return await asyncio.shield(refresh)
+            refresh = loop.create_task(sync_to_async(self.get, thread_sensitive=False)())
+            refresh.add_done_callback(lambda task: _log_failed_refresh(self.name, task))
+            self._refreshes[loop] = refresh
+        return refresh
+
+    def _get_on_loop(self, loop: asyncio.AbstractEventLoop, *, recheck: bool) -> T:
+        """``get()`` called on an event loop's thread, where it may not do I/O (see the module docstring)."""
+        value = self._value
+        if value is not None and not recheck:
+            self._refresh(loop)
+            return value
+
+        # Rare (a first read, a recheck): a thread of its own, whose connection goes with it.
+        def load() -> T:
+            try:
+                return self.get(recheck=recheck)
+            finally:
+                connections.close_all()
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot") as thread:
+            return thread.submit(load).result()
 
     def get(self, *, recheck: bool = False) -> T:
         """The value, reloaded if another process bumped the version; ``recheck`` reads the version now."""
@@ -104,6 +152,9 @@ class Snapshot(Generic[T]):
         value = self._value
         if value is not None and not recheck and now - self._checked_at < self.check_interval:
             return value
+        loop = _running_loop()
+        if loop is not None:
+            return self._get_on_loop(loop, recheck=recheck)
         with self._lock:
             if self._value is not None and not recheck and now - self._checked_at < self.check_interval:
                 return self._value
@@ -123,7 +174,7 @@ class Snapshot(Generic[T]):
         self.invalidate()
 
     def invalidate(self) -> None:
+        """Reload at the next read (the value is kept for readers on an event loop meanwhile)."""
         with self._lock:
-            self._value = None
             self._version = None
             self._checked_at = float("-inf")

@@ -10,7 +10,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from rest_framework.test import APIClient
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Team
+from accounts.selectors import apikey_lookup
 from accounts.services import apikey_create
 
 pytestmark = pytest.mark.django_db
@@ -32,6 +33,23 @@ def test_createapikey_refuses_a_non_positive_limit() -> None:
     with pytest.raises(CommandError, match="--rpm must be a positive integer"):
         call_command("createapikey", "x", "--rpm", "0", stdout=StringIO(), stderr=StringIO())
     assert ApiKey.objects.count() == 0
+
+
+def test_createapikey_puts_the_key_in_an_existing_team() -> None:
+    team = Team.objects.create(name="research")
+    out = StringIO()
+    call_command("createapikey", "alice", "--team", "research", stdout=out, stderr=StringIO())
+    raw = out.getvalue().strip().splitlines()[-1]
+    key = ApiKey.objects.get()
+    assert (key.name, key.team) == ("alice", team)
+    info = apikey_lookup(raw)
+    assert info is not None and info.team_id == team.pk
+
+
+def test_createapikey_refuses_an_unknown_team_rather_than_making_one() -> None:
+    with pytest.raises(CommandError, match="There is no team 'reserch': create it in the admin first."):
+        call_command("createapikey", "alice", "--team", "reserch", stdout=StringIO(), stderr=StringIO())
+    assert (ApiKey.objects.count(), Team.objects.count()) == (0, 0)
 
 
 def test_the_raw_key_is_stored_nowhere() -> None:

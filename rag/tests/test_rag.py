@@ -234,3 +234,71 @@ def test_rag_on_an_unknown_collection_is_a_404(gateway: Gateway, fake: Fake, raw
     assert reply.status == 404
     assert (reply.json()["error"]["code"], reply.json()["error"]["param"]) == ("collection_not_found", "collection")
     assert fake.stats()["requests"] == {}
+
+
+# --- a query on a collection that is not ready (issue 18, item 8) ---------------------------------------------
+# Pending chunks are made row by row: no task is queued for them, so no worker races the state under test.
+
+
+@pytest.fixture
+def owner(gateway: Gateway, celery_worker: subprocess.Popen[bytes]) -> tuple[Any, str]:
+    return apikey_create(name="owner")
+
+
+def indexing_collection(key: Any, *texts: str, embedded: int) -> Collection:
+    """A collection of ``texts`` whose first ``embedded`` the worker has indexed, the rest pending."""
+    from rag.services import documents_store
+
+    collection = Collection.objects.create(name="kb", owner_key=key, embedding_model="demo/demo-embed")
+    if embedded:
+        documents_store(
+            collection=collection,
+            documents=[{"id": f"d{i}", "text": text} for i, text in enumerate(texts[:embedded])],
+        )
+        assert wait_until(lambda: Collection.objects.get(pk=collection.pk).status == "ready", timeout=60)
+    for i, text in enumerate(texts[embedded:], start=embedded):
+        document = Document.objects.create(collection=collection, external_id=f"d{i}", text=text)
+        Chunk.objects.create(document=document, index=0, start=0, text=text)
+    Collection.objects.filter(pk=collection.pk).update(status=Collection.Status.INDEXING)
+    return collection
+
+
+def test_a_query_while_nothing_is_indexed_yet_is_a_409_with_retry_after(
+    gateway: Gateway, fake: Fake, owner: tuple[Any, str]
+) -> None:
+    indexing_collection(owner[0], "Tides follow the Moon.", embedded=0)
+    for stream in (False, True):
+        reply = rag(gateway, owner[1], "Why are there tides?", stream=stream)
+        assert reply.status == 409, reply.text
+        assert (reply.json()["error"]["code"], reply.json()["error"]["param"]) == ("collection_not_ready", "collection")
+        assert reply.headers["retry-after"] == "5"
+    assert fake.stats()["requests"] == {}
+
+
+def test_a_query_while_indexing_says_so_and_searches_what_is_indexed(
+    gateway: Gateway, fake: Fake, owner: tuple[Any, str]
+) -> None:
+    indexing_collection(owner[0], "Tides follow the Moon.", "Bread needs yeast.", embedded=1)
+    body = rag(gateway, owner[1], "Why are there tides?").json()
+    assert (body["collection_status"], body["collection_progress"]) == ("indexing", {"chunks": 2, "embedded_chunks": 1})
+    assert [s["text"] for s in body["sources"]] == ["Tides follow the Moon."]
+
+    events = sse_events(rag(gateway, owner[1], "Why are there tides?", stream=True))
+    assert [s["text"] for s in events[0]["sources"]] == ["Tides follow the Moon."]
+    assert events[1:3] == [
+        {"type": "collection_status", "collection_status": "indexing"},
+        {"type": "collection_progress", "collection_progress": {"chunks": 2, "embedded_chunks": 1}},
+    ]
+    assert events[-1]["type"] == "complete"
+
+
+def test_a_query_on_a_collection_whose_indexing_failed_with_nothing_indexed_is_a_409(
+    gateway: Gateway, fake: Fake, owner: tuple[Any, str]
+) -> None:
+    collection = indexing_collection(owner[0], "Tides follow the Moon.", embedded=0)
+    Collection.objects.filter(pk=collection.pk).update(status=Collection.Status.FAILED, last_error="model down")
+    reply = rag(gateway, owner[1], "Why are there tides?")
+    assert reply.status == 409, reply.text
+    assert reply.json()["error"]["code"] == "collection_not_ready"
+    assert "failed (model down)" in reply.json()["error"]["message"]
+    assert "retry-after" not in reply.headers  # it will not become ready by waiting

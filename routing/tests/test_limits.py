@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from django.core.cache import cache
 
 from accounts.models import ApiKey
 from accounts.selectors import KeyInfo
 from accounts.services import apikey_create
+from jobs.models import Job
+from jobs.streams import buffer_key
 from llm import count_message_tokens
-from routing.limits import OutboundBudgets, _redis, charge_tokens
-from routing.models import LLMModel
+from routing import quota
+from routing.limits import OutboundBudgets, _redis, admit_key_sync, settle_tokens_sync, tpm_counter_name
+from routing.models import LLMModel, UsageRecord
 from routing.services import routing_changed
 from spignosapi.api.errors import RateLimited
 from tests.fixtures import Fake, Gateway, _stop, start_gateway
+from tests.helpers import wait_until
 from tests.http import Reply, call
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -59,8 +65,24 @@ def rpm_window_offset(key: ApiKey) -> int:
     return (zlib.crc32(str(key.pk).encode()) + 1) % 60
 
 
-def tpm_counter(key: ApiKey) -> int | None:
-    return cache.get(f"tpm:{key.pk}:{int(time.time() // 60)}")
+def tpm_state(key_id: int, now: float | None = None) -> tuple[int, int]:
+    """(spent, reserved) of the key's tokens/minute counter for the minute of ``now``."""
+    now = time.time() if now is None else now
+    ((spent, reserved),) = quota.state_sync(_redis(), [tpm_counter_name(key_id, now)], now=now)
+    return spent, reserved
+
+
+def settles_to(key: ApiKey, expected: tuple[int, int]) -> bool:
+    """The server settles a request's reservation while it sends the response (not before): wait for it."""
+    if wait_until(lambda: tpm_state(key.pk) == expected, timeout=5):
+        return True
+    print("tokens/minute (spent, reserved):", tpm_state(key.pk))
+    return False
+
+
+def tpm_counter(key: ApiKey) -> int:
+    """The tokens counted against the key this minute: used, and reserved by calls still running."""
+    return sum(tpm_state(key.pk))
 
 
 def assert_rate_limited(reply: Reply, code: str, window_end_offset: int) -> None:
@@ -104,9 +126,9 @@ def test_two_servers_share_the_request_limit(gateway: Gateway, second_gateway: G
 # --- tokens per minute ------------------------------------------------------------------------------------
 
 
-def test_it_charges_prompt_tokens_before_and_completion_tokens_after(gateway: Gateway) -> None:
-    # Two requests of 8 prompt + 4 completion tokens: the second one is let in on its prompt alone.
-    limit = 2 * HELLO_TOKENS + 4
+def test_it_reserves_prompt_and_max_tokens_before_and_settles_after(gateway: Gateway) -> None:
+    # Two requests of 8 prompt + 4 completion tokens, each reserving 8 + max_tokens (4) before the call.
+    limit = 2 * (HELLO_TOKENS + 4)
     key, raw = apikey_create(name="tpm", tpm_limit=limit)
     fresh_window(0)
 
@@ -114,8 +136,9 @@ def test_it_charges_prompt_tokens_before_and_completion_tokens_after(gateway: Ga
     assert first.status == 200, first.text
     assert (first.json()["meta"]["prompt_tokens"], first.json()["meta"]["completion_tokens"]) == (HELLO_TOKENS, 4)
     assert tpm_counter(key) == HELLO_TOKENS + 4
+    assert settles_to(key, (HELLO_TOKENS + 4, 0))  # nothing stays reserved
 
-    # 12 + 8 = 20 <= 20 before the call; the completion, known only after it, goes past the limit.
+    # 12 + 12 = 24 <= 24 before the call.
     second = generate(gateway.url, raw)
     assert second.status == 200, second.text
     assert tpm_counter(key) == 2 * (HELLO_TOKENS + 4)
@@ -137,16 +160,176 @@ def test_two_servers_share_the_token_limit(gateway: Gateway, second_gateway: Gat
 
 def test_the_token_window_turns_with_the_minute() -> None:
     info = KeyInfo(10_001, "k", False, None, 10, None, None, None, "h")
-    cache.delete_many(["tpm:10001:100", "tpm:10001:101"])
-    charge_tokens(info, 8, before_call=True, clock=lambda: 6015.0)
+    names = [tpm_counter_name(10_001, now) for now in (6015.0, 6060.0)]
+    _redis().delete(*names, *map(quota.holds_key, names))
+    first = admit_key_sync(info, prompt_tokens=6, max_tokens=2, clock=lambda: 6015.0)
     with pytest.raises(RateLimited) as refused:
-        charge_tokens(info, 3, before_call=True, clock=lambda: 6059.5)
+        admit_key_sync(info, prompt_tokens=1, max_tokens=2, clock=lambda: 6059.5)
     assert refused.value.headers == {"Retry-After": "1"}
-    assert cache.get("tpm:10001:100") == 8
-    charge_tokens(info, 3, before_call=True, clock=lambda: 6060.0)
-    assert cache.get("tpm:10001:101") == 3
-    charge_tokens(info, 30, before_call=False, clock=lambda: 6061.0)  # after the call: never refused
-    assert cache.get("tpm:10001:101") == 33
+    assert tpm_state(10_001, 6059.5) == (0, 8)
+    second = admit_key_sync(info, prompt_tokens=1, max_tokens=2, clock=lambda: 6060.0)
+    assert tpm_state(10_001, 6060.0) == (0, 3)
+    settle_tokens_sync(second, 30)  # after the call: never refused, even past the limit
+    assert tpm_state(10_001, 6061.0) == (30, 0)
+    settle_tokens_sync(first, 5)  # a call that ends after its minute settles on that minute
+    assert tpm_state(10_001, 6059.5) == (5, 0)
+
+
+@pytest.fixture(scope="module")
+def two_process_gateway(django_db_setup: None) -> Iterator[Gateway]:
+    """Two server processes behind one port (as the Dockerfile runs them): a burst lands on both."""
+    server = start_gateway(workers=2)
+    try:
+        yield server
+    finally:
+        _stop(server.proc)
+
+
+def test_a_burst_of_concurrent_requests_is_served_within_the_token_limit(
+    two_process_gateway: Gateway, seeded: Fake
+) -> None:
+    # Each request may use HELLO_TOKENS + 200 tokens, and uses all of them. Charged only on its prompt
+    # before the call, every request of the burst was let in (all are in flight for a second).
+    seeded.configure(**{"demo-fast": {"tokens": 200, "latency_ms": 1000}})
+    key, raw = apikey_create(name="burst", tpm_limit=2000)
+    per_request = HELLO_TOKENS + 200
+    fresh_window(0, needed=30)
+
+    started = time.time()
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        replies = list(pool.map(lambda _: generate(two_process_gateway.url, raw, max_tokens=200), range(40)))
+
+    served = [r.json()["meta"] for r in replies if r.status == 200]
+    refused = [r for r in replies if r.status != 200]
+    assert len(served) == 2000 // per_request  # 9: a tenth reservation would pass the limit
+    served_tokens = sum(meta["tokens_used"] for meta in served)
+    assert served_tokens == len(served) * per_request <= 2000
+    for reply in refused:  # refused at once (the served ones took a second): Retry-After is the minute's end
+        assert reply.status == 429, reply.text
+        assert reply.json()["error"] == {
+            "message": "Token limit reached: 2000 tokens per minute for this key.",
+            "type": "rate_limit_error",
+            "code": "tpm_limit_exceeded",
+            "param": None,
+        }
+        assert abs(int(reply.headers["retry-after"]) - seconds_left(0, started)) <= 2
+    assert seeded.stats()["requests"] == {"demo-fast": len(served)}
+    assert settles_to(key, (served_tokens, 0))
+
+
+def test_the_unused_part_of_a_reservation_returns_after_the_call(gateway: Gateway, fake: Fake) -> None:
+    # Room for three reservations of HELLO_TOKENS + 100; each call uses HELLO_TOKENS + 2 and gives the rest
+    # back, so five calls in a row fit (with the reservations kept, the fourth would be refused).
+    fake.configure(**{"demo-fast": {"tokens": 2}})
+    key, raw = apikey_create(name="tpm", tpm_limit=3 * (HELLO_TOKENS + 100))
+    fresh_window(0)
+    assert [generate(gateway.url, raw, max_tokens=100).status for _ in range(5)] == [200] * 5
+    assert settles_to(key, (5 * (HELLO_TOKENS + 2), 0))
+
+
+def test_a_failed_call_keeps_its_prompt_and_releases_the_rest(gateway: Gateway, fake: Fake) -> None:
+    fake.configure(**{"*": {"status": 500}})
+    key, raw = apikey_create(name="tpm")
+    fresh_window(0)
+    assert generate(gateway.url, raw, max_tokens=100).status == 502
+    assert settles_to(key, (HELLO_TOKENS, 0))  # as its usage record books it
+
+
+def test_a_request_for_an_unknown_model_reserves_nothing(gateway: Gateway, fake: Fake) -> None:
+    key, raw = apikey_create(name="tpm")
+    fresh_window(0)
+    body = {"prompt": "hello", "max_tokens": 100, "model": "demo/no-such-model"}
+    assert call("POST", gateway.url + "/api/v1/generate", body, key=raw).status == 404
+    assert tpm_state(key.pk) == (0, 0)
+    assert fake.stats()["requests"] == {}
+
+
+def test_a_stream_the_client_leaves_settles_with_what_it_produced(gateway: Gateway, fake: Fake) -> None:
+    fake.configure(**{"demo-fast": {"hang_after": 2}})  # two tokens, then the upstream goes quiet
+    key, raw = apikey_create(name="tpm")
+    fresh_window(0)
+    request = urllib.request.Request(
+        gateway.url + "/api/v1/generate",
+        data=json.dumps({"prompt": "hello", "max_tokens": 100, "stream": True}).encode(),
+        headers={"Authorization": f"Bearer {raw}", "Content-Type": "application/json"},
+    )
+    response = urllib.request.urlopen(request, timeout=10)
+    chunks = 0
+    while chunks < 2:
+        chunks += response.readline().startswith(b"data: ")
+    assert tpm_state(key.pk) == (0, HELLO_TOKENS + 100)  # the call is running: its reservation holds
+    response.close()
+    assert settles_to(key, (HELLO_TOKENS + 2, 0))
+
+
+def test_a_request_larger_than_the_whole_limit_is_told_so(gateway: Gateway, fake: Fake) -> None:
+    key, raw = apikey_create(name="tpm", tpm_limit=100)
+    reply = generate(gateway.url, raw, max_tokens=100)
+    assert_rate_limited(reply, "tpm_limit_exceeded", 0)
+    assert reply.json()["error"]["message"] == (
+        f"This request may use {HELLO_TOKENS + 100} tokens (its prompt and max_tokens); this key allows "
+        "100 tokens per minute. Lower max_tokens or shorten the prompt."
+    )
+    assert fake.stats()["requests"] == {}
+
+
+def test_embeddings_settle_on_the_tokens_the_model_counted(gateway: Gateway, fake: Fake) -> None:
+    key, raw = apikey_create(name="tpm")
+    fresh_window(0)
+    body = {"model": "demo/demo-embed", "input": ["the quick brown fox", "jumps"]}
+    reply = call("POST", gateway.url + "/v1/embeddings", body, key=raw)
+    assert reply.status == 200, reply.text
+    assert settles_to(key, (reply.json()["usage"]["prompt_tokens"], 0))
+
+
+def test_an_async_job_holds_its_reservation_until_the_worker_settles_it(
+    gateway: Gateway, fake: Fake, celery_worker: object
+) -> None:
+    fake.configure(**{"demo-fast": {"tokens": 5}})
+    key, raw = apikey_create(name="tpm")
+    fresh_window(0, needed=20)
+    reply = call("POST", gateway.url + "/api/v1/generate/async", {"prompt": "hello", "max_tokens": 50}, key=raw)
+    assert reply.status == 202, reply.text
+    job = Job.objects.get(pk=reply.json()["job_id"])
+    reservation = quota.Reservation.from_dict(job.request["reservation"])
+    assert reservation.holds == ((tpm_counter_name(key.pk, time.time()), HELLO_TOKENS + 50),)
+    assert wait_until(lambda: Job.objects.get(pk=job.pk).status == "succeeded", timeout=30)
+    assert tpm_state(key.pk) == (HELLO_TOKENS + 5, 0)
+
+
+def test_a_cancelled_job_settles_with_the_tokens_it_produced(
+    gateway: Gateway, fake: Fake, celery_worker: object
+) -> None:
+    fake.configure(**{"demo-fast": {"tps": 10, "tokens": 200}})  # twenty seconds of tokens
+    key, raw = apikey_create(name="tpm")
+    fresh_window(0, needed=30)
+    reply = call("POST", gateway.url + "/api/v1/generate/async", {"prompt": "hello", "max_tokens": 200}, key=raw)
+    assert reply.status == 202, reply.text
+    job_id, session_id = reply.json()["job_id"], reply.json()["session_id"]
+    # Cancelled once the worker has published three chunks (read from the stream's replay buffer).
+    assert wait_until(lambda: _redis().llen(buffer_key(session_id)) >= 3, timeout=30)
+    assert call("DELETE", gateway.url + f"/api/v1/jobs/{job_id}", key=raw).status == 200
+
+    assert wait_until(lambda: UsageRecord.objects.filter(request_id=f"job-{job_id}").exists(), timeout=30)
+    row = UsageRecord.objects.get(request_id=f"job-{job_id}")
+    assert (row.status, row.error_code) == ("cancelled", "cancelled")
+    assert 3 <= row.completion_tokens < 200
+    assert tpm_state(key.pk) == (row.prompt_tokens + row.completion_tokens, 0)
+
+
+def test_a_retried_job_keeps_its_reservation_for_the_try_that_settles_it(
+    gateway: Gateway, fake: Fake, celery_worker: object
+) -> None:
+    fake.configure(**{"*": {"fail_first": 1, "tokens": 7}})  # each model fails once: the first try fails
+    key, raw = apikey_create(name="tpm")
+    fresh_window(0, needed=30)
+    reply = call("POST", gateway.url + "/api/v1/generate/async", {"prompt": "hello", "max_tokens": 50}, key=raw)
+    assert reply.status == 202, reply.text
+    job_id = reply.json()["job_id"]
+    assert wait_until(lambda: Job.objects.get(pk=job_id).status == "succeeded", timeout=30)
+    assert Job.objects.get(pk=job_id).deliveries == 2
+    # Settled by the try that succeeded: the first try's own settle would have left HELLO_TOKENS.
+    assert tpm_state(key.pk) == (HELLO_TOKENS + 7, 0)
 
 
 # --- caps ----------------------------------------------------------------------------------------------------

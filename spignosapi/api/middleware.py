@@ -1,4 +1,5 @@
-"""The middleware stack: ``X-Request-ID`` on every response, and Django's own middleware made async-native.
+"""The middleware stack: ``X-Request-ID`` on every response, a 404 for paths no route can have, and Django's
+own middleware made async-native.
 
 Every class here is async-capable, so an ASGI request to an async view never leaves the event loop.
 """
@@ -16,7 +17,7 @@ from django.contrib.auth import middleware as auth_middleware
 from django.contrib.messages import middleware as message_middleware
 from django.contrib.messages.storage import default_storage
 from django.contrib.sessions import middleware as session_middleware
-from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase
 from django.middleware import clickjacking, common, csrf, security
 from django.utils.functional import SimpleLazyObject, empty
 from whitenoise import middleware as whitenoise_middleware
@@ -78,6 +79,37 @@ class RequestIDMiddleware:
             request_id_var.reset(token)
         response["X-Request-ID"] = request_id
         return response
+
+
+# Characters no route's path holds: C0 and C1 control characters (NUL among them, which PostgreSQL refuses
+# in text: a query with it was a 500), DEL, and U+FFFD, what the server decodes an escape that is not UTF-8
+# (%FF) to. Lone surrogates cannot be encoded in UTF-8 at all.
+_NOT_IN_ANY_PATH = re.compile("[\x00-\x1f\x7f-\x9f\ufffd\ud800-\udfff]")
+# Longer than any path of the platform (the longest, a breaker reset with the longest model id, has ~300).
+MAX_PATH_LENGTH = 2048
+
+
+class PathGuardMiddleware:
+    """Answers 404 (the API's JSON envelope, or the 404 page) to a path holding a character no id can have,
+    or longer than any route's, on every route and for every method, before the path is resolved: a route's
+    converter (``<path:…>``, ``<str:…>``, the admin's object ids) then never hands such an id to a view or a
+    query. (The platform's own ids have converters of their own: ``spignosapi.api.converters``.)
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        path = request.path_info
+        if len(path) > MAX_PATH_LENGTH or _NOT_IN_ANY_PATH.search(path):
+            raise Http404("No route has this path.")  # Django's handler404 answers (json_404 for the API)
+        return self.get_response(request)
 
 
 # --- Django's middleware without the thread hops -----------------------------------------------------------

@@ -12,6 +12,12 @@ PostgreSQL refuses in text and jsonb) and lone UTF-16 surrogates (``\ud800``, wh
 The body is decoded strictly (``json.loads`` decodes bytes with ``surrogatepass``, which let a raw encoded
 surrogate through), so both can only arrive as escapes: a body without ``\u0000`` / ``\ud8``-``\udf``
 costs one scan.
+
+Nesting is limited to ``JSON_MAX_DEPTH`` levels (400 ``invalid_json``): Python's decoder recurses once per
+level and raised ``RecursionError`` (a 500) near 1000, and a body just under that still reached code that
+recurses deeper per level (serializer copies, the encoder sending it upstream). A body cannot be deeper
+than its count of ``[`` and ``{``, so one ``bytes.count`` of each is all a typical body costs; a body with
+more is measured on the parsed value.
 """
 
 from __future__ import annotations
@@ -56,14 +62,42 @@ class JSONParser(BaseParser):
         raw = stream.read(limit + 1)
         if len(raw) > limit:
             raise PayloadTooLarge(f"Request body larger than {limit} bytes.")
+        max_depth = settings.JSON_MAX_DEPTH
         try:
             # As json.loads finds the encoding (UTF-8, or UTF-16/32 by their BOM or zero bytes), but strict.
             data = _decoder.decode(raw.decode(json.detect_encoding(raw)))
         except (ValueError, UnicodeDecodeError) as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
+        except RecursionError:
+            raise _too_deep(max_depth) from None
+        # Counted in bytes: in UTF-16/32 every bracket still holds its byte, so the count is never lower.
+        if raw.count(b"[") + raw.count(b"{") > max_depth and json_depth(data) > max_depth:
+            raise _too_deep(max_depth)
         if b"\\u" in raw and _UNSAFE_ESCAPE.search(raw):
             _check_text(data)
         return data
+
+
+def _too_deep(max_depth: int) -> ParseError:
+    return ParseError(f"JSON parse error - nested deeper than {max_depth} levels.", code="invalid_json")
+
+
+def json_depth(value: Any) -> int:
+    """How deeply the lists and dicts of ``value`` (parsed JSON) nest: a scalar is 0, ``[]`` 1, ``[{}]`` 2.
+
+    Level by level, looking only at the values of each container (a text-heavy body has few of them).
+    """
+    depth = 0
+    level = [value] if type(value) is list or type(value) is dict else []
+    while level:
+        depth += 1
+        inner = []
+        for container in level:
+            for item in container.values() if type(container) is dict else container:
+                if type(item) is list or type(item) is dict:
+                    inner.append(item)
+        level = inner
+    return depth
 
 
 # \u0000, or a surrogate escape \ud800-\udfff (a valid pair is checked too: the walk below lets it through).

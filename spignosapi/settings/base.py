@@ -61,6 +61,7 @@ INSTALLED_APPS = [
 # classes send every hook to a single sync thread, which serialised the gateway's requests.
 MIDDLEWARE = [
     "spignosapi.api.middleware.RequestIDMiddleware",
+    "spignosapi.api.middleware.PathGuardMiddleware",
     "spignosapi.api.middleware.SecurityMiddleware",
     "spignosapi.api.middleware.WhiteNoiseMiddleware",
     "spignosapi.api.middleware.SessionMiddleware",
@@ -120,6 +121,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Request bodies above this are refused with 413 (contract section 2).
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BYTES", 2 * 1024 * 1024, minimum=1024)
+# JSON bodies nested deeper than this are refused with 400 (100 is the default of Ruby's JSON parser;
+# above ~900 Python's own decoder runs out of stack, hence the maximum).
+JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 100, minimum=1, maximum=500)
 
 # Security headers; production turns on HTTPS-only behaviour through the environment.
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -1,0 +1,44 @@
+"""URL converters for the platform's ids: a path holding an id that no row can have (a character its field
+refuses, more characters than its column holds) is a 404 from the resolver, for every method, and never
+reaches a view or a query (a collection name over 100 characters was a 500: the column refused it).
+
+Each converter's length comes from the model field it names, so the two cannot drift apart. Characters that
+no path of any route may hold (NUL, control characters, what an invalid UTF-8 escape decodes to) are refused
+earlier, for every route, by ``middleware.PathGuardMiddleware``.
+"""
+
+from __future__ import annotations
+
+from django.urls import register_converter
+from django.urls.converters import StringConverter
+
+SLUG = "[-a-zA-Z0-9_]"  # what Django's SlugField (and its slug converter) accept
+
+
+def _converter(name: str, regex: str) -> type[StringConverter]:
+    return type(name, (StringConverter,), {"regex": regex})
+
+
+def register() -> None:
+    """Register ``<model_id:…>``, ``<category:…>``, ``<collection:…>``, ``<document:…>`` and ``<session:…>``.
+
+    Called once, from the platform's ``AppConfig.ready()``: after every model is loaded, before any URL conf
+    (HTTP or WebSocket) is imported.
+    """
+    from jobs.models import Job
+    from rag.models import Collection, Document
+    from routing.models import Category, LLMModel, Provider
+
+    def max_length(model: type, field: str) -> int:
+        length = model._meta.get_field(field).max_length  # type: ignore[attr-defined]
+        assert isinstance(length, int)
+        return length
+
+    # ``<provider>/<name>`` (contract section 1); a name may hold slashes (openrouter/meta-llama/llama-3-8b).
+    provider, model = max_length(Provider, "name"), max_length(LLMModel, "name")
+    register_converter(_converter("ModelIdConverter", f"{SLUG}{{1,{provider}}}/.{{1,{model}}}"), "model_id")
+    register_converter(_converter("CategoryConverter", f"{SLUG}{{1,{max_length(Category, 'name')}}}"), "category")
+    register_converter(_converter("CollectionConverter", f"{SLUG}{{1,{max_length(Collection, 'name')}}}"), "collection")
+    # A document's id is the client's own (any characters, slashes too), bounded by its column.
+    register_converter(_converter("DocumentConverter", f".{{1,{max_length(Document, 'external_id')}}}"), "document")
+    register_converter(_converter("SessionConverter", f"{SLUG}{{1,{max_length(Job, 'session_id')}}}"), "session")
