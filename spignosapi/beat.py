@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django.db import InterfaceError, OperationalError, close_old_connections
@@ -28,6 +29,7 @@ MAX_STARTUP_BACKOFF_S = 30.0
 class ResilientDatabaseScheduler(DatabaseScheduler):
     sleep: Callable[[float], None] = staticmethod(time.sleep)
 
+    _last_timestamp: datetime | None = None  # the stock scheduler's: when a periodic task last changed
     _read_failed = False  # the last read of the schedule failed: read again at the next tick
     _database_down = False
 
