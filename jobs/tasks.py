@@ -7,7 +7,7 @@ import logging
 import random
 
 from celery import Task, shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from django.conf import settings
 
 from spignosapi import loops
@@ -78,12 +78,14 @@ def _retry_later(self: Task, job_id: str, delivery: int | None, countdown: float
             logger.warning("job not released (the database is unavailable); the sweeper sends it again")
             return "released_later"
     try:
-        self.retry(countdown=countdown, exc=cause, throw=False)
-    except lifecycle.BROKER_ERRORS:
+        raise self.retry(countdown=countdown, exc=cause)  # Retry: the worker logs and counts it as a retry
+    except Reject:
+        # Celery could not send the retry (it rejects the task when the broker refuses the message): the job
+        # goes back to the outbox, and the sweeper sends it once the broker is back.
         logger.warning("job retry not sent (the broker is unavailable); the sweeper sends it")
         with contextlib.suppress(*lifecycle.INFRASTRUCTURE_ERRORS):
             lifecycle.job_mark_unsent(job_id)
-    return "retried"
+        return "retry_unsent"
 
 
 def _fail_quietly(job_id: str, message: str, code: str) -> None:
