@@ -79,15 +79,19 @@ def start_worker(
     concurrency: int = 1,
     loglevel: str = "INFO",
     env: dict[str, str] | None = None,
+    supervised: bool = False,
 ) -> subprocess.Popen[bytes]:
     """A real Celery worker process of a test's own, on the test database (``broker_url``: a private broker,
     so no other worker takes its tasks), its output appended to ``log`` (None: the test's own output); ``env``
-    adds to its environment.
+    adds to its environment; ``supervised``: under ``spignosapi.supervise``, as ``make run`` runs it (started
+    again if it exits; the process returned is the supervisor's).
     It leads a process group of its own: ``stop_group`` stops its pool processes with it."""
     out = log.open("ab") if log is not None else None
+    supervisor = [python(), "-m", "spignosapi.supervise", "worker", "--"] if supervised else []
     try:
         return subprocess.Popen(
             [
+                *supervisor,
                 python(),
                 "-m",
                 "celery",

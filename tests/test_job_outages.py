@@ -49,8 +49,17 @@ OUTAGE_S = 20
 class Platform:
     """Gateway, worker and beat on the given database and Redis; logs in ``logs``; all stopped by ``close``."""
 
-    def __init__(self, logs: Path, *, redis_url: str, database_url: str | None = None, concurrency: int = 2) -> None:
+    def __init__(
+        self,
+        logs: Path,
+        *,
+        redis_url: str,
+        database_url: str | None = None,
+        concurrency: int = 2,
+        supervised: bool = False,
+    ) -> None:
         self.logs = logs
+        self.supervised = supervised
         self.env = {**LIFECYCLE, "REDIS_URL": redis_url, **({"DATABASE_URL": database_url} if database_url else {})}
         self.workers: list[subprocess.Popen[bytes]] = []
         self.beat: subprocess.Popen[bytes] | None = None
@@ -66,7 +75,12 @@ class Platform:
     def start_worker(self) -> subprocess.Popen[bytes]:
         name = f"outage-{uuid.uuid4().hex[:8]}"
         worker = start_worker(
-            name=name, log=self.logs / "worker.log", concurrency=self.concurrency, loglevel="WARNING", env=self.env
+            name=name,
+            log=self.logs / "worker.log",
+            concurrency=self.concurrency,
+            loglevel="WARNING",
+            env=self.env,
+            supervised=self.supervised,
         )
         self.workers.append(worker)
         return worker
@@ -258,6 +272,34 @@ def test_redis_killed_for_20_s_loses_no_accepted_job(
     assert_streams_complete(platform, raw, accepted, tokens=10)
     assert platform.beat is not None and platform.beat.poll() is None
     assert wait_until(lambda: health(platform)["checks"]["beat"]["status"] == "ok", timeout=30)
+
+
+def test_a_retry_the_broker_refuses_waits_in_the_outbox_until_redis_is_back(
+    seeded: Fake, redis_server: RedisServer, platforms: Callable[..., Platform], tmp_path: Path
+) -> None:
+    _, raw = apikey_create(name="k")
+    # Both models of the chain fail their first request after 2 s (retryable): Redis dies meanwhile, so the
+    # task's retry cannot be sent. The worker runs as make run runs it: acknowledging the task while the broker
+    # is gone crashes Celery's consumer (kombu's Redis transport: AttributeError in _connparams) and the worker
+    # exits; its supervisor starts it again (docker compose's restart policy does the same).
+    seeded.configure(**{m: {"status": 503, "fail_first": 1, "latency_ms": 2000} for m in ("demo-fast", "demo-smart")})
+    platform = platforms(redis_url=redis_server.url, supervised=True)
+    reply = call("POST", platform.url + "/api/v1/generate/async", {"prompt": "hi", "max_tokens": 5}, key=raw)
+    assert reply.status == 202, reply.text
+    job_id = reply.json()["job_id"]
+    assert wait_until(lambda: Job.objects.get(pk=job_id).status == "running", timeout=60)
+
+    redis_server.kill()
+    in_outbox = Job.objects.filter(pk=job_id, status="queued", dispatched_at=None, deliveries=1)
+    assert wait_until(in_outbox.exists, timeout=60), Job.objects.values("status", "dispatched_at").get(pk=job_id)
+    log = (tmp_path / "worker.log").read_text()
+    assert "job retry not sent (the broker is unavailable); the sweeper sends it" in log
+
+    redis_server.start()
+    assert wait_until(lambda: Job.objects.get(pk=job_id).status in Job.FINISHED, timeout=60)
+    job = Job.objects.get(pk=job_id)
+    assert (job.status, job.deliveries, len(job.output.split())) == ("succeeded", 2, 5)
+    assert stream_types(platform, raw, reply.json()["stream_url"]) == ["chunk"] * 5 + ["complete"]
 
 
 # --- PostgreSQL stopped for 20 s ----------------------------------------------------------------------------
