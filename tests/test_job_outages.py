@@ -244,7 +244,9 @@ def test_redis_killed_for_20_s_loses_no_accepted_job(
 ) -> None:
     _, raw = apikey_create(name="k", rpm_limit=10_000)
     seeded.configure(**{"demo-fast": {"tps": 5}})  # two seconds per job: some are running when Redis dies
-    platform = platforms(redis_url=redis_server.url)
+    # Supervised as under make run: a task acknowledged while the broker is gone can crash the worker (see
+    # the test above), and its supervisor starts it again.
+    platform = platforms(redis_url=redis_server.url, supervised=True)
     assert wait_until(lambda: health(platform)["checks"]["beat"]["status"] == "ok", timeout=60)
 
     with Submitter(platform.url, raw) as submitter:
