@@ -266,10 +266,16 @@ def queue_depths() -> dict[str, int | None]:
     return depths
 
 
-def workers_online() -> list[dict[str, Any]]:
+def workers_online() -> list[dict[str, Any]] | None:
+    """Each worker that answered and its queues; None when the broker could not be reached to ask."""
     from spignosapi.celery import app
 
-    replies = app.control.inspect(timeout=1.0).active_queues() or {}
+    from .lifecycle import BROKER_ERRORS
+
+    try:
+        replies = app.control.inspect(timeout=1.0).active_queues() or {}
+    except BROKER_ERRORS:
+        return None
     return [{"name": name, "queues": sorted(q["name"] for q in queues)} for name, queues in sorted(replies.items())]
 
 

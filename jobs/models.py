@@ -37,6 +37,13 @@ class Job(models.Model):
     meta = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
     deliveries = models.PositiveSmallIntegerField(default=0, help_text="How many times a worker started it.")
+    # The outbox: when a message for the job was last handed to the broker; null while one is still to be
+    # sent (the broker was down when it was accepted). The sweeper sends those, and again any queued job
+    # whose message seems lost (jobs/lifecycle.py).
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    # Until when the worker running the job holds it; it renews the lease while it works. Past it, the
+    # worker is presumed dead and the sweeper sends the job again.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -15,10 +17,10 @@ from accounts.selectors import KeyInfo
 from llm import LLMError
 from routing import gateway, quota
 from spignosapi.api.errors import ApiError, error_parts
-from spignosapi.logs import JOB_ID_HEADER
 
+from . import lifecycle
 from .models import Job
-from .streams import Publisher
+from .streams import TERMINAL, Publisher
 
 logger = logging.getLogger(__name__)
 
@@ -33,23 +35,20 @@ def queue_for(priority: int) -> str:
 
 
 def job_submit(*, key: KeyInfo | None, owner_id: int | None, request: dict[str, Any], priority: int) -> Job:
-    """Write the job and enqueue its task once the row is committed (a worker must find it)."""
-    from .tasks import run_generation
-
+    """Write the job (one INSERT: from then on it is durable), then send it once the row is committed (a worker
+    must find it). A broker that cannot take it leaves it in the outbox for the sweeper (jobs/lifecycle.py):
+    the submission is accepted all the same."""
     job = Job(
         api_key_id=key.id if key else None,
         owner_id=owner_id,
         priority=priority,
         queue=queue_for(priority),
         request=request,
+        dispatched_at=timezone.now(),
     )
     job.task_id = str(job.id)  # the id is made here (uuid4), so the row is written once
     job.save(force_insert=True)
-    # The job id travels in the headers too: every record the worker logs while it runs carries it.
-    headers = {JOB_ID_HEADER: str(job.id)}
-    transaction.on_commit(
-        lambda: run_generation.apply_async(args=[str(job.id)], queue=job.queue, task_id=job.task_id, headers=headers)
-    )
+    transaction.on_commit(lambda: lifecycle.dispatch_accepted(job))
     return job
 
 
@@ -58,7 +57,9 @@ def cancel_flag(job_id: Any) -> str:
 
 
 def job_cancel(*, job: Job) -> Job:
-    """Mark the job cancelled; a running worker stops at its next token and the stream ends with an error."""
+    """Mark the job cancelled; a running worker stops at its next token (or at its next lease renewal when
+    Redis or the broker cannot tell it) and the stream ends with an error. The row is what counts: the
+    signals after it are best effort."""
     from spignosapi.celery import app
 
     with transaction.atomic():
@@ -67,22 +68,15 @@ def job_cancel(*, job: Job) -> Job:
             return locked
         locked.status = Job.Status.CANCELLED
         locked.finished_at = timezone.now()
+        locked.lease_expires_at = None
         locked.error = {"message": "The job was cancelled.", "type": "cancelled", "code": "cancelled", "param": None}
-        locked.save(update_fields=["status", "finished_at", "error"])
-    cache.set(cancel_flag(job.pk), 1, timeout=3600)
-    app.control.revoke(locked.task_id)  # a queued task is dropped; a running one sees the flag
-    from asgiref.sync import async_to_sync
-
-    async_to_sync(_publish_once)(locked.session_id, {"type": "error", "error": locked.error})
+        locked.save(update_fields=["status", "finished_at", "lease_expires_at", "error"])
+    with contextlib.suppress(Exception):  # Redis down: the worker's lease renewal sees the cancel instead
+        cache.set(cancel_flag(job.pk), 1, timeout=3600)
+    with contextlib.suppress(*lifecycle.BROKER_ERRORS):  # a queued task is dropped; a running one sees the flag
+        app.control.revoke(locked.task_id)
+    lifecycle.stream_end(locked.session_id, {"type": "error", "error": locked.error}, patient=False)
     return locked
-
-
-async def _publish_once(session_id: str, message: dict[str, Any]) -> None:
-    publisher = Publisher(session_id)
-    try:
-        await publisher.publish(message)
-    finally:
-        await publisher.close()
 
 
 def _key_info(job: Job) -> KeyInfo | None:
@@ -104,36 +98,32 @@ def _key_info(job: Job) -> KeyInfo | None:
     )
 
 
-def _start(job_id: str) -> tuple[Job, KeyInfo | None, bool] | None:
-    """Claim the job for this delivery; None when it is finished or gone (a duplicate delivery)."""
-    with transaction.atomic():
-        job = Job.objects.select_for_update().filter(pk=job_id).first()
-        if job is None or job.is_finished:
-            return None
-        redelivered = job.deliveries > 0
-        job.status = Job.Status.RUNNING
-        job.deliveries += 1
-        job.started_at = job.started_at or timezone.now()
-        job.save(update_fields=["status", "deliveries", "started_at"])
-    return job, _key_info(job), redelivered
-
-
-def _finish(job_id: Any, **fields: Any) -> bool:
-    """Store the outcome unless the job was cancelled meanwhile; True when stored."""
-    fields["finished_at"] = timezone.now()
-    return bool(Job.objects.filter(pk=job_id).exclude(status=Job.Status.CANCELLED).update(**fields))
-
-
-def _requeue(job_id: Any) -> None:
-    Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(status=Job.Status.QUEUED)
+def _finish(job_id: Any, delivery: int, **fields: Any) -> bool:
+    """Store the outcome if this delivery still holds the job (not cancelled, not taken over); True when stored."""
+    return lifecycle.job_end(job_id, fields=fields, delivery=delivery)
 
 
 class RetryableFailure(Exception):
-    """Raised to the task so Celery retries it with backoff (no token had been streamed)."""
+    """Raised to the task so Celery retries it with backoff (no token had been streamed); the job is released."""
 
-    def __init__(self, error: dict[str, Any]) -> None:
+    def __init__(self, error: dict[str, Any], delivery: int) -> None:
         super().__init__(error.get("message", "retryable failure"))
         self.error = error
+        self.delivery = delivery
+
+
+class InfrastructureFailure(Exception):
+    """The database, broker or Redis failed under the run: raised to the task, which retries with backoff.
+
+    ``delivery`` is the claim the run held (None when it failed before claiming the job)."""
+
+    def __init__(self, delivery: int | None) -> None:
+        super().__init__("a dependency of the job's run failed")
+        self.delivery = delivery
+
+
+class LeaseLost(Exception):
+    """This delivery no longer holds the job: cancelled, ended by the sweeper, or given to another worker."""
 
 
 def _call_for(job: Job, key: KeyInfo | None) -> gateway.Call:
@@ -158,26 +148,116 @@ def _call_for(job: Job, key: KeyInfo | None) -> gateway.Call:
 
 
 async def job_run(job_id: str, *, final_attempt: bool) -> str:
-    """Run one delivery of the job: route, stream every token to the session, store the outcome.
+    """Run one delivery of the job: claim it, route, stream every token to the session, store the outcome.
 
-    Returns the final status. Raises ``RetryableFailure`` for a retryable failure before any token when
-    more attempts remain.
+    Returns the final status ("skipped": finished, gone or held by a live worker; "lost": the lease was lost
+    meanwhile). Raises ``RetryableFailure`` for a retryable upstream failure before any token when more
+    attempts remain, and ``InfrastructureFailure`` when the database, broker or Redis failed under the run.
     """
-    started = await sync_to_async(_start, thread_sensitive=False)(job_id)
-    if started is None:
+    try:
+        claim = await sync_to_async(lifecycle.job_claim, thread_sensitive=False)(job_id)
+    except lifecycle.INFRASTRUCTURE_ERRORS as exc:
+        raise InfrastructureFailure(None) from exc
+    if claim is None:
+        await _ensure_stream_ended(job_id)
         return "skipped"
-    job, key, redelivered = started
+    lease = LeaseKeeper(claim)
+    try:
+        return await _run(claim, lease, final_attempt=final_attempt)
+    except asyncio.CancelledError:
+        if not lease.lost:
+            raise
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
+        logger.warning("job run stopped: this delivery no longer holds the job")
+        return "lost"
+    except lifecycle.INFRASTRUCTURE_ERRORS as exc:
+        logger.warning("job run interrupted: %s", type(exc).__name__)
+        raise InfrastructureFailure(claim.delivery) from exc
+    finally:
+        await lease.stop()
+
+
+async def _ensure_stream_ended(job_id: str) -> None:
+    """A delivery of a finished job (a duplicate, or the retry of a run whose last message Redis refused)
+    makes sure the stream ends: readers wait for ``complete`` or ``error``, whatever failed after the outcome
+    was stored. One read of the row and one of the buffer."""
+    try:
+        ending = await sync_to_async(lifecycle.job_ending, thread_sensitive=False)(job_id)
+        if ending is None:
+            return
+        session_id, message = ending
+        publisher = Publisher(session_id)
+        try:
+            last = await publisher.last()
+            if last is None or last.get("type") not in TERMINAL:
+                logger.warning("job's stream had not ended; ending it from the stored outcome")
+                await publisher.publish(message)
+        finally:
+            await publisher.close()
+    except lifecycle.INFRASTRUCTURE_ERRORS as exc:
+        raise InfrastructureFailure(None) from exc
+
+
+class LeaseKeeper:
+    """Renews the claim's lease while the run works (one UPDATE per renewal interval); if the claim is lost
+    (cancelled, ended by the sweeper, given to another worker) it cancels the run."""
+
+    def __init__(self, claim: lifecycle.Claim) -> None:
+        self.claim = claim
+        self.lost = False
+        self._run = asyncio.current_task()
+        self._task: asyncio.Task[None] | None = asyncio.create_task(self._keep())
+
+    async def _keep(self) -> None:
+        renew = sync_to_async(lifecycle.lease_renew, thread_sensitive=False)
+        while True:
+            await asyncio.sleep(lifecycle.lease_renewal_seconds())
+            try:
+                held = await renew(self.claim.job.pk, self.claim.delivery)
+            except lifecycle.INFRASTRUCTURE_ERRORS as exc:  # two more tries before the lease runs out
+                logger.warning("job lease not renewed (%s); trying again", type(exc).__name__)
+                continue
+            if not held:
+                self.lost = True
+                if self._run is not None:
+                    self._run.cancel()
+                return
+
+    async def stop(self) -> None:
+        """Before the run stores its outcome (which ends the lease) and when it returns."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def _cancelled(flag: str) -> bool:
+    """The cancel flag (read per token); Redis failing must not fail the run: the lease sees a cancel too."""
+    try:
+        return bool(await sync_to_async(cache.get, thread_sensitive=False)(flag))
+    except Exception:
+        return False
+
+
+async def _run(claim: lifecycle.Claim, lease: LeaseKeeper, *, final_attempt: bool) -> str:
+    job, delivery = claim.job, claim.delivery
+    key = await sync_to_async(_key_info, thread_sensitive=False)(job)
+    finish = sync_to_async(_finish, thread_sensitive=False)
     publisher = Publisher(job.session_id)
     flag = cancel_flag(job.pk)
     try:
         # Clients drop what an earlier delivery streamed; a delivery that failed before any token sent nothing.
-        if redelivered and await publisher.published():
+        if claim.redelivered and await publisher.published():
             await publisher.publish({"type": "reset"})
         try:
             prepared = await gateway.prepare(_call_for(job, key), None)
         except ApiError as exc:  # e.g. a category or model deleted since the job was submitted
             error = _error_of(exc)
-            if await sync_to_async(_finish, thread_sensitive=False)(job.pk, status=Job.Status.FAILED, error=error):
+            await lease.stop()
+            if await finish(job.pk, delivery, status=Job.Status.FAILED, error=error):
                 logger.warning("job failed: %s", error.get("code"))  # the record carries the job's ids
                 await publisher.publish({"type": "error", "error": error})
             return "failed"
@@ -190,7 +270,7 @@ async def job_run(job_id: str, *, final_attempt: bool) -> str:
                     model_id = event.model_id
                     continue
                 if event.type == "delta" and event.content:
-                    if await sync_to_async(cache.get, thread_sensitive=False)(flag):
+                    if await _cancelled(flag):
                         # The tokens produced until now are the key's: settle its reservation with them.
                         partial = gateway.partial_result(prepared, model_id, text) if model_id and text else None
                         meta = gateway.build_meta(prepared, partial, model_id)
@@ -209,20 +289,17 @@ async def job_run(job_id: str, *, final_attempt: bool) -> str:
             # A retried job keeps its tokens reservation for the next try, which settles it.
             await gateway.finish(prepared, meta, status="error", error_code=str(error.get("code")), final=not retry)
             if retry:
-                await sync_to_async(_requeue, thread_sensitive=False)(job.pk)
-                raise RetryableFailure(error) from None
-            if await sync_to_async(_finish, thread_sensitive=False)(
-                job.pk, status=Job.Status.FAILED, error=error, output="".join(text), meta=meta
-            ):
+                raise RetryableFailure(error, delivery) from None
+            await lease.stop()
+            if await finish(job.pk, delivery, status=Job.Status.FAILED, error=error, output="".join(text), meta=meta):
                 logger.warning("job failed: %s", error.get("code"))
                 await publisher.publish({"type": "error", "error": error})
             return "failed"
         meta = gateway.build_meta(prepared, result, model_id)
         await gateway.finish(prepared, meta)
         output = result.text if result is not None else "".join(text)
-        if await sync_to_async(_finish, thread_sensitive=False)(
-            job.pk, status=Job.Status.SUCCEEDED, output=output, meta=meta, error=None
-        ):
+        await lease.stop()
+        if await finish(job.pk, delivery, status=Job.Status.SUCCEEDED, output=output, meta=meta, error=None):
             await publisher.publish({"type": "complete", "meta": meta})
             return "succeeded"
         return "cancelled"
@@ -260,9 +337,4 @@ def _retryable(exc: Exception) -> bool:
 
 def mark_failed(job_id: str, error: dict[str, Any]) -> None:
     """The last word when the task itself failed (time limit, crash): the job never stays running."""
-    if _finish(job_id, status=Job.Status.FAILED, error=error):
-        job = Job.objects.filter(pk=job_id).first()
-        if job is not None:
-            from asgiref.sync import async_to_sync
-
-            async_to_sync(_publish_once)(job.session_id, {"type": "error", "error": error})
+    lifecycle.job_fail(job_id, error)

@@ -79,15 +79,19 @@ def start_worker(
     concurrency: int = 1,
     loglevel: str = "INFO",
     env: dict[str, str] | None = None,
+    supervised: bool = False,
 ) -> subprocess.Popen[bytes]:
     """A real Celery worker process of a test's own, on the test database (``broker_url``: a private broker,
     so no other worker takes its tasks), its output appended to ``log`` (None: the test's own output); ``env``
-    adds to its environment.
+    adds to its environment; ``supervised``: under ``spignosapi.supervise``, as ``make run`` runs it (started
+    again if it exits; the process returned is the supervisor's).
     It leads a process group of its own: ``stop_group`` stops its pool processes with it."""
     out = log.open("ab") if log is not None else None
+    supervisor = [python(), "-m", "spignosapi.supervise", "worker", "--"] if supervised else []
     try:
         return subprocess.Popen(
             [
+                *supervisor,
                 python(),
                 "-m",
                 "celery",
@@ -108,12 +112,14 @@ def start_worker(
             ],
             cwd=ROOT,
             env=django_env(
-                DATABASE_URL=shared_database_url(),
-                SNAPSHOT_CHECK_SECONDS="0",
-                USAGE_FLUSH_SECONDS="0.05",
-                LOG_LEVEL=loglevel,
-                **({"CELERY_BROKER_URL": broker_url} if broker_url else {}),
-                **(env or {}),
+                **{
+                    "DATABASE_URL": shared_database_url(),
+                    "SNAPSHOT_CHECK_SECONDS": "0",
+                    "USAGE_FLUSH_SECONDS": "0.05",
+                    "LOG_LEVEL": loglevel,
+                    **({"CELERY_BROKER_URL": broker_url} if broker_url else {}),
+                    **(env or {}),
+                }
             ),
             stdout=out,
             stderr=subprocess.STDOUT if out is not None else None,
@@ -122,6 +128,24 @@ def start_worker(
     finally:
         if out is not None:
             out.close()  # the worker holds its own descriptor
+
+
+def start_beat(*, log: Path | None, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A real beat process (its configured scheduler: the database's) on the test database unless ``env``
+    names another; its output appended to ``log``. A process group of its own, like a worker's."""
+    out = log.open("ab") if log is not None else None
+    try:
+        return subprocess.Popen(
+            [python(), "-m", "celery", "-A", "spignosapi", "beat", "--loglevel", "INFO", "--pidfile", ""],
+            cwd=ROOT,
+            env=django_env(**{"DATABASE_URL": shared_database_url(), **(env or {})}),
+            stdout=out,
+            stderr=subprocess.STDOUT if out is not None else None,
+            start_new_session=True,
+        )
+    finally:
+        if out is not None:
+            out.close()
 
 
 def stop_group(proc: subprocess.Popen[bytes]) -> None:

@@ -28,7 +28,7 @@ from jobs.models import Job
 from jobs.streams import buffer_key
 from rag.models import EmbeddingBatch
 from routing.models import UsageRecord
-from tests.fixtures import Fake, Gateway, start_gateway, start_worker
+from tests.fixtures import Fake, Gateway, start_beat, start_gateway, start_worker
 from tests.helpers import private_redis, wait_until
 from tests.http import call, sse_events
 
@@ -237,11 +237,11 @@ def test_a_high_priority_job_overtakes_low_ones_queued_before_it(
 
 
 def test_a_job_whose_worker_is_killed_mid_stream_is_redelivered_and_succeeds_once(
-    jobs_gateway: Gateway, fake: Fake, workers: Workers
+    jobs_gateway: Gateway, fake: Fake, workers: Workers, broker_url: str
 ) -> None:
     _, raw = apikey_create(name="k")
     fake.configure(**{"demo-fast": {"tps": 10, "tokens": 100}})  # ten seconds of tokens
-    first = workers.start()
+    first = workers.start(JOB_LEASE_SECONDS="3")
     body = submit(jobs_gateway, raw, max_tokens=100)
 
     with ws_connect(jobs_gateway, body["ws_url"], raw) as ws:
@@ -253,10 +253,15 @@ def test_a_job_whose_worker_is_killed_mid_stream_is_redelivered_and_succeeds_onc
         interrupted = Job.objects.get(pk=body["job_id"])
         assert (interrupted.status, interrupted.deliveries) == ("running", 1)
 
-        # Redis hands the unacknowledged task out again once its visibility timeout has passed.
+        # The sweeper (beat sends it every second) finds the job's lease run out and sends it again, long
+        # before Redis would hand the unacknowledged task out again (its visibility timeout: an hour).
         fake.configure(**{"demo-fast": {"tokens": 100}})
-        workers.start(CELERY_VISIBILITY_TIMEOUT="3")
-        messages = ws_until_end(ws)
+        workers.start()
+        beat = start_beat(log=None, env={"CELERY_BROKER_URL": broker_url, "JOB_SWEEP_SECONDS": "1"})
+        try:
+            messages = ws_until_end(ws)
+        finally:
+            stop(beat, group=True)
 
     types = [m["type"] for m in messages]
     reset = types.index("reset")

@@ -21,6 +21,10 @@ CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300, minimum=1)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 10 if CELERY_TASK_TIME_LIMIT > 20 else None
 CELERY_RESULT_EXPIRES = 24 * 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A job running when the broker connection drops goes on: its outcome goes to the database and its stream to
+# Redis (retried), and a late acknowledgement at worst leaves a duplicate that finds the job finished. Said
+# explicitly: Celery 6 is to cancel such tasks by default.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # A task whose worker died unacknowledged is redelivered after this many seconds (Redis broker). It must
 # exceed the longest task run, or a task still running is handed to a second worker.
 _VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=1)
@@ -34,7 +38,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "queue_order_strategy": "priority",
 }
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler, made to outlive a database outage (spignosapi/beat.py).
+CELERY_BEAT_SCHEDULER = "spignosapi.beat:ResilientDatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 
@@ -46,4 +51,25 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(BEAT_HEARTBEAT_SECONDS),
         "options": {"queue": "high", "expires": float(BEAT_HEARTBEAT_SECONDS)},
     },
+}
+
+# --- the life of async jobs (jobs/lifecycle.py) ---------------------------------------------------------------
+# A running job holds a lease its worker renews every third of JOB_LEASE_SECONDS; a job whose lease ran out
+# (its worker died) is sent again by the sweeper, which beat runs every JOB_SWEEP_SECONDS. The sweeper also
+# publishes jobs accepted while the broker was down, sends again a queued job no worker started within
+# JOB_REDISPATCH_SECONDS of its last sending (its message was lost), fails a job whose workers were lost
+# JOB_MAX_DELIVERIES times, and fails every job still unfinished JOB_DEADLINE_SECONDS after it was accepted.
+JOB_LEASE_SECONDS = env_int("JOB_LEASE_SECONDS", 30, minimum=3)
+JOB_SWEEP_SECONDS = env_int("JOB_SWEEP_SECONDS", 15, minimum=1)
+JOB_REDISPATCH_SECONDS = env_int("JOB_REDISPATCH_SECONDS", 600, minimum=1)
+JOB_MAX_DELIVERIES = env_int("JOB_MAX_DELIVERIES", 5, minimum=1)
+JOB_DEADLINE_SECONDS = env_int("JOB_DEADLINE_SECONDS", 3600, minimum=60)
+# A job that met an unreachable database, broker or Redis is tried again with backoff (2 s doubling up to
+# 60 s, with jitter): this many times, about five minutes in all, before it is failed.
+JOB_INFRA_RETRIES = env_int("JOB_INFRA_RETRIES", 9, minimum=0)
+CELERY_BEAT_SCHEDULE["jobs-sweep"] = {
+    "task": "jobs.sweep",
+    "schedule": float(JOB_SWEEP_SECONDS),
+    # A sweep nobody ran before the next one is useless.
+    "options": {"queue": "high", "expires": float(JOB_SWEEP_SECONDS)},
 }
