@@ -57,7 +57,8 @@ def make_job(*, created: datetime = T0, **fields: Any) -> Job:
 def stream_of(job: Job) -> list[dict[str, Any]]:
     client = redis.Redis.from_url(django_settings.REDIS_CACHE_URL)
     try:
-        return [json.loads(fields[b"m"]) for _, fields in client.xrange(buffer_key(job.session_id))]
+        entries: Any = client.xrange(buffer_key(job.session_id))  # message n is entry "n-0", its JSON in field m
+        return [json.loads(fields[b"m"]) for _, fields in entries]
     finally:
         client.close()
 
