@@ -158,6 +158,27 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def wait_for_idle_workers(timeout: float = 60.0) -> bool:
+    """True once the broker's queues are empty and no worker runs, holds or schedules a task: what a test
+    queued has ended. A test that queues work must wait for it before its tables are emptied (a TRUNCATE
+    meeting a worker's transaction deadlocked in CI)."""
+    from spignosapi.celery import app
+
+    def idle() -> bool:
+        inspect = app.control.inspect(timeout=0.5)
+        for held in (inspect.active(), inspect.reserved(), inspect.scheduled()):
+            if any(held.values() if held else ()):
+                return False
+        with app.connection_for_read() as conn:
+            channel = conn.default_channel
+            return all(channel.queue_declare(queue=q, passive=True).message_count == 0 for q in QUEUES)
+
+    return wait_until(idle, timeout=timeout, interval=0.2)
+
+
+QUEUES = ("high", "default", "low")
+
+
 @pytest.fixture(scope="session")
 def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[subprocess.Popen[bytes]]:
     """A real Celery worker process on the test database and Redis, consuming high, default and low."""

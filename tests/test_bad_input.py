@@ -30,7 +30,7 @@ from jobs.models import Job
 from jobs.streams import Publisher
 from rag.models import Document, EmbeddingBatch
 from routing.models import Category
-from tests.fixtures import Fake, Gateway
+from tests.fixtures import Fake, Gateway, wait_for_idle_workers
 from tests.helpers import wait_until
 from tests.http import Reply, call, sse_events
 
@@ -233,6 +233,8 @@ def test_a_chunked_body_within_the_limit_is_read_at_every_post_door(gateway: Gat
             assert error_of(reply, 404)["code"] == "collection_not_found"
         else:
             assert reply.status in (200, 201, 202), (path, reply.status, reply.text)
+    # The job, the batch, the ingest and the probe it queued run on the session's worker: let them end.
+    assert wait_for_idle_workers()
 
 
 # --- prompts and max_tokens over the key's caps ------------------------------------------------------------

@@ -9,7 +9,8 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
+from django.db.backends.postgresql.base import DatabaseWrapper as PostgresWrapper
 
 from spignosapi.beat import ResilientDatabaseScheduler, wait_for_database
 from spignosapi.celery import app
@@ -23,12 +24,19 @@ class Database:
         self.port = connection.settings_dict["PORT"]
 
     def stop(self) -> None:
-        connection.close()
-        connection.settings_dict["PORT"] = str(free_port())
+        self._reconnect_to(str(free_port()))
 
     def start(self) -> None:
-        connection.close()
-        connection.settings_dict["PORT"] = self.port
+        self._reconnect_to(self.port)
+
+    def _reconnect_to(self, port: str) -> None:
+        # The process's connection pool was opened on the old address: it goes too, and the next connection
+        # (or pool) is made from the settings.
+        wrapper = connections["default"]
+        assert isinstance(wrapper, PostgresWrapper)
+        wrapper.close()
+        wrapper.close_pool()
+        wrapper.settings_dict["PORT"] = port
 
 
 @pytest.fixture
