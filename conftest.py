@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -34,6 +35,35 @@ def pytest_configure(config: pytest.Config) -> None:
         problems.append(f"Redis is not reachable at {urlsplit(redis_url).netloc}")
     if problems:
         pytest.exit("the test services are missing: " + "; ".join(problems), returncode=3)
+    _flush_through_deadlocks()
+
+
+def _flush_through_deadlocks() -> None:
+    """A transactional test ends by emptying every table (one TRUNCATE, which locks them one after another).
+    The session's worker and servers may still be finishing what the test queued, in transactions that lock
+    two of those tables in another order: PostgreSQL then finds a deadlock and cancels one side. When that is
+    the TRUNCATE, it is tried again once the worker's transaction has ended, instead of failing the test and
+    leaving rows for the next one."""
+    from django.core.management.base import CommandError
+    from django.db import OperationalError
+    from django.test import TransactionTestCase
+
+    empty_tables = TransactionTestCase._fixture_teardown  # type: ignore[attr-defined]
+
+    def _fixture_teardown(self: TransactionTestCase) -> None:
+        for attempt in range(1, 6):
+            try:
+                return empty_tables(self)
+            except CommandError as exc:
+                if (
+                    attempt == 5
+                    or not isinstance(exc.__cause__, OperationalError)
+                    or "deadlock" not in str(exc.__cause__)
+                ):
+                    raise
+                time.sleep(0.2 * attempt)
+
+    TransactionTestCase._fixture_teardown = _fixture_teardown  # type: ignore[attr-defined]
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-django has put the database tests in its order
