@@ -26,7 +26,7 @@ from spignosapi.api.asyncviews import async_endpoint, authenticate, dumps, json_
 from spignosapi.api.errors import NotFound
 from spignosapi.api.schema import SSE_EVENT
 
-from . import selectors, services
+from . import lifecycle, selectors, services
 from .models import Job
 from .serializers import GenerateAsyncInput, JobAccepted, JobOutput
 from .streams import TERMINAL, buffer_key, redis_client, subscribe
@@ -172,7 +172,9 @@ async def _stream(request: HttpRequest, session_id: str) -> HttpResponseBase:
         last: dict[str, Any] | None = None
         # Each message's id is its sequence number: a client that reconnects sends the last one it received as
         # Last-Event-ID (EventSource does) and the replay resumes after it.
-        async for last in subscribe(session_id, after=seq, stop=shutdown.stopping()):
+        async for last in subscribe(
+            session_id, after=seq, stop=shutdown.stopping(), ending=lifecycle.stream_ending(job.pk)
+        ):
             if last is None:
                 yield ": keep-alive\n\n"
                 continue

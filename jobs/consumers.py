@@ -13,7 +13,7 @@ from accounts.models import KEY_PREFIX
 from accounts.selectors import apikey_lookup
 from spignosapi import shutdown
 
-from . import selectors
+from . import lifecycle, selectors
 from .streams import subscribe
 
 # Close codes: 4401 no or bad credentials, 4404 no such stream (or not yours: the same answer, so that a
@@ -61,10 +61,11 @@ class JobStreamConsumer(AsyncJsonWebsocketConsumer):
         if job is None:
             await self.close(code=NOT_FOUND)
             return
-        self.relay = asyncio.create_task(self._relay(session_id))
+        self.relay = asyncio.create_task(self._relay(session_id, job.pk))
 
-    async def _relay(self, session_id: str) -> None:
-        async for message in subscribe(session_id, stop=shutdown.stopping()):
+    async def _relay(self, session_id: str, job_id: Any) -> None:
+        ending = lifecycle.stream_ending(job_id)
+        async for message in subscribe(session_id, stop=shutdown.stopping(), ending=ending):
             if message is not None:
                 await self.send_json(message)
         # The job ended, or this process is shutting down: then the client reconnects (to another process) and

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -172,6 +172,25 @@ def job_ending(job_id: Any) -> tuple[str, dict[str, Any]] | None:
     if job.status == Job.Status.SUCCEEDED:
         return job.session_id, {"type": "complete", "meta": job.meta}
     return job.session_id, {"type": "error", "error": job.error}
+
+
+def stream_ending(job_id: Any) -> Callable[[], Awaitable[dict[str, Any] | None]]:
+    """What a reader of the job's stream asks after waiting ``POLL_S`` for nothing (``streams.subscribe``): the
+    message the stream must end with once the job has ended, else None. One query per ask, off the event loop;
+    with the database down it says None, and the reader asks again at its next poll."""
+    from asgiref.sync import sync_to_async
+
+    read = sync_to_async(job_ending, thread_sensitive=False)
+
+    async def ending() -> dict[str, Any] | None:
+        try:
+            ended = await read(job_id)
+        except INFRASTRUCTURE_ERRORS as exc:
+            logger.warning("could not read whether a streamed job ended (%s)", type(exc).__name__)
+            return None
+        return ended[1] if ended is not None else None
+
+    return ending
 
 
 def stream_end(session_id: str, message: dict[str, Any], *, patient: bool = True) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -20,7 +21,7 @@ from spignosapi.api.errors import ApiError, error_parts
 
 from . import lifecycle
 from .models import Job
-from .streams import TERMINAL, Publisher
+from .streams import Publisher, StaleDelivery
 
 logger = logging.getLogger(__name__)
 
@@ -147,8 +148,17 @@ def _call_for(job: Job, key: KeyInfo | None) -> gateway.Call:
     )
 
 
-async def job_run(job_id: str, *, final_attempt: bool) -> str:
-    """Run one delivery of the job: claim it, route, stream every token to the session, store the outcome.
+@dataclass
+class Delivery:
+    """The claim a run took, for the task's last word when the run dies under it (a time limit, a crash): that
+    word is fenced by it like every other write of the run."""
+
+    number: int | None = None  # None until the job is claimed
+
+
+async def job_run(job_id: str, *, final_attempt: bool, delivery: Delivery | None = None) -> str:
+    """Run one delivery of the job: claim it (its number into ``delivery``), route, stream every token to the
+    session, store the outcome.
 
     Returns the final status ("skipped": finished, gone or held by a live worker; "lost": the lease was lost
     meanwhile). Raises ``RetryableFailure`` for a retryable upstream failure before any token when more
@@ -161,9 +171,15 @@ async def job_run(job_id: str, *, final_attempt: bool) -> str:
     if claim is None:
         await _ensure_stream_ended(job_id)
         return "skipped"
+    if delivery is not None:
+        delivery.number = claim.delivery
     lease = LeaseKeeper(claim)
     try:
         return await _run(claim, lease, final_attempt=final_attempt)
+    except StaleDelivery:
+        # A later delivery publishes to the stream: this one lost its lease before its renewal could tell it.
+        logger.warning("job run stopped: a later delivery has taken the job's stream over")
+        return "lost"
     except asyncio.CancelledError:
         if not lease.lost:
             raise
@@ -190,10 +206,7 @@ async def _ensure_stream_ended(job_id: str) -> None:
         session_id, message = ending
         publisher = Publisher(session_id)
         try:
-            last = await publisher.last()
-            if last is None or last.get("type") not in TERMINAL:
-                logger.warning("job's stream had not ended; ending it from the stored outcome")
-                await publisher.publish(message)
+            await publisher.end(message)  # appended only if the stream does not end already
         finally:
             await publisher.close()
     except lifecycle.INFRASTRUCTURE_ERRORS as exc:
@@ -246,7 +259,7 @@ async def _run(claim: lifecycle.Claim, lease: LeaseKeeper, *, final_attempt: boo
     job, delivery = claim.job, claim.delivery
     key = await sync_to_async(_key_info, thread_sensitive=False)(job)
     finish = sync_to_async(_finish, thread_sensitive=False)
-    publisher = Publisher(job.session_id)
+    publisher = Publisher(job.session_id, delivery=delivery)
     flag = cancel_flag(job.pk)
     try:
         # Clients drop what an earlier delivery streamed; a delivery that failed before any token sent nothing.
@@ -335,6 +348,7 @@ def _retryable(exc: Exception) -> bool:
     return code in _RETRYABLE_CODES or (code == "no_model_available" and "Retry-After" in exc.headers)
 
 
-def mark_failed(job_id: str, error: dict[str, Any]) -> None:
-    """The last word when the task itself failed (time limit, crash): the job never stays running."""
-    lifecycle.job_fail(job_id, error)
+def mark_failed(job_id: str, error: dict[str, Any], *, delivery: int | None) -> None:
+    """The last word when the task itself failed (time limit, crash): the job never stays running. ``delivery``
+    (None when the job was not claimed) fences it: a delivery that lost its lease fails nothing another runs."""
+    lifecycle.job_fail(job_id, error, delivery=delivery)

@@ -14,7 +14,7 @@ from spignosapi import loops
 from spignosapi.tasks import retry_countdown
 
 from . import lifecycle
-from .services import InfrastructureFailure, RetryableFailure, job_run, mark_failed
+from .services import Delivery, InfrastructureFailure, RetryableFailure, job_run, mark_failed
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,9 @@ def infrastructure_countdown(retries: int) -> float:
 )
 def run_generation(self: Task, job_id: str) -> str:
     retries = self.request.retries
+    delivery = Delivery()
     try:
-        return loops.run(job_run(job_id, final_attempt=retries >= MAX_RETRIES))
+        return loops.run(job_run(job_id, final_attempt=retries >= MAX_RETRIES, delivery=delivery))
     except RetryableFailure as failure:
         return _retry_later(self, job_id, failure.delivery, retry_countdown(retries), failure)
     except InfrastructureFailure as failure:
@@ -48,16 +49,16 @@ def run_generation(self: Task, job_id: str) -> str:
             return _retry_later(self, job_id, failure.delivery, infrastructure_countdown(retries), failure)
         cause = type(failure.__cause__).__name__
         message = f"The job could not be run: a dependency stayed unavailable ({cause})."
-        _fail_quietly(job_id, message, "dependency_unavailable")
+        _fail_quietly(job_id, message, "dependency_unavailable", delivery=failure.delivery)
         return "failed"
     except SoftTimeLimitExceeded:
-        mark_failed(
-            job_id,
-            lifecycle.error_body("The job ran past its time limit.", code="job_time_limit", error_type="timeout_error"),
+        error = lifecycle.error_body(
+            "The job ran past its time limit.", code="job_time_limit", error_type="timeout_error"
         )
+        mark_failed(job_id, error, delivery=delivery.number)
         return "failed"
     except Exception:
-        _fail_quietly(job_id, "The job failed on an internal error.", "internal_error")
+        _fail_quietly(job_id, "The job failed on an internal error.", "internal_error", delivery=delivery.number)
         raise
 
 
@@ -88,11 +89,11 @@ def _retry_later(self: Task, job_id: str, delivery: int | None, countdown: float
         return "retry_unsent"
 
 
-def _fail_quietly(job_id: str, message: str, code: str) -> None:
+def _fail_quietly(job_id: str, message: str, code: str, *, delivery: int | None) -> None:
     """The job must not stay queued or running (its readers would wait for ever); if even this fails, the
     sweeper ends it (its lease runs out, or its deadline passes)."""
     with contextlib.suppress(Exception):
-        mark_failed(job_id, lifecycle.error_body(message, code=code))
+        mark_failed(job_id, lifecycle.error_body(message, code=code), delivery=delivery)
 
 
 @shared_task(name="jobs.sweep", ignore_result=True)

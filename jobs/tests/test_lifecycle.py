@@ -7,6 +7,7 @@ The sweeper's ``send`` is injected too (a recorder that stands for the broker); 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,11 +16,12 @@ import pytest
 import redis
 from django.conf import settings as django_settings
 
-from jobs.lifecycle import job_claim, job_end, job_release, jobs_sweep, lease_renew
+from jobs.lifecycle import job_claim, job_end, job_release, jobs_sweep, lease_renew, stream_ending
 from jobs.models import Job
-from jobs.services import job_run
-from jobs.streams import buffer_key, publish_once
+from jobs.services import job_run, mark_failed
+from jobs.streams import Publisher, buffer_key, publish_once, subscribe
 from spignosapi import loops
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +50,7 @@ class Broker:
 
 
 def make_job(*, created: datetime = T0, **fields: Any) -> Job:
-    job = Job.objects.create(request={"prompt": "hi"}, **{"dispatched_at": created, **fields})
+    job = Job.objects.create(**{"request": {"prompt": "hi"}, "dispatched_at": created, **fields})
     Job.objects.filter(pk=job.pk).update(created_at=created)  # auto_now_add: set after the insert
     job.refresh_from_db()
     return job
@@ -226,3 +228,89 @@ def test_a_delivery_of_a_finished_job_ends_the_stream_its_run_left_open(event_lo
     assert stream_of(job) == [*chunks, {"type": "complete", "meta": meta}]
     assert loops.run(job_run(str(job.pk), final_attempt=False)) == "skipped"  # a second time adds nothing
     assert stream_of(job) == [*chunks, {"type": "complete", "meta": meta}]
+
+
+@pytest.mark.django_db(transaction=True)  # the reader asks the row from another thread
+def test_a_reader_of_a_job_cancelled_while_redis_was_down_ends_on_the_row(event_loop_threads: None) -> None:
+    # job_cancel stored the cancel, but its one try at the stream's last message met Redis down.
+    job = make_job(status="running", deliveries=1, lease_expires_at=T0)
+    loops.run(publish_once(job.session_id, {"type": "chunk", "content": "a"}))
+    error = {"message": "The job was cancelled.", "type": "cancelled", "code": "cancelled", "param": None}
+    Job.objects.filter(pk=job.pk).update(status="cancelled", error=error, finished_at=T0)
+
+    async def read() -> list[dict[str, Any] | None]:
+        ending = stream_ending(job.pk)
+        return [message async for message in subscribe(job.session_id, poll_s=0.01, ending=ending)]
+
+    ended = [{"type": "chunk", "content": "a"}, {"type": "error", "error": error}]
+    assert loops.run(read()) == ended
+    assert stream_of(job) == ended
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reader_of_a_running_job_gets_keep_alives_and_the_stream_is_left_as_it_is(
+    event_loop_threads: None,
+) -> None:
+    job = make_job(status="running", deliveries=1, lease_expires_at=T0)
+
+    async def read() -> list[dict[str, Any] | None]:
+        received: list[dict[str, Any] | None] = []
+        async for message in subscribe(job.session_id, poll_s=0.01, ending=stream_ending(job.pk)):
+            received.append(message)
+            if len(received) == 3:
+                break
+        return received
+
+    assert loops.run(read()) == [None, None, None]
+    assert stream_of(job) == []
+
+
+# --- a delivery that lost its lease writes nothing more -------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)  # job_run reads and writes the row from other threads
+def test_a_delivery_taken_over_stops_at_its_next_chunk_and_stores_nothing(
+    event_loop_threads: None, seeded: Any
+) -> None:
+    # The lease (30 s, renewed every 10 s) is not what stops it: its next append after the new delivery's
+    # ``reset`` is refused, within one token.
+    seeded.configure(**{"demo-fast": {"tps": 10, "tokens": 40}})  # four seconds of tokens
+    job = make_job(request={"prompt": "tell me", "model": "demo/demo-fast", "max_tokens": 40})
+    outcome: list[str] = []
+    run = threading.Thread(target=lambda: outcome.append(loops.run(job_run(str(job.pk), final_attempt=True))))
+    run.start()
+    try:
+        assert wait_until(lambda: len(stream_of(job)) >= 2)  # delivery 1 is streaming
+        # The sweeper requeued it (its lease looked expired) and delivery 2 claimed it and told the stream.
+        assert Job.objects.filter(pk=job.pk, deliveries=1).update(deliveries=2) == 1
+        published = loops.run(_publish_as(job.session_id, 2, {"type": "reset"}))
+    finally:
+        run.join(timeout=30)
+    assert outcome == ["lost"]
+    messages = stream_of(job)
+    assert messages[published - 1 :] == [{"type": "reset"}]  # nothing of delivery 1 after the reset
+    assert all(m == {"type": "reset"} or m["type"] == "chunk" for m in messages)
+    job.refresh_from_db()
+    assert (job.status, job.deliveries, job.output, job.finished_at) == ("running", 2, "", None)
+
+
+async def _publish_as(session_id: str, delivery: int, message: dict[str, Any]) -> int:
+    publisher = Publisher(session_id, delivery=delivery)
+    try:
+        return await publisher.publish(message)
+    finally:
+        await publisher.close()
+
+
+def test_the_last_word_of_a_task_is_fenced_by_its_delivery() -> None:
+    # A delivery that lost its lease then hit its time limit must not fail the job delivery 2 runs fine.
+    job = make_job(status="running", deliveries=2, lease_expires_at=T0 + timedelta(seconds=30))
+    error = {"message": "The job ran past its time limit.", "type": "timeout_error", "code": "x", "param": None}
+    mark_failed(str(job.pk), error, delivery=1)
+    job.refresh_from_db()
+    assert (job.status, job.error, job.finished_at) == ("running", None, None)
+    assert stream_of(job) == []
+    mark_failed(str(job.pk), error, delivery=2)
+    job.refresh_from_db()
+    assert (job.status, job.error) == ("failed", error)
+    assert stream_of(job) == [{"type": "error", "error": error}]

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import secrets
 import threading
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import redis
 from django.conf import settings
 
-from jobs.streams import Publisher, buffer_key, subscribe
+from jobs.streams import Publisher, StaleDelivery, buffer_key, delivery_key, subscribe
 
 HOUR = 3600.0
 
@@ -216,10 +218,142 @@ def test_an_append_tried_again_after_its_reply_was_lost_is_not_appended_twice() 
         publisher = Publisher(session)
         try:
             first = await publisher.publish(chunk("one"))
-            args: list[str | int] = ['{"type": "chunk", "content": " two"}', 3600, "token-of-this-append"]
-            numbers = [await publisher._append(keys=[buffer_key(session)], args=args) for _ in range(2)]
+            args: list[str | int] = ['{"type": "chunk", "content": " two"}', 3600, "token-of-this-append", 0, ""]
+            keys = [buffer_key(session), delivery_key(session)]
+            numbers = [await publisher._append(keys=keys, args=args) for _ in range(2)]
             return [first, *numbers], await publisher.published(), await publisher.last()
         finally:
             await publisher.close()
 
     assert asyncio.run(scenario()) == ([1, 2, 2], 2, chunk(" two"))
+
+
+# --- a stream whose job ended always ends -------------------------------------------------------------------
+
+CANCELLED = {"type": "error", "error": {"message": "The job was cancelled.", "code": "cancelled"}}
+
+
+class Ending:
+    """Stands for the job's row (jobs.lifecycle.stream_ending reads it): the last message once the job ended."""
+
+    def __init__(self, message: dict[str, Any] | None = None) -> None:
+        self.message = message
+        self.asked = 0
+
+    async def __call__(self) -> dict[str, Any] | None:
+        self.asked += 1
+        return self.message
+
+
+def stream_messages(session_id: str) -> list[dict[str, Any]]:
+    client = redis.Redis.from_url(settings.REDIS_CACHE_URL)
+    try:
+        entries: Any = client.xrange(buffer_key(session_id))
+        return [json.loads(fields[b"m"]) for _, fields in entries]
+    finally:
+        client.close()
+
+
+async def read_all(session_id: str, ending: Ending, *, after: int = 0) -> list[dict[str, Any] | None]:
+    return [message async for message in subscribe(session_id, poll_s=0.01, after=after, ending=ending)]
+
+
+def test_a_reader_of_a_job_that_ended_without_its_last_message_ends_with_the_one_the_job_gives() -> None:
+    # A cancel while Redis was down published once and gave up: the stream stopped after its chunks.
+    session = new_session()
+    publish_now(session, chunk("a"))
+    running = Ending()
+
+    async def scenario() -> list[dict[str, Any] | None]:
+        received: list[dict[str, Any] | None] = []
+        async with contextlib.aclosing(subscribe(session, poll_s=0.01, ending=running)) as messages:
+            async for message in messages:
+                received.append(message)
+                if running.asked == 2:  # the job still runs: keep-alives, and the stream stays as it was
+                    running.message = CANCELLED
+        return received
+
+    assert asyncio.run(scenario()) == [chunk("a"), None, None, CANCELLED]
+    assert stream_messages(session) == [chunk("a"), CANCELLED]
+    # A later reader reads the same end, appended once.
+    assert asyncio.run(read_all(session, Ending(CANCELLED))) == [chunk("a"), CANCELLED]
+    assert stream_messages(session) == [chunk("a"), CANCELLED]
+
+
+def test_a_last_message_that_raced_in_before_the_reader_appended_its_own_is_the_one_read() -> None:
+    async def scenario() -> tuple[int, int]:
+        session = new_session()
+        publisher = Publisher(session)
+        try:
+            await publisher.publish(chunk("a"))
+            await publisher.publish(COMPLETE)  # the worker's, just before the reader's poll ended
+            return await publisher.end(CANCELLED), await publisher.published()
+        finally:
+            await publisher.close()
+
+    assert asyncio.run(scenario()) == (2, 2)
+
+
+def test_a_reader_arriving_after_the_stream_expired_reads_the_end_of_the_job() -> None:
+    session = new_session()  # the stream's key expired (BUFFER_TTL_S): nothing in Redis at all
+    assert asyncio.run(read_all(session, Ending(COMPLETE))) == [COMPLETE]
+    assert stream_messages(session) == [COMPLETE]
+
+
+def test_a_reader_whose_stream_expired_under_it_still_ends() -> None:
+    # It had read 3 messages; the key expired and the end was appended to a new stream as message 1.
+    session = new_session()
+    publish_now(session, chunk("a"), chunk("b"), chunk("c"))
+
+    async def scenario() -> list[dict[str, Any] | None]:
+        received: list[dict[str, Any] | None] = []
+        ending = Ending()
+        async for message in subscribe(session, poll_s=0.01, ending=ending):
+            received.append(message)
+            if len(received) == 3:
+                client = redis.Redis.from_url(settings.REDIS_CACHE_URL)
+                client.delete(buffer_key(session))
+                client.close()
+                ending.message = COMPLETE
+        return received
+
+    assert asyncio.run(scenario()) == [chunk("a"), chunk("b"), chunk("c"), COMPLETE]
+
+
+# --- appends are fenced by delivery -------------------------------------------------------------------------
+
+
+def test_an_earlier_delivery_cannot_append_once_a_later_one_has() -> None:
+    # The sweeper gave the job to delivery 2 (its ``reset`` is in the stream) while delivery 1, whose lease
+    # ran out, still streams until its next renewal: its chunks must not land after the reset.
+    async def scenario() -> tuple[list[int], list[dict[str, Any]]]:
+        session = new_session()
+        first, second, outside = Publisher(session, delivery=1), Publisher(session, delivery=2), Publisher(session)
+        try:
+            numbers = [await first.publish(chunk("a")), await second.publish({"type": "reset"})]
+            with pytest.raises(StaleDelivery):
+                await first.publish(chunk("b"))
+            numbers += [await second.publish(chunk("A")), await outside.publish(CANCELLED)]
+            return numbers, stream_messages(session)
+        finally:
+            for publisher in (first, second, outside):
+                await publisher.close()
+
+    numbers, messages = asyncio.run(scenario())
+    assert numbers == [1, 2, 3, 4]
+    assert messages == [chunk("a"), {"type": "reset"}, chunk("A"), CANCELLED]
+
+
+def test_a_fenced_append_tried_again_after_its_reply_was_lost_is_not_appended_twice() -> None:
+    async def scenario() -> tuple[list[int], int]:
+        session = new_session()
+        publisher = Publisher(session, delivery=3)
+        try:
+            args: list[str | int] = ['{"type": "chunk", "content": "a"}', 3600, "token-of-this-append", 3, ""]
+            keys = [buffer_key(session), delivery_key(session)]
+            numbers = [await publisher._append(keys=keys, args=args) for _ in range(2)]
+            return numbers, await publisher.published()
+        finally:
+            await publisher.close()
+
+    assert asyncio.run(scenario()) == ([1, 1], 1)
