@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,6 +68,24 @@ def django_env(**overrides: str) -> dict[str, str]:
     env.update({"PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "spignosapi.settings", "LOG_FORMAT": "plain"})
     env.update(overrides)
     return env
+
+
+def admin_form_data(response: Any) -> dict[str, Any]:
+    """The POST data a browser would send back for an admin change page, as rendered (inlines included)."""
+    data: dict[str, Any] = {}
+
+    def add(form: Any) -> None:
+        for name in form.fields:
+            value = form[name].value()
+            if value is not None and value is not False:
+                data[form.add_prefix(name)] = value
+
+    add(response.context["adminform"].form)
+    for inline in response.context["inline_admin_formsets"]:
+        add(inline.formset.management_form)
+        for form in inline.formset.forms:
+            add(form)
+    return data
 
 
 def python() -> str:

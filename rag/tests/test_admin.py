@@ -10,33 +10,16 @@ from django.test import Client
 from accounts.models import ApiKey, Team
 from accounts.services import apikey_create
 from rag.models import Collection
+from tests.helpers import admin_form_data
 
 pytestmark = pytest.mark.django_db
-
-
-def form_data(response: Any) -> dict[str, Any]:
-    """The POST data a browser would send back for an admin change page, as rendered."""
-    data: dict[str, Any] = {}
-
-    def add(form: Any) -> None:
-        for name in form.fields:
-            value = form[name].value()
-            if value is not None and value is not False:
-                data[form.add_prefix(name)] = value
-
-    add(response.context["adminform"].form)
-    for inline in response.context["inline_admin_formsets"]:
-        add(inline.formset.management_form)
-        for form in inline.formset.forms:
-            add(form)
-    return data
 
 
 def test_staff_hand_a_collection_to_a_team_and_share_it(admin_client: Client) -> None:
     alpha, beta = Team.objects.create(name="alpha"), Team.objects.create(name="beta")
     collection = Collection.objects.create(name="kb", embedding_model="demo/demo-embed")
     page = f"/admin/rag/collection/{collection.pk}/change/"
-    data = form_data(admin_client.get(page))
+    data = admin_form_data(admin_client.get(page))
     data.update({"owner_team": alpha.pk, "shared_with_teams": [beta.pk], "public_read": "on"})
     response = admin_client.post(page, data)
     assert response.status_code == 302, response.content.decode()[:2000]
@@ -53,7 +36,7 @@ def test_the_admin_refuses_two_owners_or_a_name_the_owner_already_has(admin_clie
     other = Collection.objects.create(name="other", embedding_model="demo/demo-embed")
     page = f"/admin/rag/collection/{other.pk}/change/"
     for change in ({"owner_team": alpha.pk, "owner_key": key.pk}, {"owner_team": alpha.pk, "name": "kb"}):
-        data = {**form_data(admin_client.get(page)), **change}
+        data = {**admin_form_data(admin_client.get(page)), **change}
         response = admin_client.post(page, data)
         assert response.status_code == 200  # the form again, with its error
         assert response.context["adminform"].form.errors, change
@@ -65,7 +48,7 @@ def test_staff_put_a_key_in_a_team(admin_client: Client) -> None:
     team = Team.objects.create(name="research")
     key, _ = apikey_create(name="k")
     page = f"/admin/accounts/apikey/{key.pk}/change/"
-    response = admin_client.post(page, {**form_data(admin_client.get(page)), "team": team.pk})
+    response = admin_client.post(page, {**admin_form_data(admin_client.get(page)), "team": team.pk})
     assert response.status_code == 302
     assert ApiKey.objects.get(pk=key.pk).team == team
 

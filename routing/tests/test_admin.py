@@ -14,6 +14,7 @@ from routing.breaker import Breakers, default_breakers
 from routing.models import Category, ChainEntry, CircuitBreaker, LLMModel, Provider, UsageRecord
 from routing.seed import seed_defaults
 from routing.selectors import routing_config
+from tests.helpers import admin_form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -26,24 +27,6 @@ def seeded_db(db: None) -> None:
 def chain(category: str) -> list[str]:
     entries = ChainEntry.objects.filter(category__name=category).select_related("model__provider")
     return [e.model.model_id for e in entries.order_by("position")]
-
-
-def form_data(response: Any) -> dict[str, Any]:
-    """The POST data a browser would send back for an admin change page, as rendered."""
-    data: dict[str, Any] = {}
-
-    def add(form: Any) -> None:
-        for name in form.fields:
-            value = form[name].value()
-            if value is not None and value is not False:
-                data[form.add_prefix(name)] = value
-
-    add(response.context["adminform"].form)
-    for inline in response.context["inline_admin_formsets"]:
-        add(inline.formset.management_form)
-        for form in inline.formset.forms:
-            add(form)
-    return data
 
 
 def inline_models(response: Any) -> list[str]:
@@ -68,7 +51,7 @@ def test_saving_the_category_page_reorders_the_chain_and_reloads_routing(
 ) -> None:
     code = Category.objects.get(name="code")
     page = admin_client.get(f"/admin/routing/category/{code.pk}/change/")
-    data = form_data(page)
+    data = admin_form_data(page)
     assert [data["chain-0-position"], data["chain-1-position"]] == [0, 1]
     data["chain-0-position"], data["chain-1-position"] = 1, 0
     assert routing_config.get().categories["code"].chain == ("demo/demo-smart", "demo/demo-fast")
@@ -86,7 +69,7 @@ def test_saving_the_category_page_reorders_the_chain_and_reloads_routing(
 def test_a_model_can_be_added_to_a_chain_from_the_category_page(admin_client: Client, seeded_db: None) -> None:
     animals = Category.objects.create(name="animals", keywords=["zebra"])
     smart = LLMModel.objects.get(name="demo-smart")
-    data = form_data(admin_client.get(f"/admin/routing/category/{animals.pk}/change/"))
+    data = admin_form_data(admin_client.get(f"/admin/routing/category/{animals.pk}/change/"))
     data.update({"chain-0-position": 0, "chain-0-model": smart.pk})
     response = admin_client.post(f"/admin/routing/category/{animals.pk}/change/", data)
     assert response.status_code == 302
@@ -96,7 +79,7 @@ def test_a_model_can_be_added_to_a_chain_from_the_category_page(admin_client: Cl
 
 def test_a_built_in_category_keeps_its_name_and_cannot_be_deleted(admin_client: Client, seeded_db: None) -> None:
     tools = Category.objects.get(name="tools")
-    data = form_data(admin_client.get(f"/admin/routing/category/{tools.pk}/change/"))
+    data = admin_form_data(admin_client.get(f"/admin/routing/category/{tools.pk}/change/"))
     assert "name" not in data  # read-only on the page
     data.update({"name": "gadgets", "description": "Edited."})
     assert admin_client.post(f"/admin/routing/category/{tools.pk}/change/", data).status_code == 302

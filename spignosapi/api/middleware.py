@@ -40,11 +40,9 @@ def _uuid4_hex() -> str:
     return raw.hex()
 
 
-class RequestIDMiddleware:
-    """Sets ``request.request_id`` and the logging context, and stamps the response header.
-
-    Async-capable so an ASGI request never hops to a thread just for this middleware.
-    """
+class _EitherMiddleware:
+    """A middleware that runs as its chain does, sync or async: an ASGI request never hops to a thread just
+    for it. ``__call__`` hands over to ``__acall__`` when ``is_async``."""
 
     sync_capable = True
     async_capable = True
@@ -54,6 +52,13 @@ class RequestIDMiddleware:
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        raise NotImplementedError
+
+
+class RequestIDMiddleware(_EitherMiddleware):
+    """Sets ``request.request_id`` and the logging context, and stamps the response header."""
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.is_async:
@@ -89,21 +94,12 @@ _NOT_IN_ANY_PATH = re.compile("[\x00-\x1f\x7f-\x9f\ufffd\ud800-\udfff]")
 MAX_PATH_LENGTH = 2048
 
 
-class PathGuardMiddleware:
+class PathGuardMiddleware(_EitherMiddleware):
     """Answers 404 (the API's JSON envelope, or the 404 page) to a path holding a character no id can have,
     or longer than any route's, on every route and for every method, before the path is resolved: a route's
     converter (``<path:…>``, ``<str:…>``, the admin's object ids) then never hands such an id to a view or a
     query. (The platform's own ids have converters of their own: ``spignosapi.api.converters``.)
     """
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> Any:
         path = request.path_info
