@@ -34,6 +34,17 @@ def _log_context_exit(task_id: str, **_: Any) -> None:
     logs.task_context_exit(task_id)
 
 
+# --- database connections: given back to the pool around each task (settings/celery.py, CELERY_DB_REUSE_MAX) -
+
+
+@signals.task_prerun.connect(weak=False)
+@signals.task_postrun.connect(weak=False)
+def _tidy_connections(**_: Any) -> None:
+    from django.db import close_old_connections
+
+    close_old_connections()  # with the pool (CONN_MAX_AGE 0): back to the pool; a broken one is dropped
+
+
 # --- traces (when an OTLP endpoint is configured): set up in each process that runs or schedules tasks ------
 
 

@@ -73,3 +73,10 @@ CELERY_BEAT_SCHEDULE["jobs-sweep"] = {
     # A sweep nobody ran before the next one is useless.
     "options": {"queue": "high", "expires": float(JOB_SWEEP_SECONDS)},
 }
+
+# Celery's Django fixup closes every database connection, and with a pool the whole pool, before and after
+# each task in a prefork child. A pool closed under the usage writer's thread failed its flush ("the pool is
+# closed": 17 errors in a 10-minute soak). With this count the fixup leaves them (it still drops what a
+# child inherits from its parent at fork); the task signals in spignosapi/celery.py give each task's
+# connection back to the pool instead, and drop one that broke, as Django does around a request.
+CELERY_DB_REUSE_MAX = 10**9
