@@ -17,6 +17,8 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from spignosapi.errors import Reason, ServiceError
+
 logger = logging.getLogger(__name__)
 
 # The OpenAI error ``type`` for each status, so SDKs map them to their typed exceptions.
@@ -97,8 +99,17 @@ class RateLimited(ApiError):
     default_code = "rate_limit_exceeded"
     default_detail = "Rate limit exceeded."
 
-    def __init__(self, message: str | None = None, *, retry_after: int, code: str | None = None) -> None:
-        super().__init__(message, code=code, headers={"Retry-After": str(max(1, int(retry_after)))})
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        retry_after: int,
+        code: str | None = None,
+        param: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        headers = {"Retry-After": str(max(1, int(retry_after)))}
+        super().__init__(message, code=code, param=param, headers=headers, extra=extra)
 
 
 class UpstreamFailed(ApiError):
@@ -120,6 +131,45 @@ class UpstreamTimeout(ApiError):
     error_type = "timeout_error"
     default_code = "upstream_timeout"
     default_detail = "The upstream model timed out."
+
+
+class Forbidden(ApiError):
+    status_code = 403
+    error_type = "permission_error"
+    default_code = "permission_denied"
+    default_detail = "Forbidden."
+
+
+class QuotaExceeded(ApiError):
+    status_code = 429
+    error_type = "insufficient_quota"
+    default_code = "budget_exceeded"
+    default_detail = "A budget is spent."
+
+
+# The one translation of a ``ServiceError``'s reason into HTTP (``RATE_LIMITED`` is ``RateLimited``, whose
+# constructor takes the wait: see ``api_error_for``).
+API_ERROR_FOR_REASON: Mapping[Reason, type[ApiError]] = {
+    Reason.INVALID: InvalidRequest,
+    Reason.FORBIDDEN: Forbidden,
+    Reason.NOT_FOUND: NotFound,
+    Reason.CONFLICT: Conflict,
+    Reason.QUOTA_EXCEEDED: QuotaExceeded,
+    Reason.UPSTREAM_FAILED: UpstreamFailed,
+    Reason.UNAVAILABLE: ServiceUnavailable,
+    Reason.UPSTREAM_TIMEOUT: UpstreamTimeout,
+}
+
+
+def api_error_for(exc: ServiceError) -> ApiError:
+    """The HTTP form of a ``ServiceError``: status and type from its reason, ``Retry-After`` from ``retry_after``."""
+    if exc.reason is Reason.RATE_LIMITED:
+        return RateLimited(
+            exc.message, retry_after=exc.retry_after or 1, code=exc.code, param=exc.param, extra=exc.extra
+        )
+    headers = {"Retry-After": str(max(1, int(exc.retry_after)))} if exc.retry_after is not None else None
+    error_class = API_ERROR_FOR_REASON[exc.reason]
+    return error_class(exc.message, code=exc.code, param=exc.param, headers=headers, extra=exc.extra)
 
 
 def envelope(
@@ -155,7 +205,9 @@ def _first_validation_error(detail: Any, path: str = "") -> tuple[str, str | Non
 def error_parts(exc: Exception) -> tuple[dict[str, Any], int, dict[str, str]] | None:
     """(body, status, headers) of the envelope for ``exc``; ``None`` for an exception that is a bug."""
     headers: dict[str, str] = {}
-    if isinstance(exc, RequestDataTooBig):
+    if isinstance(exc, ServiceError):
+        exc = api_error_for(exc)
+    elif isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
     elif isinstance(exc, Http404):
         exc = NotFound()
