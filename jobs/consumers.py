@@ -7,6 +7,7 @@ import contextlib
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from asgiref.typing import WebSocketScope
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from accounts.models import KEY_PREFIX
@@ -24,7 +25,7 @@ UNAUTHORIZED, NOT_FOUND = 4401, 4404
 SERVICE_RESTART = 1012
 
 
-def _raw_key(scope: dict[str, Any]) -> str | None:
+def _raw_key(scope: WebSocketScope) -> str | None:
     headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope.get("headers", [])}
     auth = headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
