@@ -66,7 +66,7 @@ def _flush_through_deadlocks() -> None:
                     raise
                 time.sleep(0.2 * attempt)
 
-    TransactionTestCase._fixture_teardown = _fixture_teardown  # type: ignore[attr-defined]
+    TransactionTestCase._fixture_teardown = _fixture_teardown  # type: ignore[attr-defined]  # as above
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-django has put the database tests in its order
