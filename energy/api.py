@@ -27,8 +27,7 @@ from rest_framework.views import APIView
 from accounts.authentication import ApiKeyPrincipal
 from spignosapi.api.errors import InvalidRequest
 
-from .models import MEASURES
-from .selectors import GROUP_BYS, energy_summary, summary_totals
+from .selectors import GROUP_BYS, MEASURES, energy_summary, summary_totals
 
 CSV_COLUMNS = ("group", "label", *MEASURES)
 
