@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -64,7 +65,7 @@ class JobStreamConsumer(AsyncJsonWebsocketConsumer):
             return
         self.relay = asyncio.create_task(self._relay(session_id, job.pk))
 
-    async def _relay(self, session_id: str, job_id: Any) -> None:
+    async def _relay(self, session_id: str, job_id: uuid.UUID) -> None:
         ending = lifecycle.stream_ending(job_id)
         async for message in subscribe(session_id, stop=shutdown.stopping(), ending=ending):
             if message is not None:
