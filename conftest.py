@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import pytest
@@ -48,12 +49,14 @@ def _flush_through_deadlocks() -> None:
     from django.db import OperationalError
     from django.test import TransactionTestCase
 
-    empty_tables = TransactionTestCase._fixture_teardown  # type: ignore[attr-defined]
+    # A private method of Django's, which django-stubs does not declare.
+    empty_tables: Callable[[TransactionTestCase], None] = TransactionTestCase._fixture_teardown  # type: ignore[attr-defined]
 
     def _fixture_teardown(self: TransactionTestCase) -> None:
         for attempt in range(1, 6):
             try:
-                return empty_tables(self)
+                empty_tables(self)
+                return
             except CommandError as exc:
                 if (
                     attempt == 5
@@ -63,7 +66,7 @@ def _flush_through_deadlocks() -> None:
                     raise
                 time.sleep(0.2 * attempt)
 
-    TransactionTestCase._fixture_teardown = _fixture_teardown  # type: ignore[attr-defined]
+    TransactionTestCase._fixture_teardown = _fixture_teardown  # type: ignore[attr-defined]  # as above
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-django has put the database tests in its order

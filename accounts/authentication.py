@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from django.http import HttpRequest
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
@@ -26,8 +26,8 @@ class ApiKeyPrincipal:
         return self.key_id
 
 
-def raw_key_from(request: Request | Any) -> str | None:
-    header = request.META.get("HTTP_AUTHORIZATION", "")
+def raw_key_from(request: Request | HttpRequest) -> str | None:
+    header: str = request.META.get("HTTP_AUTHORIZATION", "")
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer" and value.strip():

@@ -70,8 +70,8 @@ async def _one(
                         first = time.perf_counter()
                     tail = (tail + data)[-2048:]
                 # The OpenAI format ends with [DONE]; /api/v1/generate with its "complete" event.
-                ended = tail.rstrip().endswith(b"[DONE]") or b'"type":"complete"' in tail
-                ok = response.status == 200 and ended and first is not None
+                finished = tail.rstrip().endswith(b"[DONE]") or b'"type":"complete"' in tail
+                ok = response.status == 200 and finished and first is not None
             else:
                 payload = await response.read()
                 ok = response.status in (200, 202) and any(k in payload for k in _ANSWER_KEYS)

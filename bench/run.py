@@ -289,17 +289,18 @@ class Bench:
             jobs.close()
             worker.stop()
             self.procs.remove(worker)
+        accept_ms, e2e_ms_server = summary(accept), summary(e2e_server)
         result = {
             "worker_concurrency": concurrency,
             "accepted": len(accept),
-            "accept_ms": summary(accept),
+            "accept_ms": accept_ms,
             "accept_rps": round(len(accept) / accept_wall, 1) if accept_wall else None,
             "web_cpu_ms_per_accept": round(web_cpu * 1000 / max(len(accept), 1), 3),
             "drained": drained,
             "failed_jobs": failed,
             "jobs_per_s": round(len(ids) / span, 1) if span else None,
             "worker_cpu_ms_per_job": round(worker_cpu * 1000 / max(len(ids), 1), 3),
-            "e2e_ms_server": summary(e2e_server),
+            "e2e_ms_server": e2e_ms_server,
             "e2e_ms_client": summary(e2e_client),
             "foreign_cores": round(
                 max(0.0, noise.busy_cores(machine0, machine1) - (web_cpu + worker_cpu) / (machine1.at - machine0.at)),
@@ -307,8 +308,8 @@ class Bench:
             ),
         }
         print(
-            f"  async: accept p50 {_f(result['accept_ms']['p50'])} p99 {_f(result['accept_ms']['p99'])} ms, "
-            f"end-to-end p50 {_f(result['e2e_ms_server']['p50'])} ms, {result['jobs_per_s']} jobs/s, "
+            f"  async: accept p50 {_f(accept_ms['p50'])} p99 {_f(accept_ms['p99'])} ms, "
+            f"end-to-end p50 {_f(e2e_ms_server['p50'])} ms, {result['jobs_per_s']} jobs/s, "
             f"failed {failed}",
             flush=True,
         )

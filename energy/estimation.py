@@ -115,6 +115,7 @@ def ecologits_kwh_per_m(
 ) -> float:
     """kWh for ``tokens`` output tokens, facility scope (PUE included), per EcoLogits' LLM inference model."""
     from ecologits.impacts.llm import compute_llm_impacts
+    from ecologits.utils.range_value import RangeValue
 
     impacts = compute_llm_impacts(
         model_active_parameter_count=active_b,
@@ -129,7 +130,9 @@ def ecologits_kwh_per_m(
         datacenter_wue=0.0,
         tps=tps,
     )
-    return float(impacts.energy.value) * 1_000_000 / tokens  # type: ignore[arg-type]
+    kwh = impacts.energy.value
+    assert not isinstance(kwh, RangeValue)  # a range comes only from a range of parameter counts, never given here
+    return float(kwh) * 1_000_000 / tokens
 
 
 def estimate_from_size(size: ModelSize) -> Coefficient:

@@ -110,11 +110,11 @@ class EnergyCoefficient(models.Model):
         low, central, high = self.output_kwh_per_m_low, self.output_kwh_per_m, self.output_kwh_per_m_high
         if None not in (low, central, high) and not low <= central <= high:
             errors["output_kwh_per_m"] = "Expected low <= central <= high."
-        inputs = (self.input_kwh_per_m_low, self.input_kwh_per_m, self.input_kwh_per_m_high)
-        if any(v is not None for v in inputs):
-            if any(v is None for v in inputs):
+        low_in, central_in, high_in = self.input_kwh_per_m_low, self.input_kwh_per_m, self.input_kwh_per_m_high
+        if low_in is not None or central_in is not None or high_in is not None:
+            if low_in is None or central_in is None or high_in is None:
                 errors["input_kwh_per_m"] = "Give the input coefficient's low, central and high, or none of them."
-            elif not inputs[0] <= inputs[1] <= inputs[2]:  # type: ignore[operator]
+            elif not low_in <= central_in <= high_in:
                 errors["input_kwh_per_m"] = "Expected low <= central <= high."
             elif self.token_basis != BASIS_OUTPUT:
                 errors["token_basis"] = "An input coefficient needs the output token basis."

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from asgiref.typing import WebSocketScope
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from accounts.models import KEY_PREFIX
@@ -24,7 +26,7 @@ UNAUTHORIZED, NOT_FOUND = 4401, 4404
 SERVICE_RESTART = 1012
 
 
-def _raw_key(scope: dict[str, Any]) -> str | None:
+def _raw_key(scope: WebSocketScope) -> str | None:
     headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope.get("headers", [])}
     auth = headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
@@ -63,7 +65,7 @@ class JobStreamConsumer(AsyncJsonWebsocketConsumer):
             return
         self.relay = asyncio.create_task(self._relay(session_id, job.pk))
 
-    async def _relay(self, session_id: str, job_id: Any) -> None:
+    async def _relay(self, session_id: str, job_id: uuid.UUID) -> None:
         ending = lifecycle.stream_ending(job_id)
         async for message in subscribe(session_id, stop=shutdown.stopping(), ending=ending):
             if message is not None:

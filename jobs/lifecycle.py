@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,6 +40,9 @@ from kombu.exceptions import OperationalError as BrokerError
 from spignosapi.logs import JOB_ID_HEADER
 
 from .models import Job
+
+# A job's primary key, or its text as a task receives it: the ORM takes either.
+JobId = uuid.UUID | str
 
 logger = logging.getLogger(__name__)
 
@@ -126,14 +130,14 @@ def job_claim(job_id: str, *, now: datetime | None = None) -> Claim | None:
     return Claim(job, job.deliveries, redelivered)
 
 
-def lease_renew(job_id: Any, delivery: int, *, now: datetime | None = None) -> bool:
+def lease_renew(job_id: JobId, delivery: int, *, now: datetime | None = None) -> bool:
     """Extend the lease; False when this delivery no longer holds the job (cancelled, ended, taken over)."""
     now = now or timezone.now()
     held = Job.objects.filter(pk=job_id, status=Job.Status.RUNNING, deliveries=delivery)
     return bool(held.update(lease_expires_at=now + timedelta(seconds=lease_seconds())))
 
 
-def job_release(job_id: Any, delivery: int, *, resent: bool, now: datetime | None = None) -> bool:
+def job_release(job_id: JobId, delivery: int, *, resent: bool, now: datetime | None = None) -> bool:
     """Give the job back to the queue (this delivery will be retried); ``resent``: a message for it is on its
     way, else the sweeper sends one. False when this delivery no longer held it."""
     now = now or timezone.now()
@@ -141,12 +145,12 @@ def job_release(job_id: Any, delivery: int, *, resent: bool, now: datetime | Non
     return bool(held.update(status=Job.Status.QUEUED, lease_expires_at=None, dispatched_at=now if resent else None))
 
 
-def job_mark_unsent(job_id: Any) -> None:
+def job_mark_unsent(job_id: JobId) -> None:
     """A message announced by ``job_release(resent=True)`` could not be sent: the sweeper will send it."""
     Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(dispatched_at=None)
 
 
-def job_end(job_id: Any, *, fields: dict[str, Any], delivery: int | None = None, now: datetime | None = None) -> bool:
+def job_end(job_id: JobId, *, fields: dict[str, Any], delivery: int | None = None, now: datetime | None = None) -> bool:
     """Store a job's outcome, unless it ended meanwhile (or, with ``delivery``, another delivery holds it)."""
     jobs = Job.objects.filter(pk=job_id)
     jobs = jobs.filter(status=Job.Status.RUNNING, deliveries=delivery) if delivery is not None else jobs
@@ -154,7 +158,7 @@ def job_end(job_id: Any, *, fields: dict[str, Any], delivery: int | None = None,
     return bool(jobs.update(finished_at=now or timezone.now(), lease_expires_at=None, **fields))
 
 
-def job_fail(job_id: Any, error: dict[str, Any], *, delivery: int | None = None, now: datetime | None = None) -> bool:
+def job_fail(job_id: JobId, error: dict[str, Any], *, delivery: int | None = None, now: datetime | None = None) -> bool:
     """Fail the job and end its stream with the error; False when it had ended already."""
     if not job_end(job_id, fields={"status": Job.Status.FAILED, "error": error}, delivery=delivery, now=now):
         return False
@@ -164,7 +168,7 @@ def job_fail(job_id: Any, error: dict[str, Any], *, delivery: int | None = None,
     return True
 
 
-def job_ending(job_id: Any) -> tuple[str, dict[str, Any]] | None:
+def job_ending(job_id: JobId) -> tuple[str, dict[str, Any]] | None:
     """A finished job's session and the last message its stream must end with; None while it runs or queues."""
     job = Job.objects.filter(pk=job_id).only("session_id", "status", "meta", "error").first()
     if job is None or not job.is_finished:
@@ -174,7 +178,7 @@ def job_ending(job_id: Any) -> tuple[str, dict[str, Any]] | None:
     return job.session_id, {"type": "error", "error": job.error}
 
 
-def stream_ending(job_id: Any) -> Callable[[], Awaitable[dict[str, Any] | None]]:
+def stream_ending(job_id: JobId) -> Callable[[], Awaitable[dict[str, Any] | None]]:
     """What a reader of the job's stream asks after waiting ``POLL_S`` for nothing (``streams.subscribe``): the
     message the stream must end with once the job has ended, else None. One query per ask, off the event loop;
     with the database down it says None, and the reader asks again at its next poll."""

@@ -7,6 +7,8 @@ Times are milliseconds and are null when unknown (a failed probe has no time to 
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -133,9 +135,9 @@ class MonitoringSettings(models.Model):
     def __str__(self) -> str:
         return "Maintenance on" if self.maintenance else "Maintenance off"
 
-    def save(self, *args: object, **kwargs: object) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         self.pk = 1
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
+        super().save(*args, **kwargs)
 
     @classmethod
     def load(cls) -> MonitoringSettings:

@@ -13,7 +13,7 @@ import tempfile
 import threading
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # collection uid -> (index_version, index). By uid, as the files are: a primary key comes back after a
 # database restore (or a test database rebuilt), with version numbers starting again, and would be served
 # another collection's index.
-_cache: dict[uuid.UUID, tuple[int, Any]] = {}
+_cache: dict[uuid.UUID, tuple[int, faiss.Index]] = {}
 _lock = threading.Lock()
 
 
@@ -36,15 +36,10 @@ def index_path(collection: Collection, version: int | None = None) -> Path:
     return Path(settings.RAG_INDEX_DIR) / f"{collection.uid}-v{version}.faiss"
 
 
-def _faiss() -> Any:
-    import faiss  # imported on first use: it is large, and most processes never search
-
-    return faiss
-
-
 def build(collection: Collection) -> faiss.Index:
     """An index of the collection's embedded chunks, from the vectors stored in the database."""
-    faiss = _faiss()
+    import faiss  # imported on first use: it is large, and most processes never search
+
     rows = list(
         Chunk.objects.filter(document__collection=collection, embedding__isnull=False).values_list("pk", "embedding")
     )
@@ -58,7 +53,8 @@ def build(collection: Collection) -> faiss.Index:
 
 def write(collection: Collection, index: faiss.Index) -> Path:
     """Write the index for the collection's current version atomically; remove older versions."""
-    faiss = _faiss()
+    import faiss
+
     directory = Path(settings.RAG_INDEX_DIR)
     directory.mkdir(parents=True, exist_ok=True)
     path = index_path(collection)
@@ -87,8 +83,10 @@ def load(collection: Collection) -> faiss.Index:
         cached = _cache.get(collection.uid)
         if cached is not None and cached[0] == collection.index_version:
             return cached[1]
+        import faiss
+
         path = index_path(collection)
-        index = _faiss().read_index(str(path)) if path.exists() else None
+        index = faiss.read_index(str(path)) if path.exists() else None
         if index is not None:
             _cache[collection.uid] = (collection.index_version, index)
             return index

@@ -67,6 +67,7 @@ class BatchOutput(serializers.Serializer[Any]):
     inputs = serializers.IntegerField()
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
+    # A declared field: the metaclass pops it.
     data = EmbeddingItem(many=True, required=False, help_text="once succeeded")  # type: ignore[assignment]
     usage = EmbeddingsUsage(required=False)
     error = serializers.DictField(required=False)
@@ -141,7 +142,7 @@ class IngestOutput(serializers.Serializer[Any]):
 
 
 class RagInput(GenerateInput):
-    prompt = None  # type: ignore[assignment]
+    prompt = None  # type: ignore[assignment]  # removes GenerateInput's field: RAG asks a query instead
     query = serializers.CharField(max_length=100_000)
     collection = serializers.SlugField(max_length=100)
     top_k = serializers.IntegerField(min_value=1, max_value=20, default=4)

@@ -13,7 +13,10 @@ from .services import routing_changed
 
 
 class ReloadsRouting:
-    """Every admin change to routing tables makes every process reload its routing snapshot."""
+    """Every admin change to routing tables makes every process reload its routing snapshot.
+
+    A mixin: the ModelAdmin it is mixed into defines the methods it extends, which mypy cannot see from here
+    (hence the ``misc`` ignores)."""
 
     def save_model(self, request: HttpRequest, obj: Any, form: ModelForm[Any], change: bool) -> None:
         super().save_model(request, obj, form, change)  # type: ignore[misc]

@@ -227,76 +227,86 @@ def _check_document(document: Any) -> list[str]:
     if not isinstance(document, dict) or not ({"providers", "categories"} & set(document)):
         return ["the document must be a mapping with providers and/or categories"]
     check.mapping(document, "(top level)", {"providers", "categories"}, [])
-    kinds = set(Provider.Kind.values)
     provider_names: set[str] = set()
     for i, provider in enumerate(check.items(document.get("providers"), "providers")):
-        where = _place("providers", i, provider)
-        local = isinstance(provider, dict) and provider.get("kind") == Provider.Kind.LOCAL
-        if not check.mapping(
-            provider, where, PROVIDER_KEYS, ["name", "kind"] if local else ["name", "kind", "base_url"]
-        ):
-            continue
-        name = provider.get("name")
-        if isinstance(name, str):
-            if name in provider_names:
-                check.errors.append(f"{where}: provider {name!r} appears twice")
-            provider_names.add(name)
-        for key in ("name", "base_url", "api_version"):
-            check.string(provider, key, where)
-        check.string(provider, "api_key_env", where, nullable=True)
-        if "kind" in provider and provider["kind"] not in kinds:
-            check.errors.append(f"{where}.kind: unknown kind {provider['kind']!r} (one of {', '.join(sorted(kinds))})")
-        base_url = provider.get("base_url")
-        if isinstance(base_url, str) and base_url:
-            # Checked here rather than by URLField, which refuses single-label hosts such as http://ollama:11434.
-            parts = urlsplit(base_url)
-            if parts.scheme not in ("http", "https") or not parts.hostname or len(base_url) > 300:
-                check.errors.append(f"{where}.base_url: {base_url!r} is not an http(s) URL")
-        for key in ("timeout_s", "connect_timeout_s"):
-            check.number(provider, key, where, minimum=0.1)
-        check.number(provider, "first_token_timeout_s", where, minimum=0.1, nullable=True)
-        check.boolean(provider, "enabled", where)
-        model_names: set[str] = set()
-        for j, model in enumerate(check.items(provider.get("models"), f"{where}.models")):
-            model_where = f"{where}.models[{j}]"
-            if not check.mapping(model, model_where, MODEL_KEYS, ["name"]):
-                continue
-            check.string(model, "name", model_where)
-            if isinstance(model.get("name"), str):
-                if model["name"] in model_names:
-                    check.errors.append(f"{model_where}: model {model['name']!r} appears twice")
-                model_names.add(model["name"])
-            for key in ("price_in_per_m", "price_out_per_m"):
-                check.number(model, key, model_where, minimum=0)
-            check.number(model, "energy_kwh_per_m", model_where, minimum=0, nullable=True)
-            check.errors.extend(energy_spec_errors(model, model_where))
-            for key in ("monitor", "enabled"):
-                check.boolean(model, key, model_where)
-            if "kind" in model and model["kind"] not in LLMModel.Kind.values:
-                check.errors.append(f"{model_where}.kind: {model['kind']!r} is not one of chat, embedding")
-            check.integer(model, "context_window", model_where)
-            for key in ("rpm_budget", "tpm_budget"):
-                check.integer(model, key, model_where, nullable=True)
+        _check_provider(check, provider, _place("providers", i, provider), provider_names)
     category_names: set[str] = set()
     for i, category in enumerate(check.items(document.get("categories"), "categories")):
-        where = _place("categories", i, category)
-        if not check.mapping(category, where, CATEGORY_KEYS, ["name"]):
-            continue
-        check.string(category, "name", where)
-        check.string(category, "description", where)
-        name = category.get("name")
-        if isinstance(name, str):
-            if name in category_names:
-                check.errors.append(f"{where}: category {name!r} appears twice")
-            category_names.add(name)
-        for key in ("keywords", "models", "examples"):
-            values = check.items(category.get(key), f"{where}.{key}")
-            if not all(isinstance(v, str) for v in values):
-                check.errors.append(f"{where}.{key}: expected a list of strings")
-        models = category.get("models")
-        if isinstance(models, list) and len(set(map(str, models))) != len(models):
-            check.errors.append(f"{where}.models: a model may appear only once in a chain")
+        _check_category(check, category, _place("categories", i, category), category_names)
     return check.errors
+
+
+def _check_provider(check: _Checker, provider: Any, where: str, seen: set[str]) -> None:
+    """One provider entry and its models; ``seen``: the provider names met so far (a repeat is an error)."""
+    local = isinstance(provider, dict) and provider.get("kind") == Provider.Kind.LOCAL
+    if not check.mapping(provider, where, PROVIDER_KEYS, ["name", "kind"] if local else ["name", "kind", "base_url"]):
+        return
+    name = provider.get("name")
+    if isinstance(name, str):
+        if name in seen:
+            check.errors.append(f"{where}: provider {name!r} appears twice")
+        seen.add(name)
+    for key in ("name", "base_url", "api_version"):
+        check.string(provider, key, where)
+    check.string(provider, "api_key_env", where, nullable=True)
+    kinds = set(Provider.Kind.values)
+    if "kind" in provider and provider["kind"] not in kinds:
+        check.errors.append(f"{where}.kind: unknown kind {provider['kind']!r} (one of {', '.join(sorted(kinds))})")
+    base_url = provider.get("base_url")
+    if isinstance(base_url, str) and base_url:
+        # Checked here rather than by URLField, which refuses single-label hosts such as http://ollama:11434.
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or len(base_url) > 300:
+            check.errors.append(f"{where}.base_url: {base_url!r} is not an http(s) URL")
+    for key in ("timeout_s", "connect_timeout_s"):
+        check.number(provider, key, where, minimum=0.1)
+    check.number(provider, "first_token_timeout_s", where, minimum=0.1, nullable=True)
+    check.boolean(provider, "enabled", where)
+    model_names: set[str] = set()
+    for j, model in enumerate(check.items(provider.get("models"), f"{where}.models")):
+        _check_model(check, model, f"{where}.models[{j}]", model_names)
+
+
+def _check_model(check: _Checker, model: Any, where: str, seen: set[str]) -> None:
+    """One model entry of a provider; ``seen``: the provider's model names met so far."""
+    if not check.mapping(model, where, MODEL_KEYS, ["name"]):
+        return
+    check.string(model, "name", where)
+    if isinstance(model.get("name"), str):
+        if model["name"] in seen:
+            check.errors.append(f"{where}: model {model['name']!r} appears twice")
+        seen.add(model["name"])
+    for key in ("price_in_per_m", "price_out_per_m"):
+        check.number(model, key, where, minimum=0)
+    check.number(model, "energy_kwh_per_m", where, minimum=0, nullable=True)
+    check.errors.extend(energy_spec_errors(model, where))
+    for key in ("monitor", "enabled"):
+        check.boolean(model, key, where)
+    if "kind" in model and model["kind"] not in LLMModel.Kind.values:
+        check.errors.append(f"{where}.kind: {model['kind']!r} is not one of chat, embedding")
+    check.integer(model, "context_window", where)
+    for key in ("rpm_budget", "tpm_budget"):
+        check.integer(model, key, where, nullable=True)
+
+
+def _check_category(check: _Checker, category: Any, where: str, seen: set[str]) -> None:
+    """One category entry; ``seen``: the category names met so far."""
+    if not check.mapping(category, where, CATEGORY_KEYS, ["name"]):
+        return
+    check.string(category, "name", where)
+    check.string(category, "description", where)
+    name = category.get("name")
+    if isinstance(name, str):
+        if name in seen:
+            check.errors.append(f"{where}: category {name!r} appears twice")
+        seen.add(name)
+    for key in ("keywords", "models", "examples"):
+        values = check.items(category.get(key), f"{where}.{key}")
+        if not all(isinstance(v, str) for v in values):
+            check.errors.append(f"{where}.{key}: expected a list of strings")
+    models = category.get("models")
+    if isinstance(models, list) and len(set(map(str, models))) != len(models):
+        check.errors.append(f"{where}.models: a model may appear only once in a chain")
 
 
 def _decimal(value: Any) -> Decimal:
@@ -380,21 +390,10 @@ def _sync_category(spec: dict[str, Any], where: str, report: SyncReport) -> None
         _set_chain(category, chain)
 
 
-def providers_sync(*, document: Any, prune: bool = False, dry_run: bool = False) -> SyncReport:
-    """Create or update the providers, models and categories of a ``sync_providers`` document.
-
-    Idempotent: rows already as described are not written. Keys a provider, model or category leaves out
-    keep their current values. With ``prune``, providers, models of the listed providers and custom
-    categories that the document does not mention are deleted (built-in categories never are). Either
-    everything is written or, on any problem (``SyncError``), nothing; ``dry_run`` reports and writes nothing.
-    """
-    errors = _check_document(document)
-    if errors:
-        raise SyncError(errors)
-    providers = list(document.get("providers") or [])
-    categories = list(document.get("categories") or [])
-    listed = {(p["name"], m["name"]) for p in providers for m in p.get("models") or []}
-    listed_providers = {p["name"] for p in providers}
+def _chain_errors(categories: list[Any], listed: set[tuple[str, str]], *, prune: bool) -> list[str]:
+    """A category's chain may name a model of the document (``listed``: (provider, model) names) or one in
+    the database that the sync keeps (with ``prune``, only the listed ones are kept)."""
+    errors: list[str] = []
     known = set(listed)
     for provider_name, model_name in LLMModel.objects.values_list("provider__name", "name"):
         if not prune or (provider_name, model_name) in listed:
@@ -409,6 +408,46 @@ def providers_sync(*, document: Any, prune: bool = False, dry_run: bool = False)
                     else "is not in the file nor in the database"
                 )
                 errors.append(f"categories[{i}] ({category['name']}).models: {model_id!r} {state}")
+    return errors
+
+
+def _prune_providers(listed_providers: set[str], listed: set[tuple[str, str]], report: SyncReport) -> None:
+    """Delete the providers the document does not list, and the models of listed providers it does not."""
+    for provider in Provider.objects.exclude(name__in=listed_providers):
+        report.deleted.append(f"provider {provider.name} (and its {provider.models.count()} models)")
+        report.counts["providers"]["deleted"] += 1
+        report.counts["models"]["deleted"] += provider.models.count()
+        provider.delete()
+    for model in LLMModel.objects.filter(provider__name__in=listed_providers).select_related("provider"):
+        if (model.provider.name, model.name) not in listed:
+            report.deleted.append(f"model {model.model_id}")
+            report.counts["models"]["deleted"] += 1
+            model.delete()
+
+
+def _prune_categories(mentioned: set[str], report: SyncReport) -> None:
+    """Delete the custom categories the document does not mention (built-in ones stay)."""
+    for category in Category.objects.exclude(name__in=mentioned).filter(builtin=False):
+        report.deleted.append(f"category {category.name}")
+        report.counts["categories"]["deleted"] += 1
+        category.delete()
+
+
+def providers_sync(*, document: Any, prune: bool = False, dry_run: bool = False) -> SyncReport:
+    """Create or update the providers, models and categories of a ``sync_providers`` document.
+
+    Idempotent: rows already as described are not written. Keys a provider, model or category leaves out
+    keep their current values. With ``prune``, providers, models of the listed providers and custom
+    categories that the document does not mention are deleted (built-in categories never are). Either
+    everything is written or, on any problem (``SyncError``), nothing; ``dry_run`` reports and writes nothing.
+    """
+    errors = _check_document(document)
+    if errors:
+        raise SyncError(errors)
+    providers = list(document.get("providers") or [])
+    categories = list(document.get("categories") or [])
+    listed = {(p["name"], m["name"]) for p in providers for m in p.get("models") or []}
+    errors = _chain_errors(categories, listed, prune=prune)
     if errors:
         raise SyncError(errors)
 
@@ -417,24 +456,11 @@ def providers_sync(*, document: Any, prune: bool = False, dry_run: bool = False)
         for i, spec in enumerate(providers):
             _sync_provider(spec, f"providers[{i}] ({spec['name']})", report)
         if prune:
-            for provider in Provider.objects.exclude(name__in=listed_providers):
-                report.deleted.append(f"provider {provider.name} (and its {provider.models.count()} models)")
-                report.counts["providers"]["deleted"] += 1
-                report.counts["models"]["deleted"] += provider.models.count()
-                provider.delete()
-            for model in LLMModel.objects.filter(provider__name__in=listed_providers).select_related("provider"):
-                if (model.provider.name, model.name) not in listed:
-                    report.deleted.append(f"model {model.model_id}")
-                    report.counts["models"]["deleted"] += 1
-                    model.delete()
+            _prune_providers({p["name"] for p in providers}, listed, report)
         for i, spec in enumerate(categories):
             _sync_category(spec, f"categories[{i}] ({spec['name']})", report)
         if prune:
-            mentioned = {c["name"] for c in categories}
-            for category in Category.objects.exclude(name__in=mentioned).filter(builtin=False):
-                report.deleted.append(f"category {category.name}")
-                report.counts["categories"]["deleted"] += 1
-                category.delete()
+            _prune_categories({c["name"] for c in categories}, report)
         for category in Category.objects.filter(chain__isnull=True):
             report.warnings.append(f"category {category.name} has no model in its chain")
         if dry_run:

@@ -15,7 +15,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from kombu import Connection
+from kombu.connection import Connection
 
 from spignosapi.celery import app as celery_app
 from spignosapi.tasks import BEAT_HEARTBEAT_KEY
@@ -82,7 +82,7 @@ async def check_channel_layer() -> str | None:
     layer = get_channel_layer()
     if layer is None:
         return "no channel layer configured"
-    channel = await layer.new_channel("health.")
+    channel = await layer.new_channel()
     marker = uuid.uuid4().hex
     await layer.send(channel, {"type": "health.ping", "marker": marker})
     message = await layer.receive(channel)

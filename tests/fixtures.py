@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from pytest_django import Settings
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey
@@ -378,12 +379,12 @@ def gateway_server(django_db_setup: None) -> Iterator[Gateway]:
 
 
 @pytest.fixture
-def seeded(transactional_db: None, fake: Fake, settings: object) -> Fake:
+def seeded(transactional_db: None, fake: Fake, settings: Settings) -> Fake:
     """Defaults seeded with the demo provider pointing at the fake upstream; Redis state cleared."""
     from routing.seed import seed_defaults
 
     _flush_test_redis()
-    settings.DEMO_UPSTREAM_URL = fake.url + "/v1"  # type: ignore[attr-defined]
+    settings.DEMO_UPSTREAM_URL = fake.url + "/v1"
     seed_defaults()
     return fake
 

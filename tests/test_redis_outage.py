@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from accounts.services import apikey_create
 from tests.fixtures import Fake, Gateway, _stop, start_gateway
@@ -23,16 +24,14 @@ def start_redis(port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    import redis
-
     client = redis.Redis(port=port)
     assert wait_until(lambda: _pings(client), timeout=10), "redis did not start"
     return proc
 
 
-def _pings(client: object) -> bool:
+def _pings(client: redis.Redis) -> bool:
     try:
-        return bool(client.ping())  # type: ignore[attr-defined]
+        return bool(client.ping())
     except Exception:
         return False
 

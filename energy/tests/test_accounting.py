@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 from ecologits.impacts.llm import compute_llm_impacts
+from ecologits.utils.range_value import RangeValue
+from pytest_django import Settings
 
 from energy.models import EnergyCoefficient
 from routing.accounting import Cost, account
@@ -43,7 +45,7 @@ def coefficient(model_key: str, central: float, **fields: Any) -> EnergyCoeffici
     return EnergyCoefficient.objects.create(model=model_key, **values)
 
 
-def test_it_counts_every_token_with_a_total_basis_coefficient(settings: Any) -> None:
+def test_it_counts_every_token_with_a_total_basis_coefficient(settings: Settings) -> None:
     settings.ENERGY_GRID_G_CO2E_PER_KWH = 475.0
     row = coefficient("lab/smart", 0.30, output_kwh_per_m_low=0.18, output_kwh_per_m_high=0.48)
     cost = account(model("smart"), 1200, 300)
@@ -64,7 +66,7 @@ def test_it_counts_every_token_with_a_total_basis_coefficient(settings: Any) -> 
     )
 
 
-def test_it_counts_output_and_input_tokens_with_their_own_coefficients_times_the_pue(settings: Any) -> None:
+def test_it_counts_output_and_input_tokens_with_their_own_coefficients_times_the_pue(settings: Settings) -> None:
     settings.ENERGY_GRID_G_CO2E_PER_KWH = 50.0
     coefficient(
         "lab/split",
@@ -114,7 +116,7 @@ def test_it_uses_the_version_valid_at_the_time_of_the_call() -> None:
     assert account(info, 1000, 0, when=datetime(2030, 1, 1, tzinfo=UTC)).coefficient_id == second.pk
 
 
-def test_it_falls_through_when_every_version_is_valid_only_later(settings: Any) -> None:
+def test_it_falls_through_when_every_version_is_valid_only_later(settings: Settings) -> None:
     coefficient("lab/future", 0.3, valid_from=datetime(2100, 1, 1, tzinfo=UTC))
     cost = account(model("future"), 1000, 0, when=datetime(2026, 6, 1, tzinfo=UTC))
     assert (cost.estimated, cost.kwh_per_m) == (True, settings.ENERGY_DEFAULT_KWH_PER_M)
@@ -132,10 +134,12 @@ def ecologits_kwh_per_m(params_b: float, pue: float) -> float:
         datacenter_pue=pue,
         datacenter_wue=0,
     )
-    return float(impacts.energy.value)  # type: ignore[arg-type]
+    kwh = impacts.energy.value
+    assert not isinstance(kwh, RangeValue)
+    return float(kwh)
 
 
-def test_it_estimates_an_unknown_model_from_the_size_in_its_name_and_flags_it(settings: Any) -> None:
+def test_it_estimates_an_unknown_model_from_the_size_in_its_name_and_flags_it(settings: Settings) -> None:
     settings.ENERGY_ESTIMATE_PUE_LOW, settings.ENERGY_ESTIMATE_PUE_HIGH = 1.1, 1.5
     settings.ENERGY_GRID_G_CO2E_PER_KWH = 100.0
     cost = account(model("mystery-7b-chat"), 4000, 2000)
@@ -151,7 +155,7 @@ def test_it_estimates_an_unknown_model_from_the_size_in_its_name_and_flags_it(se
     assert cost.energy_wh_low < cost.energy_wh < cost.energy_wh_high
 
 
-def test_it_falls_back_to_the_default_for_a_model_of_unknown_size(settings: Any) -> None:
+def test_it_falls_back_to_the_default_for_a_model_of_unknown_size(settings: Settings) -> None:
     cost = account(model("mystery"), 600, 400)
     assert cost.estimated is True
     assert cost.kwh_per_m == settings.ENERGY_DEFAULT_KWH_PER_M

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings as django_settings
+from pytest_django import Settings
 
 from jobs.lifecycle import job_claim, job_end, job_release, jobs_sweep, lease_renew, stream_ending
 from jobs.models import Job
@@ -29,7 +30,7 @@ T0 = datetime(2026, 12, 4, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture(autouse=True)
-def lifecycle_settings(settings: Any) -> None:
+def lifecycle_settings(settings: Settings) -> None:
     settings.JOB_LEASE_SECONDS = 30
     settings.JOB_REDISPATCH_SECONDS = 600
     settings.JOB_MAX_DELIVERIES = 3
@@ -104,7 +105,7 @@ def test_only_the_delivery_holding_the_job_renews_its_lease_and_stores_its_outco
     job.refresh_from_db()
     assert job.lease_expires_at == T0 + timedelta(seconds=40)
     assert job_end(job.pk, fields={"status": "succeeded"}, delivery=2, now=T0) is True
-    job.refresh_from_db()
+    job = Job.objects.get(pk=job.pk)  # read again: mypy keeps the lease_expires_at narrowed above a refresh
     assert (job.status, job.finished_at, job.lease_expires_at) == ("succeeded", T0, None)
 
 

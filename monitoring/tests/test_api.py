@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -24,7 +24,7 @@ from .factories import add_model, demo, make_probe
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def iso(moment: Any) -> str:
+def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 

@@ -7,14 +7,16 @@ an injected clock that runs 20 times faster than real time, so no test waits a m
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
+from pytest_django import Settings
 
 from llm.tokens import count_message_tokens
 from monitoring.models import ModelStats, Probe
 from monitoring.services import probe_run
 from routing.accounting import account
-from routing.models import UsageRecord
+from routing.models import LLMModel, UsageRecord
 from routing.selectors import routing_config
 from tests.fixtures import Fake
 
@@ -30,8 +32,8 @@ def fast_clock() -> float:
     return time.monotonic() * SPEED_UP
 
 
-def probe(*models: object, clock: object = time.monotonic) -> dict[str, Probe]:
-    rows = probe_run(model_pks=[m.pk for m in models], clock=clock, now=lambda: NOW)  # type: ignore[attr-defined, arg-type]
+def probe(*models: LLMModel, clock: Callable[[], float] = time.monotonic) -> dict[str, Probe]:
+    rows = probe_run(model_pks=[m.pk for m in models], clock=clock, now=lambda: NOW)
     return {row.model.name: row for row in rows}
 
 
@@ -61,13 +63,13 @@ def test_it_classifies_each_bucket_from_the_fakes_latency(monitored: Fake) -> No
     assert rows["bucket-too-slow"].error == ""
 
 
-def test_it_measures_ttfb_tokens_per_second_tokens_and_energy(monitored: Fake, settings: object) -> None:
+def test_it_measures_ttfb_tokens_per_second_tokens_and_energy(monitored: Fake, settings: Settings) -> None:
     monitored.configure(**{"demo-fast": {"ttft_ms": 150, "tps": 20, "tokens": 6}})
 
     row = probe(demo("demo-fast"))["demo-fast"]
 
     assert (row.ok, row.status, row.http_status) == (True, "smooth", 200)
-    prompt = settings.MONITORING_PROBE_PROMPT  # type: ignore[attr-defined]
+    prompt = settings.MONITORING_PROBE_PROMPT
     assert row.prompt_tokens == count_message_tokens([{"role": "user", "content": prompt}])
     assert row.completion_tokens == 6
     assert row.ttfb_ms is not None and 150 <= row.ttfb_ms < 1000
@@ -83,8 +85,8 @@ def test_it_measures_ttfb_tokens_per_second_tokens_and_energy(monitored: Fake, s
     assert (row.energy_wh, row.cost_usd) == (expected.energy_wh, expected.cost_usd)
     assert row.cost_usd == pytest.approx((row.prompt_tokens * 0.10 + 6 * 0.40) / 1e6, abs=1e-15)
     assert monitored.stats()["requests"] == {"demo-fast": 1}
-    body = monitored.stats()["last"]["demo-fast"]  # type: ignore[index]
-    assert body["stream"] is True and body["max_tokens"] == settings.MONITORING_PROBE_MAX_TOKENS  # type: ignore[attr-defined]
+    body = monitored.stats()["last"]["demo-fast"]  # type: ignore[index]  # the fake's stats are JSON: object
+    assert body["stream"] is True and body["max_tokens"] == settings.MONITORING_PROBE_MAX_TOKENS
 
 
 def test_it_records_errors_with_their_class_and_status_never_a_zero_time(monitored: Fake) -> None:
@@ -112,8 +114,8 @@ def test_it_records_errors_with_their_class_and_status_never_a_zero_time(monitor
     assert "sk-" not in "".join(r.error for r in rows.values())
 
 
-def test_a_hanging_model_times_out_as_an_error(monitored: Fake, settings: object) -> None:
-    settings.MONITORING_PROBE_TIMEOUT_S = 0.5  # type: ignore[attr-defined]
+def test_a_hanging_model_times_out_as_an_error(monitored: Fake, settings: Settings) -> None:
+    settings.MONITORING_PROBE_TIMEOUT_S = 0.5
     hanging = add_model("hangs")
     monitored.configure(hangs={"hang": 1}, **{"demo-fast": {"tokens": 3}})
 
@@ -144,8 +146,8 @@ def test_probes_are_not_usage_records_and_update_the_models_last_probe(monitored
     assert stats["demo-fast"].refreshed_at == NOW
 
 
-def test_it_probes_concurrently_within_the_bound(monitored: Fake, settings: object) -> None:
-    settings.MONITORING_PROBE_CONCURRENCY = 2  # type: ignore[attr-defined]
+def test_it_probes_concurrently_within_the_bound(monitored: Fake, settings: Settings) -> None:
+    settings.MONITORING_PROBE_CONCURRENCY = 2
     models = [add_model(f"slow-{i}") for i in range(4)]
     monitored.configure(**{f"slow-{i}": {"latency_ms": 400, "tokens": 2} for i in range(4)})
 

@@ -8,6 +8,7 @@ import pytest
 
 from monitoring import services, statistics
 from monitoring.models import ModelStats, Rollup
+from routing.models import LLMModel
 from tests.fixtures import Fake
 
 from .factories import NOW, demo, make_probe
@@ -19,8 +20,8 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 
 
-def limited(model: object, at: datetime) -> None:
-    make_probe(model, at, status="unknown", http_status=429, error_type="rate_limited", error="Too Many Requests")  # type: ignore[arg-type]
+def limited(model: LLMModel, at: datetime) -> None:
+    make_probe(model, at, status="unknown", http_status=429, error_type="rate_limited", error="Too Many Requests")
 
 
 def test_percentile_interpolates_between_ranks() -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
+from pytest_django import Settings
 
 from rag import index
 from rag.embedding import to_bytes
@@ -16,7 +16,7 @@ from rag.models import Chunk, Collection, Document
 pytestmark = pytest.mark.django_db
 
 
-def test_the_cache_tells_collections_apart_by_uid_not_primary_key(settings: Any, tmp_path: Path) -> None:
+def test_the_cache_tells_collections_apart_by_uid_not_primary_key(settings: Settings, tmp_path: Path) -> None:
     settings.RAG_INDEX_DIR = tmp_path
     collection = Collection.objects.create(name="kb", embedding_model="demo/demo-embed", dimensions=2, index_version=1)
     document = Document.objects.create(collection=collection, external_id="d", text="old")

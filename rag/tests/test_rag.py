@@ -76,7 +76,7 @@ def wait_ready(gateway: Gateway, raw: str, name: str = "kb", version: int = 1) -
 
     def ready() -> bool:
         state.update(call("GET", f"{gateway.url}/api/v1/rag/collections/{name}", key=raw).json())
-        return state["status"] == "ready" and state["index_version"] >= version
+        return bool(state["status"] == "ready" and state["index_version"] >= version)
 
     assert wait_until(ready, timeout=120), state
     return state
@@ -222,7 +222,7 @@ def test_a_failing_embedding_model_marks_the_collection_failed(gateway: Gateway,
 
     def failed() -> bool:
         state.update(call("GET", f"{gateway.url}/api/v1/rag/collections/remote", key=raw).json())
-        return state["status"] == "failed"
+        return bool(state["status"] == "failed")
 
     assert wait_until(failed, timeout=30), state
     assert state["last_error"].startswith("The upstream model refused the request")

@@ -127,7 +127,12 @@ def test_it_fills_defaults_for_what_an_entry_leaves_out(tmp_path: Path) -> None:
         300.0,
     )
     llama = LLMModel.objects.get(name="llama3.2")
-    assert (llama.price_in_per_m, llama.price_out_per_m, llama.energy_kwh_per_m, llama.monitor) == (0, 0, None, True)
+    assert (llama.price_in_per_m, llama.price_out_per_m, llama.energy_kwh_per_m, llama.monitor) == (
+        Decimal("0"),
+        Decimal("0"),
+        None,
+        True,
+    )
     qwen = LLMModel.objects.get(name="qwen2.5")
     assert (qwen.energy_kwh_per_m, qwen.monitor) == (0.02, False)
     category = Category.objects.get(name="local-chat")

@@ -9,6 +9,7 @@ earlier, for every route, by ``middleware.PathGuardMiddleware``.
 
 from __future__ import annotations
 
+from django.db.models import Field, Model
 from django.urls import register_converter
 from django.urls.converters import StringConverter
 
@@ -29,10 +30,10 @@ def register() -> None:
     from rag.models import Collection, Document
     from routing.models import Category, LLMModel, Provider
 
-    def max_length(model: type, field: str) -> int:
-        length = model._meta.get_field(field).max_length  # type: ignore[attr-defined]
-        assert isinstance(length, int)
-        return length
+    def max_length(model: type[Model], field: str) -> int:
+        column = model._meta.get_field(field)
+        assert isinstance(column, Field) and isinstance(column.max_length, int)
+        return column.max_length
 
     # ``<provider>/<name>`` (contract section 1); a name may hold slashes (openrouter/meta-llama/llama-3-8b).
     provider, model = max_length(Provider, "name"), max_length(LLMModel, "name")

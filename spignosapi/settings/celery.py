@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kombu import Exchange, Queue
+from kombu.entity import Exchange, Queue
 
 from .env import env_bool, env_int, env_str
 from .redis import REDIS_BROKER_URL, REDIS_RESULTS_URL

@@ -26,6 +26,7 @@ def gone(django_db_blocker: Any) -> Iterator[Any]:
         with django_db_blocker.unblock():
             yield connection
     finally:
+        # The connection pool (Django 5.1's PostgreSQL backend) is not declared by django-stubs.
         connection.close_pool()  # type: ignore[attr-defined]
         base.reachability.unreachable = False
 
@@ -34,7 +35,7 @@ def gone(django_db_blocker: Any) -> Iterator[Any]:
 def test_the_default_database_lends_pooled_connections_through_this_backend() -> None:
     assert settings.DATABASES["default"]["ENGINE"] == "spignosapi.db"
     assert settings.DATABASES["default"]["CONN_MAX_AGE"] == 0  # a pool lends connections: no thread keeps one
-    pool = connection.pool  # type: ignore[attr-defined]
+    pool = connection.pool  # type: ignore[attr-defined]  # not declared by django-stubs
     assert (pool.min_size, pool.max_size, pool.timeout) == (
         settings.DB_POOL_MIN_SIZE,
         settings.DB_POOL_MAX_SIZE,

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from pytest_django import Settings
 from rest_framework.test import APIClient
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.urls_errors")]
@@ -129,7 +130,7 @@ def test_it_answers_429_with_retry_after(api_client: APIClient) -> None:
     assert error_of(response)["type"] == "rate_limit_error"
 
 
-def test_it_answers_413_for_a_body_over_the_limit(api_client: APIClient, settings: Any) -> None:
+def test_it_answers_413_for_a_body_over_the_limit(api_client: APIClient, settings: Settings) -> None:
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2048
     body = b'{"prompt": "' + b"x" * 4096 + b'"}'
     response = api_client.post("/api/v1/test/echo", data=body, content_type="application/json")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-from typing import Any
 
 import pytest
 from django.core.cache import cache
 from django.test import Client
+from pytest_django import Settings
 
 from spignosapi.tasks import BEAT_HEARTBEAT_KEY
 from tests.helpers import private_redis, wait_until
@@ -23,7 +23,7 @@ def test_health_answers_ok_without_a_key() -> None:
     assert response.json() == {"status": "ok"}
 
 
-def test_health_full_names_a_stopped_redis_and_answers_503(settings: Any) -> None:
+def test_health_full_names_a_stopped_redis_and_answers_503(settings: Settings) -> None:
     with private_redis() as (url, proc):
         settings.REDIS_URL = url
         proc.kill()
@@ -39,7 +39,7 @@ def test_health_full_names_a_stopped_redis_and_answers_503(settings: Any) -> Non
     assert body["checks"]["database"]["status"] == "ok"
 
 
-def test_health_full_never_shows_credentials_of_a_failing_dependency(settings: Any) -> None:
+def test_health_full_never_shows_credentials_of_a_failing_dependency(settings: Settings) -> None:
     with private_redis() as (url, proc):
         settings.CELERY_BROKER_URL = url.replace("redis://", "redis://user:hunter2@")
         proc.kill()
@@ -63,7 +63,7 @@ def test_health_full_is_200_with_worker_and_beat_running(
     assert all(check["latency_ms"] >= 0 for check in body["checks"].values())
 
 
-def test_health_full_names_missing_workers_when_none_runs(settings: Any) -> None:
+def test_health_full_names_missing_workers_when_none_runs(settings: Settings) -> None:
     with private_redis() as (url, _proc):
         # A broker no worker listens on: the ping goes unanswered.
         settings.CELERY_BROKER_URL = url

@@ -29,6 +29,7 @@ def _database_connections() -> int:
 def test_one_loop_serves_every_call_of_a_thread_and_its_database_threads_borrow_from_the_pool() -> None:
     async def job() -> tuple[asyncio.AbstractEventLoop, int]:
         loop = asyncio.get_running_loop()
+        # The loop's executor and the pool's statistics are attributes typeshed and django-stubs do not declare.
         assert isinstance(loop._default_executor, loops.DatabaseThreads)  # type: ignore[attr-defined]
         assert loop._default_executor._max_workers == settings.DB_THREADS  # type: ignore[attr-defined]
         return loop, await sync_to_async(_backend_pid, thread_sensitive=False)()

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 import pytest
+from pytest_django import Settings
 from rest_framework.exceptions import ParseError
 
 from spignosapi.api.parsers import JSONParser, json_depth
@@ -39,7 +40,7 @@ def test_it_measures_how_deep_a_value_nests(value: Any, depth: int) -> None:
     assert json_depth(value) == depth
 
 
-def test_it_accepts_a_body_as_deep_as_the_limit_and_refuses_one_level_more(settings: Any) -> None:
+def test_it_accepts_a_body_as_deep_as_the_limit_and_refuses_one_level_more(settings: Settings) -> None:
     settings.JSON_MAX_DEPTH = 10
     assert json_depth(parse(b'{"a": ' + deep(9).encode() + b"}")) == 10
     with pytest.raises(ParseError) as refused:
@@ -50,7 +51,7 @@ def test_it_accepts_a_body_as_deep_as_the_limit_and_refuses_one_level_more(setti
     )
 
 
-def test_brackets_inside_strings_do_not_count(settings: Any) -> None:
+def test_brackets_inside_strings_do_not_count(settings: Settings) -> None:
     settings.JSON_MAX_DEPTH = 3
     body = json.dumps({"code": "[" * 50 + "{" * 50, "list": [["x"]]}).encode()
     assert parse(body) == {"code": "[" * 50 + "{" * 50, "list": [["x"]]}

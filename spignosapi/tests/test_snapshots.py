@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 from django.urls import get_resolver
+from pytest_django import Settings
 
 from rag import usage as rag_usage
 from routing.accounting import account
@@ -49,13 +50,15 @@ def closed_loops() -> Iterator[None]:
 
 
 @pytest.fixture
-def checked_every_second(settings: Any) -> None:
+def checked_every_second(settings: Settings) -> None:
     settings.SNAPSHOT_CHECK_SECONDS = 1.0  # the production default: loop readers share one refresh
 
 
 @pytest.mark.parametrize("name", every_snapshot())
 @pytest.mark.parametrize("interval", [1.0, 0.0], ids=["checked-every-second", "checked-on-every-read"])
-def test_every_snapshot_is_read_on_the_loop_right_after_a_change(name: str, interval: float, settings: Any) -> None:
+def test_every_snapshot_is_read_on_the_loop_right_after_a_change(
+    name: str, interval: float, settings: Settings
+) -> None:
     settings.SNAPSHOT_CHECK_SECONDS = interval
     seed_defaults()
     snapshot = snapshots.registry[name]

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.utils import timezone
+from pytest_django import Settings
 
 from accounts.services import apikey_create
 from monitoring.models import Probe
@@ -196,6 +197,7 @@ def test_the_kanban_view_shows_each_model_under_its_bucket(logged_in_page: Any, 
 def test_clicking_a_row_draws_its_history(logged_in_page: Any, gateway: Gateway, fake: Fake) -> None:
     start = timezone.now()
     for hours_ago in (3, 2, 1):
+        # mypy cannot infer a lambda whose default binds the loop variable (misc).
         probe(FAST, now=lambda h=hours_ago: start - timedelta(hours=h))  # type: ignore[misc]
     fake.configure(**{"demo-fast": {"status": 502}})
     probe(FAST)
@@ -246,7 +248,7 @@ SCENARIO: dict[str, int | None] = {
 
 
 def test_it_screenshots_the_dashboard_with_a_day_of_data(
-    logged_in_page: Any, gateway: Gateway, fake: Fake, settings: Any
+    logged_in_page: Any, gateway: Gateway, fake: Fake, settings: Settings
 ) -> None:
     for name, value in FAST_THRESHOLDS.items():
         setattr(settings, name, value)
@@ -271,6 +273,7 @@ def test_it_screenshots_the_dashboard_with_a_day_of_data(
     for round_ in range(11):
         ttft = int(650 * (0.75 + 0.5 * ((round_ * 7) % 10) / 10))
         fake.configure(**{"demo-smart": {"status": 503} if round_ == 7 else {"ttft_ms": ttft, "tps": 400}})
+        # mypy cannot infer a lambda whose default binds the loop variable (misc).
         probe(SMART, now=lambda r=round_: start - timedelta(hours=2 * (11 - r)))  # type: ignore[misc]
     fake.configure(
         **{name: {"status": 503} if ttft is None else {"ttft_ms": ttft, "tps": 400} for name, ttft in SCENARIO.items()}

@@ -81,6 +81,7 @@ def test_the_probe_log_pages_through_older_probes(logged_in_page: Any, gateway: 
     start = timezone.now()
     for minutes_ago in (30, 20, 10):
         fake.configure(**{"demo-smart": {"status": 503} if minutes_ago == 20 else {"ttft_ms": 150}})
+        # mypy cannot infer a lambda whose default binds the loop variable (misc).
         probe(FAST, SMART, now=lambda m=minutes_ago: start - timedelta(minutes=m))  # type: ignore[misc]
     page = logged_in_page
     page.goto(gateway.url + "/results/?page_size=4")
