@@ -27,7 +27,7 @@ from ..errors import (
 from ..types import ChatRequest, GenerationResult, ProviderConfig, StreamEvent, ToolCall, ToolCallDelta, Usage
 from .base import AsyncClientCache, Clock, Provider, StreamAccumulator, build_result
 
-__all__ = ["ANTHROPIC_VERSION", "AnthropicProvider", "to_anthropic_body"]
+__all__ = ["ANTHROPIC_VERSION", "KINDS", "AnthropicProvider", "to_anthropic_body"]
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -375,6 +375,9 @@ class AnthropicProvider(Provider):
             message = str(error.get("message") or message)
         cls = _ERROR_TYPES.get(error_type, UpstreamServerError)
         return cls(self._redact(message), provider=self.name, model=model)
+
+
+KINDS: Mapping[str, type[Provider]] = {"anthropic": AnthropicProvider}
 
 
 class _StreamState:

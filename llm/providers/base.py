@@ -13,7 +13,7 @@ import time
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 import httpx2
 
@@ -45,6 +45,14 @@ _C = TypeVar("_C")
 
 class Provider(ABC):
     """One upstream. Thread-safe; async methods may be used from several event loops."""
+
+    # Runs in this process: a config of such a kind needs no base URL.
+    in_process: ClassVar[bool] = False
+
+    @classmethod
+    def check_config(cls, config: ProviderConfig) -> None:
+        """Raise ValueError if `config` lacks what this provider needs (called by `ProviderConfig`)."""
+        return None  # most providers need nothing beyond what ProviderConfig checks itself
 
     def __init__(self, config: ProviderConfig, *, clock: Clock = time.monotonic) -> None:
         self.config = config

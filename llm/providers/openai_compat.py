@@ -42,7 +42,7 @@ from ..types import (
 )
 from .base import AsyncClientCache, Clock, Provider, StreamAccumulator, build_result
 
-__all__ = ["OpenAICompatProvider"]
+__all__ = ["KINDS", "OpenAICompatProvider"]
 
 _CHAT_PATH = "/chat/completions"
 _EMBEDDINGS_PATH = "/embeddings"
@@ -143,6 +143,11 @@ class OpenAICompatProvider(Provider):
     `astream`; in the sync `stream` it is the socket read timeout of the whole stream, so it also bounds
     the gaps between chunks.
     """
+
+    @classmethod
+    def check_config(cls, config: ProviderConfig) -> None:
+        if config.kind == "azure" and not config.api_version:
+            raise ValueError(f"azure provider {config.name!r} needs api_version")
 
     def __init__(self, config: ProviderConfig, *, clock: Clock = time.monotonic) -> None:
         super().__init__(config, clock=clock)
@@ -750,6 +755,12 @@ class OpenAICompatProvider(Provider):
 
     def _deadline_error(self, first_deadline: float, total_deadline: float, model: str) -> LLMError:
         return self._timeout_error("first_token" if first_deadline < total_deadline else "total", model)
+
+
+# Every kind that speaks the OpenAI wire format; `azure` and `ollama` differ in URL, auth and key default.
+KINDS: Mapping[str, type[Provider]] = {
+    kind: OpenAICompatProvider for kind in ("openai", "azure", "ollama", "openrouter", "llmaas", "openai_compatible")
+}
 
 
 def _parse_usage(raw: object) -> Usage | None:
