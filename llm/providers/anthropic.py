@@ -1,4 +1,4 @@
-"""Anthropic Messages API over plain HTTP, with the HTTP client module the openai SDK uses (httpx2).
+"""Anthropic Messages API over plain HTTP: the transport's httpx2 clients (`llm.transport`).
 
 OpenAI-style requests are translated on the way out (system prompt, tool calls and results, tools,
 tool_choice) and Anthropic answers translated back, so callers see one format for every provider.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import AsyncGenerator, Generator, Mapping
 from typing import Any
@@ -24,8 +23,9 @@ from ..errors import (
     UpstreamServerError,
     error_for_status,
 )
+from ..transport import Transport
 from ..types import ChatRequest, GenerationResult, ProviderConfig, StreamEvent, ToolCall, ToolCallDelta, Usage
-from .base import AsyncClientCache, Clock, Provider, StreamAccumulator, build_result
+from .base import Clock, Provider, StreamAccumulator, build_result
 
 __all__ = ["ANTHROPIC_VERSION", "KINDS", "AnthropicProvider", "to_anthropic_body"]
 
@@ -67,61 +67,13 @@ class AnthropicProvider(Provider):
         if config.api_key:
             headers["x-api-key"] = config.api_key
         headers.update(config.headers)
-        self._headers = headers
-        self._timeout = httpx2.Timeout(config.timeout_s, connect=config.connect_timeout_s)
-        self._stream_timeout = self._timeout
-        if config.first_token_timeout_s is not None and config.first_token_timeout_s < config.timeout_s:
-            self._stream_timeout = httpx2.Timeout(
-                config.timeout_s, connect=config.connect_timeout_s, read=config.first_token_timeout_s
-            )
-        self._limits = httpx2.Limits(
-            max_connections=config.max_connections, max_keepalive_connections=config.max_connections
-        )
-        self._sync: httpx2.Client | None = None
-        self._sync_lock = threading.Lock()
-        self._async: AsyncClientCache[httpx2.AsyncClient] = AsyncClientCache(self._make_async)
-
-    # -- clients ---------------------------------------------------------------------------------------
-
-    def _make_async(self) -> httpx2.AsyncClient:
-        return httpx2.AsyncClient(headers=self._headers, timeout=self._timeout, limits=self._limits)
-
-    def _sync_client(self) -> httpx2.Client:
-        client = self._sync
-        if client is None:
-            with self._sync_lock:
-                client = self._sync
-                if client is None:
-                    client = self._sync = httpx2.Client(
-                        headers=self._headers, timeout=self._timeout, limits=self._limits
-                    )
-        return client
+        self._http = Transport(config, headers=headers)
 
     def close(self) -> None:
-        with self._sync_lock:
-            client, self._sync = self._sync, None
-        if client is not None:
-            client.close()
+        self._http.close()
 
     async def aclose(self) -> None:
-        self.close()
-
-        async def close(client: httpx2.AsyncClient) -> None:
-            await client.aclose()
-
-        await self._async.aclose_current(close)
-
-    def _timeouts(self, request: ChatRequest, *, stream: bool) -> httpx2.Timeout:
-        if request.timeout_s is None:
-            return self._stream_timeout if stream else self._timeout
-        read = request.timeout_s
-        if stream and self.config.first_token_timeout_s is not None:
-            read = min(read, self.config.first_token_timeout_s)
-        connect = min(self.config.connect_timeout_s, request.timeout_s)
-        return httpx2.Timeout(request.timeout_s, connect=connect, read=read)
-
-    def _total_timeout(self, request: ChatRequest) -> float:
-        return request.timeout_s if request.timeout_s is not None else self.config.timeout_s
+        await self._http.aclose()
 
     # -- generate --------------------------------------------------------------------------------------
 
@@ -129,9 +81,11 @@ class AnthropicProvider(Provider):
         start = self._clock()
         body = to_anthropic_body(request, stream=False)
         try:
-            response = self._sync_client().post(self._url, json=body, timeout=self._timeouts(request, stream=False))
+            response = self._http.client().post(
+                self._url, json=body, timeout=self._http.httpx_timeout(request.timeout_s, stream=False)
+            )
         except httpx2.HTTPError as exc:
-            raise self._map_transport_error(exc, request.model) from exc
+            raise self._http.error(exc, request.model) from exc
         if response.status_code >= 400:
             raise self._status_error(response.status_code, response.content, response.headers, request.model)
         return self._parse_message(response.content, request, start, self._clock())
@@ -140,12 +94,12 @@ class AnthropicProvider(Provider):
         start = self._clock()
         body = to_anthropic_body(request, stream=False)
         try:
-            async with asyncio.timeout(self._total_timeout(request)):
-                response = await self._async.get().post(
-                    self._url, json=body, timeout=self._timeouts(request, stream=False)
+            async with asyncio.timeout(self._http.total_timeout(request.timeout_s)):
+                response = await self._http.async_client().post(
+                    self._url, json=body, timeout=self._http.httpx_timeout(request.timeout_s, stream=False)
                 )
         except (httpx2.HTTPError, TimeoutError) as exc:
-            raise self._map_transport_error(exc, request.model) from exc
+            raise self._http.error(exc, request.model) from exc
         if response.status_code >= 400:
             raise self._status_error(response.status_code, response.content, response.headers, request.model)
         return self._parse_message(response.content, request, start, self._clock())
@@ -185,13 +139,12 @@ class AnthropicProvider(Provider):
     def stream(self, request: ChatRequest) -> Generator[StreamEvent, None, None]:
         start = self._clock()
         body = to_anthropic_body(request, stream=True)
-        ftt = self.config.first_token_timeout_s
-        first_token_bound = ftt is not None and ftt < self._total_timeout(request)
+        first_token_bound = self._http.first_token_binds(request.timeout_s)
         acc = StreamAccumulator()
         state = _StreamState()
         try:
-            with self._sync_client().stream(
-                "POST", self._url, json=body, timeout=self._timeouts(request, stream=True)
+            with self._http.client().stream(
+                "POST", self._url, json=body, timeout=self._http.httpx_timeout(request.timeout_s, stream=True)
             ) as response:
                 if response.status_code >= 400:
                     response.read()
@@ -204,42 +157,36 @@ class AnthropicProvider(Provider):
                         break
                     except httpx2.HTTPError as exc:
                         pending = first_token_bound and acc.first_token_at is None
-                        raise self._map_transport_error(
-                            exc, request.model, in_body=True, first_token_pending=pending
-                        ) from exc
+                        raise self._http.error(exc, request.model, in_body=True, first_token_pending=pending) from exc
                     event = self._apply_event(sse.event, sse.data, acc, state, request.model)
                     if event is not None:
                         yield event
         except httpx2.HTTPError as exc:
-            raise self._map_transport_error(exc, request.model, first_token_pending=first_token_bound) from exc
+            raise self._http.error(exc, request.model, first_token_pending=first_token_bound) from exc
         yield self._finish_stream(acc, state, request, start)
 
     async def astream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         start = self._clock()
         body = to_anthropic_body(request, stream=True)
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        total_deadline = now + self._total_timeout(request)
-        first_deadline = total_deadline
-        if self.config.first_token_timeout_s is not None:
-            first_deadline = min(total_deadline, now + self.config.first_token_timeout_s)
+        first_deadline, total_deadline = self._http.stream_deadlines(request.timeout_s)
         first_token_bound = first_deadline < total_deadline
         acc = StreamAccumulator()
         state = _StreamState()
-        client = self._async.get()
-        http_request = client.build_request("POST", self._url, json=body, timeout=self._timeouts(request, stream=True))
+        client = self._http.async_client()
+        timeout = self._http.httpx_timeout(request.timeout_s, stream=True)
+        http_request = client.build_request("POST", self._url, json=body, timeout=timeout)
         try:
             async with asyncio.timeout_at(first_deadline):
                 response = await client.send(http_request, stream=True)
         except (httpx2.HTTPError, TimeoutError) as exc:
-            raise self._map_transport_error(exc, request.model, first_token_pending=first_token_bound) from exc
+            raise self._http.error(exc, request.model, first_token_pending=first_token_bound) from exc
         try:
             if response.status_code >= 400:
                 try:
                     async with asyncio.timeout_at(total_deadline):
                         await response.aread()
                 except (httpx2.HTTPError, TimeoutError) as exc:
-                    raise self._map_transport_error(exc, request.model) from exc
+                    raise self._http.error(exc, request.model) from exc
                 raise self._status_error(response.status_code, response.content, response.headers, request.model)
             events = httpx2.EventSource(response).__aiter__()
             # Read to the end of the body (just after message_stop) so the connection returns to the pool.
@@ -253,9 +200,7 @@ class AnthropicProvider(Provider):
                     break
                 except (httpx2.HTTPError, TimeoutError) as exc:
                     pending = first_token_bound and acc.first_token_at is None
-                    raise self._map_transport_error(
-                        exc, request.model, in_body=True, first_token_pending=pending
-                    ) from exc
+                    raise self._http.error(exc, request.model, in_body=True, first_token_pending=pending) from exc
                 event = self._apply_event(sse.event, sse.data, acc, state, request.model)
                 if event is not None:
                     yield event
