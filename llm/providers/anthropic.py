@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, Generator, Mapping
+from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 from typing import Any
 
 import httpx2
@@ -216,70 +216,66 @@ class AnthropicProvider(Provider):
             payload = json.loads(data) if data else {}
             kind = payload.get("type", name)
             if kind == "content_block_delta":
-                delta = payload["delta"]
-                delta_type = delta.get("type")
-                if delta_type == "text_delta":
-                    text = delta.get("text") or ""
-                    if not text:
-                        return None
-                    if acc.first_token_at is None:
-                        acc.first_token_at = self._clock()
-                    acc.add_text(text)
-                    return StreamEvent(type="delta", content=text)
-                if delta_type == "input_json_delta":
-                    partial = delta.get("partial_json") or ""
-                    tool_index = state.tool_blocks.get(payload.get("index", 0))
-                    if not partial or tool_index is None:
-                        return None
-                    acc.add_tool_call(tool_index, None, None, partial)
-                    call_delta = ToolCallDelta(index=tool_index, id=None, name=None, arguments=partial)
-                    return StreamEvent(type="delta", tool_calls=(call_delta,))
-                return None  # thinking and signature deltas are not part of the answer
+                return self._block_delta(payload, acc, state)
             if kind == "content_block_start":
-                block = payload["content_block"]
-                block_type = block.get("type")
-                if block_type == "tool_use":
-                    tool_index = len(state.tool_blocks)
-                    state.tool_blocks[payload.get("index", 0)] = tool_index
-                    if acc.first_token_at is None:
-                        acc.first_token_at = self._clock()
-                    acc.add_tool_call(tool_index, block["id"], block["name"], "")
-                    call_delta = ToolCallDelta(index=tool_index, id=block["id"], name=block["name"], arguments="")
-                    return StreamEvent(type="delta", tool_calls=(call_delta,))
-                if block_type == "text" and block.get("text"):
-                    if acc.first_token_at is None:
-                        acc.first_token_at = self._clock()
-                    acc.add_text(block["text"])
-                    return StreamEvent(type="delta", content=block["text"])
-                return None
+                return self._block_start(payload, acc, state)
             if kind == "message_start":
-                message = payload["message"]
-                if isinstance(message.get("model"), str):
-                    acc.model = message["model"]
-                usage = message.get("usage")
-                if isinstance(usage, dict) and isinstance(usage.get("input_tokens"), int):
-                    state.input_tokens = _input_tokens(usage)
-                    state.output_tokens = int(usage.get("output_tokens") or 0)
-                return None
-            if kind == "message_delta":
-                stop_reason = (payload.get("delta") or {}).get("stop_reason")
-                if stop_reason:
-                    acc.finish_reason = _STOP_REASONS.get(stop_reason, stop_reason)
-                usage = payload.get("usage")
-                if isinstance(usage, dict):
-                    if isinstance(usage.get("input_tokens"), int):
-                        state.input_tokens = _input_tokens(usage)
-                    if isinstance(usage.get("output_tokens"), int):
-                        state.output_tokens = usage["output_tokens"]
-                return None
-            if kind == "message_stop":
+                _message_start(payload["message"], acc, state)
+            elif kind == "message_delta":
+                _message_delta(payload, acc, state)
+            elif kind == "message_stop":
                 state.stopped = True
-                return None
-            if kind == "error":
+            elif kind == "error":
                 raise self._error_event(payload.get("error"), model)
-            return None  # ping, content_block_stop, unknown future events
+            return None  # also for ping, content_block_stop and unknown future events
         except _PARSE_ERRORS as exc:
             raise self._invalid(f"malformed Anthropic stream event {name!r}: {exc!r}", model) from exc
+
+    def _block_delta(
+        self, payload: Mapping[str, Any], acc: StreamAccumulator, state: _StreamState
+    ) -> StreamEvent | None:
+        """A piece of a text block or of a tool call's arguments."""
+        delta = payload["delta"]
+        delta_type = delta.get("type")
+        if delta_type == "text_delta":
+            text = delta.get("text") or ""
+            if not text:
+                return None
+            self._first_token(acc)
+            acc.add_text(text)
+            return StreamEvent(type="delta", content=text)
+        if delta_type == "input_json_delta":
+            partial = delta.get("partial_json") or ""
+            tool_index = state.tool_blocks.get(payload.get("index", 0))
+            if not partial or tool_index is None:
+                return None
+            acc.add_tool_call(tool_index, None, None, partial)
+            call_delta = ToolCallDelta(index=tool_index, id=None, name=None, arguments=partial)
+            return StreamEvent(type="delta", tool_calls=(call_delta,))
+        return None  # thinking and signature deltas are not part of the answer
+
+    def _block_start(
+        self, payload: Mapping[str, Any], acc: StreamAccumulator, state: _StreamState
+    ) -> StreamEvent | None:
+        """A tool call's id and name, or a text block that starts with text."""
+        block = payload["content_block"]
+        block_type = block.get("type")
+        if block_type == "tool_use":
+            tool_index = len(state.tool_blocks)
+            state.tool_blocks[payload.get("index", 0)] = tool_index
+            self._first_token(acc)
+            acc.add_tool_call(tool_index, block["id"], block["name"], "")
+            call_delta = ToolCallDelta(index=tool_index, id=block["id"], name=block["name"], arguments="")
+            return StreamEvent(type="delta", tool_calls=(call_delta,))
+        if block_type == "text" and block.get("text"):
+            self._first_token(acc)
+            acc.add_text(block["text"])
+            return StreamEvent(type="delta", content=block["text"])
+        return None
+
+    def _first_token(self, acc: StreamAccumulator) -> None:
+        if acc.first_token_at is None:
+            acc.first_token_at = self._clock()
 
     def _finish_stream(
         self, acc: StreamAccumulator, state: _StreamState, request: ChatRequest, start: float
@@ -335,6 +331,29 @@ class _StreamState:
         self.tool_blocks: dict[int, int] = {}  # content block index -> tool call index
 
 
+def _message_start(message: Mapping[str, Any], acc: StreamAccumulator, state: _StreamState) -> None:
+    """The upstream's model name, and the prompt's usage as counted so far."""
+    if isinstance(message.get("model"), str):
+        acc.model = message["model"]
+    usage = message.get("usage")
+    if isinstance(usage, dict) and isinstance(usage.get("input_tokens"), int):
+        state.input_tokens = _input_tokens(usage)
+        state.output_tokens = int(usage.get("output_tokens") or 0)
+
+
+def _message_delta(payload: Mapping[str, Any], acc: StreamAccumulator, state: _StreamState) -> None:
+    """The stop reason and the final usage."""
+    stop_reason = (payload.get("delta") or {}).get("stop_reason")
+    if stop_reason:
+        acc.finish_reason = _STOP_REASONS.get(stop_reason, stop_reason)
+    usage = payload.get("usage")
+    if isinstance(usage, dict):
+        if isinstance(usage.get("input_tokens"), int):
+            state.input_tokens = _input_tokens(usage)
+        if isinstance(usage.get("output_tokens"), int):
+            state.output_tokens = usage["output_tokens"]
+
+
 def _input_tokens(usage: Mapping[str, Any]) -> int:
     # Cached prompt tokens are reported apart from input_tokens; the prompt is their sum.
     return (
@@ -362,48 +381,7 @@ def to_anthropic_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     `tool_result` blocks; consecutive messages of one role are merged, as Anthropic requires alternation.
     `temperature` is clamped to Anthropic's 0..1 range; `top_p` is sent only when not 1.
     """
-    system: list[str] = []
-    messages: list[dict[str, Any]] = []
-    for message in request.messages:
-        role = message.get("role")
-        content = message.get("content")
-        if role in ("system", "developer"):
-            text = _text_of(content)
-            if text:
-                system.append(text)
-            continue
-        blocks: list[dict[str, Any]]
-        if role == "tool":
-            role = "user"
-            blocks = [
-                {
-                    "type": "tool_result",
-                    "tool_use_id": str(message.get("tool_call_id") or ""),
-                    "content": _text_of(content),
-                }
-            ]
-        elif role == "assistant":
-            blocks = _content_blocks(content)
-            for call in message.get("tool_calls") or ():
-                function = call.get("function") or {}
-                blocks.append(
-                    {
-                        "type": "tool_use",
-                        "id": call.get("id") or "",
-                        "name": function.get("name") or "",
-                        "input": _json_object(function.get("arguments")),
-                    }
-                )
-        else:
-            role = "user"
-            blocks = _content_blocks(content)
-        if not blocks:
-            continue
-        if messages and messages[-1]["role"] == role:
-            messages[-1]["content"].extend(blocks)
-        else:
-            messages.append({"role": role, "content": blocks})
-
+    system, messages = _translate_messages(request.messages)
     body: dict[str, Any] = {
         "model": request.model,
         "max_tokens": request.max_tokens,
@@ -427,6 +405,54 @@ def to_anthropic_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     if stream:
         body["stream"] = True
     return body
+
+
+def _translate_messages(chat: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The system texts, and the messages of alternating roles (consecutive ones of a role merged)."""
+    system: list[str] = []
+    messages: list[dict[str, Any]] = []
+    for message in chat:
+        role = message.get("role")
+        if role in ("system", "developer"):
+            text = _text_of(message.get("content"))
+            if text:
+                system.append(text)
+            continue
+        role, blocks = _message_blocks(message)
+        if not blocks:
+            continue
+        if messages and messages[-1]["role"] == role:
+            messages[-1]["content"].extend(blocks)
+        else:
+            messages.append({"role": role, "content": blocks})
+    return system, messages
+
+
+def _message_blocks(message: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """The Anthropic role and content blocks of one non-system message."""
+    role = message.get("role")
+    content = message.get("content")
+    if role == "tool":
+        result = {
+            "type": "tool_result",
+            "tool_use_id": str(message.get("tool_call_id") or ""),
+            "content": _text_of(content),
+        }
+        return "user", [result]
+    blocks = _content_blocks(content)
+    if role != "assistant":
+        return "user", blocks
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") or {}
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id") or "",
+                "name": function.get("name") or "",
+                "input": _json_object(function.get("arguments")),
+            }
+        )
+    return "assistant", blocks
 
 
 def _text_of(content: Any) -> str:
