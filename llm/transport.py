@@ -20,8 +20,8 @@ import asyncio
 import contextlib
 import threading
 import weakref
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from typing import Generic, TypeVar
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from typing import Generic, TypeVar, cast
 
 import aiohttp
 import httpx2
@@ -277,9 +277,9 @@ class Transport:
         )
 
 
-def sse_events(response: aiohttp.ClientResponse) -> AsyncIterator[ServerSentEvent]:
+def sse_events(response: aiohttp.ClientResponse) -> AsyncGenerator[ServerSentEvent, None]:
     """The server-sent events of an aiohttp response, decoded as the openai SDK decodes them."""
-    return SSEDecoder().aiter_bytes(body_chunks(response.content))
+    return cast(AsyncGenerator[ServerSentEvent, None], SSEDecoder().aiter_bytes(body_chunks(response.content)))
 
 
 async def body_chunks(content: aiohttp.StreamReader) -> AsyncGenerator[bytes, None]:

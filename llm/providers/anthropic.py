@@ -1,4 +1,5 @@
-"""Anthropic Messages API over plain HTTP: the transport's httpx2 clients (`llm.transport`).
+"""Anthropic Messages API over plain HTTP: the transport's aiohttp path for async calls, its httpx2 client
+for sync ones (`llm.transport`).
 
 OpenAI-style requests are translated on the way out (system prompt, tool calls and results, tools,
 tool_choice) and Anthropic answers translated back, so callers see one format for every provider.
@@ -23,7 +24,7 @@ from ..errors import (
     UpstreamServerError,
     error_for_status,
 )
-from ..transport import Transport
+from ..transport import AIOHTTP_ERRORS, StatusError, Transport, sse_events
 from ..types import ChatRequest, GenerationResult, ProviderConfig, StreamEvent, ToolCall, ToolCallDelta, Usage
 from .base import Clock, Provider, StreamAccumulator, build_result
 
@@ -67,6 +68,8 @@ class AnthropicProvider(Provider):
         if config.api_key:
             headers["x-api-key"] = config.api_key
         headers.update(config.headers)
+        # The sync client sends them on every request; the async (aiohttp) path per call.
+        self._headers = headers
         self._http = Transport(config, headers=headers)
 
     def close(self) -> None:
@@ -92,17 +95,19 @@ class AnthropicProvider(Provider):
 
     async def agenerate(self, request: ChatRequest) -> GenerationResult:
         start = self._clock()
-        body = to_anthropic_body(request, stream=False)
+        data = _encode(to_anthropic_body(request, stream=False))
         try:
             async with asyncio.timeout(self._http.total_timeout(request.timeout_s)):
-                response = await self._http.async_client().post(
-                    self._url, json=body, timeout=self._http.httpx_timeout(request.timeout_s, stream=False)
-                )
-        except (httpx2.HTTPError, TimeoutError) as exc:
+                response = await self._http.post(self._url, data, self._headers, timeout_s=request.timeout_s)
+                try:
+                    raw = await response.read()
+                finally:
+                    response.release()
+        except StatusError as exc:
+            raise self._status_error(exc.status, exc.body, exc.headers, request.model) from exc
+        except (TimeoutError, *AIOHTTP_ERRORS) as exc:
             raise self._http.error(exc, request.model) from exc
-        if response.status_code >= 400:
-            raise self._status_error(response.status_code, response.content, response.headers, request.model)
-        return self._parse_message(response.content, request, start, self._clock())
+        return self._parse_message(raw, request, start, self._clock())
 
     def _parse_message(self, raw: bytes, request: ChatRequest, start: float, end: float) -> GenerationResult:
         try:
@@ -167,28 +172,20 @@ class AnthropicProvider(Provider):
 
     async def astream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         start = self._clock()
-        body = to_anthropic_body(request, stream=True)
+        data = _encode(to_anthropic_body(request, stream=True))
         first_deadline, total_deadline = self._http.stream_deadlines(request.timeout_s)
         first_token_bound = first_deadline < total_deadline
         acc = StreamAccumulator()
         state = _StreamState()
-        client = self._http.async_client()
-        timeout = self._http.httpx_timeout(request.timeout_s, stream=True)
-        http_request = client.build_request("POST", self._url, json=body, timeout=timeout)
         try:
             async with asyncio.timeout_at(first_deadline):
-                response = await client.send(http_request, stream=True)
-        except (httpx2.HTTPError, TimeoutError) as exc:
+                response = await self._http.post(self._url, data, self._headers, timeout_s=request.timeout_s)
+        except StatusError as exc:
+            raise self._status_error(exc.status, exc.body, exc.headers, request.model) from exc
+        except (TimeoutError, *AIOHTTP_ERRORS) as exc:
             raise self._http.error(exc, request.model, first_token_pending=first_token_bound) from exc
+        events = sse_events(response)
         try:
-            if response.status_code >= 400:
-                try:
-                    async with asyncio.timeout_at(total_deadline):
-                        await response.aread()
-                except (httpx2.HTTPError, TimeoutError) as exc:
-                    raise self._http.error(exc, request.model) from exc
-                raise self._status_error(response.status_code, response.content, response.headers, request.model)
-            events = httpx2.EventSource(response).__aiter__()
             # Read to the end of the body (just after message_stop) so the connection returns to the pool.
             while True:
                 deadline = first_deadline if acc.first_token_at is None else total_deadline
@@ -198,14 +195,16 @@ class AnthropicProvider(Provider):
                         sse = await events.__anext__()
                 except StopAsyncIteration:
                     break
-                except (httpx2.HTTPError, TimeoutError) as exc:
+                except (TimeoutError, *AIOHTTP_ERRORS) as exc:
                     pending = first_token_bound and acc.first_token_at is None
                     raise self._http.error(exc, request.model, in_body=True, first_token_pending=pending) from exc
-                event = self._apply_event(sse.event, sse.data, acc, state, request.model)
+                # An event without an `event:` line is a "message" event (the SSE specification).
+                event = self._apply_event(sse.event or "message", sse.data, acc, state, request.model)
                 if event is not None:
                     yield event
         finally:
-            await response.aclose()
+            await events.aclose()
+            response.release()
         yield self._finish_stream(acc, state, request, start)
 
     def _apply_event(
@@ -453,6 +452,11 @@ def _message_blocks(message: Mapping[str, Any]) -> tuple[str, list[dict[str, Any
             }
         )
     return "assistant", blocks
+
+
+def _encode(body: Mapping[str, Any]) -> bytes:
+    """A request body as compact UTF-8 JSON (as httpx2 encodes `json=` on the sync path)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _text_of(content: Any) -> str:
