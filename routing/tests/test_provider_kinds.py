@@ -15,4 +15,4 @@ def test_the_provider_kind_choices_are_the_kinds_llm_serves() -> None:
 def test_a_kind_without_base_url_is_exactly_the_in_process_kind() -> None:
     # `Provider.clean` lets only local providers go without a base URL, as ProviderConfig does for in-process kinds.
     in_process = {kind for kind, provider in llm.providers.PROVIDERS_BY_KIND.items() if provider.in_process}
-    assert in_process == {Provider.Kind.LOCAL}
+    assert in_process == {Provider.Kind.LOCAL.value}
