@@ -20,7 +20,7 @@ from .errors import (
     UpstreamServerError,
 )
 from .handler import LLMHandler, split_model_id
-from .providers import Provider
+from .providers import PROVIDER_KINDS, Provider
 from .retry import RetryPolicy
 from .tokens import count_message_tokens, count_tokens
 from .types import (
@@ -37,6 +37,7 @@ from .types import (
 )
 
 __all__ = [
+    "PROVIDER_KINDS",
     "AuthenticationError",
     "BadRequestError",
     "ChatRequest",

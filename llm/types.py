@@ -13,8 +13,6 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
-    "IN_PROCESS_KINDS",
-    "PROVIDER_KINDS",
     "ChatRequest",
     "EmbeddingResult",
     "GenerationParams",
@@ -28,20 +26,15 @@ __all__ = [
     "compute_timings",
 ]
 
-PROVIDER_KINDS: frozenset[str] = frozenset(
-    {"openai", "azure", "anthropic", "ollama", "openrouter", "llmaas", "openai_compatible", "local"}
-)
-# Kinds that run in this process and need no base URL.
-IN_PROCESS_KINDS: frozenset[str] = frozenset({"local"})
-
 
 @dataclass(frozen=True, slots=True)
 class ProviderConfig:
     """How to reach one upstream provider.
 
     `name` is the prefix of model ids (`"<name>/<model>"`), so it may not contain "/".
-    Raises ValueError for an unknown `kind`, a non-http(s) `base_url`, non-positive limits, or an azure
-    provider without `api_version`.
+    Raises ValueError for an unknown `kind`, a non-http(s) `base_url` (none is needed by an in-process
+    kind), what the kind's provider refuses (`Provider.check_config`: an azure provider without
+    `api_version`), or non-positive limits.
     `repr()` never shows the API key nor header values (they may carry secrets too).
     """
 
@@ -59,16 +52,19 @@ class ProviderConfig:
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
             raise ValueError(f"provider name must be non-empty and contain no '/': {self.name!r}")
-        if self.kind not in PROVIDER_KINDS:
+        # Imported here: the providers import this module, and the registry is complete once they are.
+        from .providers import PROVIDERS_BY_KIND
+
+        provider = PROVIDERS_BY_KIND.get(self.kind)
+        if provider is None:
             raise ValueError(
-                f"unknown provider kind {self.kind!r} for {self.name!r}; expected one of {sorted(PROVIDER_KINDS)}"
+                f"unknown provider kind {self.kind!r} for {self.name!r}; expected one of {sorted(PROVIDERS_BY_KIND)}"
             )
         parts = urlsplit(self.base_url)
-        in_process = self.kind in IN_PROCESS_KINDS and not self.base_url
+        in_process = provider.in_process and not self.base_url
         if not in_process and (parts.scheme not in ("http", "https") or not parts.hostname):
             raise ValueError(f"base_url of provider {self.name!r} must be an http(s) URL")
-        if self.kind == "azure" and not self.api_version:
-            raise ValueError(f"azure provider {self.name!r} needs api_version")
+        provider.check_config(self)
         if self.timeout_s <= 0 or self.connect_timeout_s <= 0:
             raise ValueError("timeouts must be positive")
         if self.first_token_timeout_s is not None and self.first_token_timeout_s <= 0:

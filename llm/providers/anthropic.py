@@ -1,4 +1,5 @@
-"""Anthropic Messages API over plain HTTP, with the HTTP client module the openai SDK uses (httpx2).
+"""Anthropic Messages API over plain HTTP: the transport's aiohttp path for async calls, its httpx2 client
+for sync ones (`llm.transport`).
 
 OpenAI-style requests are translated on the way out (system prompt, tool calls and results, tools,
 tool_choice) and Anthropic answers translated back, so callers see one format for every provider.
@@ -8,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
-from collections.abc import AsyncGenerator, Generator, Mapping
+from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 from typing import Any
 
 import httpx2
@@ -24,10 +24,11 @@ from ..errors import (
     UpstreamServerError,
     error_for_status,
 )
+from ..transport import AIOHTTP_ERRORS, StatusError, Transport, sse_events
 from ..types import ChatRequest, GenerationResult, ProviderConfig, StreamEvent, ToolCall, ToolCallDelta, Usage
-from .base import AsyncClientCache, Clock, Provider, StreamAccumulator, build_result
+from .base import Clock, Provider, StreamAccumulator, build_result
 
-__all__ = ["ANTHROPIC_VERSION", "AnthropicProvider", "to_anthropic_body"]
+__all__ = ["ANTHROPIC_VERSION", "KINDS", "AnthropicProvider", "to_anthropic_body"]
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -67,61 +68,15 @@ class AnthropicProvider(Provider):
         if config.api_key:
             headers["x-api-key"] = config.api_key
         headers.update(config.headers)
+        # The sync client sends them on every request; the async (aiohttp) path per call.
         self._headers = headers
-        self._timeout = httpx2.Timeout(config.timeout_s, connect=config.connect_timeout_s)
-        self._stream_timeout = self._timeout
-        if config.first_token_timeout_s is not None and config.first_token_timeout_s < config.timeout_s:
-            self._stream_timeout = httpx2.Timeout(
-                config.timeout_s, connect=config.connect_timeout_s, read=config.first_token_timeout_s
-            )
-        self._limits = httpx2.Limits(
-            max_connections=config.max_connections, max_keepalive_connections=config.max_connections
-        )
-        self._sync: httpx2.Client | None = None
-        self._sync_lock = threading.Lock()
-        self._async: AsyncClientCache[httpx2.AsyncClient] = AsyncClientCache(self._make_async)
-
-    # -- clients ---------------------------------------------------------------------------------------
-
-    def _make_async(self) -> httpx2.AsyncClient:
-        return httpx2.AsyncClient(headers=self._headers, timeout=self._timeout, limits=self._limits)
-
-    def _sync_client(self) -> httpx2.Client:
-        client = self._sync
-        if client is None:
-            with self._sync_lock:
-                client = self._sync
-                if client is None:
-                    client = self._sync = httpx2.Client(
-                        headers=self._headers, timeout=self._timeout, limits=self._limits
-                    )
-        return client
+        self._http = Transport(config, headers=headers)
 
     def close(self) -> None:
-        with self._sync_lock:
-            client, self._sync = self._sync, None
-        if client is not None:
-            client.close()
+        self._http.close()
 
     async def aclose(self) -> None:
-        self.close()
-
-        async def close(client: httpx2.AsyncClient) -> None:
-            await client.aclose()
-
-        await self._async.aclose_current(close)
-
-    def _timeouts(self, request: ChatRequest, *, stream: bool) -> httpx2.Timeout:
-        if request.timeout_s is None:
-            return self._stream_timeout if stream else self._timeout
-        read = request.timeout_s
-        if stream and self.config.first_token_timeout_s is not None:
-            read = min(read, self.config.first_token_timeout_s)
-        connect = min(self.config.connect_timeout_s, request.timeout_s)
-        return httpx2.Timeout(request.timeout_s, connect=connect, read=read)
-
-    def _total_timeout(self, request: ChatRequest) -> float:
-        return request.timeout_s if request.timeout_s is not None else self.config.timeout_s
+        await self._http.aclose()
 
     # -- generate --------------------------------------------------------------------------------------
 
@@ -129,26 +84,30 @@ class AnthropicProvider(Provider):
         start = self._clock()
         body = to_anthropic_body(request, stream=False)
         try:
-            response = self._sync_client().post(self._url, json=body, timeout=self._timeouts(request, stream=False))
+            response = self._http.client().post(
+                self._url, json=body, timeout=self._http.httpx_timeout(request.timeout_s, stream=False)
+            )
         except httpx2.HTTPError as exc:
-            raise self._map_transport_error(exc, request.model) from exc
+            raise self._http.error(exc, request.model) from exc
         if response.status_code >= 400:
             raise self._status_error(response.status_code, response.content, response.headers, request.model)
         return self._parse_message(response.content, request, start, self._clock())
 
     async def agenerate(self, request: ChatRequest) -> GenerationResult:
         start = self._clock()
-        body = to_anthropic_body(request, stream=False)
+        data = _encode(to_anthropic_body(request, stream=False))
         try:
-            async with asyncio.timeout(self._total_timeout(request)):
-                response = await self._async.get().post(
-                    self._url, json=body, timeout=self._timeouts(request, stream=False)
-                )
-        except (httpx2.HTTPError, TimeoutError) as exc:
-            raise self._map_transport_error(exc, request.model) from exc
-        if response.status_code >= 400:
-            raise self._status_error(response.status_code, response.content, response.headers, request.model)
-        return self._parse_message(response.content, request, start, self._clock())
+            async with asyncio.timeout(self._http.total_timeout(request.timeout_s)):
+                response = await self._http.post(self._url, data, self._headers, timeout_s=request.timeout_s)
+                try:
+                    raw = await response.read()
+                finally:
+                    response.release()
+        except StatusError as exc:
+            raise self._status_error(exc.status, exc.body, exc.headers, request.model) from exc
+        except (TimeoutError, *AIOHTTP_ERRORS) as exc:
+            raise self._http.error(exc, request.model) from exc
+        return self._parse_message(raw, request, start, self._clock())
 
     def _parse_message(self, raw: bytes, request: ChatRequest, start: float, end: float) -> GenerationResult:
         try:
@@ -185,13 +144,12 @@ class AnthropicProvider(Provider):
     def stream(self, request: ChatRequest) -> Generator[StreamEvent, None, None]:
         start = self._clock()
         body = to_anthropic_body(request, stream=True)
-        ftt = self.config.first_token_timeout_s
-        first_token_bound = ftt is not None and ftt < self._total_timeout(request)
+        first_token_bound = self._http.first_token_binds(request.timeout_s)
         acc = StreamAccumulator()
         state = _StreamState()
         try:
-            with self._sync_client().stream(
-                "POST", self._url, json=body, timeout=self._timeouts(request, stream=True)
+            with self._http.client().stream(
+                "POST", self._url, json=body, timeout=self._http.httpx_timeout(request.timeout_s, stream=True)
             ) as response:
                 if response.status_code >= 400:
                     response.read()
@@ -204,44 +162,30 @@ class AnthropicProvider(Provider):
                         break
                     except httpx2.HTTPError as exc:
                         pending = first_token_bound and acc.first_token_at is None
-                        raise self._map_transport_error(
-                            exc, request.model, in_body=True, first_token_pending=pending
-                        ) from exc
+                        raise self._http.error(exc, request.model, in_body=True, first_token_pending=pending) from exc
                     event = self._apply_event(sse.event, sse.data, acc, state, request.model)
                     if event is not None:
                         yield event
         except httpx2.HTTPError as exc:
-            raise self._map_transport_error(exc, request.model, first_token_pending=first_token_bound) from exc
+            raise self._http.error(exc, request.model, first_token_pending=first_token_bound) from exc
         yield self._finish_stream(acc, state, request, start)
 
     async def astream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         start = self._clock()
-        body = to_anthropic_body(request, stream=True)
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        total_deadline = now + self._total_timeout(request)
-        first_deadline = total_deadline
-        if self.config.first_token_timeout_s is not None:
-            first_deadline = min(total_deadline, now + self.config.first_token_timeout_s)
+        data = _encode(to_anthropic_body(request, stream=True))
+        first_deadline, total_deadline = self._http.stream_deadlines(request.timeout_s)
         first_token_bound = first_deadline < total_deadline
         acc = StreamAccumulator()
         state = _StreamState()
-        client = self._async.get()
-        http_request = client.build_request("POST", self._url, json=body, timeout=self._timeouts(request, stream=True))
         try:
             async with asyncio.timeout_at(first_deadline):
-                response = await client.send(http_request, stream=True)
-        except (httpx2.HTTPError, TimeoutError) as exc:
-            raise self._map_transport_error(exc, request.model, first_token_pending=first_token_bound) from exc
+                response = await self._http.post(self._url, data, self._headers, timeout_s=request.timeout_s)
+        except StatusError as exc:
+            raise self._status_error(exc.status, exc.body, exc.headers, request.model) from exc
+        except (TimeoutError, *AIOHTTP_ERRORS) as exc:
+            raise self._http.error(exc, request.model, first_token_pending=first_token_bound) from exc
+        events = sse_events(response)
         try:
-            if response.status_code >= 400:
-                try:
-                    async with asyncio.timeout_at(total_deadline):
-                        await response.aread()
-                except (httpx2.HTTPError, TimeoutError) as exc:
-                    raise self._map_transport_error(exc, request.model) from exc
-                raise self._status_error(response.status_code, response.content, response.headers, request.model)
-            events = httpx2.EventSource(response).__aiter__()
             # Read to the end of the body (just after message_stop) so the connection returns to the pool.
             while True:
                 deadline = first_deadline if acc.first_token_at is None else total_deadline
@@ -251,16 +195,16 @@ class AnthropicProvider(Provider):
                         sse = await events.__anext__()
                 except StopAsyncIteration:
                     break
-                except (httpx2.HTTPError, TimeoutError) as exc:
+                except (TimeoutError, *AIOHTTP_ERRORS) as exc:
                     pending = first_token_bound and acc.first_token_at is None
-                    raise self._map_transport_error(
-                        exc, request.model, in_body=True, first_token_pending=pending
-                    ) from exc
-                event = self._apply_event(sse.event, sse.data, acc, state, request.model)
+                    raise self._http.error(exc, request.model, in_body=True, first_token_pending=pending) from exc
+                # An event without an `event:` line is a "message" event (the SSE specification).
+                event = self._apply_event(sse.event or "message", sse.data, acc, state, request.model)
                 if event is not None:
                     yield event
         finally:
-            await response.aclose()
+            await events.aclose()
+            response.release()
         yield self._finish_stream(acc, state, request, start)
 
     def _apply_event(
@@ -271,70 +215,66 @@ class AnthropicProvider(Provider):
             payload = json.loads(data) if data else {}
             kind = payload.get("type", name)
             if kind == "content_block_delta":
-                delta = payload["delta"]
-                delta_type = delta.get("type")
-                if delta_type == "text_delta":
-                    text = delta.get("text") or ""
-                    if not text:
-                        return None
-                    if acc.first_token_at is None:
-                        acc.first_token_at = self._clock()
-                    acc.add_text(text)
-                    return StreamEvent(type="delta", content=text)
-                if delta_type == "input_json_delta":
-                    partial = delta.get("partial_json") or ""
-                    tool_index = state.tool_blocks.get(payload.get("index", 0))
-                    if not partial or tool_index is None:
-                        return None
-                    acc.add_tool_call(tool_index, None, None, partial)
-                    call_delta = ToolCallDelta(index=tool_index, id=None, name=None, arguments=partial)
-                    return StreamEvent(type="delta", tool_calls=(call_delta,))
-                return None  # thinking and signature deltas are not part of the answer
+                return self._block_delta(payload, acc, state)
             if kind == "content_block_start":
-                block = payload["content_block"]
-                block_type = block.get("type")
-                if block_type == "tool_use":
-                    tool_index = len(state.tool_blocks)
-                    state.tool_blocks[payload.get("index", 0)] = tool_index
-                    if acc.first_token_at is None:
-                        acc.first_token_at = self._clock()
-                    acc.add_tool_call(tool_index, block["id"], block["name"], "")
-                    call_delta = ToolCallDelta(index=tool_index, id=block["id"], name=block["name"], arguments="")
-                    return StreamEvent(type="delta", tool_calls=(call_delta,))
-                if block_type == "text" and block.get("text"):
-                    if acc.first_token_at is None:
-                        acc.first_token_at = self._clock()
-                    acc.add_text(block["text"])
-                    return StreamEvent(type="delta", content=block["text"])
-                return None
+                return self._block_start(payload, acc, state)
             if kind == "message_start":
-                message = payload["message"]
-                if isinstance(message.get("model"), str):
-                    acc.model = message["model"]
-                usage = message.get("usage")
-                if isinstance(usage, dict) and isinstance(usage.get("input_tokens"), int):
-                    state.input_tokens = _input_tokens(usage)
-                    state.output_tokens = int(usage.get("output_tokens") or 0)
-                return None
-            if kind == "message_delta":
-                stop_reason = (payload.get("delta") or {}).get("stop_reason")
-                if stop_reason:
-                    acc.finish_reason = _STOP_REASONS.get(stop_reason, stop_reason)
-                usage = payload.get("usage")
-                if isinstance(usage, dict):
-                    if isinstance(usage.get("input_tokens"), int):
-                        state.input_tokens = _input_tokens(usage)
-                    if isinstance(usage.get("output_tokens"), int):
-                        state.output_tokens = usage["output_tokens"]
-                return None
-            if kind == "message_stop":
+                _message_start(payload["message"], acc, state)
+            elif kind == "message_delta":
+                _message_delta(payload, acc, state)
+            elif kind == "message_stop":
                 state.stopped = True
-                return None
-            if kind == "error":
+            elif kind == "error":
                 raise self._error_event(payload.get("error"), model)
-            return None  # ping, content_block_stop, unknown future events
+            return None  # also for ping, content_block_stop and unknown future events
         except _PARSE_ERRORS as exc:
             raise self._invalid(f"malformed Anthropic stream event {name!r}: {exc!r}", model) from exc
+
+    def _block_delta(
+        self, payload: Mapping[str, Any], acc: StreamAccumulator, state: _StreamState
+    ) -> StreamEvent | None:
+        """A piece of a text block or of a tool call's arguments."""
+        delta = payload["delta"]
+        delta_type = delta.get("type")
+        if delta_type == "text_delta":
+            text = delta.get("text") or ""
+            if not text:
+                return None
+            self._first_token(acc)
+            acc.add_text(text)
+            return StreamEvent(type="delta", content=text)
+        if delta_type == "input_json_delta":
+            partial = delta.get("partial_json") or ""
+            tool_index = state.tool_blocks.get(payload.get("index", 0))
+            if not partial or tool_index is None:
+                return None
+            acc.add_tool_call(tool_index, None, None, partial)
+            call_delta = ToolCallDelta(index=tool_index, id=None, name=None, arguments=partial)
+            return StreamEvent(type="delta", tool_calls=(call_delta,))
+        return None  # thinking and signature deltas are not part of the answer
+
+    def _block_start(
+        self, payload: Mapping[str, Any], acc: StreamAccumulator, state: _StreamState
+    ) -> StreamEvent | None:
+        """A tool call's id and name, or a text block that starts with text."""
+        block = payload["content_block"]
+        block_type = block.get("type")
+        if block_type == "tool_use":
+            tool_index = len(state.tool_blocks)
+            state.tool_blocks[payload.get("index", 0)] = tool_index
+            self._first_token(acc)
+            acc.add_tool_call(tool_index, block["id"], block["name"], "")
+            call_delta = ToolCallDelta(index=tool_index, id=block["id"], name=block["name"], arguments="")
+            return StreamEvent(type="delta", tool_calls=(call_delta,))
+        if block_type == "text" and block.get("text"):
+            self._first_token(acc)
+            acc.add_text(block["text"])
+            return StreamEvent(type="delta", content=block["text"])
+        return None
+
+    def _first_token(self, acc: StreamAccumulator) -> None:
+        if acc.first_token_at is None:
+            acc.first_token_at = self._clock()
 
     def _finish_stream(
         self, acc: StreamAccumulator, state: _StreamState, request: ChatRequest, start: float
@@ -377,6 +317,9 @@ class AnthropicProvider(Provider):
         return cls(self._redact(message), provider=self.name, model=model)
 
 
+KINDS: Mapping[str, type[Provider]] = {"anthropic": AnthropicProvider}
+
+
 class _StreamState:
     __slots__ = ("input_tokens", "output_tokens", "stopped", "tool_blocks")
 
@@ -385,6 +328,29 @@ class _StreamState:
         self.output_tokens = 0
         self.stopped = False
         self.tool_blocks: dict[int, int] = {}  # content block index -> tool call index
+
+
+def _message_start(message: Mapping[str, Any], acc: StreamAccumulator, state: _StreamState) -> None:
+    """The upstream's model name, and the prompt's usage as counted so far."""
+    if isinstance(message.get("model"), str):
+        acc.model = message["model"]
+    usage = message.get("usage")
+    if isinstance(usage, dict) and isinstance(usage.get("input_tokens"), int):
+        state.input_tokens = _input_tokens(usage)
+        state.output_tokens = int(usage.get("output_tokens") or 0)
+
+
+def _message_delta(payload: Mapping[str, Any], acc: StreamAccumulator, state: _StreamState) -> None:
+    """The stop reason and the final usage."""
+    stop_reason = (payload.get("delta") or {}).get("stop_reason")
+    if stop_reason:
+        acc.finish_reason = _STOP_REASONS.get(stop_reason, stop_reason)
+    usage = payload.get("usage")
+    if isinstance(usage, dict):
+        if isinstance(usage.get("input_tokens"), int):
+            state.input_tokens = _input_tokens(usage)
+        if isinstance(usage.get("output_tokens"), int):
+            state.output_tokens = usage["output_tokens"]
 
 
 def _input_tokens(usage: Mapping[str, Any]) -> int:
@@ -414,48 +380,7 @@ def to_anthropic_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     `tool_result` blocks; consecutive messages of one role are merged, as Anthropic requires alternation.
     `temperature` is clamped to Anthropic's 0..1 range; `top_p` is sent only when not 1.
     """
-    system: list[str] = []
-    messages: list[dict[str, Any]] = []
-    for message in request.messages:
-        role = message.get("role")
-        content = message.get("content")
-        if role in ("system", "developer"):
-            text = _text_of(content)
-            if text:
-                system.append(text)
-            continue
-        blocks: list[dict[str, Any]]
-        if role == "tool":
-            role = "user"
-            blocks = [
-                {
-                    "type": "tool_result",
-                    "tool_use_id": str(message.get("tool_call_id") or ""),
-                    "content": _text_of(content),
-                }
-            ]
-        elif role == "assistant":
-            blocks = _content_blocks(content)
-            for call in message.get("tool_calls") or ():
-                function = call.get("function") or {}
-                blocks.append(
-                    {
-                        "type": "tool_use",
-                        "id": call.get("id") or "",
-                        "name": function.get("name") or "",
-                        "input": _json_object(function.get("arguments")),
-                    }
-                )
-        else:
-            role = "user"
-            blocks = _content_blocks(content)
-        if not blocks:
-            continue
-        if messages and messages[-1]["role"] == role:
-            messages[-1]["content"].extend(blocks)
-        else:
-            messages.append({"role": role, "content": blocks})
-
+    system, messages = _translate_messages(request.messages)
     body: dict[str, Any] = {
         "model": request.model,
         "max_tokens": request.max_tokens,
@@ -479,6 +404,59 @@ def to_anthropic_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     if stream:
         body["stream"] = True
     return body
+
+
+def _translate_messages(chat: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The system texts, and the messages of alternating roles (consecutive ones of a role merged)."""
+    system: list[str] = []
+    messages: list[dict[str, Any]] = []
+    for message in chat:
+        role = message.get("role")
+        if role in ("system", "developer"):
+            text = _text_of(message.get("content"))
+            if text:
+                system.append(text)
+            continue
+        role, blocks = _message_blocks(message)
+        if not blocks:
+            continue
+        if messages and messages[-1]["role"] == role:
+            messages[-1]["content"].extend(blocks)
+        else:
+            messages.append({"role": role, "content": blocks})
+    return system, messages
+
+
+def _message_blocks(message: Mapping[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """The Anthropic role and content blocks of one non-system message."""
+    role = message.get("role")
+    content = message.get("content")
+    if role == "tool":
+        result = {
+            "type": "tool_result",
+            "tool_use_id": str(message.get("tool_call_id") or ""),
+            "content": _text_of(content),
+        }
+        return "user", [result]
+    blocks = _content_blocks(content)
+    if role != "assistant":
+        return "user", blocks
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") or {}
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call.get("id") or "",
+                "name": function.get("name") or "",
+                "input": _json_object(function.get("arguments")),
+            }
+        )
+    return "assistant", blocks
+
+
+def _encode(body: Mapping[str, Any]) -> bytes:
+    """A request body as compact UTF-8 JSON (as httpx2 encodes `json=` on the sync path)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _text_of(content: Any) -> str:

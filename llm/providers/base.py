@@ -1,31 +1,21 @@
 """The provider interface and the bookkeeping every provider shares.
 
 A provider turns a `ChatRequest` into a `GenerationResult` (or a stream of `StreamEvent`s) for one
-upstream, and raises only `LLMError`s. It owns its HTTP clients: created lazily, then reused by every
-call (one connection pool per provider, and per event loop for the async client).
+upstream, and raises only `LLMError`s. It speaks its upstream's wire format; connections, time budgets
+and transport failures are its `llm.transport.Transport`'s (one connection pool per provider, and per
+event loop for async clients).
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
-import weakref
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
-from typing import Generic, TypeVar
+from collections.abc import AsyncGenerator, Callable, Generator, Sequence
+from typing import ClassVar
 
-import httpx2
-
-from ..errors import (
-    BadRequestError,
-    ContentFilteredError,
-    InvalidResponseError,
-    LLMConnectionError,
-    LLMError,
-    LLMTimeoutError,
-)
+from ..errors import BadRequestError, ContentFilteredError, InvalidResponseError, LLMTimeoutError
 from ..tokens import count_message_tokens, count_tokens, is_exact
+from ..transport import redact, timeout_error
 from ..types import (
     ChatRequest,
     EmbeddingResult,
@@ -37,14 +27,21 @@ from ..types import (
     compute_timings,
 )
 
-__all__ = ["AsyncClientCache", "Clock", "Provider", "StreamAccumulator", "build_result", "local_usage"]
+__all__ = ["Clock", "Provider", "StreamAccumulator", "build_result", "local_usage"]
 
 Clock = Callable[[], float]
-_C = TypeVar("_C")
 
 
 class Provider(ABC):
     """One upstream. Thread-safe; async methods may be used from several event loops."""
+
+    # Runs in this process: a config of such a kind needs no base URL.
+    in_process: ClassVar[bool] = False
+
+    @classmethod
+    def check_config(cls, config: ProviderConfig) -> None:
+        """Raise ValueError if `config` lacks what this provider needs (called by `ProviderConfig`)."""
+        return None  # most providers need nothing beyond what ProviderConfig checks itself
 
     def __init__(self, config: ProviderConfig, *, clock: Clock = time.monotonic) -> None:
         self.config = config
@@ -89,79 +86,13 @@ class Provider(ABC):
 
     def _redact(self, message: str) -> str:
         """Remove the API key from a message that may quote request details."""
-        key = self.config.api_key
-        if key and key in message:
-            message = message.replace(key, "***")
-        return message
+        return redact(message, self.config.api_key)
 
     def _timeout_error(self, phase: str, model: str) -> LLMTimeoutError:
-        return LLMTimeoutError(
-            f"provider {self.name!r} timed out ({phase})", phase=phase, provider=self.name, model=model
-        )
+        return timeout_error(self.name, phase, model)
 
     def _invalid(self, message: str, model: str) -> InvalidResponseError:
         return InvalidResponseError(self._redact(message), provider=self.name, model=model)
-
-    def _map_transport_error(
-        self, exc: BaseException, model: str, *, in_body: bool = False, first_token_pending: bool = False
-    ) -> LLMError:
-        """Our error for an HTTP-client or decoding exception.
-
-        `in_body`: raised while reading the body of a 200 answer (a broken-off stream is an invalid
-        response, not a connection failure). `first_token_pending`: a read timeout now means the
-        first-token budget ran out.
-        """
-        if isinstance(exc, httpx2.ConnectTimeout):
-            return self._timeout_error("connect", model)
-        if isinstance(exc, httpx2.TimeoutException | TimeoutError):
-            return self._timeout_error("first_token" if first_token_pending else "total", model)
-        if isinstance(exc, ValueError) and not isinstance(exc, httpx2.HTTPError):
-            return self._invalid(f"the upstream sent invalid JSON: {exc}", model)
-        detail = self._redact(str(exc) or type(exc).__name__)
-        if in_body:
-            return self._invalid(f"the upstream response broke off: {detail}", model)
-        return LLMConnectionError(
-            f"cannot reach provider {self.name!r} at {self.config.safe_base_url}: {detail}",
-            provider=self.name,
-            model=model,
-        )
-
-
-class AsyncClientCache(Generic[_C]):
-    """One async client per event loop.
-
-    An async connection pool is bound to the loop that opened its connections; reusing it from another
-    loop (asyncio.run per Celery task, async_to_sync) fails. The common case - one loop per process - is a
-    single identity check.
-    """
-
-    def __init__(self, factory: Callable[[], _C]) -> None:
-        self._factory = factory
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _C] = weakref.WeakKeyDictionary()
-        self._last: tuple[weakref.ref[asyncio.AbstractEventLoop], _C] | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> _C:
-        loop = asyncio.get_running_loop()
-        last = self._last
-        if last is not None and last[0]() is loop:
-            return last[1]
-        with self._lock:
-            client = self._clients.get(loop)
-            if client is None:
-                client = self._factory()
-                self._clients[loop] = client
-            self._last = (weakref.ref(loop), client)
-            return client
-
-    async def aclose_current(self, closer: Callable[[_C], Awaitable[None]]) -> None:
-        """Close the running loop's client; clients of other loops are dropped with their loop."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            client = self._clients.pop(loop, None)
-            self._last = None
-        if client is not None:
-            await closer(client)
 
 
 def local_usage(request: ChatRequest, text: str, tool_calls: Sequence[ToolCall]) -> Usage:

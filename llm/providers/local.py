@@ -13,14 +13,14 @@ import asyncio
 import importlib
 import os
 import threading
-from collections.abc import AsyncGenerator, Generator, Sequence
+from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 from typing import Any, NoReturn
 
 from ..errors import BadRequestError, NotFoundError, ProviderNotConfiguredError
 from ..types import ChatRequest, EmbeddingResult, GenerationResult, StreamEvent, Usage
 from .base import Provider
 
-__all__ = ["LOCAL_MODELS", "LocalProvider"]
+__all__ = ["KINDS", "LOCAL_MODELS", "LocalProvider"]
 
 # model name -> (the package that carries it, its vector size)
 LOCAL_MODELS: dict[str, tuple[str, int]] = {
@@ -58,6 +58,8 @@ def _load(name: str) -> Any:
 
 class LocalProvider(Provider):
     """Offline embeddings with the models of ``LOCAL_MODELS``."""
+
+    in_process = True
 
     def _model_name(self, model: str) -> str:
         if model not in LOCAL_MODELS:
@@ -110,3 +112,6 @@ class LocalProvider(Provider):
 
     async def aclose(self) -> None:
         """Nothing to close: the models are shared by the process."""
+
+
+KINDS: Mapping[str, type[Provider]] = {"local": LocalProvider}

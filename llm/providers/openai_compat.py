@@ -1,35 +1,36 @@
 """OpenAI-compatible chat completions: OpenAI, Azure OpenAI, OpenRouter, Ollama, LLMaaS, compatible servers.
 
-Requests go through the official `openai` SDK client (auth, Azure deployment URLs, error classes), with
-its retries disabled: `RetryPolicy` decides. Bodies are sent and read as plain JSON (`cast_to=object`)
-rather than through the SDK's typed models, which keeps the per-call overhead to the HTTP exchange.
+This module speaks the OpenAI wire format (request bodies, answers, stream chunks, error bodies); the
+connections, time budgets and transport failures are `llm.transport`'s.
+
+Requests go through the official `openai` SDK client (auth, Azure deployment URLs, error classes) over the
+transport's httpx2 clients, with its retries disabled: `RetryPolicy` decides. Bodies are sent and read as
+plain JSON (`cast_to=object`) rather than through the SDK's typed models, which keeps the per-call overhead
+to the HTTP exchange.
 
 The async chat calls (`agenerate`, `astream`: the gateway's hot path) skip the SDK's request machinery
-and its HTTP client for one pooled aiohttp session per event loop, which costs a fraction of the CPU per
-call. They speak the same wire format and decode errors, bodies and server-sent events exactly as the SDK
-does (its own SSE decoder is reused), so every outcome maps to the same `LLMError`. Azure, and base URLs
-carrying credentials or a query string, keep the SDK path.
+for the transport's aiohttp path, which costs a fraction of the CPU per call. They speak the same wire
+format and decode errors, bodies and server-sent events exactly as the SDK does (its own SSE decoder is
+reused), so every outcome maps to the same `LLMError`. Azure, and base URLs carrying credentials or a
+query string, keep the SDK path.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import threading
 import time
-import weakref
 from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import urlsplit
 
 import aiohttp
-import httpx2
 import openai
-from openai._streaming import SSEDecoder
 
 from ..errors import LLMError, UpstreamServerError, error_for_status
 from ..tokens import count_tokens, is_exact
+from ..transport import AIOHTTP_ERRORS, HTTPX_ERRORS, AsyncClientCache, StatusError, Transport, sse_events
 from ..types import (
     ChatRequest,
     EmbeddingResult,
@@ -40,28 +41,16 @@ from ..types import (
     ToolCallDelta,
     Usage,
 )
-from .base import AsyncClientCache, Clock, Provider, StreamAccumulator, build_result
+from .base import Clock, Provider, StreamAccumulator, build_result
 
-__all__ = ["OpenAICompatProvider"]
+__all__ = ["KINDS", "OpenAICompatProvider"]
 
 _CHAT_PATH = "/chat/completions"
 _EMBEDDINGS_PATH = "/embeddings"
 # OpenAI's reasoning models reject `max_tokens` and sampling parameters.
 _REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 _PARSE_ERRORS = (KeyError, TypeError, AttributeError, IndexError, ValueError)
-_TRANSPORT_ERRORS = (openai.OpenAIError, httpx2.HTTPError, ValueError)
-_AIO_ERRORS = (aiohttp.ClientError, ValueError)
-
-
-class _StatusError(Exception):
-    """A non-2xx answer on the direct path: what the SDK would put in its `APIStatusError`."""
-
-    def __init__(self, status: int, message: str, body: object, headers: Mapping[str, str]) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.body = body
-        self.headers = headers
+_SDK_ERRORS = (openai.OpenAIError, *HTTPX_ERRORS)
 
 
 class _StreamError(Exception):
@@ -73,37 +62,10 @@ class _StreamError(Exception):
         self.body = body
 
 
-# Per event loop, the async generators that close its sessions (see `_close_with_loop`).
-_session_closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[AsyncGenerator[None, None]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _close_with_loop(session: aiohttp.ClientSession) -> None:
-    """Close `session` when its event loop shuts down (`asyncio.run` returning, a server stopping).
-
-    An event loop finalises the async generators still suspended in it before closing
-    (`shutdown_asyncgens`), so one parked on a `yield` closes the session cleanly there - instead of
-    aiohttp reporting an unclosed session when a short-lived loop (a Celery task's) is collected.
-    """
-
-    async def closer() -> AsyncGenerator[None, None]:
-        try:
-            yield
-        finally:
-            await session.close()
-
-    generator = closer()
-    step = generator.__anext__()  # the loop's first-iteration hook registers the generator here
-    with contextlib.suppress(StopIteration):
-        step.send(None)  # runs to the `yield` without suspending
-    _session_closers.setdefault(asyncio.get_running_loop(), []).append(generator)
-
-
-def _status_error(status: int, raw: bytes, headers: Mapping[str, str]) -> _StatusError:
+def _status_message(exc: StatusError) -> tuple[str, object]:
     """The SDK's `_make_status_error_from_response`: message "Error code: N[ - message]", body["error"]."""
-    message = f"Error code: {status}"
-    text = raw.decode("utf-8", errors="replace").strip()
+    message = f"Error code: {exc.status}"
+    text = exc.body.decode("utf-8", errors="replace").strip()
     body: object = text
     try:
         body = json.loads(text)
@@ -115,24 +77,11 @@ def _status_error(status: int, raw: bytes, headers: Mapping[str, str]) -> _Statu
         if isinstance(detail, str) and detail:
             message += f" - {detail}"
     data = body.get("error", body) if isinstance(body, Mapping) else body
-    return _StatusError(status, message, data, headers)
+    return message, data
 
 
-async def _body_bytes(content: aiohttp.StreamReader) -> AsyncGenerator[bytes, None]:
-    """``content.iter_any()``, except that the bytes that arrived together with a cut connection are yielded
-    before its error: aiohttp raises the error first and drops them, so the last chunks an upstream sent
-    before it went away were lost whenever the reader was a little behind."""
-    while True:
-        try:
-            data = await content.readany()
-        except aiohttp.ClientPayloadError:
-            rest = content._read_nowait(-1)  # what was received before the cut (read_nowait raises first too)
-            if rest:
-                yield rest
-            raise
-        if not data:
-            return
-        yield data
+async def _forget(client: object) -> None:
+    """An SDK client need not be closed: the transport closes the HTTP client under it."""
 
 
 class OpenAICompatProvider(Provider):
@@ -144,17 +93,15 @@ class OpenAICompatProvider(Provider):
     the gaps between chunks.
     """
 
+    @classmethod
+    def check_config(cls, config: ProviderConfig) -> None:
+        if config.kind == "azure" and not config.api_version:
+            raise ValueError(f"azure provider {config.name!r} needs api_version")
+
     def __init__(self, config: ProviderConfig, *, clock: Clock = time.monotonic) -> None:
         super().__init__(config, clock=clock)
-        self._timeout = httpx2.Timeout(config.timeout_s, connect=config.connect_timeout_s)
-        self._stream_timeout = self._timeout
-        if config.first_token_timeout_s is not None and config.first_token_timeout_s < config.timeout_s:
-            self._stream_timeout = httpx2.Timeout(
-                config.timeout_s, connect=config.connect_timeout_s, read=config.first_token_timeout_s
-            )
-        self._limits = httpx2.Limits(
-            max_connections=config.max_connections, max_keepalive_connections=config.max_connections
-        )
+        # The SDK's own clients follow redirects; the SDK sends its headers itself.
+        self._http = Transport(config, follow_redirects=True)
         # Models whose server rejected `stream_options` (once); their usage is then counted locally.
         self._no_stream_options: set[str] = set()
         self._sync: openai.OpenAI | None = None
@@ -164,7 +111,6 @@ class OpenAICompatProvider(Provider):
         parts = urlsplit(config.base_url)
         direct = config.kind != "azure" and not (parts.username or parts.password or parts.query or parts.fragment)
         self._chat_url = config.base_url.rstrip("/") + _CHAT_PATH if direct else None
-        self._aio: AsyncClientCache[aiohttp.ClientSession] = AsyncClientCache(self._make_session)
         api_key = config.api_key or ("ollama" if config.kind == "ollama" else "no-key")
         self._headers = {
             "Accept": "application/json",
@@ -182,7 +128,7 @@ class OpenAICompatProvider(Provider):
         options: dict[str, Any] = {
             "api_key": api_key,
             "max_retries": 0,
-            "timeout": self._timeout,
+            "timeout": self._http.timeout,
             "default_headers": dict(config.headers) or None,
         }
         if config.kind == "azure":
@@ -196,13 +142,13 @@ class OpenAICompatProvider(Provider):
         return options
 
     def _make_sync(self) -> openai.OpenAI:
-        http_client = openai.DefaultHttpx2Client(timeout=self._timeout, limits=self._limits)
+        http_client = self._http.client()
         if self.config.kind == "azure":
             return openai.AzureOpenAI(http_client=http_client, **self._client_options())
         return openai.OpenAI(http_client=http_client, **self._client_options())
 
     def _make_async(self) -> openai.AsyncOpenAI:
-        http_client = openai.DefaultAsyncHttpx2Client(timeout=self._timeout, limits=self._limits)
+        http_client = self._http.async_client()
         if self.config.kind == "azure":
             return openai.AsyncAzureOpenAI(http_client=http_client, **self._client_options())
         return openai.AsyncOpenAI(http_client=http_client, **self._client_options())
@@ -218,84 +164,46 @@ class OpenAICompatProvider(Provider):
 
     def close(self) -> None:
         with self._sync_lock:
-            client, self._sync = self._sync, None
-        if client is not None:
-            client.close()
+            self._sync = None
+        self._http.close()
 
     async def aclose(self) -> None:
         self.close()
+        await self._async.aclose_current(_forget)
+        await self._http.aclose()
 
-        async def close(client: openai.AsyncOpenAI) -> None:
-            await client.close()
-
-        async def close_session(session: aiohttp.ClientSession) -> None:
-            await session.close()
-
-        await self._async.aclose_current(close)
-        await self._aio.aclose_current(close_session)
-
-    def _make_session(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=self.config.max_connections, ttl_dns_cache=300)
-        session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout_s),
-            skip_auto_headers=("User-Agent",),
-            auto_decompress=True,
-        )
-        _close_with_loop(session)
-        return session
-
-    async def _apost(self, request: ChatRequest, body: dict[str, Any]) -> aiohttp.ClientResponse:
-        """POST a chat body on the direct path; a non-2xx answer raises `_StatusError` (body read)."""
-        assert self._chat_url is not None
-        connect = self.config.connect_timeout_s
-        if request.timeout_s is not None:
-            connect = min(connect, request.timeout_s)
-        response = await self._aio.get().post(
-            self._chat_url,
-            data=json.dumps(body).encode(),
-            headers=self._headers,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect),
-        )
-        if not 200 <= response.status < 300:
-            try:
-                raw = await response.read()
-            finally:
-                response.release()
-            raise _status_error(response.status, raw, response.headers)
-        return response
-
-    def _map_aio_error(
+    def _direct_error(
         self, exc: BaseException, model: str, *, in_body: bool = False, first_token_pending: bool = False
     ) -> LLMError:
         """Our error for a failure on the direct path (the same as `_map_error` for the SDK's)."""
-        if isinstance(exc, LLMError):
-            return exc
-        if isinstance(exc, _StatusError):
-            return self._error_from_body(exc.body, model, status=exc.status, headers=exc.headers, fallback=exc.message)
+        if isinstance(exc, StatusError):
+            message, body = _status_message(exc)
+            return self._error_from_body(body, model, status=exc.status, headers=exc.headers, fallback=message)
         if isinstance(exc, _StreamError):
             return self._error_from_body(exc.body, model, fallback=exc.message)
-        if isinstance(exc, aiohttp.ConnectionTimeoutError):
-            return self._timeout_error("connect", model)
-        if isinstance(exc, aiohttp.ServerTimeoutError):
-            return self._timeout_error("first_token" if first_token_pending else "total", model)
-        return self._map_transport_error(exc, model, in_body=in_body, first_token_pending=first_token_pending)
+        return self._http.error(exc, model, in_body=in_body, first_token_pending=first_token_pending)
 
     async def _adirect_generate(self, request: ChatRequest) -> GenerationResult:
+        assert self._chat_url is not None
         start = self._clock()
         try:
-            async with asyncio.timeout(self._total_timeout(request)):
-                response = await self._apost(request, self._body(request, stream=False))
+            async with asyncio.timeout(self._http.total_timeout(request.timeout_s)):
+                response = await self._http.post(
+                    self._chat_url,
+                    json.dumps(self._body(request, stream=False)).encode(),
+                    self._headers,
+                    timeout_s=request.timeout_s,
+                )
                 try:
                     raw = await response.read()
-                except _AIO_ERRORS as exc:
-                    raise self._map_aio_error(exc, request.model, in_body=True) from exc
+                except AIOHTTP_ERRORS as exc:
+                    raise self._direct_error(exc, request.model, in_body=True) from exc
                 finally:
                     response.release()
         except TimeoutError as exc:
             raise self._timeout_error("total", request.model) from exc
-        except (_StatusError, *_AIO_ERRORS) as exc:
-            raise self._map_aio_error(exc, request.model) from exc
+        except (StatusError, *AIOHTTP_ERRORS) as exc:
+            raise self._direct_error(exc, request.model) from exc
         # As the SDK does: JSON only when the server says so, else the text (which is not an object).
         content_type = response.headers.get("content-type", "*").split(";")[0]
         data: object
@@ -303,28 +211,38 @@ class OpenAICompatProvider(Provider):
             try:
                 data = json.loads(raw)
             except ValueError as exc:
-                raise self._map_aio_error(exc, request.model) from exc
+                raise self._direct_error(exc, request.model) from exc
         else:
             data = raw.decode("utf-8", errors="replace")
         return self._parse_completion(data, request, start, self._clock())
 
     async def _adirect_open_stream(self, request: ChatRequest) -> aiohttp.ClientResponse:
+        assert self._chat_url is not None
         try:
-            return await self._apost(request, self._body(request, stream=True))
-        except _StatusError as exc:
-            if (
-                exc.status != 400
-                or request.model in self._no_stream_options
-                or "stream_options" not in f"{exc.message} {exc.body}"
-            ):
+            return await self._http.post(
+                self._chat_url,
+                json.dumps(self._body(request, stream=True)).encode(),
+                self._headers,
+                timeout_s=request.timeout_s,
+            )
+        except StatusError as exc:
+            if exc.status != 400 or request.model in self._no_stream_options:
+                raise
+            message, body = _status_message(exc)
+            if "stream_options" not in f"{message} {body}":
                 raise
             self._no_stream_options.add(request.model)
-            return await self._apost(request, self._body(request, stream=True))
+            return await self._http.post(
+                self._chat_url,
+                json.dumps(self._body(request, stream=True)).encode(),
+                self._headers,
+                timeout_s=request.timeout_s,
+            )
 
     @staticmethod
     async def _sse_chunks(response: aiohttp.ClientResponse) -> AsyncGenerator[object, None]:
         """The stream's JSON chunks, decoded as the SDK's `AsyncStream` does (errors raise `_StreamError`)."""
-        events = SSEDecoder().aiter_bytes(_body_bytes(response.content))
+        events = sse_events(response)
         async for sse in events:
             if sse.data.startswith("[DONE]"):
                 async for _ in events:  # read to the end, so the connection goes back to the pool
@@ -341,20 +259,15 @@ class OpenAICompatProvider(Provider):
 
     async def _adirect_stream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         start = self._clock()
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        total_deadline = now + self._total_timeout(request)
-        first_deadline = total_deadline
-        if self.config.first_token_timeout_s is not None:
-            first_deadline = min(total_deadline, now + self.config.first_token_timeout_s)
+        first_deadline, total_deadline = self._http.stream_deadlines(request.timeout_s)
         try:
             async with asyncio.timeout_at(first_deadline):
                 response = await self._adirect_open_stream(request)
         except TimeoutError as exc:
             raise self._deadline_error(first_deadline, total_deadline, request.model) from exc
-        except (_StatusError, *_AIO_ERRORS) as exc:
+        except (StatusError, *AIOHTTP_ERRORS) as exc:
             pending = first_deadline < total_deadline
-            raise self._map_aio_error(exc, request.model, first_token_pending=pending) from exc
+            raise self._direct_error(exc, request.model, first_token_pending=pending) from exc
         acc = StreamAccumulator()
         iterator = self._sse_chunks(response)
         try:
@@ -370,9 +283,9 @@ class OpenAICompatProvider(Provider):
                     if acc.first_token_at is None:
                         raise self._deadline_error(first_deadline, total_deadline, request.model) from exc
                     raise self._timeout_error("total", request.model) from exc
-                except (_StreamError, *_AIO_ERRORS) as exc:
+                except (_StreamError, *AIOHTTP_ERRORS) as exc:
                     pending = first_deadline < total_deadline and acc.first_token_at is None
-                    raise self._map_aio_error(exc, request.model, in_body=True, first_token_pending=pending) from exc
+                    raise self._direct_error(exc, request.model, in_body=True, first_token_pending=pending) from exc
                 event = self._apply_chunk(chunk, acc, request.model)
                 if event is not None:
                     yield event
@@ -406,20 +319,7 @@ class OpenAICompatProvider(Provider):
         return body
 
     def _options(self, request: ChatRequest, *, stream: bool = False) -> openai.RequestOptions:
-        if request.timeout_s is None:
-            return {"timeout": self._stream_timeout} if stream else {}
-        read = request.timeout_s
-        if stream and self.config.first_token_timeout_s is not None:
-            read = min(read, self.config.first_token_timeout_s)
-        connect = min(self.config.connect_timeout_s, request.timeout_s)
-        return {"timeout": httpx2.Timeout(request.timeout_s, connect=connect, read=read)}
-
-    def _first_token_binds(self, request: ChatRequest) -> bool:
-        ftt = self.config.first_token_timeout_s
-        return ftt is not None and ftt < self._total_timeout(request)
-
-    def _total_timeout(self, request: ChatRequest) -> float:
-        return request.timeout_s if request.timeout_s is not None else self.config.timeout_s
+        return {"timeout": self._http.httpx_timeout(request.timeout_s, stream=stream)}
 
     # -- generate --------------------------------------------------------------------------------------
 
@@ -432,7 +332,7 @@ class OpenAICompatProvider(Provider):
                 body=self._body(request, stream=False),
                 options=self._options(request),
             )
-        except _TRANSPORT_ERRORS as exc:
+        except _SDK_ERRORS as exc:
             raise self._map_error(exc, request.model) from exc
         return self._parse_completion(data, request, start, self._clock())
 
@@ -441,7 +341,7 @@ class OpenAICompatProvider(Provider):
             return await self._adirect_generate(request)
         start = self._clock()
         try:
-            async with asyncio.timeout(self._total_timeout(request)):
+            async with asyncio.timeout(self._http.total_timeout(request.timeout_s)):
                 data = await self._async.get().post(
                     _CHAT_PATH,
                     cast_to=object,
@@ -450,7 +350,7 @@ class OpenAICompatProvider(Provider):
                 )
         except TimeoutError as exc:
             raise self._timeout_error("total", request.model) from exc
-        except _TRANSPORT_ERRORS as exc:
+        except _SDK_ERRORS as exc:
             raise self._map_error(exc, request.model) from exc
         return self._parse_completion(data, request, start, self._clock())
 
@@ -498,7 +398,7 @@ class OpenAICompatProvider(Provider):
         start = self._clock()
         client = self._sync_client()
         options = self._options(request, stream=True)
-        first_token_bound = self._first_token_binds(request)
+        first_token_bound = self._http.first_token_binds(request.timeout_s)
         try:
             try:
                 chunks = client.post(
@@ -521,7 +421,7 @@ class OpenAICompatProvider(Provider):
                     stream=True,
                     stream_cls=openai.Stream[object],
                 )
-        except _TRANSPORT_ERRORS as exc:
+        except _SDK_ERRORS as exc:
             raise self._map_error(exc, request.model, first_token_pending=first_token_bound) from exc
         acc = StreamAccumulator()
         try:
@@ -531,7 +431,7 @@ class OpenAICompatProvider(Provider):
                     chunk = next(iterator)
                 except StopIteration:
                     break
-                except _TRANSPORT_ERRORS as exc:
+                except _SDK_ERRORS as exc:
                     pending = first_token_bound and acc.first_token_at is None
                     raise self._map_error(exc, request.model, in_body=True, first_token_pending=pending) from exc
                 event = self._apply_chunk(chunk, acc, request.model)
@@ -548,12 +448,7 @@ class OpenAICompatProvider(Provider):
 
     async def _sdk_astream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         start = self._clock()
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        total_deadline = now + self._total_timeout(request)
-        first_deadline = total_deadline
-        if self.config.first_token_timeout_s is not None:
-            first_deadline = min(total_deadline, now + self.config.first_token_timeout_s)
+        first_deadline, total_deadline = self._http.stream_deadlines(request.timeout_s)
         client = self._async.get()
         options = self._options(request)
         try:
@@ -581,7 +476,7 @@ class OpenAICompatProvider(Provider):
                     )
         except TimeoutError as exc:
             raise self._deadline_error(first_deadline, total_deadline, request.model) from exc
-        except _TRANSPORT_ERRORS as exc:
+        except _SDK_ERRORS as exc:
             pending = first_deadline < total_deadline
             raise self._map_error(exc, request.model, first_token_pending=pending) from exc
         acc = StreamAccumulator()
@@ -600,7 +495,7 @@ class OpenAICompatProvider(Provider):
                     if acc.first_token_at is None:
                         raise self._deadline_error(first_deadline, total_deadline, request.model) from exc
                     raise self._timeout_error("total", request.model) from exc
-                except _TRANSPORT_ERRORS as exc:
+                except _SDK_ERRORS as exc:
                     pending = first_deadline < total_deadline and acc.first_token_at is None
                     raise self._map_error(exc, request.model, in_body=True, first_token_pending=pending) from exc
                 event = self._apply_chunk(chunk, acc, request.model)
@@ -669,7 +564,7 @@ class OpenAICompatProvider(Provider):
     def embed(self, model: str, inputs: Sequence[str]) -> EmbeddingResult:
         try:
             data = self._sync_client().post(_EMBEDDINGS_PATH, cast_to=object, body=_embed_body(model, inputs))
-        except _TRANSPORT_ERRORS as exc:
+        except _SDK_ERRORS as exc:
             raise self._map_error(exc, model) from exc
         return self._parse_embeddings(data, model, inputs)
 
@@ -679,7 +574,7 @@ class OpenAICompatProvider(Provider):
                 data = await self._async.get().post(_EMBEDDINGS_PATH, cast_to=object, body=_embed_body(model, inputs))
         except TimeoutError as exc:
             raise self._timeout_error("total", model) from exc
-        except _TRANSPORT_ERRORS as exc:
+        except _SDK_ERRORS as exc:
             raise self._map_error(exc, model) from exc
         return self._parse_embeddings(data, model, inputs)
 
@@ -707,7 +602,7 @@ class OpenAICompatProvider(Provider):
     def _map_error(
         self, exc: Exception, model: str, *, in_body: bool = False, first_token_pending: bool = False
     ) -> LLMError:
-        """Our error for an SDK exception (see `_map_transport_error` for the flags)."""
+        """Our error for an SDK exception (see `Transport.error` for the flags)."""
         if isinstance(exc, LLMError):
             return exc
         if isinstance(exc, openai.APIStatusError):
@@ -717,7 +612,7 @@ class OpenAICompatProvider(Provider):
         if isinstance(exc, openai.APIConnectionError):
             # APITimeoutError included: the SDK chains the HTTP client's exception as the cause.
             cause = exc.__cause__ or (TimeoutError() if isinstance(exc, openai.APITimeoutError) else exc)
-            return self._map_transport_error(cause, model, in_body=in_body, first_token_pending=first_token_pending)
+            return self._http.error(cause, model, in_body=in_body, first_token_pending=first_token_pending)
         if isinstance(exc, openai.APIResponseValidationError):
             return self._invalid(f"invalid response: {exc.message}", model)
         if isinstance(exc, openai.APIError):
@@ -725,7 +620,7 @@ class OpenAICompatProvider(Provider):
             return self._error_from_body(exc.body, model, fallback=exc.message)
         if isinstance(exc, openai.OpenAIError):
             return LLMError(self._redact(f"{type(exc).__name__}: {exc}"), provider=self.name, model=model)
-        return self._map_transport_error(exc, model, in_body=in_body, first_token_pending=first_token_pending)
+        return self._http.error(exc, model, in_body=in_body, first_token_pending=first_token_pending)
 
     def _error_from_body(
         self,
@@ -750,6 +645,12 @@ class OpenAICompatProvider(Provider):
 
     def _deadline_error(self, first_deadline: float, total_deadline: float, model: str) -> LLMError:
         return self._timeout_error("first_token" if first_deadline < total_deadline else "total", model)
+
+
+# Every kind that speaks the OpenAI wire format; `azure` and `ollama` differ in URL, auth and key default.
+KINDS: Mapping[str, type[Provider]] = {
+    kind: OpenAICompatProvider for kind in ("openai", "azure", "ollama", "openrouter", "llmaas", "openai_compatible")
+}
 
 
 def _parse_usage(raw: object) -> Usage | None:

@@ -16,6 +16,7 @@ MODULES = [
     "llm.types",
     "llm.retry",
     "llm.tokens",
+    "llm.transport",
     "llm.handler",
     "llm.providers",
     "llm.providers.base",

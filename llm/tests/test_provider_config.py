@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llm import LLMHandler, ProviderConfig
-from llm.types import PROVIDER_KINDS
+from llm import PROVIDER_KINDS, LLMHandler, ProviderConfig
 
 SECRET = "sk-test-0123456789abcdef"
 
