@@ -10,11 +10,11 @@ import time
 
 import pytest
 
+from ledger.accounting import account
+from ledger.models import UsageRecord
 from llm.tokens import count_message_tokens
 from monitoring.models import ModelStats, Probe
 from monitoring.services import probe_run
-from routing.accounting import account
-from routing.models import UsageRecord
 from routing.selectors import routing_config
 from tests.fixtures import Fake
 

@@ -10,8 +10,9 @@ from django.core.cache import cache
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from ledger.models import UsageRecord
 from routing.breaker import Breakers, default_breakers
-from routing.models import Category, ChainEntry, CircuitBreaker, LLMModel, Provider, UsageRecord
+from routing.models import Category, ChainEntry, CircuitBreaker, LLMModel, Provider
 from routing.seed import seed_defaults
 from routing.selectors import routing_config
 from tests.helpers import admin_form_data
@@ -172,7 +173,7 @@ def usage_records(db: None) -> None:
 
 
 def listed(admin_client: Client, query: str) -> list[str]:
-    response = admin_client.get("/admin/routing/usagerecord/?q=adm-&" + query)
+    response = admin_client.get("/admin/ledger/usagerecord/?q=adm-&" + query)
     assert response.status_code == 200, query
     return sorted(r.request_id for r in response.context["cl"].result_list)
 
@@ -201,23 +202,23 @@ def test_usage_records_are_listed_without_a_query_per_row(admin_client: Client, 
     from django.db import connection
 
     with CaptureQueriesContext(connection) as few:
-        admin_client.get("/admin/routing/usagerecord/?q=adm-1")
+        admin_client.get("/admin/ledger/usagerecord/?q=adm-1")
     with CaptureQueriesContext(connection) as many:
-        admin_client.get("/admin/routing/usagerecord/?q=adm-")
+        admin_client.get("/admin/ledger/usagerecord/?q=adm-")
     assert len(many) == len(few)
 
 
 def test_usage_records_cannot_be_added_changed_or_deleted(admin_client: Client, usage_records: None) -> None:
     record = UsageRecord.objects.get(request_id="adm-1")
-    url = f"/admin/routing/usagerecord/{record.pk}/change/"
-    assert admin_client.get("/admin/routing/usagerecord/add/").status_code == 403
+    url = f"/admin/ledger/usagerecord/{record.pk}/change/"
+    assert admin_client.get("/admin/ledger/usagerecord/add/").status_code == 403
     page = admin_client.get(url)
     assert page.status_code == 200  # viewing is allowed
     assert page.context["has_change_permission"] is False
     assert 'name="_save"' not in page.content.decode()
     assert admin_client.post(url, {"status": "ok", "model": "tampered"}).status_code == 403
-    assert admin_client.post(f"/admin/routing/usagerecord/{record.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert admin_client.post(f"/admin/ledger/usagerecord/{record.pk}/delete/", {"post": "yes"}).status_code == 403
     record.refresh_from_db()
     assert record.model == "demo/demo-smart"
-    changelist = admin_client.get("/admin/routing/usagerecord/")
+    changelist = admin_client.get("/admin/ledger/usagerecord/")
     assert "delete_selected" not in changelist.content.decode()

@@ -13,13 +13,14 @@ from typing import Any, TypeVar
 import pytest
 from django.urls import get_resolver
 
+from ledger.accounting import account
+from ledger.buffer import UsageBuffer
+from ledger.models import UsageRecord
 from rag import usage as rag_usage
-from routing.accounting import account
-from routing.models import Category, UsageRecord
+from routing.models import Category
 from routing.seed import seed_defaults
 from routing.selectors import routing_config
 from routing.services import routing_changed
-from routing.usage import UsageBuffer
 from spignosapi import loops, snapshots
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -9,7 +9,7 @@ import pytest
 from ecologits.impacts.llm import compute_llm_impacts
 
 from energy.models import EnergyCoefficient
-from routing.accounting import Cost, account
+from ledger.accounting import Cost, account
 from routing.models import LLMModel, Provider
 from routing.selectors import ModelInfo, load_routing_config
 
