@@ -14,13 +14,16 @@ MOVED = {"usagerecord": "routing", "usagedaily": "energy", "usagedailybyuser": "
 def content_types_to_ledger(apps, schema_editor):
     ContentType = apps.get_model("contenttypes", "ContentType")
     for model, app in MOVED.items():
-        ContentType.objects.filter(app_label=app, model=model).update(app_label="ledger")
+        # One the ledger already has (made after a migration back and forth) stays; the old one is then stale.
+        if not ContentType.objects.filter(app_label="ledger", model=model).exists():
+            ContentType.objects.filter(app_label=app, model=model).update(app_label="ledger")
 
 
 def content_types_back(apps, schema_editor):
     ContentType = apps.get_model("contenttypes", "ContentType")
     for model, app in MOVED.items():
-        ContentType.objects.filter(app_label="ledger", model=model).update(app_label=app)
+        if not ContentType.objects.filter(app_label=app, model=model).exists():
+            ContentType.objects.filter(app_label="ledger", model=model).update(app_label=app)
 
 
 class Migration(migrations.Migration):
