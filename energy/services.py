@@ -8,14 +8,15 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
+from spignosapi.snapshots import snapshot_changed
+
 from .models import EnergyCoefficient
 
 
 def energy_changed() -> None:
-    """Coefficients travel in the routing snapshot: every process reloads it once the change is committed."""
-    from routing.services import routing_changed
-
-    routing_changed()
+    """Coefficients travel in the routing snapshot (``routing.selectors``): this process reloads it now, every
+    other one once the change is committed. Named, not imported: routing reads energy, not the other way."""
+    snapshot_changed("routing")
 
 
 # --- coefficients --------------------------------------------------------------------------------------------
