@@ -79,14 +79,26 @@ def energy_spec_errors(model: dict[str, Any], where: str) -> list[str]:
     if not isinstance(spec, dict):
         return [f"{where}: expected a mapping"]
     errors = [f"{where}: unknown key {key!r}" for key in sorted(set(spec) - ENERGY_KEYS, key=str)]
-    central = model.get("energy_kwh_per_m")
-    if not _number(central):
+    if not _number(model.get("energy_kwh_per_m")):
         errors.append(f"{where}: needs energy_kwh_per_m (the central value) on the model")
+    errors += _spec_number_errors(spec, where) + _spec_choice_errors(spec, where)
+    if not errors:  # every value has its type: the ranges they make can be compared
+        errors = _spec_range_errors(float(model["energy_kwh_per_m"]), spec, where)
+    return errors
+
+
+def _spec_number_errors(spec: dict[str, Any], where: str) -> list[str]:
+    errors = []
     for key in ("low", "high", "input_kwh_per_m", "input_low", "input_high"):
         if key in spec and spec[key] is not None and (not _number(spec[key]) or spec[key] < 0):
             errors.append(f"{where}.{key}: expected a number >= 0, got {spec[key]!r}")
     if "pue" in spec and (not _number(spec["pue"]) or spec["pue"] < 1):
         errors.append(f"{where}.pue: expected a number >= 1, got {spec['pue']!r}")
+    return errors
+
+
+def _spec_choice_errors(spec: dict[str, Any], where: str) -> list[str]:
+    errors = []
     if "token_basis" in spec and spec["token_basis"] not in EnergyCoefficient.Basis.values:
         errors.append(f"{where}.token_basis: one of {', '.join(EnergyCoefficient.Basis.values)}")
     if "scope" in spec and spec["scope"] not in EnergyCoefficient.Scope.values:
@@ -98,17 +110,20 @@ def energy_spec_errors(model: dict[str, Any], where: str) -> list[str]:
         errors.append(f"{where}.estimated: expected true or false")
     if "valid_from" in spec and _when(spec["valid_from"]) is None:
         errors.append(f"{where}.valid_from: expected a date or an ISO 8601 date-time, got {spec['valid_from']!r}")
-    if not errors:
-        central = float(model["energy_kwh_per_m"])
-        low, high = float(spec.get("low", central)), float(spec.get("high", central))
-        if not low <= central <= high:
-            errors.append(f"{where}: expected low <= energy_kwh_per_m <= high, got {low:g}, {central:g}, {high:g}")
-        if spec.get("input_kwh_per_m") is not None:
-            inp = float(spec["input_kwh_per_m"])
-            if not float(spec.get("input_low", inp)) <= inp <= float(spec.get("input_high", inp)):
-                errors.append(f"{where}: expected input_low <= input_kwh_per_m <= input_high")
-            if spec.get("token_basis", EnergyCoefficient.Basis.OUTPUT) != EnergyCoefficient.Basis.OUTPUT:
-                errors.append(f"{where}: an input coefficient needs token_basis: output")
+    return errors
+
+
+def _spec_range_errors(central: float, spec: dict[str, Any], where: str) -> list[str]:
+    errors = []
+    low, high = float(spec.get("low", central)), float(spec.get("high", central))
+    if not low <= central <= high:
+        errors.append(f"{where}: expected low <= energy_kwh_per_m <= high, got {low:g}, {central:g}, {high:g}")
+    if spec.get("input_kwh_per_m") is not None:
+        inp = float(spec["input_kwh_per_m"])
+        if not float(spec.get("input_low", inp)) <= inp <= float(spec.get("input_high", inp)):
+            errors.append(f"{where}: expected input_low <= input_kwh_per_m <= input_high")
+        if spec.get("token_basis", EnergyCoefficient.Basis.OUTPUT) != EnergyCoefficient.Basis.OUTPUT:
+            errors.append(f"{where}: an input coefficient needs token_basis: output")
     return errors
 
 
