@@ -105,8 +105,9 @@ def run(url: str, args: argparse.Namespace) -> int:
 
     from accounts.services import apikey_create
     from energy.selectors import GROUP_BYS, energy_summary
-    from energy.services import usage_records_create, usage_rollups_rebuild
-    from routing.models import UsageRecord
+    from ledger.models import UsageRecord
+    from ledger.rollups import usage_rollups_rebuild
+    from ledger.writer import usage_records_create
 
     started = time.perf_counter()
     call_command("migrate", verbosity=0)

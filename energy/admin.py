@@ -1,4 +1,4 @@
-"""Energy coefficients (versioned: a published value is never edited into another) and the daily roll-ups."""
+"""Energy coefficients (versioned: a published value is never edited into another)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
-from .models import EnergyCoefficient, UsageDaily, UsageDailyByUser
+from .models import EnergyCoefficient
 from .services import energy_changed
 
 # What a version is: fixed once saved. Source, link and notes may still be corrected.
@@ -76,39 +76,3 @@ class EnergyCoefficientAdmin(admin.ModelAdmin[EnergyCoefficient]):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[EnergyCoefficient]) -> None:
         super().delete_queryset(request, queryset)
         energy_changed()
-
-
-class ReadOnlyRollup(admin.ModelAdmin[Any]):
-    list_display = [
-        "day",
-        "api_key_id",
-        "requests",
-        "prompt_tokens",
-        "completion_tokens",
-        "energy_wh",
-        "co2e_g",
-        "cost_usd",
-    ]
-    date_hierarchy = "day"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-@admin.register(UsageDaily)
-class UsageDailyAdmin(ReadOnlyRollup):
-    list_display = ["day", "model", "provider", *ReadOnlyRollup.list_display[1:]]
-    list_filter = ["provider"]
-    search_fields = ["model"]
-
-
-@admin.register(UsageDailyByUser)
-class UsageDailyByUserAdmin(ReadOnlyRollup):
-    list_display = ["day", "user_id", *ReadOnlyRollup.list_display[1:]]
-    search_fields = ["user_id"]

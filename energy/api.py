@@ -25,9 +25,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import ApiKeyPrincipal
+from ledger.models import MEASURES
 from spignosapi.api.errors import InvalidRequest
 
-from .selectors import GROUP_BYS, MEASURES, energy_summary, summary_totals
+from .selectors import GROUP_BYS, energy_summary, summary_totals
 
 CSV_COLUMNS = ("group", "label", *MEASURES)
 

@@ -1,4 +1,4 @@
-"""Energy coefficients (versioned, with their sources) and the daily usage roll-ups the summary reads.
+"""Energy coefficients, versioned, with their sources (the usage records and roll-ups: ``ledger.models``).
 
 A coefficient is never edited into a different value: a new published figure is a new row with a later
 ``valid_from``. Usage records copy the values they were computed with, so history never moves either way.
@@ -11,22 +11,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from .coefficients import BASIS_OUTPUT, BASIS_TOTAL
-
-# The summed columns of the daily roll-ups, in the order the summary API and its CSV show them.
-MEASURES = (
-    "requests",
-    "prompt_tokens",
-    "completion_tokens",
-    "energy_wh",
-    "energy_wh_low",
-    "energy_wh_high",
-    "co2e_g",
-    "co2e_g_low",
-    "co2e_g_high",
-    "cost_usd",
-    "estimated_requests",
-)
+from ledger.coefficients import BASIS_OUTPUT, BASIS_TOTAL
 
 
 class EnergyCoefficient(models.Model):
@@ -120,54 +105,3 @@ class EnergyCoefficient(models.Model):
                 errors["token_basis"] = "An input coefficient needs the output token basis."
         if errors:
             raise ValidationError(errors)
-
-
-class UsageTotals(models.Model):
-    """The measures both roll-ups sum."""
-
-    day = models.DateField()
-    # 0 = no key (a dashboard user's job): a real value keeps the unique constraint usable (NULLs never conflict).
-    api_key_id = models.BigIntegerField(default=0)
-    requests = models.BigIntegerField(default=0)
-    prompt_tokens = models.BigIntegerField(default=0)
-    completion_tokens = models.BigIntegerField(default=0)
-    energy_wh = models.FloatField(default=0)
-    energy_wh_low = models.FloatField(default=0)
-    energy_wh_high = models.FloatField(default=0)
-    co2e_g = models.FloatField(default=0)
-    co2e_g_low = models.FloatField(default=0)
-    co2e_g_high = models.FloatField(default=0)
-    cost_usd = models.DecimalField(max_digits=20, decimal_places=8, default=0)
-    estimated_requests = models.BigIntegerField(default=0)
-
-    class Meta:
-        abstract = True
-
-
-class UsageDaily(UsageTotals):
-    """Usage per UTC day, key and model: what the summary by model, provider, key and day reads."""
-
-    model = models.CharField(max_length=260, blank=True)
-    provider = models.CharField(max_length=50, blank=True)
-
-    class Meta:
-        verbose_name = "daily usage (by model)"
-        verbose_name_plural = "daily usage (by model)"
-        constraints = [
-            models.UniqueConstraint(fields=["day", "api_key_id", "model", "provider"], name="energy_daily_unique")
-        ]
-        indexes = [models.Index(fields=["api_key_id", "day"], name="energy_daily_key_day")]
-
-
-class UsageDailyByUser(UsageTotals):
-    """Usage per UTC day, key and end user (``user_id``): what the summary by user reads."""
-
-    user_id = models.CharField(max_length=200, blank=True)
-
-    class Meta:
-        verbose_name = "daily usage (by user)"
-        verbose_name_plural = "daily usage (by user)"
-        constraints = [
-            models.UniqueConstraint(fields=["day", "api_key_id", "user_id"], name="energy_daily_user_unique")
-        ]
-        indexes = [models.Index(fields=["api_key_id", "day"], name="energy_daily_user_key_day")]

@@ -13,8 +13,9 @@ from typing import Any
 
 from django.conf import settings
 
-from .coefficients import BASIS_OUTPUT, BASIS_TOTAL
-from .estimation import ModelSize, estimate_from_size, model_size
+from ledger.coefficients import BASIS_OUTPUT, BASIS_TOTAL
+from ledger.estimation import ModelSize, estimate_from_size, model_size
+
 from .models import EnergyCoefficient
 from .services import energy_changed
 

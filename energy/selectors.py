@@ -19,8 +19,12 @@ from typing import Any
 from django.db.models import Count, F, IntegerField, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, TruncDate
 
-from .coefficients import BASIS_TOTAL, ENERGY_DECIMALS, Coefficient, EnergyProfile, Range, facility_scale
-from .models import MEASURES, EnergyCoefficient, UsageDaily, UsageDailyByUser
+from ledger.accounting import model_setting_coefficient
+from ledger.coefficients import ENERGY_DECIMALS, Coefficient, EnergyProfile, Range, facility_scale
+from ledger.estimation import estimate
+from ledger.models import MEASURES, UsageDaily, UsageDailyByUser, UsageRecord
+
+from .models import EnergyCoefficient
 
 GROUP_BYS = ("model", "provider", "key", "user_id", "day")
 
@@ -59,13 +63,6 @@ def coefficient_of(row: EnergyCoefficient) -> Coefficient:
     )
 
 
-def model_setting_coefficient(kwh_per_m: float) -> Coefficient:
-    """A model's own ``energy_kwh_per_m`` (sync_providers YAML, routing admin): one value for every token."""
-    return Coefficient(
-        output=Range.single(kwh_per_m), token_basis=BASIS_TOTAL, source="the model's energy_kwh_per_m setting"
-    )
-
-
 def _names(name: str) -> list[str]:
     """The names a bare-name coefficient may be written under, most specific first."""
     lowered = name.lower().removesuffix(":latest")
@@ -79,11 +76,9 @@ def energy_profiles(models: Iterable[ModelRef]) -> dict[str, EnergyProfile]:
     1. coefficients written for its exact id ``<provider>/<name>``;
     2. its own ``energy_kwh_per_m``;
     3. coefficients written for its bare name (``gpt-4o-mini`` matches ``openrouter/openai/gpt-4o-mini``);
-    4. an estimate from its parameter count (``energy.estimation``), flagged estimated: only made here when
-       there is nothing else; ``routing.accounting`` makes it if the others are all valid from a later time.
+    4. an estimate from its parameter count (``ledger.estimation``), flagged estimated: only made here when
+       there is nothing else; ``ledger.accounting`` makes it if the others are all valid from a later time.
     """
-    from .estimation import estimate
-
     by_key: dict[str, list[Coefficient]] = {}
     for row in EnergyCoefficient.objects.order_by("valid_from", "id"):
         by_key.setdefault(row.model.lower(), []).append(coefficient_of(row))
@@ -186,8 +181,6 @@ def _from_rollups(group_by: str, spn: Span, key_ids: Collection[int] | None) -> 
 
 
 def _from_records(group_by: str, spn: Span, key_ids: Collection[int] | None) -> list[dict[str, Any]]:
-    from routing.models import UsageRecord
-
     out: list[dict[str, Any]] = []
     for start, end in spn.edges:
         rows: QuerySet[Any] = UsageRecord.objects.all()

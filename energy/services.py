@@ -1,243 +1,22 @@
-"""Writes: energy coefficients (each change reloads the routing snapshot that carries them) and the roll-ups.
+"""Writes: energy coefficients (each change reloads the routing snapshot that carries them).
 
-The daily roll-ups are updated right after the usage records they count are written
-(``usage_records_create``), so the summary is exact without ever scanning the records of whole days.
-``usage_rollups_rebuild`` recomputes them from the records (after an import, or to repair).
+The usage records and their daily roll-ups are the ledger's (``ledger.writer``, ``ledger.rollups``).
 """
 
 from __future__ import annotations
 
-import functools
-import json
-import logging
-import threading
-from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
-from decimal import Decimal
-from types import SimpleNamespace
 from typing import Any
 
-from django.db import connection, transaction
-from django.db.models import Count, IntegerField, Q, Sum, Value
-from django.db.models.functions import Coalesce, TruncDate
+from spignosapi.snapshots import snapshot_changed
 
-from .models import MEASURES, EnergyCoefficient, UsageDaily, UsageDailyByUser
-
-_BY_MODEL = ("day", "api_key_id", "model", "provider")
-_BY_USER = ("day", "api_key_id", "user_id")
-_UPSERT_CHUNK = 500
-
-logger = logging.getLogger(__name__)
+from .models import EnergyCoefficient
 
 
 def energy_changed() -> None:
-    """Coefficients travel in the routing snapshot: every process reloads it once the change is committed."""
-    from routing.services import routing_changed
-
-    routing_changed()
-
-
-# --- roll-ups ------------------------------------------------------------------------------------------------
-
-
-def _day(value: datetime) -> date:
-    return value.astimezone(UTC).date()
-
-
-def _measures(record: Any) -> tuple[Any, ...]:
-    return (
-        1,
-        record.prompt_tokens,
-        record.completion_tokens,
-        record.energy_wh,
-        record.energy_wh_low,
-        record.energy_wh_high,
-        record.co2e_g,
-        record.co2e_g_low,
-        record.co2e_g_high,
-        _decimal(record.cost_usd),
-        1 if record.energy_estimated else 0,
-    )
-
-
-def _decimal(value: Any) -> Decimal:
-    return value if isinstance(value, Decimal) else Decimal(str(value))
-
-
-def _accumulate(into: dict[tuple[Any, ...], list[Any]], key: tuple[Any, ...], values: tuple[Any, ...]) -> None:
-    current = into.get(key)
-    if current is None:
-        into[key] = list(values)
-    else:
-        for i, value in enumerate(values):
-            current[i] += value
-
-
-def _upsert(table: str, key_columns: Sequence[str], rows: dict[tuple[Any, ...], list[Any]]) -> None:
-    if not rows:
-        return
-    quote = connection.ops.quote_name
-    columns = [*key_columns, *MEASURES]
-    updates = ", ".join(f"{quote(c)} = {quote(table)}.{quote(c)} + EXCLUDED.{quote(c)}" for c in MEASURES)
-    head = f"INSERT INTO {quote(table)} ({', '.join(quote(c) for c in columns)}) VALUES "
-    tail = f" ON CONFLICT ({', '.join(quote(c) for c in key_columns)}) DO UPDATE SET {updates}"
-    placeholder = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    # Always in key order: two processes flushing overlapping batches then lock rows in the same order and
-    # never deadlock.
-    items = sorted(rows.items())
-    with connection.cursor() as cursor:
-        for start in range(0, len(items), _UPSERT_CHUNK):
-            chunk = items[start : start + _UPSERT_CHUNK]
-            params = [value for key, values in chunk for value in (*key, *values)]
-            cursor.execute(head + ", ".join([placeholder] * len(chunk)) + tail, params)
-
-
-class _Pending:
-    """Roll-up additions that failed (database hiccup) and are retried with the next batch, in this process."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.by_model: dict[tuple[Any, ...], list[Any]] = {}
-        self.by_user: dict[tuple[Any, ...], list[Any]] = {}
-
-    def take(self) -> tuple[dict[tuple[Any, ...], list[Any]], dict[tuple[Any, ...], list[Any]]]:
-        with self.lock:
-            taken = self.by_model, self.by_user
-            self.by_model, self.by_user = {}, {}
-            return taken
-
-    def give_back(self, by_model: dict[tuple[Any, ...], list[Any]], by_user: dict[tuple[Any, ...], list[Any]]) -> None:
-        with self.lock:
-            for key, values in by_model.items():
-                _accumulate(self.by_model, key, tuple(values))
-            for key, values in by_user.items():
-                _accumulate(self.by_user, key, tuple(values))
-
-
-_pending = _Pending()
-
-
-def usage_rollups_add(records: Iterable[Any]) -> None:
-    """Count usage records (already written) into the daily roll-ups.
-
-    Each roll-up table is updated by its own statement, outside the records' transaction: a transaction
-    that held locks on two tables could deadlock with a multi-table TRUNCATE or with another writer taking
-    them in the other order. If an update fails, it is kept and retried with the next call (see
-    ``usage_rollups_rebuild`` to recount after a crash in between).
-    """
-    by_model, by_user = _pending.take()
-    for record in records:
-        day, key = _day(record.created_at), record.api_key_id or 0
-        values = _measures(record)
-        _accumulate(by_model, (day, key, record.model, record.provider), values)
-        _accumulate(by_user, (day, key, record.user_id), values)
-    try:
-        _upsert(UsageDaily._meta.db_table, _BY_MODEL, by_model)
-        by_model = {}
-        _upsert(UsageDailyByUser._meta.db_table, _BY_USER, by_user)
-    except Exception:
-        _pending.give_back(by_model, by_user)
-        raise
-
-
-def usage_records_create(records: Sequence[Any], *, batch_size: int = 500) -> list[Any]:
-    """Write ``UsageRecord`` objects, then count them into the roll-ups.
-
-    A failure to update the roll-ups is logged and retried with the next batch; the records stay written.
-    """
-    from routing.models import UsageRecord
-
-    created = UsageRecord.objects.bulk_create(records, batch_size=batch_size)
-    usage_rollups_count(created)
-    return created
-
-
-@functools.cache
-def _usage_fields() -> tuple[tuple[str, str, Any], ...]:
-    """(attribute name, column, default) of every ``UsageRecord`` column but the id, in table order."""
-    from routing.models import UsageRecord
-
-    return tuple(
-        (field.attname, str(field.column), field.get_default())
-        for field in UsageRecord._meta.concrete_fields
-        if not field.primary_key
-    )
-
-
-def usage_rows_write(rows: Sequence[Mapping[str, Any]], *, copy: bool | None = None) -> list[Any]:
-    """Write usage rows (attribute name → value, as ``UsageRecord(**row)`` takes them), then count them into
-    the roll-ups; returns them as records (attributes; model instances from ``usage_records_create``).
-
-    The usage buffer's writer. On PostgreSQL (``copy`` None or True) one ``COPY``: no model instances and
-    psycopg's C adapters, a fraction of ``bulk_create``'s CPU (which runs in the web processes, beside the
-    requests); elsewhere (SQLite, ``make run``'s default) ``bulk_create``. One bad row fails the batch.
-    """
-    from routing.models import UsageRecord
-
-    fields = _usage_fields()
-    known = {name for name, _, _ in fields}
-    records = []
-    for row in rows:
-        unknown = row.keys() - known
-        if unknown:
-            raise TypeError(f"usage row with unknown fields: {sorted(unknown)}")
-        records.append(SimpleNamespace(**{name: row.get(name, default) for name, _, default in fields}))
-    if copy is None:
-        copy = connection.vendor == "postgresql"
-    if not copy:
-        return usage_records_create([UsageRecord(**vars(record)) for record in records])
-    _copy_rows(UsageRecord._meta.db_table, fields, records)
-    usage_rollups_count(records)
-    return records
-
-
-def _copy_rows(table: str, fields: tuple[tuple[str, str, Any], ...], records: list[SimpleNamespace]) -> None:
-    quote = connection.ops.quote_name
-    statement = f"COPY {quote(table)} ({', '.join(quote(column) for _, column, _ in fields)}) FROM STDIN"
-    attempts = next(i for i, (name, _, _) in enumerate(fields) if name == "attempts")
-    # psycopg's copy() is reached past Django's cursor wrapper: its errors are turned into Django's here.
-    with connection.wrap_database_errors, connection.cursor() as cursor, cursor.cursor.copy(statement) as writer:
-        for record in records:
-            values = [getattr(record, name) for name, _, _ in fields]
-            values[attempts] = json.dumps(values[attempts])
-            writer.write_row(values)
-
-
-def usage_rollups_count(records: Iterable[Any]) -> None:
-    """``usage_rollups_add`` for writers that must not fail once their records are written: logs instead."""
-    try:
-        usage_rollups_add(records)
-    except Exception:
-        logger.exception("energy roll-ups: update failed, retried with the next usage batch")
-
-
-@transaction.atomic
-def usage_rollups_rebuild() -> tuple[int, int]:
-    """Recompute both roll-ups from every usage record; returns their row counts. Run it while nothing writes."""
-    from routing.models import UsageRecord
-
-    UsageDaily.objects.all().delete()
-    UsageDailyByUser.objects.all().delete()
-    sums: dict[str, Any] = {name: Sum(name) for name in MEASURES if name not in ("requests", "estimated_requests")}
-    sums["requests"] = Count("id")
-    sums["estimated_requests"] = Count("id", filter=Q(energy_estimated=True))
-    records = UsageRecord.objects.order_by().annotate(
-        day=TruncDate("created_at", tzinfo=UTC), key=Coalesce("api_key_id", Value(0), output_field=IntegerField())
-    )
-    counts = []
-    for table, columns in ((UsageDaily, ("model", "provider")), (UsageDailyByUser, ("user_id",))):
-        batch: list[Any] = []
-        total = 0
-        for row in records.values("day", "key", *columns).annotate(**sums).iterator(chunk_size=5000):
-            row["api_key_id"] = row.pop("key")
-            batch.append(table(**row))
-            if len(batch) >= 5000:
-                table.objects.bulk_create(batch)
-                total += len(batch)
-                batch = []
-        table.objects.bulk_create(batch)
-        counts.append(total + len(batch))
-    return counts[0], counts[1]
+    """Coefficients travel in the routing snapshot (``routing.selectors``): this process reloads it now, every
+    other one once the change is committed. Named, not imported: routing reads energy, not the other way."""
+    snapshot_changed("routing")
 
 
 # --- coefficients --------------------------------------------------------------------------------------------
@@ -300,14 +79,26 @@ def energy_spec_errors(model: dict[str, Any], where: str) -> list[str]:
     if not isinstance(spec, dict):
         return [f"{where}: expected a mapping"]
     errors = [f"{where}: unknown key {key!r}" for key in sorted(set(spec) - ENERGY_KEYS, key=str)]
-    central = model.get("energy_kwh_per_m")
-    if not _number(central):
+    if not _number(model.get("energy_kwh_per_m")):
         errors.append(f"{where}: needs energy_kwh_per_m (the central value) on the model")
+    errors += _spec_number_errors(spec, where) + _spec_choice_errors(spec, where)
+    if not errors:  # every value has its type: the ranges they make can be compared
+        errors = _spec_range_errors(float(model["energy_kwh_per_m"]), spec, where)
+    return errors
+
+
+def _spec_number_errors(spec: dict[str, Any], where: str) -> list[str]:
+    errors = []
     for key in ("low", "high", "input_kwh_per_m", "input_low", "input_high"):
         if key in spec and spec[key] is not None and (not _number(spec[key]) or spec[key] < 0):
             errors.append(f"{where}.{key}: expected a number >= 0, got {spec[key]!r}")
     if "pue" in spec and (not _number(spec["pue"]) or spec["pue"] < 1):
         errors.append(f"{where}.pue: expected a number >= 1, got {spec['pue']!r}")
+    return errors
+
+
+def _spec_choice_errors(spec: dict[str, Any], where: str) -> list[str]:
+    errors = []
     if "token_basis" in spec and spec["token_basis"] not in EnergyCoefficient.Basis.values:
         errors.append(f"{where}.token_basis: one of {', '.join(EnergyCoefficient.Basis.values)}")
     if "scope" in spec and spec["scope"] not in EnergyCoefficient.Scope.values:
@@ -319,17 +110,20 @@ def energy_spec_errors(model: dict[str, Any], where: str) -> list[str]:
         errors.append(f"{where}.estimated: expected true or false")
     if "valid_from" in spec and _when(spec["valid_from"]) is None:
         errors.append(f"{where}.valid_from: expected a date or an ISO 8601 date-time, got {spec['valid_from']!r}")
-    if not errors:
-        central = float(model["energy_kwh_per_m"])
-        low, high = float(spec.get("low", central)), float(spec.get("high", central))
-        if not low <= central <= high:
-            errors.append(f"{where}: expected low <= energy_kwh_per_m <= high, got {low:g}, {central:g}, {high:g}")
-        if spec.get("input_kwh_per_m") is not None:
-            inp = float(spec["input_kwh_per_m"])
-            if not float(spec.get("input_low", inp)) <= inp <= float(spec.get("input_high", inp)):
-                errors.append(f"{where}: expected input_low <= input_kwh_per_m <= input_high")
-            if spec.get("token_basis", EnergyCoefficient.Basis.OUTPUT) != EnergyCoefficient.Basis.OUTPUT:
-                errors.append(f"{where}: an input coefficient needs token_basis: output")
+    return errors
+
+
+def _spec_range_errors(central: float, spec: dict[str, Any], where: str) -> list[str]:
+    errors = []
+    low, high = float(spec.get("low", central)), float(spec.get("high", central))
+    if not low <= central <= high:
+        errors.append(f"{where}: expected low <= energy_kwh_per_m <= high, got {low:g}, {central:g}, {high:g}")
+    if spec.get("input_kwh_per_m") is not None:
+        inp = float(spec["input_kwh_per_m"])
+        if not float(spec.get("input_low", inp)) <= inp <= float(spec.get("input_high", inp)):
+            errors.append(f"{where}: expected input_low <= input_kwh_per_m <= input_high")
+        if spec.get("token_basis", EnergyCoefficient.Basis.OUTPUT) != EnergyCoefficient.Basis.OUTPUT:
+            errors.append(f"{where}: an input coefficient needs token_basis: output")
     return errors
 
 

@@ -284,7 +284,7 @@ def workers_online() -> list[dict[str, Any]] | None:
 class StatsView(APIView):
     @extend_schema(summary="Queues, workers, jobs and throughput", responses={200: dict})
     def get(self, request: Request) -> Response:
-        from routing.models import UsageRecord
+        from ledger.models import UsageRecord
 
         started = time.perf_counter()
         minute_ago = timezone.now() - timedelta(minutes=1)

@@ -20,7 +20,7 @@ from django.db.models import Count, Q
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
-from routing.accounting import account
+from ledger.accounting import account
 from routing.engine import handler_for
 from routing.selectors import ModelInfo, routing_config
 from spignosapi import loops

@@ -8,7 +8,7 @@ from django.forms import ModelForm
 from django.http import HttpRequest
 
 from .breaker import default_breakers
-from .models import Category, ChainEntry, CircuitBreaker, LLMModel, Provider, UsageRecord
+from .models import Category, ChainEntry, CircuitBreaker, LLMModel, Provider
 from .services import routing_changed
 
 
@@ -109,38 +109,3 @@ class CircuitBreakerAdmin(admin.ModelAdmin[CircuitBreaker]):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
-
-
-@admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin[UsageRecord]):
-    list_display = [
-        "created_at",
-        "request_id",
-        "api_key",
-        "user_id",
-        "endpoint",
-        "category",
-        "model",
-        "status",
-        "prompt_tokens",
-        "completion_tokens",
-        "latency_ms",
-        "cost_usd",
-        "energy_wh",
-    ]
-    list_filter = ["status", "endpoint", "category", "provider", "route_mode", "stream"]
-    search_fields = ["request_id", "user_id", "model"]
-    date_hierarchy = "created_at"
-    list_select_related = ["api_key"]
-
-    def get_readonly_fields(self, request: HttpRequest, obj: UsageRecord | None = None) -> list[str]:
-        return [field.name for field in UsageRecord._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: UsageRecord | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: UsageRecord | None = None) -> bool:
-        return False  # the ledger is read-only, deletions included

@@ -24,6 +24,9 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from accounts.selectors import KeyInfo
+from ledger.accounting import account
+from ledger.buffer import usage_buffer
+from ledger.rows import UsageRow
 from llm import (
     AuthenticationError,
     BadRequestError,
@@ -41,14 +44,12 @@ from llm import (
 from spignosapi.api.errors import ApiError, InvalidRequest, ServiceUnavailable, UpstreamFailed, UpstreamTimeout
 
 from . import limits, metrics, quota, spans
-from .accounting import account
 from .breaker import BreakerState, default_breakers
 from .breaker import _cache_key as breaker_cache_key
 from .engine import SINGLE_ATTEMPT, handler_for
 from .router import Route, choose_route, classifier_prompt, explicit_route, parse_category_answer, routing_text
 from .selectors import RoutingConfig, routing_config
 from .semantic import semantic_category
-from .usage import usage_buffer
 
 _budgets = limits.OutboundBudgets()
 
@@ -528,28 +529,25 @@ async def finish(
     if status == "ok":
         await _settle_budget(prepared, meta)
     usage_buffer.add(
-        {
-            "request_id": prepared.call.request_id,
-            "api_key_id": prepared.call.key.id if prepared.call.key else None,
-            "user_id": prepared.call.user_id[:200],
-            "endpoint": prepared.call.endpoint,
-            "category": prepared.route.category,
-            "route_mode": prepared.route.route_mode,
-            "model": meta["model"] or "",
-            "provider": meta["provider"] or "",
-            "attempts": list(prepared.attempts),
-            "status": status,
-            "error_code": error_code[:60],
-            "stream": prepared.call.stream,
-            "prompt_tokens": meta["prompt_tokens"],
-            "completion_tokens": meta["completion_tokens"],
-            "ttft_ms": meta["ttft_ms"],
-            "latency_ms": meta["response_time_ms"],
-            "cost_usd": meta["cost_usd"],
-            "energy_wh": meta["energy_wh"],
-            "co2e_g": meta["co2e_g"],
-            **energy,
-            "created_at": datetime.now(UTC),
-        }
+        UsageRow(
+            request_id=prepared.call.request_id,
+            api_key_id=prepared.call.key.id if prepared.call.key else None,
+            user_id=prepared.call.user_id[:200],
+            endpoint=prepared.call.endpoint,
+            category=prepared.route.category,
+            route_mode=prepared.route.route_mode,
+            model=meta["model"] or "",
+            provider=meta["provider"] or "",
+            attempts=list(prepared.attempts),
+            status=status,
+            error_code=error_code[:60],
+            stream=prepared.call.stream,
+            prompt_tokens=meta["prompt_tokens"],
+            completion_tokens=meta["completion_tokens"],
+            ttft_ms=meta["ttft_ms"],
+            latency_ms=meta["response_time_ms"],
+            **energy,  # cost, energy and CO2e as build_meta accounted them (Cost.usage_fields)
+            created_at=datetime.now(UTC),
+        )
     )
     metrics.observe(prepared, meta, status)

@@ -1,4 +1,4 @@
-"""Providers, models, categories with ordered chains, circuit breakers and per-request usage records.
+"""Providers, models, categories with ordered chains and circuit breakers (usage records: ``ledger.models``).
 
 Secrets are never stored: a provider names the environment variable that holds its key.
 """
@@ -159,52 +159,3 @@ class CircuitBreaker(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model}: {self.state}"
-
-
-class UsageRecord(models.Model):
-    """One gateway request: who, how it was routed, every attempt, tokens, time, cost and energy."""
-
-    request_id = models.CharField(max_length=128, db_index=True)
-    # No database constraint: a usage row written just after its key was deleted must not be lost.
-    api_key = models.ForeignKey(
-        "accounts.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, db_constraint=False
-    )
-    user_id = models.CharField(max_length=200, blank=True, db_index=True)
-    endpoint = models.CharField(max_length=40)
-    category = models.CharField(max_length=50, blank=True)
-    route_mode = models.CharField(max_length=20, blank=True)
-    model = models.CharField(max_length=260, blank=True, db_index=True, help_text="The model that answered.")
-    provider = models.CharField(max_length=50, blank=True, db_index=True)
-    attempts = models.JSONField(default=list)
-    status = models.CharField(max_length=20, default="ok")
-    error_code = models.CharField(max_length=60, blank=True)
-    stream = models.BooleanField(default=False)
-    prompt_tokens = models.PositiveIntegerField(default=0)
-    completion_tokens = models.PositiveIntegerField(default=0)
-    ttft_ms = models.FloatField(null=True, blank=True)
-    latency_ms = models.FloatField(default=0)
-    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
-    energy_wh = models.FloatField(default=0)
-    co2e_g = models.FloatField(default=0)
-    # The energy coefficient used, copied as it was then: published values change, history must not.
-    energy_kwh_per_m = models.FloatField(
-        null=True, blank=True, help_text="Output (or all-token) coefficient used, kWh/M, central, facility scope."
-    )
-    energy_input_kwh_per_m = models.FloatField(null=True, blank=True, help_text="Input coefficient used, if any.")
-    energy_coefficient_id = models.PositiveBigIntegerField(
-        null=True, blank=True, help_text="The energy coefficient row used; empty for a model setting or an estimate."
-    )
-    energy_estimated = models.BooleanField(default=False, help_text="Energy estimated from the model's size.")
-    energy_wh_low = models.FloatField(default=0)
-    energy_wh_high = models.FloatField(default=0)
-    co2e_g_low = models.FloatField(default=0)
-    co2e_g_high = models.FloatField(default=0)
-    grid_g_co2e_per_kwh = models.FloatField(null=True, blank=True, help_text="Grid carbon intensity used.")
-    created_at = models.DateTimeField(db_index=True)
-
-    class Meta:
-        ordering = ["-created_at"]
-        indexes = [models.Index(fields=["api_key", "created_at"])]
-
-    def __str__(self) -> str:
-        return f"{self.request_id} {self.model} {self.status}"

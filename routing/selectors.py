@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from energy.coefficients import EnergyProfile
 from energy.selectors import ModelRef, energy_profiles
+from ledger.coefficients import EnergyProfile
 from llm import ProviderConfig
 from spignosapi.snapshots import Snapshot
 

@@ -34,7 +34,7 @@ from typing import Any, Generic, TypeVar
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import caches
-from django.db import connections
+from django.db import connections, transaction
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -56,6 +56,10 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+def _version_key(name: str) -> str:
+    return f"snapshot:{name}:version"
 
 
 def _log_failed_refresh(name: str, refresh: asyncio.Task[Any]) -> None:
@@ -94,7 +98,7 @@ class Snapshot(Generic[T]):
 
     @property
     def _key(self) -> str:
-        return f"snapshot:{self.name}:version"
+        return _version_key(self.name)
 
     def _remote_version(self) -> str:
         try:
@@ -178,3 +182,25 @@ class Snapshot(Generic[T]):
         with self._lock:
             self._version = None
             self._checked_at = float("-inf")
+
+
+def snapshot_changed(name: str) -> None:
+    """This process reloads the snapshot ``name`` now; every other one once the change is committed.
+
+    For a writer below the snapshot's owner, which names it instead of importing it: energy coefficients
+    travel in the routing snapshot, and the energy app sits below routing. A process that never made the
+    snapshot has nothing of its own to reload; the others are told all the same.
+    """
+    snapshot = registry.get(name)
+    if snapshot is not None:
+        snapshot.invalidate()
+        transaction.on_commit(snapshot.bump)
+        return
+
+    def bump() -> None:
+        try:
+            _versions().set(_version_key(name), uuid.uuid4().hex, timeout=None)
+        except Exception:
+            logger.warning("snapshot %s: cannot bump its version in Redis", name)
+
+    transaction.on_commit(bump)

@@ -12,9 +12,9 @@ from django.db import connection
 from django.test import Client
 
 from accounts.services import apikey_create
+from ledger.buffer import usage_buffer
 from routing.models import LLMModel, Provider
 from routing.services import routing_changed
-from routing.usage import usage_buffer
 from tests.fixtures import Fake, Gateway, _stop, start_gateway
 from tests.helpers import wait_until
 from tests.http import call
@@ -80,7 +80,7 @@ def test_the_key_is_never_shown_logged_or_stored(leaky: tuple[Gateway, Path], fa
     for path in (
         "/admin/routing/provider/",
         f"/admin/routing/provider/{leaky_pk}/change/",
-        "/admin/routing/usagerecord/",
+        "/admin/ledger/usagerecord/",
     ):
         page = admin_client.get(path)
         assert page.status_code == 200, path

@@ -21,7 +21,8 @@ from websockets.sync.client import connect
 
 from accounts.services import apikey_create
 from jobs.models import Job
-from routing.models import CircuitBreaker, Provider, UsageRecord
+from ledger.models import UsageRecord
+from routing.models import CircuitBreaker, Provider
 from routing.services import routing_changed
 from tests.fixtures import Fake, Gateway
 from tests.helpers import wait_until

@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 
 from accounts.services import apikey_create
-from energy.estimation import estimate
 from energy.models import EnergyCoefficient
 from energy.seed import seed_defaults
 from energy.services import energy_changed
-from routing.models import LLMModel, Provider, UsageRecord
+from ledger.estimation import estimate
+from ledger.models import UsageRecord
+from routing.models import LLMModel, Provider
 from routing.services import routing_changed
 from tests.fixtures import Fake, Gateway
 from tests.helpers import wait_until

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from energy.models import UsageDaily, UsageDailyByUser
-from energy.services import usage_records_create
-from routing.models import UsageRecord
+from ledger.models import UsageDaily, UsageDailyByUser, UsageRecord
+from ledger.writer import usage_records_create
 from tests.fixtures import Fake, Gateway
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]

@@ -9,7 +9,7 @@ from django.core.management import call_command
 
 from energy.models import EnergyCoefficient
 from energy.seed import ESTIMATED, SEED_VALID_FROM, seed_defaults
-from routing.accounting import account
+from ledger.accounting import account
 from routing.selectors import load_routing_config
 
 pytestmark = pytest.mark.django_db

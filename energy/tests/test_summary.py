@@ -18,8 +18,9 @@ from rest_framework.test import APIClient
 from accounts.models import ApiKey
 from accounts.services import apikey_create
 from energy.selectors import GROUP_BYS
-from energy.services import usage_records_create, usage_rollups_rebuild
-from routing.models import UsageRecord
+from ledger.models import UsageRecord
+from ledger.rollups import usage_rollups_rebuild
+from ledger.writer import usage_records_create
 
 pytestmark = pytest.mark.django_db
 

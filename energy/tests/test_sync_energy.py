@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from energy.models import EnergyCoefficient
-from routing.accounting import account
+from ledger.accounting import account
 from routing.models import LLMModel
 from routing.selectors import load_routing_config
 

@@ -26,8 +26,8 @@ from websockets.sync.client import ClientConnection, connect
 from accounts.services import apikey_create
 from jobs.models import Job
 from jobs.streams import buffer_key
+from ledger.models import UsageRecord
 from rag.models import EmbeddingBatch
-from routing.models import UsageRecord
 from tests.fixtures import Fake, Gateway, start_beat, start_gateway, start_worker
 from tests.helpers import private_redis, wait_until
 from tests.http import call, sse_events

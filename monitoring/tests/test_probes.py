@@ -12,11 +12,12 @@ from collections.abc import Callable
 import pytest
 from pytest_django import Settings
 
+from ledger.accounting import account
+from ledger.models import UsageRecord
 from llm.tokens import count_message_tokens
 from monitoring.models import ModelStats, Probe
 from monitoring.services import probe_run
-from routing.accounting import account
-from routing.models import LLMModel, UsageRecord
+from routing.models import LLMModel
 from routing.selectors import routing_config
 from tests.fixtures import Fake
 

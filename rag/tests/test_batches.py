@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from accounts.services import apikey_create
+from ledger.models import UsageRecord
 from rag.models import EmbeddingBatch
-from routing.models import UsageRecord
 from tests.fixtures import Fake, Gateway
 from tests.helpers import wait_until
 from tests.http import Reply, call

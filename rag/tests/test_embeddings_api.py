@@ -9,7 +9,7 @@ import pytest
 from openai import OpenAI
 
 from accounts.services import apikey_create
-from routing.models import UsageRecord
+from ledger.models import UsageRecord
 from tests.fixtures import Fake, Gateway
 from tests.helpers import wait_until
 from tests.http import Reply, call

@@ -12,9 +12,9 @@ import pytest
 from django.conf import settings
 
 from accounts.services import apikey_create
+from ledger.models import UsageRecord
 from rag import index
 from rag.models import Chunk, Collection, Document
-from routing.models import UsageRecord
 from tests.fixtures import Fake, Gateway, _stop, start_gateway
 from tests.helpers import wait_until
 from tests.http import Reply, call, sse_events

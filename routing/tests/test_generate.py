@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from accounts.services import apikey_create
-from routing.models import UsageRecord
+from ledger.models import UsageRecord
 from tests.fixtures import Fake, Gateway
 from tests.helpers import wait_until
 from tests.http import call, sse_events

@@ -16,10 +16,11 @@ from accounts.selectors import KeyInfo
 from accounts.services import apikey_create
 from jobs.models import Job
 from jobs.streams import buffer_key
+from ledger.models import UsageRecord
 from llm import count_message_tokens
 from routing import quota
 from routing.limits import OutboundBudgets, _redis, admit_key_sync, settle_tokens_sync, tpm_counter_name
-from routing.models import LLMModel, UsageRecord
+from routing.models import LLMModel
 from routing.services import routing_changed
 from spignosapi.api.errors import RateLimited
 from tests.fixtures import Fake, Gateway, _stop, start_gateway

@@ -16,7 +16,7 @@ from openai import AsyncOpenAI, OpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
 from accounts.services import apikey_create
-from routing.models import UsageRecord
+from ledger.models import UsageRecord
 from tests.fixtures import Fake, Gateway
 from tests.helpers import wait_until
 

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from accounts.services import apikey_create
-from routing.models import CircuitBreaker, LLMModel, Provider, UsageRecord
+from ledger.models import UsageRecord
+from routing.models import CircuitBreaker, LLMModel, Provider
 from routing.services import routing_changed
 from tests.fixtures import Fake, Gateway
 from tests.helpers import wait_until

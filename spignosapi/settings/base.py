@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "spignosapi",
     "accounts",
+    "ledger",
     "routing",
     "energy",
     "jobs",

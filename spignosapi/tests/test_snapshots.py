@@ -7,20 +7,24 @@ Real PostgreSQL and Redis; each read runs in a coroutine on an event loop, as in
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
+from django.core.cache import cache
+from django.db import transaction
 from django.urls import get_resolver
 from pytest_django import Settings
 
+from ledger.accounting import account
+from ledger.buffer import UsageBuffer
+from ledger.models import UsageRecord
 from rag import usage as rag_usage
-from routing.accounting import account
-from routing.models import Category, UsageRecord
+from routing.models import Category
 from routing.seed import seed_defaults
 from routing.selectors import routing_config
 from routing.services import routing_changed
-from routing.usage import UsageBuffer
 from spignosapi import loops, snapshots
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -140,3 +144,32 @@ def test_embedding_usage_is_booked_on_the_loop_right_after_a_routing_change(monk
         "ok",
     )
     assert float(row.cost_usd) == pytest.approx(account(info, 12, 0).cost_usd, abs=1e-9)
+
+
+def test_a_snapshot_named_by_a_writer_below_its_owner_reloads_here_at_once_and_elsewhere_once_committed() -> None:
+    name = f"named-{uuid.uuid4().hex}"
+    loads: list[int] = []
+
+    def loader() -> int:
+        loads.append(len(loads) + 1)
+        return loads[-1]
+
+    snapshot = snapshots.Snapshot(name, loader)
+    assert snapshot.get() == 1
+    told_before = cache.get(f"snapshot:{name}:version")
+    with transaction.atomic():
+        snapshots.snapshot_changed(name)
+        assert snapshot.get() == 2  # this process: at once
+        assert cache.get(f"snapshot:{name}:version") == told_before  # the others: not before the commit
+    told = cache.get(f"snapshot:{name}:version")
+    assert told is not None and told != told_before
+    assert snapshot.get() == 3  # as after routing_changed(): the bump marks it due again, for the new version
+    assert snapshot.get() == 3
+
+
+def test_a_snapshot_this_process_never_made_is_still_told_to_the_others() -> None:
+    name = f"elsewhere-{uuid.uuid4().hex}"
+    with transaction.atomic():
+        snapshots.snapshot_changed(name)
+        assert cache.get(f"snapshot:{name}:version") is None
+    assert len(cache.get(f"snapshot:{name}:version")) == 32

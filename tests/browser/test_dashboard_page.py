@@ -15,9 +15,9 @@ from django.utils import timezone
 from pytest_django import Settings
 
 from accounts.services import apikey_create
+from ledger.models import UsageRecord
 from monitoring.models import Probe
 from monitoring.services import probe_run
-from routing.models import UsageRecord
 from routing.selectors import routing_config
 from routing.services import providers_sync
 from tests.fixtures import ARTIFACTS, Fake, Gateway

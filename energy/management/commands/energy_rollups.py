@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from energy.services import usage_rollups_rebuild
+from ledger.rollups import usage_rollups_rebuild
 
 
 class Command(BaseCommand):

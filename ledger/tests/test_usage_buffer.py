@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from energy.models import UsageDaily, UsageDailyByUser
-from energy.services import usage_rows_write
-from routing.models import UsageRecord
-from routing.usage import UsageBuffer
+from ledger.buffer import UsageBuffer
+from ledger.models import UsageDaily, UsageDailyByUser, UsageRecord
+from ledger.rows import UsageRow
+from ledger.writer import usage_rows_write
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,8 +22,8 @@ AT = datetime(2026, 5, 4, 23, 59, 59, 500000, tzinfo=UTC)
 DAY = date(2026, 5, 4)
 
 
-def row(request_id: str, **changes: Any) -> dict[str, Any]:
-    return {
+def row(request_id: str, **changes: Any) -> UsageRow:
+    values: dict[str, Any] = {
         "request_id": request_id,
         "api_key_id": None,
         "user_id": "alice",
@@ -47,8 +47,8 @@ def row(request_id: str, **changes: Any) -> dict[str, Any]:
         "energy_wh_high": 1.0,
         "energy_estimated": True,
         "created_at": AT,
-        **changes,
     }
+    return UsageRow(**{**values, **changes})
 
 
 def test_it_writes_every_field_as_given_and_counts_the_rows_into_the_rollups() -> None:
@@ -95,7 +95,7 @@ def test_a_row_that_cannot_be_stored_is_dropped_and_logged_without_losing_the_ot
     buffer.add(row("too-long", category="x" * 51))  # the column holds 50
     buffer.add(row("good-2"))
 
-    with caplog.at_level(logging.ERROR, logger="routing.usage"):
+    with caplog.at_level(logging.ERROR, logger="ledger.buffer"):
         assert buffer.flush() == 2
 
     written = UsageRecord.objects.filter(created_at=AT).values_list("request_id", flat=True)
@@ -105,12 +105,14 @@ def test_a_row_that_cannot_be_stored_is_dropped_and_logged_without_losing_the_ot
     assert len(buffer) == 0
 
 
-def test_a_row_with_a_field_the_record_does_not_have_is_refused_alone(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_row_with_a_value_the_record_refuses_is_refused_alone(caplog: pytest.LogCaptureFixture) -> None:
+    # A field the record does not have is a TypeError where the UsageRow is made (and a mypy error before):
+    # what still reaches the writer is a value of the right type that a column's constraint refuses.
     buffer = UsageBuffer(background=False)
-    buffer.add(row("typo", complation_tokens=3))
+    buffer.add(row("typo", completion_tokens=-3))
     buffer.add(row("fine"))
 
-    with caplog.at_level(logging.ERROR, logger="routing.usage"):
+    with caplog.at_level(logging.ERROR, logger="ledger.buffer"):
         assert buffer.flush() == 1
 
     assert list(UsageRecord.objects.filter(created_at=AT).values_list("request_id", flat=True)) == ["fine"]
@@ -122,7 +124,7 @@ def test_the_writer_for_other_databases_stores_the_same_rows() -> None:
     usage_rows_write([row("bulk-1"), row("bulk-2", api_key_id=7, ttft_ms=2.5)], copy=False)
 
     first, second = UsageRecord.objects.filter(request_id__in=["bulk-1", "bulk-2"]).order_by("request_id")
-    assert first.attempts == row("x")["attempts"]
+    assert first.attempts == row("x").attempts
     assert (first.api_key_id, first.cost_usd, first.created_at, first.co2e_g_low) == (
         None,
         Decimal("0.00001230"),

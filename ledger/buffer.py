@@ -7,15 +7,17 @@ also what tests call to see rows at once.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import threading
 from collections import deque
-from typing import Any
 
 from django.conf import settings
 from django.db import DataError, IntegrityError, close_old_connections, transaction
 
-from energy.services import usage_rollups_count, usage_rows_write
+from .rollups import usage_rollups_count
+from .rows import UsageRow
+from .writer import usage_record_of, usage_rows_write
 
 logger = logging.getLogger(__name__)
 
@@ -23,14 +25,14 @@ logger = logging.getLogger(__name__)
 class UsageBuffer:
     def __init__(self, *, background: bool = True) -> None:
         self._background = background  # False: only explicit flush() calls write (tests)
-        self._items: deque[dict[str, Any]] = deque()
+        self._items: deque[UsageRow] = deque()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._flush_lock = threading.Lock()
 
-    def add(self, record: dict[str, Any]) -> None:
-        self._items.append(record)
+    def add(self, row: UsageRow) -> None:
+        self._items.append(row)
         if self._thread is None and self._background:
             self._start()
         elif len(self._items) >= settings.USAGE_FLUSH_BATCH:
@@ -57,37 +59,35 @@ class UsageBuffer:
     def flush(self) -> int:
         """Write everything buffered now; returns the number of rows written."""
         with self._flush_lock:
-            batch: list[dict[str, Any]] = []
+            batch: list[UsageRow] = []
             while self._items:
                 batch.append(self._items.popleft())
             if not batch:
                 return 0
             try:
-                # Also counts them into the energy roll-ups the summary reads (energy.services).
-                usage_rows_write(batch)
-            except (IntegrityError, DataError, TypeError):
+                usage_rows_write(batch)  # also counts them into the daily roll-ups
+            except (IntegrityError, DataError):
                 return self._write_one_by_one(batch)  # a bad row must not block the others forever
             except Exception:
                 self._items.extendleft(reversed(batch))  # keep them for the next try
                 raise
             return len(batch)
 
-    def _write_one_by_one(self, batch: list[dict[str, Any]]) -> int:
-        from .models import UsageRecord
-
+    def _write_one_by_one(self, batch: list[UsageRow]) -> int:
         written = 0
-        for item in batch:
-            for attempt in (item, {**item, "api_key_id": None}):  # the key may have been deleted since
+        for row in batch:
+            for attempt in (row, dataclasses.replace(row, api_key_id=None)):  # the key may have been deleted since
+                record = usage_record_of(attempt)
                 try:
                     with transaction.atomic():
-                        record = UsageRecord.objects.create(**attempt)
-                except (IntegrityError, DataError, TypeError):
+                        record.save(force_insert=True)
+                except (IntegrityError, DataError):
                     continue
                 usage_rollups_count([record])
                 written += 1
                 break
             else:
-                logger.error("usage record %s dropped: it cannot be written", item.get("request_id"))
+                logger.error("usage record %s dropped: it cannot be written", row.request_id)
         return written
 
     def __len__(self) -> int:

@@ -5,21 +5,54 @@ with the output coefficient, input tokens with the input one when there is one; 
 value); co2e_g = energy_wh / 1000 × grid gCO2e/kWh (``ENERGY_GRID_G_CO2E_PER_KWH``); cost_usd from the prices.
 Low and high come from the coefficient's range. Which coefficient applies is decided when the routing
 snapshot loads (``energy.selectors.energy_profiles``), so this does no I/O and is safe on the event loop.
-The monitoring app accounts its probes with the same function.
+The monitoring app accounts its probes with the same function; the ledger copies the result onto the usage
+record (``Cost.usage_fields``), so a record keeps how its call was accounted.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol, TypedDict
 
 from django.conf import settings
 
-from energy.coefficients import Coefficient, footprint
-from energy.estimation import estimate
-from energy.selectors import model_setting_coefficient
+from .coefficients import BASIS_TOTAL, Coefficient, EnergyProfile, Range, footprint
+from .estimation import estimate
 
-from .selectors import ModelInfo
+
+class PricedModel(Protocol):
+    """What accounting reads of a model: ``routing.selectors.ModelInfo``, from the routing snapshot."""
+
+    @property
+    def provider(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def price_in_per_m(self) -> float: ...
+    @property
+    def price_out_per_m(self) -> float: ...
+    @property
+    def energy_kwh_per_m(self) -> float | None: ...
+    @property
+    def energy(self) -> EnergyProfile | None: ...
+
+
+class AccountedFields(TypedDict):
+    """The ``UsageRow`` fields that copy how a call was accounted."""
+
+    cost_usd: float
+    energy_wh: float
+    co2e_g: float
+    energy_kwh_per_m: float
+    energy_input_kwh_per_m: float | None
+    energy_coefficient_id: int | None
+    energy_estimated: bool
+    energy_wh_low: float
+    energy_wh_high: float
+    co2e_g_low: float
+    co2e_g_high: float
+    grid_g_co2e_per_kwh: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +70,8 @@ class Cost:
     coefficient_id: int | None = None
     grid_g_co2e_per_kwh: float | None = None
 
-    def usage_fields(self) -> dict[str, object]:
-        """The ``UsageRecord`` fields that copy how this call was accounted."""
+    def usage_fields(self) -> AccountedFields:
+        """The ``UsageRow`` fields that copy how this call was accounted."""
         return {
             "cost_usd": self.cost_usd,
             "energy_wh": self.energy_wh,
@@ -58,7 +91,14 @@ class Cost:
 NO_MODEL = Cost(0.0, 0.0, 0.0, 0.0, True)
 
 
-def coefficient_for(model: ModelInfo, when: datetime | None = None) -> Coefficient:
+def model_setting_coefficient(kwh_per_m: float) -> Coefficient:
+    """A model's own ``energy_kwh_per_m`` (sync_providers YAML, routing admin): one value for every token."""
+    return Coefficient(
+        output=Range.single(kwh_per_m), token_basis=BASIS_TOTAL, source="the model's energy_kwh_per_m setting"
+    )
+
+
+def coefficient_for(model: PricedModel, when: datetime | None = None) -> Coefficient:
     """The coefficient that applies to ``model`` at ``when`` (now by default)."""
     found = model.energy.at(when or datetime.now(UTC)) if model.energy is not None else None
     if found is not None:
@@ -69,7 +109,7 @@ def coefficient_for(model: ModelInfo, when: datetime | None = None) -> Coefficie
 
 
 def account(
-    model: ModelInfo | None, prompt_tokens: int, completion_tokens: int, *, when: datetime | None = None
+    model: PricedModel | None, prompt_tokens: int, completion_tokens: int, *, when: datetime | None = None
 ) -> Cost:
     if model is None:
         return NO_MODEL

@@ -11,7 +11,7 @@ from ecologits.utils.range_value import RangeValue
 from pytest_django import Settings
 
 from energy.models import EnergyCoefficient
-from routing.accounting import Cost, account
+from ledger.accounting import Cost, account
 from routing.models import LLMModel, Provider
 from routing.selectors import ModelInfo, load_routing_config
 
