@@ -244,9 +244,8 @@ def queue_depths() -> dict[str, int | None]:
     passive declare of one fails as if it were missing. Each queue gets its own channel, because on
     RabbitMQ that failure closes the channel it happened on.
     """
+    from celery import current_app as app  # the project's app, not imported: it sits above the apps
     from kombu.exceptions import ChannelError
-
-    from spignosapi.celery import app
 
     depths: dict[str, int | None] = {}
     with app.connection_for_write() as conn:
@@ -270,7 +269,7 @@ def queue_depths() -> dict[str, int | None]:
 
 def workers_online() -> list[dict[str, Any]] | None:
     """Each worker that answered and its queues; None when the broker could not be reached to ask."""
-    from spignosapi.celery import app
+    from celery import current_app as app  # the project's app, not imported: it sits above the apps
 
     from .lifecycle import BROKER_ERRORS
 
