@@ -52,9 +52,11 @@ run: install install-embeddings
 	@trap '$(PY) -m spignosapi.embedded_redis stop >/dev/null 2>&1 || true' EXIT; \
 	  WEB_PORT=$${PORT:-8000} PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho start -f Procfile
 
+# lint-imports: the layers and the import contracts of .importlinter (README, "Architecture").
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # One strict run over the whole project (pyproject.toml). mypy's Django plugin loads the settings: name the test
 # services, or the settings start an embedded Redis that nothing stops.
@@ -90,4 +92,4 @@ soak: install $(VENV)/.installed-bench
 	$(PY) -m bench --soak --soak-seconds $(or $(SOAK_SECONDS),600) $(SOAK_ARGS)
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

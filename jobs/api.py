@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -27,6 +26,7 @@ from spignosapi.api.errors import NotFound
 from spignosapi.api.schema import SSE_EVENT
 
 from . import lifecycle, selectors, services
+from .metrics import queue_depths
 from .models import Job
 from .serializers import GenerateAsyncInput, JobAccepted, JobOutput
 from .streams import TERMINAL, buffer_key, redis_client, subscribe
@@ -237,40 +237,9 @@ class StreamView(APIView):
 stream_view = async_endpoint(StreamView, {"GET": _stream})
 
 
-def queue_depths() -> dict[str, int | None]:
-    """Messages waiting per queue; None when the broker could not say.
-
-    A queue that does not exist holds nothing: the Redis transport has no key for an empty queue, so a
-    passive declare of one fails as if it were missing. Each queue gets its own channel, because on
-    RabbitMQ that failure closes the channel it happened on.
-    """
-    from kombu.exceptions import ChannelError
-
-    from spignosapi.celery import app
-
-    depths: dict[str, int | None] = {}
-    with app.connection_for_write() as conn:
-        for name in ("high", "default", "low"):
-            try:
-                channel = conn.channel()
-            except Exception:
-                depths[name] = None
-                continue
-            try:
-                depths[name] = int(channel.queue_declare(queue=name, passive=True).message_count)
-            except ChannelError:
-                depths[name] = 0
-            except Exception:
-                depths[name] = None
-            finally:
-                with contextlib.suppress(Exception):
-                    channel.close()
-    return depths
-
-
 def workers_online() -> list[dict[str, Any]] | None:
     """Each worker that answered and its queues; None when the broker could not be reached to ask."""
-    from spignosapi.celery import app
+    from celery import current_app as app  # the project's app, not imported: it sits above the apps
 
     from .lifecycle import BROKER_ERRORS
 

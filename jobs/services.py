@@ -61,7 +61,7 @@ def job_cancel(*, job: Job) -> Job:
     """Mark the job cancelled; a running worker stops at its next token (or at its next lease renewal when
     Redis or the broker cannot tell it) and the stream ends with an error. The row is what counts: the
     signals after it are best effort."""
-    from spignosapi.celery import app
+    from celery import current_app as app  # the project's app, not imported: it sits above the apps
 
     with transaction.atomic():
         locked = Job.objects.select_for_update().get(pk=job.pk)

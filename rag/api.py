@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 import time
 import uuid
 from typing import Any
 
-import numpy as np
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -20,14 +18,15 @@ from accounts.selectors import KeyInfo
 from llm import count_tokens
 from routing import limits
 from routing.api import generation_call, serve_generation
+from routing.embedding import aembed, embedding_model
 from routing.selectors import routing_config
 from spignosapi.api.asyncviews import async_endpoint, authenticate, json_body, validated
-from spignosapi.api.errors import ApiError, InvalidRequest, NotFound
+from spignosapi.api.errors import InvalidRequest, NotFound
 from spignosapi.api.schema import SSE_EVENT
+from spignosapi.errors import ServiceError
 
 from . import services
 from .batches import batch_payload, batch_submit
-from .embedding import aembed, embedding_model
 from .models import Collection, EmbeddingBatch
 from .selectors import Caller, collection_find, collections_visible, may_write, with_counts
 from .serializers import (
@@ -44,23 +43,11 @@ from .serializers import (
     ShareInput,
 )
 from .usage import embedding_usage_book
+from .vectors import embedding_rows
 
 
 def _json(data: Any, status: int = 200) -> JsonResponse:
     return JsonResponse(data, status=status, json_dumps_params={"ensure_ascii": False})
-
-
-def embedding_rows(vectors: np.ndarray, encoding_format: str) -> list[dict[str, Any]]:
-    """OpenAI's ``data``: a list of floats per input, or base64 of its float32 bytes (what the SDK asks for)."""
-    rows: list[dict[str, Any]] = []
-    for i, vector in enumerate(vectors):
-        value: Any = (
-            base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
-            if encoding_format == "base64"
-            else [float(x) for x in vector]
-        )
-        rows.append({"object": "embedding", "index": i, "embedding": value})
-    return rows
 
 
 async def _embeddings(request: HttpRequest, endpoint: str) -> HttpResponseBase:
@@ -78,8 +65,8 @@ async def _embeddings(request: HttpRequest, endpoint: str) -> HttpResponseBase:
         embedded = await aembed(texts, info.model_id, config=config)
     except BaseException as exc:
         limits.settle_tokens_soon(admitted.reservation, 0)  # as booked: a failed call used nothing
-        if isinstance(exc, ApiError):
-            error = str(exc.get_codes())
+        if isinstance(exc, ServiceError):
+            error = exc.code
             embedding_usage_book(**book, tokens=0, started=started, user=data.get("user", ""), error=error)
         raise
     # The key's tokens are what the model counted, as the usage record books them.

@@ -15,12 +15,14 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.selectors import KeyInfo
+from routing.embedding import embed, embedding_model
 from routing.selectors import routing_config
-from spignosapi.api.errors import ApiError, error_parts
+from spignosapi.api.errors import error_parts
+from spignosapi.errors import ServiceError
 
-from .embedding import embed, embedding_model, from_bytes, to_bytes
 from .models import EmbeddingBatch
 from .usage import embedding_usage_book
+from .vectors import embedding_rows, from_bytes, to_bytes
 
 
 def batch_submit(*, key: KeyInfo, inputs: list[str], model_id: str | None) -> EmbeddingBatch:
@@ -48,9 +50,8 @@ def batch_run(batch_id: str, *, final_attempt: bool) -> str:
         batch.save(update_fields=["status", "started_at", "deliveries"])
     try:
         embedded = embed(batch.inputs, batch.model)
-    except ApiError as exc:
-        retryable = exc.status_code in (502, 503, 504) and exc.get_codes() != "model_unavailable"
-        if retryable and not final_attempt:
+    except ServiceError as exc:
+        if exc.retryable and not final_attempt:
             raise
         parts = error_parts(exc)
         batch.status = EmbeddingBatch.Status.FAILED
@@ -65,7 +66,7 @@ def batch_run(batch_id: str, *, final_attempt: bool) -> str:
             tokens=0,
             started=started,
             user="",
-            error=str(exc.get_codes()),
+            error=exc.code,
         )
         return batch.status
     batch.dimensions = int(embedded.vectors.shape[1])
@@ -88,8 +89,6 @@ def batch_run(batch_id: str, *, final_attempt: bool) -> str:
 
 
 def batch_payload(batch: EmbeddingBatch, *, encoding_format: str = "float") -> dict[str, Any]:
-    from .api import embedding_rows
-
     payload: dict[str, Any] = {
         "id": str(batch.pk),
         "object": "embedding.batch",

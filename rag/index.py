@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from django.conf import settings
 
-from .embedding import from_bytes
 from .models import Chunk, Collection
+from .vectors import from_bytes
 
 if TYPE_CHECKING:
     import faiss

@@ -24,7 +24,7 @@ from django.db.models import Count, Q, QuerySet
 
 from accounts.models import ApiKey, Team
 from accounts.selectors import KeyInfo
-from spignosapi.api.errors import Conflict, InvalidRequest, NotFound
+from spignosapi.errors import Reason, ServiceError
 
 from .models import Collection
 
@@ -90,7 +90,9 @@ def owner_filter(owner: str) -> Q:
         return Q(owner_team__name=value)
     if kind == "key" and value:
         return Q(owner_key__prefix=value)
-    raise InvalidRequest("owner must be team:<name>, key:<prefix> or staff.", code="invalid_owner", param="owner")
+    raise ServiceError(
+        "owner must be team:<name>, key:<prefix> or staff.", reason=Reason.INVALID, code="invalid_owner", param="owner"
+    )
 
 
 def collections_visible(caller: Caller, *, owner: str | None = None) -> QuerySet[Collection]:
@@ -131,12 +133,15 @@ def collection_find(
             return step[0]
         if len(step) > 1:
             owners = ", ".join(sorted(c.owner_label for c in step))
-            raise Conflict(
+            raise ServiceError(
                 f"Several collections named {name!r} are yours to use ({owners}): choose one with ?owner=.",
+                reason=Reason.CONFLICT,
                 code="ambiguous_collection",
                 param="owner",
             )
-    raise NotFound(f"The collection {name!r} does not exist.", code="collection_not_found", param=param)
+    raise ServiceError(
+        f"The collection {name!r} does not exist.", reason=Reason.NOT_FOUND, code="collection_not_found", param=param
+    )
 
 
 def owner_for_new(caller: Caller, owner: str | None) -> tuple[Team | None, ApiKey | None]:
@@ -157,4 +162,9 @@ def owner_for_new(caller: Caller, owner: str | None) -> tuple[Team | None, ApiKe
         return team, key
     if (team is not None and team.pk == caller.team_id) or (key is not None and key.pk == caller.key_id):
         return team, key
-    raise NotFound(f"There is no owner {owner!r} you may write for.", code="owner_not_found", param="owner")
+    raise ServiceError(
+        f"There is no owner {owner!r} you may write for.",
+        reason=Reason.NOT_FOUND,
+        code="owner_not_found",
+        param="owner",
+    )

@@ -16,12 +16,13 @@ from django.utils import timezone
 from semantic_text_splitter import TextSplitter
 
 from accounts.models import ApiKey, Team
-from spignosapi.api.errors import ApiError, Conflict, InvalidRequest, NotFound
+from routing.embedding import aembed, embed, embedding_model
+from spignosapi.errors import Reason, ServiceError
 
 from . import index
-from .embedding import aembed, embed, embedding_model, to_bytes
 from .models import Chunk, Collection, Document
 from .selectors import Caller, collection_find, owner_for_new
+from .vectors import to_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +89,9 @@ def documents_store(
     from .tasks import index_collection
 
     if embedding_model_id and embedding_model_id != collection.embedding_model:
-        raise InvalidRequest(
+        raise ServiceError(
             f"The collection {collection.name!r} is embedded by {collection.embedding_model!r}.",
+            reason=Reason.INVALID,
             code="embedding_model_mismatch",
             param="embedding_model",
         )
@@ -134,8 +136,10 @@ def document_delete(*, collection: Collection, external_id: str) -> Collection:
         locked = Collection.objects.select_for_update().get(pk=collection.pk)
         deleted, _ = Document.objects.filter(collection=locked, external_id=external_id).delete()
         if not deleted:
-            raise NotFound(
-                f"The collection {locked.name!r} has no document {external_id!r}.", code="document_not_found"
+            raise ServiceError(
+                f"The collection {locked.name!r} has no document {external_id!r}.",
+                reason=Reason.NOT_FOUND,
+                code="document_not_found",
             )
         _publish(locked)
     return locked
@@ -149,8 +153,11 @@ def collection_share(*, collection: Collection, teams: Sequence[str] | None, pub
             found = list(Team.objects.filter(name__in=teams))
             unknown = sorted(set(teams) - {t.name for t in found})
             if unknown:
-                raise InvalidRequest(
-                    f"No such team: {', '.join(unknown)}.", code="unknown_team", param="shared_with_teams"
+                raise ServiceError(
+                    f"No such team: {', '.join(unknown)}.",
+                    reason=Reason.INVALID,
+                    code="unknown_team",
+                    param="shared_with_teams",
                 )
             collection.shared_with_teams.set(found)
         if public_read is not None:
@@ -170,9 +177,9 @@ def collection_index(collection_pk: int) -> Collection | None:
     """
     try:
         return _collection_index(collection_pk)
-    except ApiError as exc:
+    except ServiceError as exc:
         Collection.objects.filter(pk=collection_pk).update(
-            status=Collection.Status.FAILED, last_error=str(exc.detail)[:500], updated_at=timezone.now()
+            status=Collection.Status.FAILED, last_error=exc.message[:500], updated_at=timezone.now()
         )
         raise
 
@@ -192,8 +199,9 @@ def _collection_index(collection_pk: int) -> Collection | None:
         embedded = embed([text for _, text in pending], found.embedding_model)
         dimensions = int(embedded.vectors.shape[1])
         if found.dimensions and found.dimensions != dimensions:
-            raise InvalidRequest(
+            raise ServiceError(
                 f"The model gave {dimensions}-dimensional vectors; the collection holds {found.dimensions}.",
+                reason=Reason.INVALID,
                 code="dimensions_mismatch",
             )
         vectors = {pk: to_bytes(vector) for (pk, _), vector in zip(pending, embedded.vectors, strict=True)}
@@ -243,15 +251,17 @@ def collection_for_query(caller: Caller, name: str, *, owner: str | None = None)
     chunks = Chunk.objects.filter(document__collection=collection)
     progress = {"chunks": chunks.count(), "embedded_chunks": chunks.filter(embedding__isnull=False).count()}
     if progress["embedded_chunks"] == 0 and collection.status == Collection.Status.INDEXING:
-        raise Conflict(
+        raise ServiceError(
             f"The collection {name!r} is still indexing and has nothing indexed yet.",
+            reason=Reason.CONFLICT,
             code="collection_not_ready",
             param="collection",
-            headers={"Retry-After": str(NOT_READY_RETRY_AFTER_S)},
+            retry_after=NOT_READY_RETRY_AFTER_S,
         )
     if progress["embedded_chunks"] == 0 and collection.status == Collection.Status.FAILED:
-        raise Conflict(
+        raise ServiceError(
             f"Indexing the collection {name!r} failed ({collection.last_error}); ingest again to retry.",
+            reason=Reason.CONFLICT,
             code="collection_not_ready",
             param="collection",
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Task, shared_task
 
-from spignosapi.api.errors import UpstreamFailed, UpstreamTimeout
+from spignosapi.errors import ServiceError
 from spignosapi.tasks import retry_countdown
 
 from .services import collection_index
@@ -21,7 +21,9 @@ def index_collection(self: Task, collection_pk: int) -> int | None:
     try:
         collection = collection_index(collection_pk)
         return collection.index_version if collection else None
-    except (UpstreamFailed, UpstreamTimeout) as exc:
+    except ServiceError as exc:
+        if not exc.retryable:
+            raise
         # The embedding model failed (retryable on its side): try again later, with backoff and jitter.
         raise self.retry(countdown=retry_countdown(self.request.retries), exc=exc) from None
 
@@ -39,5 +41,7 @@ def embed_batch(self: Task, batch_id: str) -> str:
 
     try:
         return batch_run(batch_id, final_attempt=self.request.retries >= MAX_RETRIES)
-    except (UpstreamFailed, UpstreamTimeout) as exc:
+    except ServiceError as exc:
+        if not exc.retryable:
+            raise
         raise self.retry(countdown=retry_countdown(self.request.retries), exc=exc) from None

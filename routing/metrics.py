@@ -1,15 +1,12 @@
-"""Prometheus metrics of the gateway, served at ``/metrics``."""
+"""Prometheus metrics of the gateway, served at ``/metrics`` (``spignosapi/metrics.py`` puts the scrape together)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
-from django.http import HttpRequest, HttpResponse
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.multiprocess import MultiProcessCollector
-from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from .gateway import Prepared
@@ -76,54 +73,3 @@ class BreakerCollector(Collector):
         for row in rows:
             gauge.add_metric([row["model"]], values.get(row["state"], 0))
         yield gauge
-
-
-class QueueCollector(Collector):
-    """Messages waiting in each Celery queue at scrape time, as the broker counts them."""
-
-    @staticmethod
-    def _family() -> GaugeMetricFamily:
-        return GaugeMetricFamily("spignos_queue_depth", "Messages waiting per Celery queue", labels=["queue"])
-
-    def describe(self) -> Any:
-        # Without it, registering would collect (ask the broker) at import time to learn the name.
-        yield self._family()
-
-    def collect(self) -> Any:
-        from jobs.api import queue_depths
-
-        gauge = self._family()
-        try:
-            depths = queue_depths()
-        except Exception:  # the broker is down: no sample rather than a failed scrape
-            depths = {}
-        for name, depth in depths.items():
-            if depth is not None:
-                gauge.add_metric([name], depth)
-        yield gauge
-
-
-def _scrape_registry() -> CollectorRegistry:
-    """What ``/metrics`` serves: this process's registry, or — in Prometheus' multiprocess mode, when
-    ``PROMETHEUS_MULTIPROC_DIR`` is set — every web process's counters and histograms summed from the files
-    they write there, plus the collectors computed at scrape time (once: they read shared state, not the
-    process's own). The default registry's process and platform collectors describe one process only, so
-    that mode leaves them out. Any gauge added later needs a ``multiprocess_mode`` (e.g. ``livesum``).
-    """
-    collectors = (BreakerCollector(), QueueCollector())
-    if not settings.PROMETHEUS_MULTIPROC_DIR:
-        for collector in collectors:
-            REGISTRY.register(collector)
-        return REGISTRY
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry, path=settings.PROMETHEUS_MULTIPROC_DIR)
-    for collector in collectors:
-        registry.register(collector)
-    return registry
-
-
-SCRAPE_REGISTRY = _scrape_registry()
-
-
-def metrics_view(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(generate_latest(SCRAPE_REGISTRY), content_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,5 @@
-"""What ``GET /api/v1/status`` lists: every routable model with its breaker."""
+"""What ``GET /api/v1/status`` reports: is the platform ready to generate, and every routable model with its
+breaker."""
 
 from __future__ import annotations
 
@@ -14,3 +15,10 @@ def model_states() -> list[dict[str, Any]]:
         for row in breaker_rows()
         if row["model"] in routable
     ]
+
+
+def readiness() -> dict[str, Any]:
+    """Ready when any routable model's breaker is not open."""
+    models = model_states()
+    ready = any(m["ready"] for m in models)
+    return {"status": "ready" if ready else "not_ready", "models": models}

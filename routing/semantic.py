@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from django.conf import settings
 
+from .embedding import aembed
 from .router import TOOLS_CATEGORY
 from .selectors import RoutingConfig
 
@@ -26,8 +27,6 @@ def _pairs(config: RoutingConfig) -> tuple[tuple[str, str], ...]:
 
 
 async def _example_vectors(config: RoutingConfig, model: str, pairs: tuple[tuple[str, str], ...]) -> np.ndarray:
-    from rag.embedding import aembed
-
     key = (model, pairs)
     vectors = _examples.get(key)
     if vectors is None:
@@ -41,8 +40,6 @@ async def _example_vectors(config: RoutingConfig, model: str, pairs: tuple[tuple
 
 async def semantic_category(config: RoutingConfig, text: str) -> str | None:
     """The best-matching category, or None when no category has examples or the text is empty."""
-    from rag.embedding import aembed
-
     pairs = _pairs(config)
     if not pairs or not text.strip():
         return None

@@ -6,6 +6,6 @@ class SpignosapiConfig(AppConfig):
     verbose_name = "Platform"
 
     def ready(self) -> None:
-        from .api import converters
+        from . import converters
 
         converters.register()  # before any URL conf is imported

@@ -15,7 +15,7 @@ from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from spignosapi import runtime, tracing  # noqa: E402
-from spignosapi.routing import websocket_urlpatterns  # noqa: E402
+from spignosapi.websocket_urls import websocket_urlpatterns  # noqa: E402
 
 
 class BrowserOriginValidator(OriginValidator):

@@ -10,9 +10,9 @@ from jobs.views import chat
 from monitoring import views as monitoring_views
 from rag import api as rag_api
 from routing import openai_api
-from routing.metrics import metrics_view
 
 from . import views
+from .metrics import metrics_view
 
 api_v1: list[URLPattern | URLResolver] = [
     path("status", views.StatusView.as_view(), name="status"),

@@ -8,6 +8,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from routing.readiness import readiness
+
 from .health import run_checks
 
 
@@ -29,6 +31,4 @@ class StatusView(APIView):
 
     @extend_schema(summary="Platform readiness for generation", responses={200: dict})
     def get(self, request: Request) -> Response:
-        from .readiness import readiness
-
         return Response(readiness())

@@ -21,7 +21,7 @@ from websockets.sync.client import connect
 from accounts.services import apikey_create
 from spignosapi.api.errors import is_api_path
 from spignosapi.api.middleware import MAX_PATH_LENGTH
-from spignosapi.routing import websocket_urlpatterns
+from spignosapi.websocket_urls import websocket_urlpatterns
 from tests.fixtures import Gateway
 from tests.http import Reply, call
 

@@ -94,6 +94,21 @@ def test_a_failing_model_fails_the_batch_with_the_error(gateway: Gateway, fake: 
     assert (state["error"]["type"], state["error"]["code"]) == ("invalid_request_error", "upstream_bad_request")
 
 
+def test_an_upstream_error_no_retry_can_mend_fails_the_batch_on_its_first_delivery(
+    gateway: Gateway, fake: Fake, raw: str
+) -> None:
+    fake.configure(**{"demo-embed": {"status": 401}})  # the upstream refuses the platform's credentials
+    body = submit(gateway, raw, model="demo/demo-embed", input=["a"]).json()
+    state = finished(gateway, raw, body["id"])
+    assert (state["status"], state["error"]["type"], state["error"]["code"]) == (
+        "failed",
+        "upstream_error",
+        "upstream_authentication_failed",
+    )
+    assert EmbeddingBatch.objects.get(pk=body["id"]).deliveries == 1
+    assert fake.stats()["requests"] == {"demo-embed": 1}
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [

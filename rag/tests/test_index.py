@@ -10,8 +10,8 @@ import pytest
 from pytest_django import Settings
 
 from rag import index
-from rag.embedding import to_bytes
 from rag.models import Chunk, Collection, Document
+from rag.vectors import to_bytes
 
 pytestmark = pytest.mark.django_db
 

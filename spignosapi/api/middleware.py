@@ -98,7 +98,7 @@ class PathGuardMiddleware(_EitherMiddleware):
     """Answers 404 (the API's JSON envelope, or the 404 page) to a path holding a character no id can have,
     or longer than any route's, on every route and for every method, before the path is resolved: a route's
     converter (``<path:…>``, ``<str:…>``, the admin's object ids) then never hands such an id to a view or a
-    query. (The platform's own ids have converters of their own: ``spignosapi.api.converters``.)
+    query. (The platform's own ids have converters of their own: ``spignosapi.converters``.)
     """
 
     def __call__(self, request: HttpRequest) -> Any:

@@ -34,7 +34,7 @@ T = TypeVar("T")
 def every_snapshot() -> list[str]:
     """The names of every snapshot the platform defines (loading every view loads every module with one)."""
     get_resolver().url_patterns  # noqa: B018  (imports every urls module, so every view and selector)
-    import spignosapi.routing  # noqa: F401  (the WebSocket routes)
+    import spignosapi.websocket_urls  # noqa: F401  (the WebSocket routes)
 
     return sorted(snapshots.registry)
 

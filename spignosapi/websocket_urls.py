@@ -1,4 +1,7 @@
-"""WebSocket routes (Channels)."""
+"""The platform's WebSocket URLs (Channels), as ``urls.py`` holds its HTTP ones; ``asgi.py`` serves them.
+
+Named for what it holds: as ``routing.py`` (Channels' habit) it read as the ``routing`` app.
+"""
 
 from __future__ import annotations
 

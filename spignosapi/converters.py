@@ -4,7 +4,7 @@ reaches a view or a query (a collection name over 100 characters was a 500: the 
 
 Each converter's length comes from the model field it names, so the two cannot drift apart. Characters that
 no path of any route may hold (NUL, control characters, what an invalid UTF-8 escape decodes to) are refused
-earlier, for every route, by ``middleware.PathGuardMiddleware``.
+earlier, for every route, by ``PathGuardMiddleware`` (``spignosapi.api.middleware``).
 """
 
 from __future__ import annotations
