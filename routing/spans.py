@@ -159,7 +159,10 @@ def attempt(prepared: Prepared, model_id: str) -> _Attempt | _Off:
 def _code_of(exc: BaseException) -> str:
     from llm import LLMError
     from spignosapi.api.errors import ApiError
+    from spignosapi.errors import ServiceError
 
+    if isinstance(exc, ServiceError):
+        return exc.code
     if isinstance(exc, ApiError):
         return str(exc.get_codes())
     if isinstance(exc, LLMError):
