@@ -12,7 +12,7 @@ from llm import LLMError
 from routing.engine import handler_for
 from routing.selectors import ModelInfo, RoutingConfig, routing_config
 from spignosapi import loops
-from spignosapi.api.errors import ApiError, InvalidRequest, NotFound, UpstreamFailed, UpstreamTimeout
+from spignosapi.api.errors import ApiError, InvalidRequest, NotFound, UpstreamFailed, UpstreamTimeout, api_error_for
 
 Vectors = np.ndarray  # shape (n, dimensions), float32, rows of unit length
 
@@ -58,7 +58,7 @@ def _api_error(error: LLMError, model_id: str) -> ApiError:
         )
     from routing.gateway import final_error  # the gateway imports this module (semantic routing)
 
-    return final_error(error, attempts)
+    return api_error_for(final_error(error, attempts))
 
 
 async def aembed(texts: Sequence[str], model_id: str | None = None, *, config: RoutingConfig | None = None) -> Embedded:
