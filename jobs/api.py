@@ -43,17 +43,8 @@ def _caller(request: Request) -> tuple[KeyInfo | None, int | None, bool]:
 
 
 def _call(key: KeyInfo | None, request_id: str, values: dict[str, Any]) -> gateway.Call:
-    messages = [{"role": "system", "content": values["system"]}] if values.get("system") else []
-    messages.append({"role": "user", "content": values["prompt"]})
-    return gateway.Call(
-        key=key,
-        request_id=request_id,
-        endpoint="generate.async",
-        messages=messages,
-        max_tokens=values["max_tokens"],
-        model=values.get("model"),
-        category=values.get("category"),
-    )
+    """The job's call as the worker will run it (``jobs.services``), admitted now."""
+    return gateway.generation_call(values, key=key, request_id=request_id, endpoint="generate.async", stream=True)
 
 
 def _with(values: dict[str, Any], reservation: quota.Reservation | None) -> dict[str, Any]:
@@ -90,7 +81,7 @@ class GenerateAsyncView(APIView):
         priority = values.pop("priority")
         values.pop("stream", None)
         key, user_id, _ = _caller(request)
-        reservation = gateway.admit(_call(key, request._request.request_id, values), request._request)  # type: ignore[attr-defined]
+        reservation = gateway.admit(_call(key, request._request.request_id, values))  # type: ignore[attr-defined]
         try:
             job = services.job_submit(key=key, owner_id=user_id, request=_with(values, reservation), priority=priority)
         except BaseException:  # nothing is kept: neither the job nor its tokens
@@ -104,7 +95,7 @@ _session_view = GenerateAsyncView.as_view()
 
 
 def _session_submit(request: HttpRequest) -> HttpResponseBase:
-    response = _session_view(request)
+    response: HttpResponseBase = _session_view(request)
     return response.render() if isinstance(response, Response) else response
 
 

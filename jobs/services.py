@@ -17,7 +17,8 @@ from accounts.models import ApiKey
 from accounts.selectors import KeyInfo
 from llm import LLMError
 from routing import gateway, quota
-from spignosapi.api.errors import ApiError, error_parts
+from routing.errors import GatewayError
+from spignosapi.api.errors import error_parts
 
 from . import lifecycle
 from .models import Job
@@ -127,24 +128,14 @@ class LeaseLost(Exception):
     """This delivery no longer holds the job: cancelled, ended by the sweeper, or given to another worker."""
 
 
-def _call_for(job: Job, key: KeyInfo | None) -> gateway.Call:
+def _call_for(job: Job, key: KeyInfo | None, *, final_attempt: bool) -> gateway.Call:
+    """The job's call, admitted at submission (its tokens reservation is in the stored request)."""
     data = job.request
-    messages = [{"role": "system", "content": data["system"]}] if data.get("system") else []
-    messages.append({"role": "user", "content": data["prompt"]})
-    return gateway.Call(
-        key=key,
-        request_id=f"job-{job.pk}",
-        endpoint="generate.async",
-        messages=messages,
-        temperature=data.get("temperature", 0.7),
-        top_p=data.get("top_p", 1.0),
-        max_tokens=data.get("max_tokens", 256),
-        user_id=data.get("user_id", ""),
-        model=data.get("model"),
-        category=data.get("category"),
-        route_mode=data.get("route_mode"),
-        stream=True,
-        reservation=quota.Reservation.from_dict(data["reservation"]) if data.get("reservation") else None,
+    reservation = quota.Reservation.from_dict(data["reservation"]) if data.get("reservation") else None
+    # Short of its last attempt, a retryable failure before any token is tried again: the reservation stays.
+    admission = gateway.Admission(reservation, retries_left=not final_attempt)
+    return gateway.generation_call(
+        data, key=key, request_id=f"job-{job.pk}", endpoint="generate.async", stream=True, admission=admission
     )
 
 
@@ -256,71 +247,69 @@ async def _cancelled(flag: str) -> bool:
 
 
 async def _run(claim: lifecycle.Claim, lease: LeaseKeeper, *, final_attempt: bool) -> str:
-    job, delivery = claim.job, claim.delivery
+    job = claim.job
     key = await sync_to_async(_key_info, thread_sensitive=False)(job)
-    finish = sync_to_async(_finish, thread_sensitive=False)
-    publisher = Publisher(job.session_id, delivery=delivery)
-    flag = cancel_flag(job.pk)
+    publisher = Publisher(job.session_id, delivery=claim.delivery)
     try:
         # Clients drop what an earlier delivery streamed; a delivery that failed before any token sent nothing.
         if claim.redelivered and await publisher.published():
             await publisher.publish({"type": "reset"})
+        stream = gateway.streaming(_call_for(job, key, final_attempt=final_attempt))
         try:
-            prepared = await gateway.prepare(_call_for(job, key), None)
-        except ApiError as exc:  # e.g. a category or model deleted since the job was submitted
-            error = _error_of(exc)
-            await lease.stop()
-            if await finish(job.pk, delivery, status=Job.Status.FAILED, error=error):
-                logger.warning("job failed: %s", error.get("code"))  # the record carries the job's ids
-                await publisher.publish({"type": "error", "error": error})
-            return "failed"
-        text: list[str] = []
-        result = None
-        model_id = None
-        try:
-            async for event in gateway.stream(prepared):
-                if isinstance(event, gateway.StreamStart):
-                    model_id = event.model_id
-                    continue
-                if event.type == "delta" and event.content:
-                    if await _cancelled(flag):
-                        # The tokens produced until now are the key's: settle its reservation with them.
-                        partial = gateway.partial_result(prepared, model_id, text) if model_id and text else None
-                        meta = gateway.build_meta(prepared, partial, model_id)
-                        await gateway.finish(prepared, meta, status="cancelled", error_code="cancelled")
-                        return "cancelled"
-                    text.append(event.content)
-                    await publisher.publish({"type": "chunk", "content": event.content})
-                elif event.type == "done":
-                    result = event.result
-        except (ApiError, LLMError) as exc:
-            # Tokens already streamed are booked (counted from the text) when the stream broke off.
-            partial = gateway.partial_result(prepared, model_id, text) if model_id and text else None
-            meta = gateway.build_meta(prepared, result or partial, model_id)
-            error = _error_of(exc)
-            retry = not text and _retryable(exc) and not final_attempt
-            # A retried job keeps its tokens reservation for the next try, which settles it.
-            await gateway.finish(prepared, meta, status="error", error_code=str(error.get("code")), final=not retry)
-            if retry:
-                raise RetryableFailure(error, delivery) from None
-            await lease.stop()
-            if await finish(job.pk, delivery, status=Job.Status.FAILED, error=error, output="".join(text), meta=meta):
-                logger.warning("job failed: %s", error.get("code"))
-                await publisher.publish({"type": "error", "error": error})
-            return "failed"
-        meta = gateway.build_meta(prepared, result, model_id)
-        await gateway.finish(prepared, meta)
-        output = result.text if result is not None else "".join(text)
-        await lease.stop()
-        if await finish(job.pk, delivery, status=Job.Status.SUCCEEDED, output=output, meta=meta, error=None):
-            await publisher.publish({"type": "complete", "meta": meta})
-            return "succeeded"
-        return "cancelled"
+            async with stream:
+                if not await _relay(stream, publisher, cancel_flag(job.pk)):
+                    return "cancelled"
+        except (GatewayError, LLMError) as exc:
+            # e.g. every model failed, the stream broke off, a category or model deleted since the submission
+            if exc.retryable and not stream.sent and not final_attempt:
+                raise RetryableFailure(_error_of(exc), claim.delivery) from None
+            return await _store_failure(claim, lease, publisher, stream, _error_of(exc))
+        return await _store_success(claim, lease, publisher, stream)
     finally:
         await publisher.close()
 
 
-def _error_of(exc: Exception) -> dict[str, Any]:
+async def _relay(stream: gateway.Stream, publisher: Publisher, flag: str) -> bool:
+    """Publish the stream's tokens to the job's session; False when the job was cancelled meanwhile."""
+    async for event in stream:
+        if event.type == "delta" and event.content:
+            if await _cancelled(flag):
+                stream.cancel("cancelled")  # booked with the tokens produced until now: they are the key's
+                return False
+            await publisher.publish({"type": "chunk", "content": event.content})
+    return True
+
+
+async def _store_success(
+    claim: lifecycle.Claim, lease: LeaseKeeper, publisher: Publisher, stream: gateway.Stream
+) -> str:
+    output = stream.result.text if stream.result is not None else stream.text
+    await lease.stop()
+    stored = await sync_to_async(_finish, thread_sensitive=False)(
+        claim.job.pk, claim.delivery, status=Job.Status.SUCCEEDED, output=output, meta=stream.meta, error=None
+    )
+    if not stored:
+        return "cancelled"
+    await publisher.publish({"type": "complete", "meta": stream.meta})
+    return "succeeded"
+
+
+async def _store_failure(
+    claim: lifecycle.Claim, lease: LeaseKeeper, publisher: Publisher, stream: gateway.Stream, error: dict[str, Any]
+) -> str:
+    """The job failed: with the text streamed before the failure, and the meta of the call if it was made."""
+    await lease.stop()
+    stored = await sync_to_async(_finish, thread_sensitive=False)(
+        claim.job.pk, claim.delivery, status=Job.Status.FAILED, error=error, output=stream.text, meta=stream.meta
+    )
+    if stored:
+        logger.warning("job failed: %s", error.get("code"))  # the record carries the job's ids
+        await publisher.publish({"type": "error", "error": error})
+    return "failed"
+
+
+def _error_of(exc: GatewayError | LLMError) -> dict[str, Any]:
+    """The error body a failed job stores and streams: the envelope's, as the HTTP doors send it."""
     if isinstance(exc, LLMError):
         return {
             "message": f"The upstream stream failed: {exc.message}",
@@ -329,23 +318,8 @@ def _error_of(exc: Exception) -> dict[str, Any]:
             "param": None,
         }
     parts = error_parts(exc)
-    assert parts is not None
+    assert parts is not None  # a ServiceError always has its envelope
     return dict(parts[0]["error"])
-
-
-# The chain failed for passing reasons: every model errored or timed out. A refusal the gateway passed on
-# (bad request, the provider's credentials, an unknown model: 400 or 502 too) is final, as is a category
-# with no model; "no_model_available" with Retry-After means every model sat behind an open breaker.
-_RETRYABLE_CODES = frozenset({"all_models_failed", "upstream_timeout"})
-
-
-def _retryable(exc: Exception) -> bool:
-    if isinstance(exc, LLMError):
-        return exc.retryable
-    if not isinstance(exc, ApiError):
-        return False
-    code = str(exc.get_codes())
-    return code in _RETRYABLE_CODES or (code == "no_model_available" and "Retry-After" in exc.headers)
 
 
 def mark_failed(job_id: str, error: dict[str, Any], *, delivery: int | None) -> None:

@@ -16,8 +16,8 @@ from rest_framework.views import APIView
 
 from accounts.selectors import KeyInfo
 from llm import count_tokens
-from routing import limits
-from routing.api import generation_call, serve_generation
+from routing import gateway, limits
+from routing.api import serve_generation
 from routing.embedding import aembed, embedding_model
 from routing.selectors import routing_config
 from spignosapi.api.asyncviews import async_endpoint, authenticate, json_body, validated
@@ -314,8 +314,9 @@ async def _rag(request: HttpRequest) -> HttpResponseBase:
     )
     sources = await services.retrieve(collection, data["query"], data["top_k"])
     messages = services.rag_messages(data["query"], sources, data.get("system"))
-    call = generation_call(request, key, data, "rag", messages)
-    return await serve_generation(call, request, extra={"sources": [s.as_dict() for s in sources], **status})
+    request_id = request.request_id  # type: ignore[attr-defined]
+    call = gateway.generation_call(data, key=key, request_id=request_id, endpoint="rag", messages=messages)
+    return await serve_generation(call, extra={"sources": [s.as_dict() for s in sources], **status})
 
 
 class RagView(APIView):

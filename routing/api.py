@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,13 +14,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsStaff
-from accounts.selectors import KeyInfo
 from llm import LLMError
 from spignosapi.api.asyncviews import async_endpoint, authenticate, dumps, json_body, validated
-from spignosapi.api.errors import ApiError, envelope, error_parts
+from spignosapi.api.errors import envelope, error_parts
 from spignosapi.api.schema import SSE_EVENT
 
 from . import gateway, selectors, services
+from .errors import GatewayError
 from .selectors import routing_config
 from .serializers import CategoryInput, GenerateInput, GenerateOutput, ModelMappingInput
 
@@ -32,120 +31,53 @@ def sse(data: Any) -> str:
     return f"data: {dumps(data)}\n\n"
 
 
-def error_payload(exc: Exception) -> dict[str, Any]:
-    parts = error_parts(exc)
-    if parts is None:
-        return envelope("Internal server error.", status_code=500, code="internal_error")["error"]
-    return dict(parts[0]["error"])
-
-
-def error_code(exc: Exception) -> str:
-    return str(error_payload(exc).get("code") or "error")
+def stream_error_payload(exc: LLMError | GatewayError) -> dict[str, Any]:
+    """The error a stream that broke off after its first token ends with (its status was sent already)."""
+    if isinstance(exc, GatewayError):
+        parts = error_parts(exc)
+        assert parts is not None  # a ServiceError always has its envelope
+        return dict(parts[0]["error"])
+    return dict(envelope(f"The upstream stream failed: {exc}", status_code=502, code=exc.code)["error"])
 
 
 async def _generate(request: HttpRequest) -> HttpResponseBase:
     key = await authenticate(request)
     data = validated(GenerateInput, json_body(request))
-    messages = [{"role": "system", "content": data["system"]}] if data.get("system") else []
-    messages.append({"role": "user", "content": data["prompt"]})
-    return await serve_generation(generation_call(request, key, data, "generate", messages), request)
+    request_id = request.request_id  # type: ignore[attr-defined]
+    return await serve_generation(gateway.generation_call(data, key=key, request_id=request_id, endpoint="generate"))
 
 
-def generation_call(
-    request: HttpRequest, key: KeyInfo, data: dict[str, Any], endpoint: str, messages: list[dict[str, Any]]
-) -> gateway.Call:
-    """The gateway call of a request validated by ``GenerateInput`` (or a serializer that extends it)."""
-    return gateway.Call(
-        key=key,
-        request_id=request.request_id,  # type: ignore[attr-defined]
-        endpoint=endpoint,
-        messages=messages,
-        temperature=data["temperature"],
-        top_p=data["top_p"],
-        max_tokens=data["max_tokens"],
-        user_id=data.get("user_id", ""),
-        model=data.get("model"),
-        category=data.get("category"),
-        route_mode=data.get("route_mode"),
-        stream=data["stream"],
-    )
-
-
-async def serve_generation(
-    call: gateway.Call, request: HttpRequest, *, extra: dict[str, Any] | None = None
-) -> HttpResponseBase:
-    """Limit, route and answer ``call``: ``{"output", **extra, "meta"}``, or SSE when it streams.
+async def serve_generation(call: gateway.Call, *, extra: dict[str, Any] | None = None) -> HttpResponseBase:
+    """Answer ``call``: ``{"output", **extra, "meta"}``, or SSE when it streams.
 
     A stream starts with one ``{"type": <key>, <key>: value}`` event per item of ``extra`` (RAG's sources).
     """
-    prepared = await gateway.prepare(call, request)
     if call.stream:
-        return await _generate_stream(prepared, extra or {})
-    try:
-        result, model_id = await gateway.generate(prepared)
-    except ApiError as exc:
-        await gateway.finish(
-            prepared, gateway.build_meta(prepared, None, None), status="error", error_code=error_code(exc)
-        )
-        raise
-    meta = gateway.build_meta(prepared, result, model_id)
-    await gateway.finish(prepared, meta)
+        return await _generate_stream(call, extra or {})
+    completion = await gateway.complete(call)
     return JsonResponse(
-        {"output": result.text, **(extra or {}), "meta": meta}, json_dumps_params={"ensure_ascii": False}
+        {"output": completion.result.text, **(extra or {}), "meta": completion.meta},
+        json_dumps_params={"ensure_ascii": False},
     )
 
 
-async def _generate_stream(prepared: gateway.Prepared, extra: dict[str, Any]) -> HttpResponseBase:
-    events = gateway.stream(prepared)
-    try:
-        start = await events.__anext__()  # errors before any token are plain HTTP errors
-    except ApiError as exc:
-        await gateway.finish(
-            prepared, gateway.build_meta(prepared, None, None), status="error", error_code=error_code(exc)
-        )
-        raise
-    except asyncio.CancelledError:  # the client left while the chain was still looking for a first token
-        await gateway.finish(
-            prepared, gateway.build_meta(prepared, None, None), status="cancelled", error_code="client_disconnected"
-        )
-        raise
-    assert isinstance(start, gateway.StreamStart)
-    model_id = start.model_id
+async def _generate_stream(call: gateway.Call, extra: dict[str, Any]) -> HttpResponseBase:
+    stream = gateway.streaming(call)
+    await stream.start()  # errors before any token are plain HTTP errors
 
     async def body() -> AsyncIterator[str]:
-        result = None
-        sent: list[str] = []
         try:
-            for name, value in extra.items():
-                yield sse({"type": name, name: value})
-            async for event in events:
-                if isinstance(event, gateway.StreamStart):
-                    continue
-                if event.type == "delta" and event.content:
-                    sent.append(event.content)
-                    # sse({"type": "chunk", "content": ...}), without encoding the constant part each time
-                    yield f'data: {{"type":"chunk","content":{dumps(event.content)}}}\n\n'
-                elif event.type == "done":
-                    result = event.result
-        except (LLMError, ApiError) as exc:
-            meta = gateway.build_meta(prepared, result or gateway.partial_result(prepared, model_id, sent), model_id)
-            await gateway.finish(prepared, meta, status="error", error_code=getattr(exc, "code", "error"))
-            payload = (
-                error_payload(exc)
-                if isinstance(exc, ApiError)
-                else envelope(f"The upstream stream failed: {exc}", status_code=502, code=exc.code)["error"]
-            )
-            yield sse({"type": "error", "error": payload})
+            async with stream:
+                for name, value in extra.items():
+                    yield sse({"type": name, name: value})
+                async for event in stream:
+                    if event.type == "delta" and event.content:
+                        # sse({"type": "chunk", "content": ...}), without encoding the constant part each time
+                        yield f'data: {{"type":"chunk","content":{dumps(event.content)}}}\n\n'
+        except (LLMError, GatewayError) as exc:
+            yield sse({"type": "error", "error": stream_error_payload(exc)})
             return
-        except (asyncio.CancelledError, GeneratorExit):
-            # The client went away: stop reading the upstream and book what was produced until then.
-            await events.aclose()
-            meta = gateway.build_meta(prepared, result or gateway.partial_result(prepared, model_id, sent), model_id)
-            await gateway.finish(prepared, meta, status="cancelled", error_code="client_disconnected")
-            raise
-        meta = gateway.build_meta(prepared, result, model_id)
-        await gateway.finish(prepared, meta)
-        yield sse({"type": "complete", "meta": meta})
+        yield sse({"type": "complete", "meta": stream.meta})
 
     return StreamingHttpResponse(body(), content_type="text/event-stream", headers=SSE_HEADERS)
 

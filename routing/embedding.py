@@ -14,10 +14,9 @@ from django.conf import settings
 
 from llm import LLMError
 from spignosapi import loops
-from spignosapi.api.errors import API_ERROR_FOR_REASON, ApiError
 
 from .engine import handler_for
-from .errors import GatewayError, Reason
+from .errors import GatewayError, Reason, final_error
 from .selectors import ModelInfo, RoutingConfig, routing_config
 
 Vectors = np.ndarray  # shape (n, dimensions), float32, rows of unit length
@@ -82,20 +81,7 @@ def _gateway_error(error: LLMError, model_id: str) -> GatewayError:
             retryable=True,
             extra={"attempts": attempts},
         )
-    from .gateway import final_error  # the gateway imports this module (semantic routing)
-
-    return _as_gateway_error(final_error(error, attempts))
-
-
-def _as_gateway_error(error: ApiError | GatewayError) -> GatewayError:
-    """``final_error``'s answer as a ``GatewayError``. Interim: the gateway's errors are being rewritten to be
-    ``GatewayError``s (issue 14); once ``final_error`` returns one, this goes."""
-    if isinstance(error, GatewayError):
-        return error
-    reason = next(reason for reason, api_error in API_ERROR_FOR_REASON.items() if type(error) is api_error)
-    return GatewayError(
-        str(error.detail), reason=reason, code=str(error.get_codes()), param=error.param, extra=error.extra
-    )
+    return final_error(error, attempts)
 
 
 async def aembed(texts: Sequence[str], model_id: str | None = None, *, config: RoutingConfig | None = None) -> Embedded:

@@ -1,13 +1,21 @@
-"""The synchronous gateway path: limit, route, walk the chain behind its breakers, account, answer.
+"""The gateway: one call per request, from the key's limits to its usage record.
 
-``prepare()`` runs the request's database- and Redis-bound steps in one worker thread (auth has already
-happened); ``generate()`` and ``stream()`` then call models on the event loop, falling back along the
-chain on retryable errors (a stream only while no token has been sent), and ``finish()`` books usage off
-the request path.
+A front door builds a ``Call`` and makes one of two calls:
 
-Admission reserves the most the call can use on the key's tokens/minute; ``finish()`` settles that
-reservation with what the call used, whatever its outcome (a call that never reaches ``finish()`` holds
-its reservation until the minute ends).
+* ``await complete(call)`` → ``Completion`` (the result, the model that gave it, the request's meta);
+* ``stream = streaming(call)``; ``await stream.start()`` (or ``async with stream``) commits to the first
+  model that produces a token; ``async for event in stream`` relays its deltas; ``stream.meta`` once over.
+
+Either raises ``GatewayError`` for a request it could not serve (limits, routing, every model failed); a
+stream that breaks off after its first token raises the model's ``LLMError`` in-stream. Inside: the limits
+(unless the call was admitted elsewhere: an async job, at submission), the route, the chain walk behind the
+breakers and outbound budgets (falling back on retryable errors; a stream only while no token was sent),
+then the accounting and the usage record, booked once whatever the outcome (answer, error, cancellation,
+client gone), off the request path.
+
+Admission reserves the most the call can use on the key's tokens/minute; the booking settles that
+reservation with what the call used (a call that never reaches it holds its reservation until the minute
+ends).
 """
 
 from __future__ import annotations
@@ -15,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import TracebackType
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -28,30 +37,44 @@ from ledger.accounting import account
 from ledger.buffer import usage_buffer
 from ledger.rows import UsageRow
 from llm import (
-    AuthenticationError,
-    BadRequestError,
-    ContentFilteredError,
     GenerationResult,
     LLMError,
     LLMTimeoutError,
-    NotFoundError,
     StreamEvent,
     Timings,
     Usage,
     count_message_tokens,
     count_tokens,
 )
-from spignosapi.api.errors import ApiError, InvalidRequest, ServiceUnavailable, UpstreamFailed, UpstreamTimeout
 
 from . import limits, metrics, quota, spans
 from .breaker import BreakerState, default_breakers
 from .breaker import _cache_key as breaker_cache_key
 from .engine import SINGLE_ATTEMPT, handler_for
-from .router import Route, choose_route, classifier_prompt, explicit_route, parse_category_answer, routing_text
+from .errors import GatewayError, Reason, final_error
+from .router import (
+    ROUTING_MODES,
+    Route,
+    choose_route,
+    classifier_prompt,
+    explicit_route,
+    parse_category_answer,
+    routing_text,
+)
 from .selectors import RoutingConfig, routing_config
 from .semantic import semantic_category
 
 _budgets = limits.OutboundBudgets()
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A call admitted before it runs (an async job, at submission): the gateway does not ask the limits again."""
+
+    reservation: quota.Reservation | None  # the key's tokens hold, settled when the call is booked
+    # A retryable failure before any token will be tried again (a job's run short of its last attempt): the
+    # hold then stays for that try, which settles it.
+    retries_left: bool = False
 
 
 @dataclass
@@ -73,8 +96,39 @@ class Call:
     category: str | None = None
     route_mode: str | None = None
     stream: bool = False
-    # The key's tokens reservation when the call was admitted elsewhere (an async job, at submission).
-    reservation: quota.Reservation | None = None
+    admission: Admission | None = None  # None: the gateway admits the call (the key's limits) itself
+
+
+def generation_call(
+    values: Mapping[str, Any],
+    *,
+    key: KeyInfo | None,
+    request_id: str,
+    endpoint: str,
+    messages: list[dict[str, Any]] | None = None,
+    stream: bool | None = None,
+    admission: Admission | None = None,
+) -> Call:
+    """The call of a generate-style body (``GenerateInput`` or a serializer extending it, or an async job's
+    stored request): its ``prompt`` and ``system``, unless the door built the ``messages`` (RAG)."""
+    if messages is None:
+        messages = [{"role": "system", "content": values["system"]}] if values.get("system") else []
+        messages.append({"role": "user", "content": values["prompt"]})
+    return Call(
+        key=key,
+        request_id=request_id,
+        endpoint=endpoint,
+        messages=messages,
+        temperature=values.get("temperature", 0.7),
+        top_p=values.get("top_p", 1.0),
+        max_tokens=values.get("max_tokens", 256),
+        user_id=values.get("user_id", ""),
+        model=values.get("model"),
+        category=values.get("category"),
+        route_mode=values.get("route_mode"),
+        stream=bool(values.get("stream", False)) if stream is None else stream,
+        admission=admission,
+    )
 
 
 @dataclass
@@ -86,17 +140,14 @@ class Prepared:
     prompt_tokens: int
     started: float
     attempts: list[dict[str, Any]] = field(default_factory=list)
-    reservation: quota.Reservation | None = None  # settled (and cleared) by finish()
-    # Admitted by the request itself, in a server: finish() need not wait for the settle (see below).
+    reservation: quota.Reservation | None = None  # settled (and cleared) by _book()
+    # Admitted by the request itself, in a server: _book() need not wait for the settle (see there).
     settle_in_background: bool = False
 
 
-def admit(call: Call, http_request: Any) -> quota.Reservation | None:
-    """The key's limits for this call (RPM, caps, a TPM reservation); returns the reservation, which the
-    run of the call settles (``Call.reservation``).
-
-    For a call routed later (an async job): a model or category it names must exist now (else 404).
-    """
+def admit(call: Call) -> quota.Reservation | None:
+    """The key's limits for a call run later (an async job, at submission): RPM, caps, a TPM reservation,
+    which the run settles (``Call.admission``). A model or category the call names must exist now."""
     if call.key is None:
         explicit_route(routing_config.get(), model=call.model, category=call.category)
         return None
@@ -187,64 +238,55 @@ async def _read_breakers(pks: list[int]) -> dict[int, BreakerState]:
     return states
 
 
-async def prepare(call: Call, http_request: Any | None) -> Prepared:
-    """Limits (unless ``http_request`` is None: already admitted), route, and the chain's breaker states.
+async def _prepare(call: Call) -> Prepared:
+    """The call's limits (unless it was admitted elsewhere), its route, and the chain's breaker states.
 
-    The limits come first: a request they refuse is refused whatever its route. When the route needs no
-    classifier it is computed first anyway (it is pure), so that the limits and the chain's breaker
-    states take one round trip to Redis; its errors are raised after the limits, as before.
+    The limits come first: a request they refuse is refused whatever its route. When choosing the route
+    calls no model (``RoutingMode.routes_before_limits``) it is computed first anyway (it is pure), so that
+    the limits and the chain's breaker states take one round trip to Redis; its errors are raised after the
+    limits, as if it had come second.
     """
     started = time.perf_counter()
     config = await _config()
     prompt_tokens = count_message_tokens(call.messages)
-    admit = http_request is not None and call.key is not None
     mode = call.route_mode or settings.ROUTING_MODE
+    if call.admission is not None or call.key is None:
+        reservation = call.admission.reservation if call.admission is not None else None
+        route = await _route(call, config, mode)
+        states = await _breaker_states(*_breaker_keys(config, route.chain))
+        return Prepared(call, config, route, states, prompt_tokens, started, reservation=reservation)
+    if ROUTING_MODES[mode].routes_before_limits:
+        route, states, reservation = await _limits_after_route(call, config, mode, prompt_tokens)
+    else:
+        route, states, reservation = await _limits_then_route(call, config, mode, prompt_tokens)
+    return Prepared(
+        call, config, route, states, prompt_tokens, started, reservation=reservation, settle_in_background=True
+    )
 
-    async def classify(text: str, names: Sequence[str]) -> str | None:
-        return await _classify(config, text, names)
 
-    async def similar(text: str) -> str | None:
-        return await semantic_category(config, text)
+async def _limits_then_route(
+    call: Call, config: RoutingConfig, mode: str, prompt_tokens: int
+) -> tuple[Route, dict[int, BreakerState], quota.Reservation | None]:
+    assert call.key is not None
+    admitted = await limits.admit_key(call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens)
+    try:
+        route = await _route(call, config, mode)
+        states = await _breaker_states(*_breaker_keys(config, route.chain))
+    except BaseException:  # no call will be made: nothing was used
+        await limits.settle_tokens(admitted.reservation, 0)
+        raise
+    return route, states, admitted.reservation
 
-    async def route_of() -> Route:
-        with spans.routing(call, mode) as traced:
-            route = await choose_route(
-                config,
-                text=routing_text(call.messages),
-                model=call.model,
-                category=call.category,
-                has_tools=bool(call.tools),
-                mode=mode,
-                default_category=settings.ROUTING_DEFAULT_CATEGORY,
-                classify=classify,
-                similar=similar,
-            )
-            traced.chosen(route)
-        return route
 
-    if not admit or mode in ("llm", "hybrid", "semantic"):
-        reservation = call.reservation
-        if admit:
-            assert call.key is not None
-            admitted = await limits.admit_key(call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens)
-            reservation = admitted.reservation
-        try:
-            route = await route_of()
-            states = await _breaker_states(*_breaker_keys(config, route.chain))
-        except BaseException:  # no call will be made: nothing was used
-            if admit:
-                await limits.settle_tokens(reservation, 0)
-            raise
-        return Prepared(
-            call, config, route, states, prompt_tokens, started, reservation=reservation, settle_in_background=admit
-        )
-
+async def _limits_after_route(
+    call: Call, config: RoutingConfig, mode: str, prompt_tokens: int
+) -> tuple[Route, dict[int, BreakerState], quota.Reservation | None]:
     assert call.key is not None
     route_error: Exception | None = None
     pks: list[int] = []
     keys: list[str] = []
     try:
-        route = await route_of()
+        route = await _route(call, config, mode)
         pks, keys = _breaker_keys(config, route.chain)
     except Exception as exc:
         route_error = exc
@@ -256,9 +298,30 @@ async def prepare(call: Call, http_request: Any | None) -> Prepared:
     except BaseException:
         await limits.settle_tokens(admitted.reservation, 0)
         raise
-    return Prepared(
-        call, config, route, states, prompt_tokens, started, reservation=admitted.reservation, settle_in_background=True
-    )
+    return route, states, admitted.reservation
+
+
+async def _route(call: Call, config: RoutingConfig, mode: str) -> Route:
+    async def classify(text: str, names: Sequence[str]) -> str | None:
+        return await _classify(config, text, names)
+
+    async def similar(text: str) -> str | None:
+        return await semantic_category(config, text)
+
+    with spans.routing(call, mode) as traced:
+        route = await choose_route(
+            config,
+            text=routing_text(call.messages),
+            model=call.model,
+            category=call.category,
+            has_tools=bool(call.tools),
+            mode=mode,
+            default_category=settings.ROUTING_DEFAULT_CATEGORY,
+            classify=classify,
+            similar=similar,
+        )
+        traced.chosen(route)
+    return route
 
 
 async def _classify(config: RoutingConfig, text: str, names: Sequence[str]) -> str | None:
@@ -336,57 +399,81 @@ def _error_text(error: LLMError) -> str:
     return f"{error.code}: {error.message}{status}"[:300]
 
 
-def final_error(error: LLMError, attempts: list[dict[str, Any]]) -> ApiError:
-    """A non-retryable upstream error, as the client should see it."""
-    extra = {"attempts": attempts}
-    if isinstance(error, ContentFilteredError):
-        return InvalidRequest(error.message, code="content_filter", extra=extra)
-    if isinstance(error, BadRequestError):
-        return InvalidRequest(
-            f"The upstream model refused the request: {error.message}", code="upstream_bad_request", extra=extra
-        )
-    if isinstance(error, AuthenticationError):
-        return UpstreamFailed(
-            "The upstream provider refused the platform's credentials.",
-            code="upstream_authentication_failed",
-            extra=extra,
-        )
-    if isinstance(error, NotFoundError):
-        return UpstreamFailed(
-            "The upstream provider does not know this model.", code="upstream_model_not_found", extra=extra
-        )
-    return UpstreamFailed(f"The upstream model failed: {error.message}", code=error.code, extra=extra)
-
-
-def exhausted(prepared: Prepared, last_error: LLMError | None) -> ApiError:
-    """Every model of the chain failed or was skipped."""
+def exhausted(prepared: Prepared, last_error: LLMError | None) -> GatewayError:
+    """Every model of the chain failed or was skipped. Retryable when they failed for passing reasons (errors,
+    timeouts, open breakers, spent budgets); a category without a model stays so."""
     attempts = prepared.attempts
     extra = {"attempts": attempts}
     if not prepared.route.chain:
-        return ServiceUnavailable(
-            f"No model is configured for category {prepared.route.category!r}.", code="no_model_available", extra=extra
+        return GatewayError(
+            f"No model is configured for category {prepared.route.category!r}.",
+            reason=Reason.UNAVAILABLE,
+            code="no_model_available",
+            extra=extra,
         )
     called = [a for a in attempts if a["outcome"] == "error"]
     if not called:
-        return ServiceUnavailable(
+        return GatewayError(
             "Every model of the chain is unavailable (circuit open or budget spent).",
+            reason=Reason.UNAVAILABLE,
             code="no_model_available",
+            retryable=True,
+            retry_after=30,
             extra=extra,
-            headers={"Retry-After": "30"},
         )
     if (
         last_error is not None
         and isinstance(last_error, LLMTimeoutError)
         and all(a["error"].startswith("timeout") for a in called)
     ):
-        return UpstreamTimeout("Every model of the chain timed out.", extra=extra)
-    return UpstreamFailed(
-        f"Every model of the chain failed ({len(called)} attempts).", code="all_models_failed", extra=extra
+        return GatewayError(
+            "Every model of the chain timed out.",
+            reason=Reason.UPSTREAM_TIMEOUT,
+            code="upstream_timeout",
+            retryable=True,
+            extra=extra,
+        )
+    return GatewayError(
+        f"Every model of the chain failed ({len(called)} attempts).",
+        reason=Reason.UPSTREAM_FAILED,
+        code="all_models_failed",
+        retryable=True,
+        extra=extra,
     )
 
 
-async def generate(prepared: Prepared) -> tuple[GenerationResult, str]:
-    """The first successful completion along the chain, and the model id that gave it."""
+# --- a complete answer ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    result: GenerationResult
+    model_id: str  # the model that answered
+    meta: dict[str, Any]  # what the request used and cost (/api/v1/generate's ``meta``)
+    category: str  # "" when the call named its model
+    attempts: int  # models tried or skipped, the one that answered included
+
+
+async def complete(call: Call) -> Completion:
+    """The first successful completion along the chain, booked; ``GatewayError`` when there is none."""
+    prepared = await _prepare(call)
+    result: GenerationResult | None = None
+    model_id: str | None = None
+    outcome = ("error", "internal_error", False)
+    try:
+        result, model_id = await _generate(prepared)
+        outcome = ("ok", "", False)
+    except BaseException as exc:
+        outcome = _outcome(exc)
+        raise
+    finally:
+        status, code, _ = outcome
+        meta = await _book(prepared, _meta(prepared, result, model_id), status=status, error_code=code)
+    assert result is not None and model_id is not None  # else _generate raised
+    return Completion(result, model_id, meta, prepared.route.category, len(prepared.attempts))
+
+
+async def _generate(prepared: Prepared) -> tuple[GenerationResult, str]:
     handler = handler_for(prepared.config.providers)
     last_error: LLMError | None = None
     for model_id in prepared.route.chain:
@@ -410,52 +497,154 @@ async def generate(prepared: Prepared) -> tuple[GenerationResult, str]:
     raise exhausted(prepared, last_error)
 
 
+def _outcome(exc: BaseException | None) -> tuple[str, str, bool]:
+    """(status, error code, retryable) of a call that ended on ``exc``; None: its caller stopped reading."""
+    if exc is None or isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+        return "cancelled", "client_disconnected", False
+    if isinstance(exc, (GatewayError, LLMError)):
+        return "error", exc.code, exc.retryable
+    return "error", "internal_error", False
+
+
+# --- a stream ------------------------------------------------------------------------------------------------
+
+
 @dataclass
-class StreamStart:
+class _StreamStart:
     model_id: str
 
 
-async def stream(prepared: Prepared) -> AsyncGenerator[StreamEvent | StreamStart, None]:
-    """Events of the first model that produces a token; falls back while nothing was sent.
+class Stream:
+    """One streamed call (see the module's docstring). ``start()`` (or entering ``async with``) commits to a
+    model; iterating relays its events; leaving the ``async with`` books the call if the stream did not
+    (a caller that stops reading: ``cancel()``, a client gone, an error of its own)."""
 
-    Yields ``StreamStart`` once a model is committed to, then its deltas and its final ``done`` event.
-    An error after the first token propagates as ``LLMError`` (the caller reports it in-stream).
-    """
-    handler = handler_for(prepared.config.providers)
-    last_error: LLMError | None = None
-    for model_id in prepared.route.chain:
-        admitted, why = await _admit(prepared, model_id)
-        if not admitted:
-            prepared.attempts.append({"model": model_id, "outcome": why})
-            continue
-        with spans.attempt(prepared, model_id) as traced:
-            events = handler.astream(model_id, prepared.call.messages, **_call_kwargs(prepared.call)).__aiter__()
-            try:
-                first = await events.__anext__()
-            except LLMError as error:
-                traced.failed(error)
-                await _failed(prepared, model_id, error)
-                if not error.retryable:
-                    raise final_error(error, prepared.attempts) from None
-                last_error = error
+    def __init__(self, call: Call) -> None:
+        self.call = call
+        self.model_id = ""  # the model committed to, once started
+        self.category = ""  # "" when the call named its model
+        self.attempts = 0  # models tried or skipped until the one committed to, that one included
+        self.sent: list[str] = []  # the content and tool arguments relayed so far
+        self.result: GenerationResult | None = None  # the model's whole answer, when it finished
+        self.meta: dict[str, Any] | None = None  # once booked
+        self._prepared: Prepared | None = None
+        self._events: AsyncGenerator[StreamEvent | _StreamStart, None] | None = None
+        self._ending: tuple[str, str, bool] | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.sent)
+
+    async def start(self) -> None:
+        """Limits, route, and the chain walk until a model produces its first token. Raises ``GatewayError``
+        before any token (booked, unless the limits or the router refused the call)."""
+        if self._events is not None:
+            return
+        prepared = self._prepared = await _prepare(self.call)
+        self.category = prepared.route.category
+        self._events = self._relay(prepared)
+        try:
+            start = await self._events.__anext__()
+        except BaseException as exc:
+            await self._end(*_outcome(exc))
+            raise
+        assert isinstance(start, _StreamStart)
+        self.model_id = start.model_id
+        self.attempts = len(prepared.attempts) + 1
+
+    def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        # The relay itself, no layer around it: the per-token path stays one generator deep.
+        assert self._events is not None, "start() the stream before reading it"
+        return self._events  # type: ignore[return-value]  # its _StreamStart was read by start()
+
+    def cancel(self, code: str) -> None:
+        """The caller stops reading for its own reason (a job cancelled): booked ``cancelled`` with ``code``."""
+        self._ending = ("cancelled", code, False)
+
+    async def __aenter__(self) -> Stream:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.meta is None:
+            if self._events is not None:
+                await self._events.aclose()  # stop reading the upstream
+            await self._end(*(self._ending or _outcome(exc)))
+
+    async def _end(self, status: str, code: str, retryable: bool) -> None:
+        """Book the call, once: its tokens (those of a stream that broke off, counted from what was sent)."""
+        prepared = self._prepared
+        if self.meta is not None or prepared is None:
+            return
+        result = self.result
+        if result is None and self.model_id:
+            result = _partial(prepared, self.model_id, self.sent)
+        admission = self.call.admission
+        retried = retryable and not self.sent and admission is not None and admission.retries_left
+        meta = _meta(prepared, result, self.model_id or None)
+        self.meta = await _book(prepared, meta, status=status, error_code=code, final=not retried)
+
+    async def _relay(self, prepared: Prepared) -> AsyncGenerator[StreamEvent | _StreamStart, None]:
+        """Events of the first model that produces a token, falling back while nothing was sent: a
+        ``_StreamStart`` once committed to a model, then its deltas and its ``done`` event. Books the call
+        when the model finishes or fails (its error then propagates)."""
+        handler = handler_for(prepared.config.providers)
+        last_error: LLMError | None = None
+        for model_id in prepared.route.chain:
+            admitted, why = await _admit(prepared, model_id)
+            if not admitted:
+                prepared.attempts.append({"model": model_id, "outcome": why})
                 continue
-            yield StreamStart(model_id)
-            yield first
-            event = first
-            try:
-                async for event in events:
+            with spans.attempt(prepared, model_id) as traced:
+                events = handler.astream(model_id, prepared.call.messages, **_call_kwargs(prepared.call)).__aiter__()
+                try:
+                    first = await events.__anext__()
+                except LLMError as error:
+                    traced.failed(error)
+                    await _failed(prepared, model_id, error)
+                    if not error.retryable:
+                        raise final_error(error, prepared.attempts) from None
+                    last_error = error
+                    continue
+                yield _StreamStart(model_id)
+                event = first
+                try:
+                    self._note(event)
                     yield event
-            except LLMError as error:
-                traced.failed(error)
-                await _failed(prepared, model_id, error)
-                raise
-            traced.ok(event.result if event.type == "done" else None)  # the last event carries the result
-        await _succeeded(prepared, model_id)
-        return
-    raise exhausted(prepared, last_error)
+                    async for event in events:
+                        self._note(event)
+                        yield event
+                except LLMError as error:
+                    traced.failed(error)
+                    await _failed(prepared, model_id, error)
+                    await self._end("error", error.code, error.retryable)
+                    raise
+                traced.ok(event.result if event.type == "done" else None)  # the last event carries the result
+            await _succeeded(prepared, model_id)
+            await self._end("ok", "", False)
+            return
+        raise exhausted(prepared, last_error)
+
+    def _note(self, event: StreamEvent) -> None:
+        if event.type == "delta":
+            if event.content:
+                self.sent.append(event.content)
+            if event.tool_calls:
+                self.sent.extend(t.arguments for t in event.tool_calls)
+        elif event.type == "done":
+            self.result = event.result
 
 
-def partial_result(prepared: Prepared, model_id: str, sent: list[str]) -> GenerationResult:
+def streaming(call: Call) -> Stream:
+    return Stream(call)
+
+
+# --- booking -------------------------------------------------------------------------------------------------
+
+
+def _partial(prepared: Prepared, model_id: str, sent: list[str]) -> GenerationResult:
     """What a stream that broke off had produced: its tokens are booked (estimated from the text sent)."""
     text = "".join(sent)
     completion = count_tokens(text, model_id.partition("/")[2])
@@ -472,7 +661,7 @@ def partial_result(prepared: Prepared, model_id: str, sent: list[str]) -> Genera
     )
 
 
-def build_meta(prepared: Prepared, result: GenerationResult | None, model_id: str | None) -> dict[str, Any]:
+def _meta(prepared: Prepared, result: GenerationResult | None, model_id: str | None) -> dict[str, Any]:
     elapsed_ms = (time.perf_counter() - prepared.started) * 1000
     info = prepared.config.models.get(model_id) if model_id else None
     prompt = result.usage.prompt_tokens if result else prepared.prompt_tokens
@@ -497,7 +686,7 @@ def build_meta(prepared: Prepared, result: GenerationResult | None, model_id: st
         "energy_wh_low": cost.energy_wh_low,
         "energy_wh_high": cost.energy_wh_high,
         "energy_estimated": cost.estimated,
-        "_energy": cost.usage_fields(),  # copied onto the usage record by finish(), never sent
+        "_energy": cost.usage_fields(),  # copied onto the usage record by _book(), never sent
     }
 
 
@@ -511,11 +700,11 @@ async def _settle_budget(prepared: Prepared, meta: Mapping[str, Any]) -> None:
         )
 
 
-async def finish(
-    prepared: Prepared, meta: dict[str, Any], *, status: str = "ok", error_code: str = "", final: bool = True
-) -> None:
+async def _book(
+    prepared: Prepared, meta: dict[str, Any], *, status: str, error_code: str, final: bool = True
+) -> dict[str, Any]:
     """Book the request: its tokens against the key's TPM (the reservation settled with the tokens in
-    ``meta``, as the usage record books them), a usage record, metrics.
+    ``meta``, as the usage record books them), a usage record, metrics. Returns ``meta`` as it is sent.
 
     ``final=False``: the call will be tried again (a job's retry), so its reservation stays for that try.
     """
@@ -551,3 +740,4 @@ async def finish(
         )
     )
     metrics.observe(prepared, meta, status)
+    return meta

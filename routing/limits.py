@@ -37,9 +37,9 @@ from django.core.cache import caches
 from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key, get_usage
 
 from accounts.selectors import KeyInfo
-from spignosapi.api.errors import InvalidRequest, RateLimited
 
 from . import quota
+from .errors import GatewayError, Reason
 
 logger = logging.getLogger(__name__)
 TPM_WINDOW_S = 60
@@ -53,34 +53,42 @@ def _rpm_rate(key: KeyInfo) -> tuple[int, str]:
     return limit, f"{limit}/m"
 
 
-def _rpm_limited(limit: int, time_left: int) -> RateLimited:
-    return RateLimited(
+def _rpm_limited(limit: int, time_left: int) -> GatewayError:
+    return GatewayError(
         f"Rate limit reached: {limit} requests per minute for this key.",
-        retry_after=int(time_left) + 1,
+        reason=Reason.RATE_LIMITED,
         code="rpm_limit_exceeded",
+        retryable=True,
+        retry_after=int(time_left) + 1,
     )
 
 
-def _tpm_limited(counter: quota.Counter, retry_after: int) -> RateLimited:
+def _tpm_limited(counter: quota.Counter, retry_after: int) -> GatewayError:
     message = f"Token limit reached: {counter.limit} tokens per minute for this key."
     if counter.amount > counter.limit:  # no minute will ever admit it: say why
         message = (
             f"This request may use {counter.amount} tokens (its prompt and max_tokens); this key allows "
             f"{counter.limit} tokens per minute. Lower max_tokens or shorten the prompt."
         )
-    return RateLimited(message, retry_after=retry_after, code="tpm_limit_exceeded")
+    return GatewayError(
+        message, reason=Reason.RATE_LIMITED, code="tpm_limit_exceeded", retryable=True, retry_after=retry_after
+    )
 
 
-def caps_error(key: KeyInfo, *, prompt_tokens: int, max_tokens: int) -> InvalidRequest | None:
+def caps_error(key: KeyInfo, *, prompt_tokens: int, max_tokens: int) -> GatewayError | None:
     cap = key.max_tokens_cap or settings.DEFAULT_MAX_TOKENS_CAP
     if max_tokens > cap:
-        return InvalidRequest(
-            f"max_tokens must be at most {cap} for this key.", code="max_tokens_too_large", param="max_tokens"
+        return GatewayError(
+            f"max_tokens must be at most {cap} for this key.",
+            reason=Reason.INVALID,
+            code="max_tokens_too_large",
+            param="max_tokens",
         )
     prompt_cap = key.max_prompt_tokens or settings.DEFAULT_MAX_PROMPT_TOKENS
     if prompt_tokens > prompt_cap:
-        return InvalidRequest(
+        return GatewayError(
             f"The prompt has {prompt_tokens} tokens; this key accepts at most {prompt_cap}.",
+            reason=Reason.INVALID,
             code="prompt_too_large",
             param="prompt",
         )

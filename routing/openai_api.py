@@ -7,7 +7,6 @@ that model (still behind its breaker). The response's ``model`` is the model tha
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,20 +17,21 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from llm import GenerationResult, LLMError
+from accounts.selectors import KeyInfo
+from llm import GenerationResult, LLMError, StreamEvent
 from spignosapi.api.asyncviews import async_endpoint, authenticate, dumps, json_body, validated
-from spignosapi.api.errors import ApiError, envelope
 from spignosapi.api.schema import SSE_EVENT
 
 from . import gateway
-from .api import SSE_HEADERS, error_code, error_payload
+from .api import SSE_HEADERS, stream_error_payload
+from .errors import GatewayError
 from .router import ROUTER_ALIASES
 from .selectors import routing_config
 from .serializers import ChatCompletionInput
 
 
-def _route_header(prepared: gateway.Prepared, model_id: str | None) -> str:
-    return f"{prepared.route.category or '-'}/{model_id or '-'}/{len(prepared.attempts)}"
+def _route_header(category: str, model_id: str, attempts: int) -> str:
+    return f"{category or '-'}/{model_id}/{attempts}"
 
 
 def _usage(result: GenerationResult) -> dict[str, int]:
@@ -52,19 +52,17 @@ def _message(result: GenerationResult) -> dict[str, Any]:
     return message
 
 
-async def _chat(request: HttpRequest) -> HttpResponseBase:
-    key = await authenticate(request)
-    data = validated(ChatCompletionInput, json_body(request))
+def chat_call(data: dict[str, Any], *, key: KeyInfo, request_id: str) -> gateway.Call:
+    """The gateway call of a body validated by ``ChatCompletionInput``."""
     model = data["model"]
-    max_tokens = data.get("max_completion_tokens") or data.get("max_tokens") or 256
-    call = gateway.Call(
+    return gateway.Call(
         key=key,
-        request_id=request.request_id,  # type: ignore[attr-defined]
+        request_id=request_id,
         endpoint="chat.completions",
         messages=data["messages"],
         temperature=1.0 if data.get("temperature") is None else data["temperature"],
         top_p=1.0 if data.get("top_p") is None else data["top_p"],
-        max_tokens=max_tokens,
+        max_tokens=data.get("max_completion_tokens") or data.get("max_tokens") or 256,
         stop=data.get("stop"),
         tools=data.get("tools"),
         tool_choice=data.get("tool_choice"),
@@ -72,26 +70,24 @@ async def _chat(request: HttpRequest) -> HttpResponseBase:
         model=None if model in ROUTER_ALIASES else model,
         stream=bool(data.get("stream")),
     )
-    prepared = await gateway.prepare(call, request)
+
+
+async def _chat(request: HttpRequest) -> HttpResponseBase:
+    key = await authenticate(request)
+    data = validated(ChatCompletionInput, json_body(request))
+    call = chat_call(data, key=key, request_id=request.request_id)  # type: ignore[attr-defined]
     completion_id = f"chatcmpl-{call.request_id}"
     created = int(time.time())
     if call.stream:
         include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
-        return await _chat_stream(prepared, completion_id, created, include_usage)
-    try:
-        result, model_id = await gateway.generate(prepared)
-    except ApiError as exc:
-        await gateway.finish(
-            prepared, gateway.build_meta(prepared, None, None), status="error", error_code=error_code(exc)
-        )
-        raise
-    meta = gateway.build_meta(prepared, result, model_id)
-    await gateway.finish(prepared, meta)
+        return await _chat_stream(call, completion_id, created, include_usage)
+    completion = await gateway.complete(call)
+    result = completion.result
     body = {
         "id": completion_id,
         "object": "chat.completion",
         "created": created,
-        "model": model_id,
+        "model": completion.model_id,
         "choices": [
             {"index": 0, "message": _message(result), "finish_reason": result.finish_reason or "stop", "logprobs": None}
         ],
@@ -99,10 +95,10 @@ async def _chat(request: HttpRequest) -> HttpResponseBase:
         "system_fingerprint": None,
     }
     response = JsonResponse(body, json_dumps_params={"ensure_ascii": False})
-    response["X-Spignos-Route"] = _route_header(prepared, model_id)
+    response["X-Spignos-Route"] = _route_header(completion.category, completion.model_id, completion.attempts)
     # What /api/v1/generate reports in its meta; headers, because the OpenAI body has no place for them.
     for header, name in (("Cost-USD", "cost_usd"), ("Energy-Wh", "energy_wh"), ("CO2e-g", "co2e_g")):
-        response[f"X-Spignos-{header}"] = repr(meta[name])
+        response[f"X-Spignos-{header}"] = repr(completion.meta[name])
     return response
 
 
@@ -126,23 +122,27 @@ def _chunk_template(completion_id: str, created: int, model_id: str) -> tuple[st
     return head, middle, tail
 
 
-async def _chat_stream(
-    prepared: gateway.Prepared, completion_id: str, created: int, include_usage: bool
-) -> HttpResponseBase:
-    events = gateway.stream(prepared)
-    try:
-        start = await events.__anext__()
-    except ApiError as exc:
-        await gateway.finish(
-            prepared, gateway.build_meta(prepared, None, None), status="error", error_code=error_code(exc)
-        )
-        raise
-    except asyncio.CancelledError:  # the client left while the chain was still looking for a first token
-        meta = gateway.build_meta(prepared, None, None)
-        await gateway.finish(prepared, meta, status="cancelled", error_code="client_disconnected")
-        raise
-    assert isinstance(start, gateway.StreamStart)
-    model_id = start.model_id
+def _delta(event: StreamEvent, first: bool) -> dict[str, Any]:
+    """An OpenAI chunk's ``delta`` for ``event`` (empty when there is nothing to relay)."""
+    delta: dict[str, Any] = {"role": "assistant"} if first else {}
+    if event.content:
+        delta["content"] = event.content
+    if event.tool_calls:
+        delta["tool_calls"] = [
+            {
+                "index": t.index,
+                **({"id": t.id, "type": "function"} if t.id else {}),
+                "function": {**({"name": t.name} if t.name else {}), "arguments": t.arguments},
+            }
+            for t in event.tool_calls
+        ]
+    return delta
+
+
+async def _chat_stream(call: gateway.Call, completion_id: str, created: int, include_usage: bool) -> HttpResponseBase:
+    stream = gateway.streaming(call)
+    await stream.start()  # errors before any token are plain HTTP errors
+    model_id = stream.model_id
 
     # Every chunk is this object with its own delta and finish_reason: encode the rest once. (A JSON
     # object's encoding is the concatenation of its members' encodings, so the bytes are the same.)
@@ -152,55 +152,20 @@ async def _chat_stream(
         return f"data: {head}{dumps(delta)}{middle}{dumps(finish_reason)}{tail}\n\n"
 
     async def body() -> AsyncIterator[str]:
-        result: GenerationResult | None = None
-        sent: list[str] = []  # content and tool arguments relayed so far
         first = True
         try:
-            async for event in events:
-                if isinstance(event, gateway.StreamStart):
-                    continue
-                if event.type == "delta":
-                    delta: dict[str, Any] = {}
-                    if first:
-                        delta["role"] = "assistant"
-                        first = False
-                    if event.content:
-                        delta["content"] = event.content
-                    if event.tool_calls:
-                        delta["tool_calls"] = [
-                            {
-                                "index": t.index,
-                                **({"id": t.id, "type": "function"} if t.id else {}),
-                                "function": {**({"name": t.name} if t.name else {}), "arguments": t.arguments},
-                            }
-                            for t in event.tool_calls
-                        ]
-                    if delta:
-                        sent.append(event.content)
-                        sent.extend(t.arguments for t in event.tool_calls)
-                        yield chunk(delta)
-                elif event.type == "done":
-                    result = event.result
-            await gateway.finish(prepared, gateway.build_meta(prepared, result, model_id))
-        except (LLMError, ApiError) as exc:
-            meta = gateway.build_meta(prepared, result or gateway.partial_result(prepared, model_id, sent), model_id)
-            await gateway.finish(prepared, meta, status="error", error_code=getattr(exc, "code", "error"))
-            payload = (
-                error_payload(exc)
-                if isinstance(exc, ApiError)
-                else envelope(f"The upstream stream failed: {exc}", status_code=502, code=exc.code)["error"]
-            )
-            yield f"data: {dumps({'error': payload})}\n\n"
+            async with stream:
+                async for event in stream:
+                    if event.type == "delta":
+                        delta = _delta(event, first)
+                        if delta:
+                            first = False
+                            yield chunk(delta)
+        except (LLMError, GatewayError) as exc:
+            yield f"data: {dumps({'error': stream_error_payload(exc)})}\n\n"
             return
-        except (asyncio.CancelledError, GeneratorExit):
-            # The client went away mid-stream (cancelled while waiting on the upstream, or closed at a
-            # yield): stop reading the upstream and book what was produced until then.
-            await events.aclose()
-            meta = gateway.build_meta(prepared, result or gateway.partial_result(prepared, model_id, sent), model_id)
-            await gateway.finish(prepared, meta, status="cancelled", error_code="client_disconnected")
-            raise
-        finish_reason = (result.finish_reason if result else None) or "stop"
-        yield chunk({}, finish_reason)
+        result = stream.result
+        yield chunk({}, (result.finish_reason if result else None) or "stop")
         if include_usage and result is not None:
             payload = {
                 "id": completion_id,
@@ -215,7 +180,7 @@ async def _chat_stream(
         yield "data: [DONE]\n\n"
 
     response = StreamingHttpResponse(body(), content_type="text/event-stream", headers=SSE_HEADERS)
-    response["X-Spignos-Route"] = f"{prepared.route.category or '-'}/{model_id}/{len(prepared.attempts) + 1}"
+    response["X-Spignos-Route"] = _route_header(stream.category, model_id, stream.attempts)
     return response
 
 

@@ -5,6 +5,9 @@ Modes (contract section 6): ``keywords`` (default) scores categories by the keyw
 ``hybrid`` uses keywords, and the classifier only when no keyword matched; ``semantic`` picks the category
 whose example requests are most similar to the request (embeddings, ``routing/semantic.py``; keywords
 when the embedding model fails).
+
+``ROUTING_MODES`` lists them: a new mode goes there (and in ``choose_route``), saying whether choosing a
+category calls a model, which decides where the gateway routes it (``RoutingMode.routes_before_limits``).
 """
 
 from __future__ import annotations
@@ -15,14 +18,33 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from spignosapi.api.errors import NotFound, ServiceUnavailable
-
+from .errors import GatewayError, Reason
 from .selectors import RoutingConfig
 
 logger = logging.getLogger(__name__)
 
 TOOLS_CATEGORY = "tools"
 ROUTER_ALIASES = frozenset({"router", "auto"})
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingMode:
+    name: str
+    # Choosing is pure (no model is called): the gateway routes before the limits, so that the chain's
+    # breaker states come back in the limits' Redis round trip. A mode that calls a model (a classifier,
+    # embeddings) routes after them: a request the limits refuse must cost no model call.
+    routes_before_limits: bool
+
+
+ROUTING_MODES: Mapping[str, RoutingMode] = {
+    mode.name: mode
+    for mode in (
+        RoutingMode("keywords", routes_before_limits=True),
+        RoutingMode("llm", routes_before_limits=False),
+        RoutingMode("hybrid", routes_before_limits=False),
+        RoutingMode("semantic", routes_before_limits=False),
+    )
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +110,18 @@ def explicit_route(config: RoutingConfig, *, model: str | None, category: str | 
         if model in config.categories:
             category = model
         else:
-            raise NotFound(f"The model {model!r} does not exist.", code="model_not_found", param="model")
+            raise GatewayError(
+                f"The model {model!r} does not exist.", reason=Reason.NOT_FOUND, code="model_not_found", param="model"
+            )
     if category is not None:
         info = config.categories.get(category)
         if info is None:
-            raise NotFound(f"The category {category!r} does not exist.", code="category_not_found", param="category")
+            raise GatewayError(
+                f"The category {category!r} does not exist.",
+                reason=Reason.NOT_FOUND,
+                code="category_not_found",
+                param="category",
+            )
         return Route(category=info.name, chain=info.chain, route_mode="category")
     return None
 
@@ -145,7 +174,7 @@ async def choose_route(
         chosen = default_category if default_category in config.categories else next(fallback, None)
         used = "default"
     if chosen is None:
-        raise ServiceUnavailable("No routing category is configured.", code="no_category")
+        raise GatewayError("No routing category is configured.", reason=Reason.UNAVAILABLE, code="no_category")
     return _route(config, chosen, used)
 
 

@@ -4,7 +4,7 @@ With tracing off (``spignosapi.tracing.tracer`` is None) ``routing()`` and ``att
 object whose methods do nothing: the gateway pays a function call, and OpenTelemetry is never imported.
 
 The spans are children of the current span (the request's server span, or the worker's task span) but are
-never made current themselves: an attempt span lives across the ``yield``s of ``gateway.stream``, where a
+never made current themselves: an attempt span lives across the ``yield``s of ``gateway.Stream._relay``, where a
 context attached in the generator would leak into its caller's. Attributes hold names, counts and error
 codes, never the messages, the output or an upstream's error text (which may quote a credential).
 """
@@ -159,7 +159,10 @@ def attempt(prepared: Prepared, model_id: str) -> _Attempt | _Off:
 def _code_of(exc: BaseException) -> str:
     from llm import LLMError
     from spignosapi.api.errors import ApiError
+    from spignosapi.errors import ServiceError
 
+    if isinstance(exc, ServiceError):
+        return exc.code
     if isinstance(exc, ApiError):
         return str(exc.get_codes())
     if isinstance(exc, LLMError):

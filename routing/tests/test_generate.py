@@ -146,6 +146,28 @@ def test_a_stream_the_client_leaves_is_booked_with_what_it_produced(gateway: Gat
     )
 
 
+def test_a_complete_answer_the_client_leaves_is_booked_cancelled(gateway: Gateway, fake: Fake) -> None:
+    import json
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    _, raw = apikey_create(name="k")
+    fake.configure(**{"demo-fast": {"hang_after": 0}})  # the upstream never answers
+    body = json.dumps({"prompt": "hi", "max_tokens": 8}).encode()
+    url = urlsplit(gateway.url)
+    head = (
+        f"POST /api/v1/generate HTTP/1.1\r\nHost: {url.netloc}\r\nAuthorization: Bearer {raw}\r\n"
+        f"Content-Type: application/json\r\nX-Request-ID: req-left\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    with socket.create_connection((url.hostname, url.port), timeout=10) as client:
+        client.sendall(head.encode() + body)
+        time.sleep(0.5)  # the gateway is waiting on the model: the client leaves
+
+    [row] = usage_rows("req-left")
+    assert (row.status, row.error_code, row.model, row.completion_tokens) == ("cancelled", "client_disconnected", "", 0)
+
+
 def test_a_stream_that_breaks_after_tokens_books_them_and_ends_with_an_error(gateway: Gateway, fake: Fake) -> None:
     _, raw = apikey_create(name="k")
     fake.configure(**{"demo-fast": {"error_after": 3}})

@@ -19,10 +19,11 @@ from jobs.streams import buffer_key
 from ledger.models import UsageRecord
 from llm import count_message_tokens
 from routing import quota
+from routing.errors import GatewayError
 from routing.limits import OutboundBudgets, _redis, admit_key_sync, settle_tokens_sync, tpm_counter_name
 from routing.models import LLMModel
 from routing.services import routing_changed
-from spignosapi.api.errors import RateLimited
+from spignosapi.api.errors import api_error_for
 from tests.fixtures import Fake, Gateway, _stop, start_gateway
 from tests.helpers import wait_until
 from tests.http import Reply, call
@@ -164,9 +165,9 @@ def test_the_token_window_turns_with_the_minute() -> None:
     names = [tpm_counter_name(10_001, now) for now in (6015.0, 6060.0)]
     _redis().delete(*names, *map(quota.holds_key, names))
     first = admit_key_sync(info, prompt_tokens=6, max_tokens=2, clock=lambda: 6015.0)
-    with pytest.raises(RateLimited) as refused:
+    with pytest.raises(GatewayError) as refused:
         admit_key_sync(info, prompt_tokens=1, max_tokens=2, clock=lambda: 6059.5)
-    assert refused.value.headers == {"Retry-After": "1"}
+    assert api_error_for(refused.value).headers == {"Retry-After": "1"}
     assert tpm_state(10_001, 6059.5) == (0, 8)
     second = admit_key_sync(info, prompt_tokens=1, max_tokens=2, clock=lambda: 6060.0)
     assert tpm_state(10_001, 6060.0) == (0, 3)

@@ -7,12 +7,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from django.conf import settings
 
-from routing.router import Route, choose_route, keyword_category, parse_category_answer, routing_text
+from routing.errors import GatewayError, Reason
+from routing.router import ROUTING_MODES, Route, choose_route, keyword_category, parse_category_answer, routing_text
 from routing.seed import seed_defaults
 from routing.selectors import RoutingConfig, load_routing_config
 from routing.services import category_upsert
-from spignosapi.api.errors import NotFound, ServiceUnavailable
 
 SMART_FIRST = ("demo/demo-smart", "demo/demo-fast")
 FAST_FIRST = ("demo/demo-fast", "demo/demo-smart")
@@ -180,12 +181,14 @@ def test_an_explicit_category_beats_tools_and_keywords(config: RoutingConfig) ->
 
 
 def test_unknown_models_and_categories_are_not_found(config: RoutingConfig) -> None:
-    with pytest.raises(NotFound) as model_error:
+    with pytest.raises(GatewayError) as model_error:
         route(config, "hi", model="demo/nope")
-    assert (model_error.value.get_codes(), model_error.value.param) == ("model_not_found", "model")
-    with pytest.raises(NotFound) as category_error:
+    assert model_error.value.reason is Reason.NOT_FOUND
+    assert (model_error.value.code, model_error.value.param) == ("model_not_found", "model")
+    with pytest.raises(GatewayError) as category_error:
         route(config, "hi", category="nope")
-    assert (category_error.value.get_codes(), category_error.value.param) == ("category_not_found", "category")
+    assert category_error.value.reason is Reason.NOT_FOUND
+    assert (category_error.value.code, category_error.value.param) == ("category_not_found", "category")
 
 
 def test_tools_go_to_the_tools_category_in_every_mode(config: RoutingConfig) -> None:
@@ -219,9 +222,10 @@ def test_with_no_category_to_route_to_the_router_is_unavailable(config: RoutingC
     only_tools = {"tools": config.categories["tools"]}
     for categories in ({}, only_tools):
         bare = RoutingConfig(providers={}, models={}, categories=categories, demo_only=False)
-        with pytest.raises(ServiceUnavailable) as error:
+        with pytest.raises(GatewayError) as error:
             route(bare, "good morning")
-        assert error.value.get_codes() == "no_category"
+        assert error.value.reason is Reason.UNAVAILABLE
+        assert error.value.code == "no_category"
 
 
 def test_llm_mode_takes_the_classifiers_answer(config: RoutingConfig) -> None:
@@ -259,3 +263,12 @@ def test_hybrid_mode_uses_the_default_when_the_classifier_fails(config: RoutingC
     assert route(config, "good morning", mode="hybrid", classify=classifier) == Route(
         "conversation", FAST_FIRST, "default"
     )
+
+
+def test_the_modes_the_settings_accept_are_the_routers() -> None:
+    assert tuple(ROUTING_MODES) == settings.ROUTING_MODES
+
+
+def test_only_the_modes_that_call_no_model_route_before_the_limits() -> None:
+    before = {name: mode.routes_before_limits for name, mode in ROUTING_MODES.items()}
+    assert before == {"keywords": True, "llm": False, "hybrid": False, "semantic": False}
