@@ -27,7 +27,7 @@ from spignosapi.api.schema import SSE_EVENT
 
 from . import services
 from .batches import batch_payload, batch_submit
-from .embedding import aembed, embedding_model
+from .embedding import aembed, embedding_model, shortened
 from .models import Collection, EmbeddingBatch
 from .selectors import Caller, collection_find, collections_visible, may_write, with_counts
 from .serializers import (
@@ -74,18 +74,26 @@ async def _embeddings(request: HttpRequest, endpoint: str) -> HttpResponseBase:
     admitted = await limits.admit_key(key, prompt_tokens=estimate, max_tokens=0)
     request_id = request.request_id  # type: ignore[attr-defined]
     book = {"key_id": key.id, "request_id": request_id, "endpoint": endpoint, "model_id": info.model_id}
+    book.update(started=started, user=data.get("user", ""))
     try:
         embedded = await aembed(texts, info.model_id, config=config)
     except BaseException as exc:
         limits.settle_tokens_soon(admitted.reservation, 0)  # as booked: a failed call used nothing
         if isinstance(exc, ApiError):
             error = str(exc.get_codes())
-            embedding_usage_book(**book, tokens=0, started=started, user=data.get("user", ""), error=error)
+            embedding_usage_book(**book, tokens=0, error=error)
         raise
     # The key's tokens are what the model counted, as the usage record books them.
     limits.settle_tokens_soon(admitted.reservation, embedded.prompt_tokens)
-    embedding_usage_book(**book, tokens=embedded.prompt_tokens, started=started, user=data.get("user", ""), error="")
-    rows = embedding_rows(embedded.vectors, data["encoding_format"])
+    error = ""
+    try:
+        vectors = shortened(embedded.vectors, data.get("dimensions"))
+    except ApiError as exc:  # the model's size is known once it answered: its tokens were spent all the same
+        error = str(exc.get_codes())
+        raise
+    finally:
+        embedding_usage_book(**book, tokens=embedded.prompt_tokens, error=error)
+    rows = embedding_rows(vectors, data["encoding_format"])
     usage = {"prompt_tokens": embedded.prompt_tokens, "total_tokens": embedded.prompt_tokens}
     return _json({"object": "list", "data": rows, "model": embedded.model, "usage": usage})
 
