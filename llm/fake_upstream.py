@@ -60,9 +60,10 @@ What a client asks is honoured, as the real APIs do (and checked as they check i
   tools             arguments / input valid against the tool's schema (placeholders: "fake", 1, true, the
                     first enum value); a tool result as the last message is answered in words unless the
                     tool_choice forces a call (OpenAI "required" or a name, Anthropic "any" or "tool")
-  thinking          Anthropic ``{"type": "enabled", "budget_tokens": N}``: a signed ``thinking`` block first
-                    (``thinking_delta``s then a ``signature_delta`` when streamed); a thinking block sent
-                    back must carry the fake's own signature
+  thinking          Anthropic ``{"type": "enabled", "budget_tokens": N}`` (or ``adaptive``): a signed
+                    ``thinking`` block first (``thinking_delta``s then a ``signature_delta`` when streamed;
+                    ``display: "omitted"``: no text); a thinking block sent back must carry the fake's own
+                    signature
 """
 
 from __future__ import annotations
@@ -1177,25 +1178,31 @@ def _signature(thinking: str) -> str:
     ).decode()
 
 
-def _thinking_budget(body: Mapping[str, Any], max_tokens: int) -> int | None:
-    """The thinking budget of an Anthropic request (None: no thinking), checked as Anthropic does."""
+def _thinking_budget(body: Mapping[str, Any], max_tokens: int) -> tuple[int, bool] | None:
+    """(budget, shown) of an Anthropic request's thinking (None: no thinking), checked as Anthropic does.
+
+    ``adaptive`` (and ``between_tools``) leave the budget to the model: the fake thinks within max_tokens.
+    ``display: "omitted"`` keeps the block and its signature but not its text."""
     thinking = body.get("thinking")
     if thinking is None:
         return None
     kind = thinking.get("type") if isinstance(thinking, dict) else None
     if kind == "disabled":
         return None
-    if kind != "enabled":
-        raise _BadRequest("thinking.type: Input should be 'enabled' or 'disabled'")
-    budget = thinking.get("budget_tokens")
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1024:
-        raise _BadRequest("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
-    if max_tokens <= budget:
-        raise _BadRequest("`max_tokens` must be greater than `thinking.budget_tokens`.")
+    if kind not in ("enabled", "adaptive", "between_tools"):
+        raise _BadRequest("thinking.type: Input should be 'enabled', 'disabled', 'adaptive' or 'between_tools'")
+    budget = max_tokens - 1
+    if kind == "enabled":
+        requested = thinking.get("budget_tokens")
+        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1024:
+            raise _BadRequest("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+        if max_tokens <= requested:
+            raise _BadRequest("`max_tokens` must be greater than `thinking.budget_tokens`.")
+        budget = requested
     choice = body.get("tool_choice")
     if isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
         raise _BadRequest("Thinking may not be enabled when tool_choice forces tool use.")
-    return budget
+    return budget, thinking.get("display") != "omitted"
 
 
 def _check_thinking_signatures(messages: list[Any]) -> None:
@@ -1239,7 +1246,8 @@ async def _messages(request: web.Request) -> web.StreamResponse:
     base, b = state.behaviour(model, request.headers)
     stream = body.get("stream") is True
     tool = _anthropic_tool(body)
-    budget = _thinking_budget(body, max_tokens)
+    thinking_config = _thinking_budget(body, max_tokens)
+    budget, shown = thinking_config if thinking_config is not None else (None, True)
     _check_thinking_signatures(messages)
     index = state.record(model, body)
 
@@ -1254,6 +1262,8 @@ async def _messages(request: web.Request) -> web.StreamResponse:
     usage = {"input_tokens": plan.prompt_tokens, "output_tokens": plan.completion_tokens}
     content: list[dict[str, Any]] = []
     if budget is not None:
+        if not shown:
+            plan.thinking = []  # thought (and counted) all the same, but not shown
         thinking = "".join(plan.thinking)
         content.append({"type": "thinking", "thinking": thinking, "signature": _signature(thinking)})
     if plan.tool is not None:

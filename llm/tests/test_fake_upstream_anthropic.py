@@ -237,7 +237,10 @@ def test_thinking_with_tools_then_the_block_sent_back_unchanged(client: Anthropi
             {"thinking": {"type": "enabled", "budget_tokens": 2048}},
             "`max_tokens` must be greater than `thinking.budget_tokens`.",
         ),
-        ({"thinking": {"type": "sometimes"}}, "thinking.type: Input should be 'enabled' or 'disabled'"),
+        (
+            {"thinking": {"type": "sometimes"}},
+            "thinking.type: Input should be 'enabled', 'disabled', 'adaptive' or 'between_tools'",
+        ),
         (
             {"thinking": THINKING, "tools": [WEATHER], "tool_choice": {"type": "any"}},
             "Thinking may not be enabled when tool_choice forces tool use.",
@@ -253,3 +256,21 @@ def test_bad_thinking_requests_are_anthropic_400s(client: Anthropic, extra: dict
 def test_thinking_disabled_is_a_plain_answer(client: Anthropic) -> None:
     message = client.messages.create(model=MODEL, max_tokens=256, messages=ASK, thinking={"type": "disabled"})
     assert [block.type for block in message.content] == ["text"]
+
+
+def test_adaptive_thinking_thinks_within_max_tokens_and_omitted_thinking_shows_no_text(client: Anthropic) -> None:
+    adaptive = client.messages.create(model=MODEL, max_tokens=20, messages=ASK, thinking={"type": "adaptive"})
+    omitted = client.messages.create(
+        model=MODEL,
+        max_tokens=2048,
+        messages=ASK,
+        thinking={"type": "enabled", "budget_tokens": 1024, "display": "omitted"},
+    )
+
+    thinking, text = adaptive.content
+    assert thinking.type == "thinking" and text.type == "text"
+    assert (len(thinking.thinking.split(" ")), len(text.text.split(" "))) == (16, 4)
+    assert (adaptive.stop_reason, adaptive.usage.output_tokens) == ("max_tokens", 20)
+    hidden = omitted.content[0]
+    assert hidden.type == "thinking" and hidden.thinking == "" and hidden.signature
+    assert omitted.usage.output_tokens == 32  # thought all the same
