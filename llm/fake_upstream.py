@@ -1008,6 +1008,98 @@ def _answer_format(response_format: Any, messages: list[Any]) -> _Format:
     raise _BadRequest(message, param="response_format.type")
 
 
+@dataclass(slots=True)
+class _Completion:
+    """A chat completion's choices and what its JSON and its chunks both tell."""
+
+    id: str
+    created: int
+    model: str
+    plans: list[_Plan]
+    logprobs: list[list[dict[str, Any]] | None] | None  # per choice (None: a tool call); None: not asked
+    head: str = field(init=False)  # every chunk's beginning, up to its choices
+
+    def __post_init__(self) -> None:
+        self.head = (
+            f'data: {{"id":"{self.id}","object":"chat.completion.chunk","created":{self.created},'
+            f'"model":{_dumps(self.model)},"system_fingerprint":"fp_fake","choices":'
+        )
+
+    @property
+    def usage(self) -> dict[str, int]:
+        prompt, completion = self.plans[0].prompt_tokens, sum(p.completion_tokens for p in self.plans)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def logprobs_of(self, index: int, start: int = 0, stop: int | None = None) -> Any:
+        if self.logprobs is None:
+            return None
+        content = self.logprobs[index]
+        return {"content": None if content is None else content[start:stop], "refusal": None}
+
+    def as_json(self, with_usage: bool) -> dict[str, Any]:
+        choices = []
+        for i, p in enumerate(self.plans):
+            message: dict[str, Any] = {"role": "assistant", "content": "".join(p.pieces), "refusal": None}
+            if p.tool is not None:
+                tool_id, name, arguments = p.tool
+                message["content"] = None
+                message["tool_calls"] = [
+                    {"id": tool_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+                ]
+            choices.append({"index": i, "message": message, "logprobs": self.logprobs_of(i), "finish_reason": p.finish})
+        result: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": "fp_fake",
+            "choices": choices,
+        }
+        if with_usage:
+            result["usage"] = self.usage
+        return result
+
+    def chunk(self, delta: Any, finish: str | None = None, index: int = 0, logprobs: Any = None) -> bytes:
+        # Spelt out rather than one json.dumps of the choice: this runs per token, and `make bench` feels it.
+        logprobs_json = "null" if logprobs is None else _dumps(logprobs)
+        finish_json = "null" if finish is None else f'"{finish}"'
+        choice = (
+            f'[{{"index":{index},"delta":{_dumps(delta)},"logprobs":{logprobs_json},"finish_reason":{finish_json}}}]'
+        )
+        return (self.head + choice + "}\n\n").encode()
+
+    def choice_chunks(self, index: int) -> list[bytes]:
+        p = self.plans[index]
+        if p.tool is not None:
+            tool_id, name, arguments = p.tool
+            first = {"index": 0, "id": tool_id, "type": "function", "function": {"name": name, "arguments": ""}}
+            half = len(arguments) // 2
+            return [self.chunk({"role": "assistant", "content": None, "tool_calls": [first]}, None, index)] + [
+                self.chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}, None, index)
+                for part in (arguments[:half], arguments[half:])
+            ]
+        pieces = p.pieces or [""]
+        first_delta = {"role": "assistant", "content": pieces[0], "refusal": None}
+        chunks = [self.chunk(first_delta, None, index, self.logprobs_of(index, 0, 1))]
+        for position, piece in enumerate(pieces[1:], 1):
+            chunks.append(self.chunk({"content": piece}, None, index, self.logprobs_of(index, position, position + 1)))
+        return chunks
+
+    def chunks(self) -> tuple[list[bytes], set[int]]:
+        """The choices' chunks, and which of them wait for the next token (tps). The choices take turns at
+        each position, so n of them stream side by side (as OpenAI's do)."""
+        streams = [self.choice_chunks(i) for i in range(len(self.plans))]
+        events: list[bytes] = []
+        token_events: set[int] = set()
+        for position in range(max(len(c) for c in streams)):
+            for i, chunks in enumerate(streams):
+                if position < len(chunks):
+                    if position > 0 and i == 0:
+                        token_events.add(len(events))
+                    events.append(chunks[position])
+        return events, token_events
+
+
 async def _chat_completions(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     body = await _read_body(request)
@@ -1032,122 +1124,39 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
     failed = await _gate(request, state, "openai", model, b, index, _pre_ms(b) if stream else b.latency_ms)
     if failed is not None:
         return failed
+    format_ = sampling.answer_format
     plans = [
-        _plan(
-            state,
-            b,
-            base,
-            messages,
-            max_tokens,
-            tool,
-            variant=sampling.variant(i),
-            answer_format=sampling.answer_format,
-        )
+        _plan(state, b, base, messages, max_tokens, tool, variant=sampling.variant(i), answer_format=format_)
         for i in range(sampling.n)
     ]
-    plan = plans[0]
-    created = int(time.time())
-    completion_id = f"chatcmpl-fake{state.ids}"
-    completion_tokens = sum(p.completion_tokens for p in plans)
-    usage = {
-        "prompt_tokens": plan.prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": plan.prompt_tokens + completion_tokens,
-    }
     if b.garbage in (2, 3):
-        return _garbage_answer(b.garbage, model, plan.pieces, stream)
-
+        return _garbage_answer(b.garbage, model, plans[0].pieces, stream)
     # Drawn once per choice: the stream's chunks carry the same entries as the JSON answer would.
-    entries = [
-        None
-        if not sampling.logprobs or p.tool is not None
-        else _logprobs(state, base, p.key, p.pieces, sampling.top_logprobs)
-        for p in plans
-    ]
-
-    def logprobs_of(i: int, start: int = 0, stop: int | None = None) -> Any:
-        if not sampling.logprobs:
-            return None
-        content = entries[i]
-        return {"content": None if content is None else content[start:stop], "refusal": None}
-
+    logprobs = (
+        [None if p.tool else _logprobs(state, base, p.key, p.pieces, sampling.top_logprobs) for p in plans]
+        if sampling.logprobs
+        else None
+    )
+    completion = _Completion(f"chatcmpl-fake{state.ids}", int(time.time()), model, plans, logprobs)
     if not stream:
         if b.garbage:
             return web.Response(body=_GARBAGE_JSON, content_type="application/json")
-        choices = []
-        for i, p in enumerate(plans):
-            message: dict[str, Any] = {"role": "assistant", "content": "".join(p.pieces), "refusal": None}
-            if p.tool is not None:
-                tool_id, name, arguments = p.tool
-                message["content"] = None
-                message["tool_calls"] = [
-                    {"id": tool_id, "type": "function", "function": {"name": name, "arguments": arguments}}
-                ]
-            logprobs = logprobs_of(i)
-            choices.append({"index": i, "message": message, "logprobs": logprobs, "finish_reason": p.finish})
-        result: dict[str, Any] = {
-            "id": completion_id,
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "system_fingerprint": "fp_fake",
-            "choices": choices,
-        }
-        if b.usage:
-            result["usage"] = usage
+        result = completion.as_json(with_usage=bool(b.usage))
         if b.truncate_after is not None:
             return await _cut_off(request, _dumps(result).encode())
         return _json(result)
 
-    head = (
-        f'data: {{"id":"{completion_id}","object":"chat.completion.chunk","created":{created},'
-        f'"model":{_dumps(model)},"system_fingerprint":"fp_fake","choices":'
-    )
-
-    def chunk(delta: Any, finish: str | None = None, index: int = 0, logprobs: Any = None) -> bytes:
-        # Spelt out rather than one json.dumps of the choice: this runs per token, and `make bench` feels it.
-        logprobs_json = "null" if logprobs is None else _dumps(logprobs)
-        finish_json = "null" if finish is None else f'"{finish}"'
-        choice = (
-            f'[{{"index":{index},"delta":{_dumps(delta)},"logprobs":{logprobs_json},"finish_reason":{finish_json}}}]'
-        )
-        return (head + choice + "}\n\n").encode()
-
-    # Each choice's chunks in turn at each position, so n choices stream side by side (as OpenAI's do).
-    streams: list[list[bytes]] = []
-    for i, p in enumerate(plans):
-        chunks: list[bytes] = []
-        if p.tool is not None:
-            tool_id, name, arguments = p.tool
-            first = {"index": 0, "id": tool_id, "type": "function", "function": {"name": name, "arguments": ""}}
-            chunks.append(chunk({"role": "assistant", "content": None, "tool_calls": [first]}, None, i))
-            half = len(arguments) // 2
-            for part in (arguments[:half], arguments[half:]):
-                chunks.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}, None, i))
-        else:
-            pieces = p.pieces or [""]
-            first_delta = {"role": "assistant", "content": pieces[0], "refusal": None}
-            chunks.append(chunk(first_delta, None, i, logprobs_of(i, 0, 1)))
-            for position, piece in enumerate(pieces[1:], 1):
-                chunks.append(chunk({"content": piece}, None, i, logprobs_of(i, position, position + 1)))
-        streams.append(chunks)
-    events: list[bytes] = []
-    token_events: set[int] = set()
-    for position in range(max(len(c) for c in streams)):
-        for i, chunks in enumerate(streams):
-            if position < len(chunks):
-                if position > 0 and i == 0:
-                    token_events.add(len(events))
-                events.append(chunks[position])
+    events, token_events = completion.chunks()
     if b.garbage == 4:
-        events = [f"data: {piece}\n\n".encode() for piece in plan.pieces] + [b"data: [DONE]\n\n"]
-        token_events = set(range(1, len(plan.pieces)))
+        pieces = plans[0].pieces
+        events = [f"data: {piece}\n\n".encode() for piece in pieces] + [b"data: [DONE]\n\n"]
+        token_events = set(range(1, len(pieces)))
     elif b.garbage:
-        events[1:] = [(head + '[{"index":0,"delta":{"content":"trunc\n\n').encode()]
+        events[1:] = [(completion.head + '[{"index":0,"delta":{"content":"trunc\n\n').encode()]
     else:
-        events.extend(chunk({}, p.finish, i) for i, p in enumerate(plans))
+        events.extend(completion.chunk({}, p.finish, i) for i, p in enumerate(plans))
         if b.usage and isinstance(stream_options, dict) and stream_options.get("include_usage"):
-            events.append((head + "[]," + f'"usage":{_dumps(usage)}' + "}\n\n").encode())
+            events.append((completion.head + "[]," + f'"usage":{_dumps(completion.usage)}' + "}\n\n").encode())
         events.append(b"data: [DONE]\n\n")
     error_event = (
         "data: " + _dumps(_openai_error_body(500, "fake upstream: simulated error mid-stream")) + "\n\n"
@@ -1262,96 +1271,95 @@ async def _messages(request: web.Request) -> web.StreamResponse:
     if failed is not None:
         return failed
     plan = _plan(state, b, base, messages, max_tokens, tool, system, tool_prefix="toolu_", thinking_budget=budget)
-    stop_reason = _STOP_REASONS[plan.finish]
-    message_id = f"msg_fake{state.ids}"
-    usage = {"input_tokens": plan.prompt_tokens, "output_tokens": plan.completion_tokens}
-    content: list[dict[str, Any]] = []
-    if budget is not None:
-        if not shown:
-            plan.thinking = []  # thought (and counted) all the same, but not shown
-        thinking = "".join(plan.thinking)
-        content.append({"type": "thinking", "thinking": thinking, "signature": _signature(thinking)})
-    if plan.tool is not None:
-        tool_id, name, arguments = plan.tool
-        content.append({"type": "tool_use", "id": tool_id, "name": name, "input": json.loads(arguments)})
-    else:
-        content.append({"type": "text", "text": "".join(plan.pieces)})
+    if budget is not None and not shown:
+        plan.thinking = []  # thought (and counted) all the same, but not shown
+    content = _anthropic_content(plan, thinking=budget is not None)
+    message: dict[str, Any] = {
+        "id": f"msg_fake{state.ids}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": _STOP_REASONS[plan.finish],
+        "stop_sequence": None,
+    }
+    if b.usage:
+        message["usage"] = {"input_tokens": plan.prompt_tokens, "output_tokens": plan.completion_tokens}
     if not stream:
         if b.garbage:
             return web.Response(
                 body=b'{"id":"msg_garbage","type":"message","content":[{"ty', content_type="application/json"
             )
-        result: dict[str, Any] = {
-            "id": message_id,
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": content,
-            "stop_reason": stop_reason,
-            "stop_sequence": None,
-        }
-        if b.usage:
-            result["usage"] = usage
-        return _json(result)
+        return _json(message)
+    events, token_events = _anthropic_events(message, plan, garbage=bool(b.garbage))
+    error_event = _sse_event("error", _anthropic_error_body(529, "fake upstream: simulated overload mid-stream"))
+    return await _stream_out(request, state, b, _pre_ms(b), events, frozenset(token_events), error_event)
 
-    def event(name: str, data: Any) -> bytes:
-        return f"event: {name}\ndata: {_dumps(data)}\n\n".encode()
 
-    start: dict[str, Any] = {
-        "id": message_id,
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-    }
-    if b.usage:
+def _anthropic_content(plan: _Plan, *, thinking: bool) -> list[dict[str, Any]]:
+    content: list[dict[str, Any]] = []
+    if thinking:
+        text = "".join(plan.thinking)
+        content.append({"type": "thinking", "thinking": text, "signature": _signature(text)})
+    if plan.tool is not None:
+        tool_id, name, arguments = plan.tool
+        content.append({"type": "tool_use", "id": tool_id, "name": name, "input": json.loads(arguments)})
+    else:
+        content.append({"type": "text", "text": "".join(plan.pieces)})
+    return content
+
+
+def _sse_event(name: str, data: Any) -> bytes:
+    return f"event: {name}\ndata: {_dumps(data)}\n\n".encode()
+
+
+def _block_deltas(block: Mapping[str, Any], plan: _Plan) -> list[tuple[dict[str, Any], bool]]:
+    """The deltas that fill ``block``, each with whether it waits for the next token (tps)."""
+    if block["type"] == "thinking":
+        thinking = [({"type": "thinking_delta", "thinking": piece}, True) for piece in plan.thinking]
+        return [*thinking, ({"type": "signature_delta", "signature": block["signature"]}, False)]
+    if block["type"] == "tool_use":
+        arguments = plan.tool[2] if plan.tool is not None else "{}"
+        half = len(arguments) // 2
+        return [
+            ({"type": "input_json_delta", "partial_json": part}, True) for part in (arguments[:half], arguments[half:])
+        ]
+    return [({"type": "text_delta", "text": piece}, True) for piece in plan.pieces]
+
+
+def _anthropic_events(message: Mapping[str, Any], plan: _Plan, *, garbage: bool) -> tuple[list[bytes], set[int]]:
+    """Anthropic's stream of ``message``: message_start (empty content, usage so far), each block as start,
+    deltas, stop (one ping after the first start), message_delta (stop reason, usage), message_stop."""
+    start = {**message, "content": [], "stop_reason": None}
+    if "usage" in start:
         start["usage"] = {"input_tokens": plan.prompt_tokens, "output_tokens": 1}
-    events = [event("message_start", {"type": "message_start", "message": start})]
+    events = [_sse_event("message_start", {"type": "message_start", "message": start})]
     token_events: set[int] = set()
-
-    def delta(index: int, value: dict[str, Any], paced: bool = True) -> None:
-        if paced:
-            token_events.add(len(events))
-        events.append(event("content_block_delta", {"type": "content_block_delta", "index": index, "delta": value}))
-
-    # Anthropic's sequence: each block is start, deltas, stop; one ping after the first block's start.
-    for index, block in enumerate(content):
+    for index, block in enumerate(message["content"]):
         opened = {**block, **_EMPTY_BLOCKS[block["type"]]}
-        events.append(
-            event("content_block_start", {"type": "content_block_start", "index": index, "content_block": opened})
-        )
+        start_block = {"type": "content_block_start", "index": index, "content_block": opened}
+        events.append(_sse_event("content_block_start", start_block))
         if index == 0:
-            events.append(event("ping", {"type": "ping"}))
-        if block["type"] == "thinking":
-            for piece in plan.thinking:
-                delta(index, {"type": "thinking_delta", "thinking": piece})
-            delta(index, {"type": "signature_delta", "signature": block["signature"]}, paced=False)
-        elif block["type"] == "tool_use":
-            arguments = plan.tool[2] if plan.tool is not None else "{}"
-            half = len(arguments) // 2
-            for part in (arguments[:half], arguments[half:]):
-                delta(index, {"type": "input_json_delta", "partial_json": part})
-        else:
-            for piece in plan.pieces:
-                delta(index, {"type": "text_delta", "text": piece})
-        if b.garbage:
+            events.append(_sse_event("ping", {"type": "ping"}))
+        for delta, paced in _block_deltas(block, plan):
+            if paced:
+                token_events.add(len(events))
+            data = {"type": "content_block_delta", "index": index, "delta": delta}
+            events.append(_sse_event("content_block_delta", data))
+        if garbage:
             del events[2:]
             events.append(b'event: content_block_delta\ndata: {"type":"content_block_delta","ind\n\n')
-            break
-        events.append(event("content_block_stop", {"type": "content_block_stop", "index": index}))
-    if not b.garbage:
-        message_delta: dict[str, Any] = {
-            "type": "message_delta",
-            "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-        }
-        if b.usage:
-            message_delta["usage"] = {"output_tokens": plan.completion_tokens}
-        events.append(event("message_delta", message_delta))
-        events.append(event("message_stop", {"type": "message_stop"}))
-    error_event = event("error", _anthropic_error_body(529, "fake upstream: simulated overload mid-stream"))
-    return await _stream_out(request, state, b, _pre_ms(b), events, frozenset(token_events), error_event)
+            return events, token_events
+        events.append(_sse_event("content_block_stop", {"type": "content_block_stop", "index": index}))
+    closing: dict[str, Any] = {
+        "type": "message_delta",
+        "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+    }
+    if "usage" in message:
+        closing["usage"] = {"output_tokens": message["usage"]["output_tokens"]}
+    events.append(_sse_event("message_delta", closing))
+    events.append(_sse_event("message_stop", {"type": "message_stop"}))
+    return events, token_events
 
 
 def _embedding_inputs(raw: Any) -> list[str]:
