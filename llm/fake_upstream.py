@@ -53,7 +53,9 @@ reported ``model`` is the name exactly as requested.
 What a client asks is honoured, as the real APIs do (and checked as they check it, with their 400s):
   response_format   json_object: ``{"answer": <words>}``; json_schema: a value valid against the schema
                     (nested objects, arrays, enums, $defs...), drawn from the seed and prompt; streamed a
-                    token per chunk; cut by max_tokens like any answer (finish_reason "length")
+                    token per chunk; cut by max_tokens like any answer (finish_reason "length"); with
+                    ``strict: true`` an object that is not closed or does not require all its properties is
+                    a 400 ``invalid_json_schema``, as OpenAI's
   n                 n choices, each its own index; streamed side by side
   logprobs          ``logprobs.content`` with ``top_logprobs`` alternatives, in JSON and in each chunk
   seed              varies the words; the same seed and prompt give the same answer (``system_fingerprint``)
@@ -1003,6 +1005,11 @@ def _answer_format(response_format: Any, messages: list[Any]) -> _Format:
         if not isinstance(schema, dict):
             message = "Invalid type for 'response_format.json_schema.schema': expected an object."
             raise _BadRequest(message, param="response_format.json_schema.schema")
+        if spec.get("strict") is True:
+            problem = _strict_problem(schema, ())
+            if problem is not None:
+                message = f"Invalid schema for response_format {spec['name']!r}: {problem}"
+                raise _BadRequest(message, param="response_format", code="invalid_json_schema")
         return ("json_schema", schema)
     message = f"Invalid value: {_dumps(kind)}. Supported values are: 'json_object', 'json_schema', and 'text'."
     raise _BadRequest(message, param="response_format.type")
@@ -1098,6 +1105,40 @@ class _Completion:
                         token_events.add(len(events))
                     events.append(chunks[position])
         return events, token_events
+
+
+def _strict_problem(schema: Any, context: tuple[str, ...]) -> str | None:
+    """What OpenAI's strict mode refuses in ``schema``, if anything: every object must close itself
+    (``additionalProperties: false``) and require each of its properties. (Its other rules are not checked.)"""
+    if not isinstance(schema, dict):
+        return None
+    where = f"In context={context!r}, "
+    properties = schema.get("properties")
+    if schema.get("type") == "object" or isinstance(properties, dict):
+        if schema.get("additionalProperties") is not False:
+            return where + "'additionalProperties' is required to be supplied and to be false."
+        names = list(properties) if isinstance(properties, dict) else []
+        required = schema.get("required")
+        missing = [name for name in names if not isinstance(required, list) or name not in required]
+        if missing:
+            return (
+                where + "'required' is required to be supplied and to be an array including every key in "
+                f"properties. Missing {missing[0]!r}."
+            )
+    children: list[tuple[tuple[str, ...], Any]] = []
+    for key in ("properties", "$defs", "definitions"):
+        if isinstance(schema.get(key), dict):
+            children += [((*context, key, name), child) for name, child in schema[key].items()]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(schema.get(key), list):
+            children += [((*context, key, str(i)), child) for i, child in enumerate(schema[key])]
+    if "items" in schema:
+        children.append(((*context, "items"), schema["items"]))
+    for child_context, child in children:
+        problem = _strict_problem(child, child_context)
+        if problem is not None:
+            return problem
+    return None
 
 
 async def _chat_completions(request: web.Request) -> web.StreamResponse:

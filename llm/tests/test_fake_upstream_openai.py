@@ -27,7 +27,7 @@ ASK: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Solve 8x +
 ASK_JSON: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Answer in JSON: what is the sea?"}]
 
 
-NOTE_SCHEMA = {
+NOTE_SCHEMA: Any = {
     "type": "object",
     "properties": {"title": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}}},
     "required": ["title", "tags"],
@@ -130,6 +130,31 @@ def test_a_schema_answer_cut_by_max_tokens_ends_with_length(client: OpenAI) -> N
     )
     assert cut.choices[0].finish_reason == "length"
     assert cut.usage is not None and cut.usage.completion_tokens == 5 == count_tokens(content_of(cut), MODEL)
+
+
+def test_a_strict_schema_must_close_its_objects_and_require_every_property(client: OpenAI) -> None:
+    loose: Any = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    nested: Any = {**NOTE_SCHEMA, "properties": {"title": loose, "tags": NOTE_SCHEMA["properties"]["tags"]}}
+
+    def answer(schema: Any, strict: bool) -> Any:
+        response_format: Any = {
+            "type": "json_schema",
+            "json_schema": {"name": "note", "schema": schema, "strict": strict},
+        }
+        return client.chat.completions.create(model=MODEL, messages=ASK, response_format=response_format)
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        answer(nested, strict=True)
+
+    assert caught.value.body == {
+        "message": "Invalid schema for response_format 'note': In context=('properties', 'title'), "
+        "'additionalProperties' is required to be supplied and to be false.",
+        "type": "invalid_request_error",
+        "code": "invalid_json_schema",
+        "param": "response_format",
+    }
+    jsonschema.validate(json.loads(content_of(answer(nested, strict=False))), nested)  # not strict: taken as is
+    jsonschema.validate(json.loads(content_of(answer(NOTE_SCHEMA, strict=True))), NOTE_SCHEMA)
 
 
 def test_json_object_is_valid_json_and_needs_the_word_json(client: OpenAI) -> None:
