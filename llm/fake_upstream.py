@@ -49,6 +49,23 @@ Behaviour knobs, from three sources; precedence: control config > ``X-Fake-<Knob
 Output is deterministic: the words depend on (seed, base model name, last user message) only, and each
 word is a single token in cl100k_base and o200k_base, so completion_tokens is the real count. The
 reported ``model`` is the name exactly as requested.
+
+What a client asks is honoured, as the real APIs do (and checked as they check it, with their 400s):
+  response_format   json_object: ``{"answer": <words>}``; json_schema: a value valid against the schema
+                    (nested objects, arrays, enums, $defs...), drawn from the seed and prompt; streamed a
+                    token per chunk; cut by max_tokens like any answer (finish_reason "length"); with
+                    ``strict: true`` an object that is not closed or does not require all its properties is
+                    a 400 ``invalid_json_schema``, as OpenAI's
+  n                 n choices, each its own index; streamed side by side
+  logprobs          ``logprobs.content`` with ``top_logprobs`` alternatives, in JSON and in each chunk
+  seed              varies the words; the same seed and prompt give the same answer (``system_fingerprint``)
+  tools             arguments / input valid against the tool's schema (placeholders: "fake", 1, true, the
+                    first enum value); a tool result as the last message is answered in words unless the
+                    tool_choice forces a call (OpenAI "required" or a name, Anthropic "any" or "tool")
+  thinking          Anthropic ``{"type": "enabled", "budget_tokens": N}`` (or ``adaptive``): a signed
+                    ``thinking`` block first (``thinking_delta``s then a ``signature_delta`` when streamed;
+                    ``display: "omitted"``: no text); a thinking block sent back must carry the fake's own
+                    signature
 """
 
 from __future__ import annotations
@@ -66,14 +83,14 @@ import threading
 import time
 from array import array
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from types import TracebackType
 from typing import Any, Final
 
 from aiohttp import web
 
-from .tokens import count_message_tokens, count_tokens
+from .tokens import count_message_tokens, count_tokens, token_bytes
 
 __all__ = [
     "DEFAULT_MODELS",
@@ -276,24 +293,156 @@ def _fill_schema(schema: Any) -> dict[str, Any]:
     """Arguments for a tool: every required property filled with a placeholder of its type."""
     if not isinstance(schema, dict):
         return {}
-    properties = schema.get("properties")
-    properties = properties if isinstance(properties, dict) else {}
-    required = schema.get("required")
-    args: dict[str, Any] = {}
-    for name in required if isinstance(required, list) else ():
-        prop = properties.get(name)
-        kind = prop.get("type") if isinstance(prop, dict) else None
+    args = _SchemaFaker(schema, None).value(schema)
+    return args if isinstance(args, dict) else {}
+
+
+_FORMATS: Final = {
+    "date-time": "2026-01-01T00:00:00Z",
+    "date": "2026-01-01",
+    "time": "00:00:00Z",
+    "email": "fake@example.com",
+    "uri": "https://example.com/fake",
+    "hostname": "example.com",
+    "ipv4": "192.0.2.1",
+    "ipv6": "2001:db8::1",
+    "uuid": "00000000-0000-4000-8000-000000000000",
+}
+_MAX_DEPTH: Final = 8  # past it, recursive schemas take their shortest branch (null, an empty array)
+
+
+def _schema_int(schema: Mapping[str, Any], name: str, default: int) -> int:
+    value = schema.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
+
+
+class _SchemaFaker:
+    """A value valid against a JSON schema (the subset structured outputs and tools use: types, objects,
+    arrays, enum, const, anyOf/oneOf/allOf, $ref to $defs, string formats, numeric bounds).
+
+    With an ``rng`` the values are drawn from it (a structured answer, all properties filled); without one
+    they are placeholders (tool arguments, required properties only: "fake", 1, true, the first enum value;
+    an object property that names no properties is null, as the fake always answered).
+    """
+
+    def __init__(self, root: Mapping[str, Any], rng: random.Random | None) -> None:
+        self.root = root
+        self.rng = rng
+
+    def _resolve(self, schema: Any) -> dict[str, Any]:
+        seen = 0
+        while isinstance(schema, dict) and isinstance(schema.get("$ref"), str) and seen < 32:
+            ref = schema["$ref"]
+            target: Any = self.root
+            for part in ref.removeprefix("#").strip("/").split("/") if ref != "#" else ():
+                target = target.get(part.replace("~1", "/").replace("~0", "~")) if isinstance(target, dict) else None
+            siblings = {k: v for k, v in schema.items() if k != "$ref"}
+            schema = {**target, **siblings} if isinstance(target, dict) else siblings
+            seen += 1
+        return schema if isinstance(schema, dict) else {}
+
+    def _choose(self, options: list[Any]) -> Any:
+        return options[0] if self.rng is None else self.rng.choice(options)
+
+    def value(self, schema: Any, depth: int = 0) -> Any:
+        schema = self._resolve(schema)
+        if "const" in schema:
+            return schema["const"]
+        if isinstance(schema.get("enum"), list) and schema["enum"]:
+            return self._choose(schema["enum"])
+        for key in ("anyOf", "oneOf"):
+            branches = schema.get(key)
+            if isinstance(branches, list) and branches:
+                return self.value(self._branch([self._resolve(b) for b in branches], depth), depth + 1)
+        if isinstance(schema.get("allOf"), list):
+            merged: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
+            for part in schema["allOf"]:
+                merged.update(self._resolve(part))
+            return self.value(merged, depth)
+        kind = schema.get("type")
         if isinstance(kind, list):
-            kind = next((k for k in kind if k != "null"), None)
+            kinds = [k for k in kind if k != "null"]
+            kind = "null" if not kinds or (depth >= _MAX_DEPTH and "null" in kind) else kinds[0]
+        if kind is None and isinstance(schema.get("properties"), dict):
+            kind = "object"
+        if kind == "object":
+            return self._object(schema, depth)
+        if kind == "array":
+            return self._array(schema, depth)
         if kind == "string":
-            args[str(name)] = "fake"
-        elif kind in ("number", "integer"):
-            args[str(name)] = 1
-        elif kind == "boolean":
-            args[str(name)] = True
+            return self._string(schema)
+        if kind in ("integer", "number"):
+            return self._number(schema, kind == "integer")
+        if kind == "boolean":
+            return True if self.rng is None else self.rng.random() < 0.5
+        return None  # "null", or no type: anything is valid
+
+    def _branch(self, branches: list[dict[str, Any]], depth: int) -> dict[str, Any]:
+        nulls = [b for b in branches if b.get("type") == "null"]
+        others = [b for b in branches if b.get("type") != "null"] or branches
+        if depth >= _MAX_DEPTH and nulls:
+            return nulls[0]
+        return others[0] if self.rng is None else self.rng.choice(others)
+
+    def _object(self, schema: dict[str, Any], depth: int) -> Any:
+        properties = schema.get("properties")
+        if self.rng is None and depth > 0 and not properties:
+            return None
+        properties = properties if isinstance(properties, dict) else {}
+        required = schema.get("required")
+        required = [str(name) for name in required] if isinstance(required, list) else []
+        names = required if self.rng is None else [*properties, *(n for n in required if n not in properties)]
+        return {name: self.value(properties.get(name, {}), depth + 1) for name in names}
+
+    def _array(self, schema: dict[str, Any], depth: int) -> list[Any]:
+        low = _schema_int(schema, "minItems", 0)
+        high = _schema_int(schema, "maxItems", low + 3)
+        # Fewer items the deeper: a recursive schema (a tree) stays small.
+        spread = 3 if depth < 2 else 1 if depth < 4 else 0
+        if depth >= _MAX_DEPTH or (self.rng is not None and not spread):
+            count = low
+        elif self.rng is None:
+            count = max(low, min(1, high))
         else:
-            args[str(name)] = None
-    return args
+            count = self.rng.randint(max(low, min(1, high)), max(low, min(high, low + spread)))
+        items = schema.get("items", {})
+        return [self.value(items, depth + 1) for _ in range(count)]
+
+    def _string(self, schema: dict[str, Any]) -> str:
+        if schema.get("format") in _FORMATS:
+            return _FORMATS[schema["format"]]
+        if self.rng is None:
+            text = "fake"
+        else:
+            text = " ".join(self.rng.choice(VOCABULARY) for _ in range(self.rng.randint(1, 3)))
+        text = text.ljust(_schema_int(schema, "minLength", 0), "x")
+        high = _schema_int(schema, "maxLength", -1)
+        return text if high < 0 else text[:high]
+
+    def _number(self, schema: dict[str, Any], integer: bool) -> int | float:
+        def bound(name: str) -> float | None:
+            value = schema.get(name)
+            return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+        low, high = bound("minimum"), bound("maximum")
+        exclusive_low, exclusive_high = bound("exclusiveMinimum"), bound("exclusiveMaximum")
+        step = 1 if integer else 0.01
+        if exclusive_low is not None:
+            low = max(low if low is not None else exclusive_low + step, exclusive_low + step)
+        if exclusive_high is not None:
+            high = min(high if high is not None else exclusive_high - step, exclusive_high - step)
+        if low is None:
+            low = min(1.0 if self.rng is None else 0.0, high if high is not None else 1.0)
+        if high is None:
+            high = max(low, 100.0)
+        if integer:
+            low_int, high_int = int(-(-low // 1)), int(high // 1)
+            if self.rng is None:
+                return max(low_int, min(1, high_int))
+            return self.rng.randint(low_int, max(low_int, high_int))
+        if self.rng is None:
+            return 1 if low <= 1 <= high else low
+        return round(self.rng.uniform(low, high), 2) if high - low >= 0.01 else low
 
 
 def _tool_id(prefix: str, seed: int, base_model: str, prompt: str, name: str) -> str:
@@ -552,6 +701,10 @@ def _openai_tool(body: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
     choice = body.get("tool_choice")
     if choice == "none":
         return None
+    messages = body.get("messages")
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    if choice in (None, "auto") and isinstance(last, dict) and last.get("role") == "tool":
+        return None  # the tool's result came back: a model answers it in words
     functions = [t["function"] for t in tools]
     chosen = functions[0]
     if isinstance(choice, dict):
@@ -572,6 +725,9 @@ def _anthropic_tool(body: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | Non
         raise _BadRequest("tools: each tool needs a name")
     choice = body.get("tool_choice")
     chosen = tools[0]
+    forced = isinstance(choice, dict) and choice.get("type") in ("any", "tool")
+    if not forced and _answers_a_tool_result(body.get("messages")):
+        return None  # the tool's result came back: a model answers it in words
     if isinstance(choice, dict):
         if choice.get("type") == "none":
             return None
@@ -583,15 +739,27 @@ def _anthropic_tool(body: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | Non
     return str(chosen["name"]), _fill_schema(chosen.get("input_schema"))
 
 
+def _answers_a_tool_result(messages: Any) -> bool:
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    content = last.get("content") if isinstance(last, dict) and last.get("role") == "user" else None
+    return isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
+
+
 @dataclass(slots=True)
 class _Plan:
-    """What a chat request answers, independent of the wire format."""
+    """What a chat request answers (one choice), independent of the wire format."""
 
     pieces: list[str]
     finish: str  # stop | length | tool_calls | content_filter
     tool: tuple[str, str, str] | None  # (id, name, arguments JSON)
     prompt_tokens: int
     completion_tokens: int
+    thinking: list[str] = field(default_factory=list)  # Anthropic thinking text, one piece per token
+    key: str = ""  # what the words were drawn from (the logprobs are drawn from it too)
+
+
+# response_format: ("json_object", None) or ("json_schema", the schema); None is plain text.
+_Format = tuple[str, Any] | None
 
 
 def _plan(
@@ -603,15 +771,34 @@ def _plan(
     tool: tuple[str, dict[str, Any]] | None,
     system: str = "",
     tool_prefix: str = "call_",
+    *,
+    variant: str = "",
+    answer_format: _Format = None,
+    thinking_budget: int | None = None,
 ) -> _Plan:
+    """One choice; ``variant`` (the request's seed and the choice's index) makes choices differ."""
     prompt = _last_user_text(messages)
+    key = prompt + variant
     prompt_tokens = _prompt_tokens(messages, base, system)
+    thinking: list[str] = []
+    if thinking_budget is not None:
+        thinking = _text_pieces(_words(state.seed, base, "\x00thinking\x00" + key, min(b.tokens, thinking_budget)))
+        if max_tokens is not None:
+            max_tokens -= len(thinking)  # thinking counts against max_tokens (which exceeds the budget)
     if tool is not None and b.tool and not b.content_filter:
         name, args = tool
         arguments = _dumps(args)
-        tool_id = _tool_id(tool_prefix, state.seed, base, prompt, name)
-        tokens = _count_cached(name + arguments, base)
-        return _Plan([], "tool_calls", (tool_id, name, arguments), prompt_tokens, tokens)
+        tool_id = _tool_id(tool_prefix, state.seed, base, key, name)
+        tokens = _count_cached(name + arguments, base) + len(thinking)
+        return _Plan([], "tool_calls", (tool_id, name, arguments), prompt_tokens, tokens, thinking, key)
+    if answer_format is not None:
+        pieces, finish = _json_pieces(_json_answer(state, b, base, key, answer_format), base), "stop"
+        if max_tokens is not None and len(pieces) > max_tokens:
+            pieces, finish = pieces[:max_tokens], "length"  # cut JSON, as a real model's: it does not parse
+        if b.content_filter:
+            pieces, finish = pieces[: len(pieces) // 2], "content_filter"
+        tokens = _count_cached("".join(pieces), base) if pieces else 0
+        return _Plan(pieces, finish, None, prompt_tokens, tokens + len(thinking), thinking, key)
     count = b.tokens
     finish = "stop"
     if max_tokens is not None and count > max_tokens:
@@ -619,11 +806,54 @@ def _plan(
     if b.content_filter:
         count, finish = count // 2, "content_filter"
     if b.echo:
-        echoed = prompt.split()[:count]
-        pieces = _text_pieces(tuple(echoed))
-        return _Plan(pieces, finish, None, prompt_tokens, _count_cached("".join(pieces), base) if pieces else 0)
-    pieces = _text_pieces(_words(state.seed, base, prompt, count))
-    return _Plan(pieces, finish, None, prompt_tokens, len(pieces))
+        pieces = _text_pieces(tuple(prompt.split()[:count]))
+        tokens = _count_cached("".join(pieces), base) if pieces else 0
+        return _Plan(pieces, finish, None, prompt_tokens, tokens + len(thinking), thinking, key)
+    pieces = _text_pieces(_words(state.seed, base, key, count))
+    return _Plan(pieces, finish, None, prompt_tokens, len(pieces) + len(thinking), thinking, key)
+
+
+def _json_answer(state: _State, b: Behaviour, base: str, key: str, answer_format: tuple[str, Any]) -> str:
+    """JSON text: ``{"answer": <words>}`` for json_object, a value valid against the schema for json_schema."""
+    kind, schema = answer_format
+    if kind == "json_object":
+        return json.dumps({"answer": " ".join(_words(state.seed, base, key, b.tokens))})
+    rng = random.Random(f"{state.seed}\x00{base}\x00{key}\x00json_schema")
+    return json.dumps(_SchemaFaker(schema, rng).value(schema), ensure_ascii=False)
+
+
+def _json_pieces(text: str, base: str) -> list[str]:
+    """``text`` in stream pieces of one token each, except where a character spans tokens (kept whole)."""
+    pieces: list[str] = []
+    pending = b""
+    for token in token_bytes(text, base):
+        pending += token
+        try:
+            pieces.append(pending.decode())
+        except UnicodeDecodeError:
+            continue
+        pending = b""
+    return pieces
+
+
+def _logprobs(state: _State, base: str, key: str, pieces: list[str], top: int) -> list[dict[str, Any]]:
+    """OpenAI's ``logprobs.content``: each token with a log probability and ``top`` likelier alternatives,
+    the token itself first (it was the likeliest), then vocabulary words, each less likely than the last."""
+    rng = random.Random(f"{state.seed}\x00{base}\x00{key}\x00logprobs")
+    entries: list[dict[str, Any]] = []
+    for piece in pieces:
+        logprob = -round(rng.random() * 2, 6)
+        lead = " " if piece.startswith(" ") else ""
+        others = [lead + w for w in rng.sample(VOCABULARY, top + 1) if lead + w != piece][: max(0, top - 1)]
+        alternatives = [{"token": piece, "logprob": logprob, "bytes": list(piece.encode())}] if top else []
+        for i, other in enumerate(others, 1):
+            alternatives.append(
+                {"token": other, "logprob": round(logprob - i - rng.random(), 6), "bytes": list(other.encode())}
+            )
+        entries.append(
+            {"token": piece, "logprob": logprob, "bytes": list(piece.encode()), "top_logprobs": alternatives}
+        )
+    return entries
 
 
 async def _gate(
@@ -710,6 +940,207 @@ def _guarded(
     return wrapped
 
 
+@dataclass(frozen=True, slots=True)
+class _Sampling:
+    """The OpenAI parameters that shape the choices: how many, from which seed, with which logprobs."""
+
+    n: int = 1
+    seed: int | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0
+    answer_format: _Format = None
+
+    def variant(self, index: int) -> str:
+        # Choice 0 without a seed is the answer the fake always gave; a seed or a later choice varies it.
+        if self.seed is None and index == 0:
+            return ""
+        return f"\x00seed={self.seed}\x00choice={index}"
+
+
+def _integer(body: Mapping[str, Any], name: str, low: int, high: int) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _BadRequest(f"Invalid type for '{name}': expected an integer, but got {_dumps(value)[:40]}.", param=name)
+    if not low <= value <= high:
+        raise _BadRequest(
+            f"Invalid '{name}': expected a value between {low} and {high}, but got {value} instead.", param=name
+        )
+    return value
+
+
+def _sampling(body: Mapping[str, Any], messages: list[Any]) -> _Sampling:
+    """``n``, ``seed``, ``logprobs``/``top_logprobs`` and ``response_format``, checked as OpenAI does."""
+    n = _integer(body, "n", 1, 128) or 1
+    seed = _integer(body, "seed", -(2**63), 2**63 - 1)
+    logprobs = body.get("logprobs")
+    if logprobs is not None and not isinstance(logprobs, bool):
+        raise _BadRequest("Invalid type for 'logprobs': expected a boolean.", param="logprobs")
+    top = _integer(body, "top_logprobs", 0, 20)
+    if top is not None and not logprobs:
+        raise _BadRequest("Invalid 'top_logprobs': 'logprobs' must be true to use it.", param="top_logprobs")
+    return _Sampling(n, seed, bool(logprobs), top or 0, _answer_format(body.get("response_format"), messages))
+
+
+def _answer_format(response_format: Any, messages: list[Any]) -> _Format:
+    if response_format is None:
+        return None
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        if not any("json" in _dumps(m.get("content")).lower() for m in messages):
+            raise _BadRequest(
+                "'messages' must contain the word 'json' in some form, to use 'response_format' of type 'json_object'.",
+                param="messages",
+            )
+        return ("json_object", None)
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+            message = "Missing required parameter: 'response_format.json_schema.name'."
+            raise _BadRequest(message, param="response_format.json_schema.name")
+        schema = spec.get("schema", {})
+        if not isinstance(schema, dict):
+            message = "Invalid type for 'response_format.json_schema.schema': expected an object."
+            raise _BadRequest(message, param="response_format.json_schema.schema")
+        if spec.get("strict") is True:
+            problem = _strict_problem(schema, ())
+            if problem is not None:
+                message = f"Invalid schema for response_format {spec['name']!r}: {problem}"
+                raise _BadRequest(message, param="response_format", code="invalid_json_schema")
+        return ("json_schema", schema)
+    message = f"Invalid value: {_dumps(kind)}. Supported values are: 'json_object', 'json_schema', and 'text'."
+    raise _BadRequest(message, param="response_format.type")
+
+
+@dataclass(slots=True)
+class _Completion:
+    """A chat completion's choices and what its JSON and its chunks both tell."""
+
+    id: str
+    created: int
+    model: str
+    plans: list[_Plan]
+    logprobs: list[list[dict[str, Any]] | None] | None  # per choice (None: a tool call); None: not asked
+    head: str = field(init=False)  # every chunk's beginning, up to its choices
+
+    def __post_init__(self) -> None:
+        self.head = (
+            f'data: {{"id":"{self.id}","object":"chat.completion.chunk","created":{self.created},'
+            f'"model":{_dumps(self.model)},"system_fingerprint":"fp_fake","choices":'
+        )
+
+    @property
+    def usage(self) -> dict[str, int]:
+        prompt, completion = self.plans[0].prompt_tokens, sum(p.completion_tokens for p in self.plans)
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def logprobs_of(self, index: int, start: int = 0, stop: int | None = None) -> Any:
+        if self.logprobs is None:
+            return None
+        content = self.logprobs[index]
+        return {"content": None if content is None else content[start:stop], "refusal": None}
+
+    def as_json(self, with_usage: bool) -> dict[str, Any]:
+        choices = []
+        for i, p in enumerate(self.plans):
+            message: dict[str, Any] = {"role": "assistant", "content": "".join(p.pieces), "refusal": None}
+            if p.tool is not None:
+                tool_id, name, arguments = p.tool
+                message["content"] = None
+                message["tool_calls"] = [
+                    {"id": tool_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+                ]
+            choices.append({"index": i, "message": message, "logprobs": self.logprobs_of(i), "finish_reason": p.finish})
+        result: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": "fp_fake",
+            "choices": choices,
+        }
+        if with_usage:
+            result["usage"] = self.usage
+        return result
+
+    def chunk(self, delta: Any, finish: str | None = None, index: int = 0, logprobs: Any = None) -> bytes:
+        # Spelt out rather than one json.dumps of the choice: this runs per token, and `make bench` feels it.
+        logprobs_json = "null" if logprobs is None else _dumps(logprobs)
+        finish_json = "null" if finish is None else f'"{finish}"'
+        choice = (
+            f'[{{"index":{index},"delta":{_dumps(delta)},"logprobs":{logprobs_json},"finish_reason":{finish_json}}}]'
+        )
+        return (self.head + choice + "}\n\n").encode()
+
+    def choice_chunks(self, index: int) -> list[bytes]:
+        p = self.plans[index]
+        if p.tool is not None:
+            tool_id, name, arguments = p.tool
+            first = {"index": 0, "id": tool_id, "type": "function", "function": {"name": name, "arguments": ""}}
+            half = len(arguments) // 2
+            return [self.chunk({"role": "assistant", "content": None, "tool_calls": [first]}, None, index)] + [
+                self.chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}, None, index)
+                for part in (arguments[:half], arguments[half:])
+            ]
+        pieces = p.pieces or [""]
+        first_delta = {"role": "assistant", "content": pieces[0], "refusal": None}
+        chunks = [self.chunk(first_delta, None, index, self.logprobs_of(index, 0, 1))]
+        for position, piece in enumerate(pieces[1:], 1):
+            chunks.append(self.chunk({"content": piece}, None, index, self.logprobs_of(index, position, position + 1)))
+        return chunks
+
+    def chunks(self) -> tuple[list[bytes], set[int]]:
+        """The choices' chunks, and which of them wait for the next token (tps). The choices take turns at
+        each position, so n of them stream side by side (as OpenAI's do)."""
+        streams = [self.choice_chunks(i) for i in range(len(self.plans))]
+        events: list[bytes] = []
+        token_events: set[int] = set()
+        for position in range(max(len(c) for c in streams)):
+            for i, chunks in enumerate(streams):
+                if position < len(chunks):
+                    if position > 0 and i == 0:
+                        token_events.add(len(events))
+                    events.append(chunks[position])
+        return events, token_events
+
+
+def _strict_problem(schema: Any, context: tuple[str, ...]) -> str | None:
+    """What OpenAI's strict mode refuses in ``schema``, if anything: every object must close itself
+    (``additionalProperties: false``) and require each of its properties. (Its other rules are not checked.)"""
+    if not isinstance(schema, dict):
+        return None
+    where = f"In context={context!r}, "
+    properties = schema.get("properties")
+    if schema.get("type") == "object" or isinstance(properties, dict):
+        if schema.get("additionalProperties") is not False:
+            return where + "'additionalProperties' is required to be supplied and to be false."
+        names = list(properties) if isinstance(properties, dict) else []
+        required = schema.get("required")
+        missing = [name for name in names if not isinstance(required, list) or name not in required]
+        if missing:
+            return (
+                where + "'required' is required to be supplied and to be an array including every key in "
+                f"properties. Missing {missing[0]!r}."
+            )
+    children: list[tuple[tuple[str, ...], Any]] = []
+    for key in ("properties", "$defs", "definitions"):
+        if isinstance(schema.get(key), dict):
+            children += [((*context, key, name), child) for name, child in schema[key].items()]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(schema.get(key), list):
+            children += [((*context, key, str(i)), child) for i, child in enumerate(schema[key])]
+    if "items" in schema:
+        children.append(((*context, "items"), schema["items"]))
+    for child_context, child in children:
+        problem = _strict_problem(child, child_context)
+        if problem is not None:
+            return problem
+    return None
+
+
 async def _chat_completions(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
     body = await _read_body(request)
@@ -726,6 +1157,7 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
         raise _BadRequest("Unrecognized request argument supplied: stream_options", param="stream_options")
     max_tokens = _max_tokens(body, "max_completion_tokens", "max_tokens")
     tool = _openai_tool(body)
+    sampling = _sampling(body, messages)
     index = state.record(model, body)
 
     if b.hang_after is not None and not stream:
@@ -733,74 +1165,39 @@ async def _chat_completions(request: web.Request) -> web.StreamResponse:
     failed = await _gate(request, state, "openai", model, b, index, _pre_ms(b) if stream else b.latency_ms)
     if failed is not None:
         return failed
-    plan = _plan(state, b, base, messages, max_tokens, tool)
-    created = int(time.time())
-    completion_id = f"chatcmpl-fake{state.ids}"
-    usage = {
-        "prompt_tokens": plan.prompt_tokens,
-        "completion_tokens": plan.completion_tokens,
-        "total_tokens": plan.prompt_tokens + plan.completion_tokens,
-    }
+    format_ = sampling.answer_format
+    plans = [
+        _plan(state, b, base, messages, max_tokens, tool, variant=sampling.variant(i), answer_format=format_)
+        for i in range(sampling.n)
+    ]
     if b.garbage in (2, 3):
-        return _garbage_answer(b.garbage, model, plan.pieces, stream)
+        return _garbage_answer(b.garbage, model, plans[0].pieces, stream)
+    # Drawn once per choice: the stream's chunks carry the same entries as the JSON answer would.
+    logprobs = (
+        [None if p.tool else _logprobs(state, base, p.key, p.pieces, sampling.top_logprobs) for p in plans]
+        if sampling.logprobs
+        else None
+    )
+    completion = _Completion(f"chatcmpl-fake{state.ids}", int(time.time()), model, plans, logprobs)
     if not stream:
         if b.garbage:
             return web.Response(body=_GARBAGE_JSON, content_type="application/json")
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(plan.pieces), "refusal": None}
-        if plan.tool is not None:
-            tool_id, name, arguments = plan.tool
-            message["content"] = None
-            message["tool_calls"] = [
-                {"id": tool_id, "type": "function", "function": {"name": name, "arguments": arguments}}
-            ]
-        result: dict[str, Any] = {
-            "id": completion_id,
-            "object": "chat.completion",
-            "created": created,
-            "model": model,
-            "system_fingerprint": "fp_fake",
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": plan.finish}],
-        }
-        if b.usage:
-            result["usage"] = usage
+        result = completion.as_json(with_usage=bool(b.usage))
         if b.truncate_after is not None:
             return await _cut_off(request, _dumps(result).encode())
         return _json(result)
 
-    head = (
-        f'data: {{"id":"{completion_id}","object":"chat.completion.chunk","created":{created},'
-        f'"model":{_dumps(model)},"system_fingerprint":"fp_fake","choices":'
-    )
-
-    def chunk(delta: Any, finish: str | None = None) -> bytes:
-        choice = f'[{{"index":0,"delta":{_dumps(delta)},"logprobs":null,"finish_reason":{_dumps(finish)}}}]'
-        return (head + choice + "}\n\n").encode()
-
-    events: list[bytes] = []
-    token_events: set[int] = set()
-    if plan.tool is not None:
-        tool_id, name, arguments = plan.tool
-        first = {"index": 0, "id": tool_id, "type": "function", "function": {"name": name, "arguments": ""}}
-        events.append(chunk({"role": "assistant", "content": None, "tool_calls": [first]}))
-        half = len(arguments) // 2
-        for part in (arguments[:half], arguments[half:]):
-            token_events.add(len(events))
-            events.append(chunk({"tool_calls": [{"index": 0, "function": {"arguments": part}}]}))
-    else:
-        pieces = plan.pieces or [""]
-        events.append(chunk({"role": "assistant", "content": pieces[0], "refusal": None}))
-        for piece in pieces[1:]:
-            token_events.add(len(events))
-            events.append(chunk({"content": piece}))
+    events, token_events = completion.chunks()
     if b.garbage == 4:
-        events = [f"data: {piece}\n\n".encode() for piece in plan.pieces] + [b"data: [DONE]\n\n"]
-        token_events = set(range(1, len(plan.pieces)))
+        pieces = plans[0].pieces
+        events = [f"data: {piece}\n\n".encode() for piece in pieces] + [b"data: [DONE]\n\n"]
+        token_events = set(range(1, len(pieces)))
     elif b.garbage:
-        events[1:] = [(head + '[{"index":0,"delta":{"content":"trunc\n\n').encode()]
+        events[1:] = [(completion.head + '[{"index":0,"delta":{"content":"trunc\n\n').encode()]
     else:
-        events.append(chunk({}, plan.finish))
+        events.extend(completion.chunk({}, p.finish, i) for i, p in enumerate(plans))
         if b.usage and isinstance(stream_options, dict) and stream_options.get("include_usage"):
-            events.append((head + "[]," + f'"usage":{_dumps(usage)}' + "}\n\n").encode())
+            events.append((completion.head + "[]," + f'"usage":{_dumps(completion.usage)}' + "}\n\n").encode())
         events.append(b"data: [DONE]\n\n")
     error_event = (
         "data: " + _dumps(_openai_error_body(500, "fake upstream: simulated error mid-stream")) + "\n\n"
@@ -829,6 +1226,64 @@ async def _cut_off(request: web.Request, payload: bytes) -> web.StreamResponse:
     return response
 
 
+def _signature(thinking: str) -> str:
+    """The opaque signature of a thinking block: the fake can tell its own blocks when they come back."""
+    return base64.b64encode(
+        hashlib.blake2b(thinking.encode(), digest_size=48, person=b"fake-thinking").digest()
+    ).decode()
+
+
+def _thinking_budget(body: Mapping[str, Any], max_tokens: int) -> tuple[int, bool] | None:
+    """(budget, shown) of an Anthropic request's thinking (None: no thinking), checked as Anthropic does.
+
+    ``adaptive`` (and ``between_tools``) leave the budget to the model: the fake thinks within max_tokens.
+    ``display: "omitted"`` keeps the block and its signature but not its text."""
+    thinking = body.get("thinking")
+    if thinking is None:
+        return None
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    if kind == "disabled":
+        return None
+    if kind not in ("enabled", "adaptive", "between_tools"):
+        raise _BadRequest("thinking.type: Input should be 'enabled', 'disabled', 'adaptive' or 'between_tools'")
+    budget = max_tokens - 1
+    if kind == "enabled":
+        requested = thinking.get("budget_tokens")
+        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1024:
+            raise _BadRequest("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
+        if max_tokens <= requested:
+            raise _BadRequest("`max_tokens` must be greater than `thinking.budget_tokens`.")
+        budget = requested
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and choice.get("type") in ("any", "tool"):
+        raise _BadRequest("Thinking may not be enabled when tool_choice forces tool use.")
+    return budget, thinking.get("display") != "omitted"
+
+
+def _check_thinking_signatures(messages: list[Any]) -> None:
+    """Thinking blocks sent back (a tool-use turn with thinking) must be the fake's own, unchanged."""
+    for i, message in enumerate(messages):
+        content = message.get("content")
+        for j, block in enumerate(content if isinstance(content, list) else ()):
+            thinking = block.get("thinking") if isinstance(block, dict) and block.get("type") == "thinking" else None
+            if thinking is not None and block.get("signature") != _signature(str(thinking)):
+                raise _BadRequest(f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block")
+
+
+# A block as content_block_start opens it: its content comes in the deltas.
+_EMPTY_BLOCKS: Final[dict[str, dict[str, Any]]] = {
+    "thinking": {"thinking": "", "signature": ""},
+    "text": {"text": ""},
+    "tool_use": {"input": {}},
+}
+_STOP_REASONS: Final = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "content_filter": "refusal",
+}
+
+
 async def _messages(request: web.Request) -> web.StreamResponse:
     """Anthropic Messages API."""
     state = request.app[STATE]
@@ -839,13 +1294,16 @@ async def _messages(request: web.Request) -> web.StreamResponse:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         raise _BadRequest("messages: Field required (a non-empty list of objects)")
-    if body.get("max_tokens") is None:
-        raise _BadRequest("max_tokens: Field required")
     max_tokens = _max_tokens(body, "max_tokens")
+    if max_tokens is None:
+        raise _BadRequest("max_tokens: Field required")
     system = _content_text(body.get("system"))
     base, b = state.behaviour(model, request.headers)
     stream = body.get("stream") is True
     tool = _anthropic_tool(body)
+    thinking_config = _thinking_budget(body, max_tokens)
+    budget, shown = thinking_config if thinking_config is not None else (None, True)
+    _check_thinking_signatures(messages)
     index = state.record(model, body)
 
     if b.hang_after is not None and not stream:
@@ -853,108 +1311,96 @@ async def _messages(request: web.Request) -> web.StreamResponse:
     failed = await _gate(request, state, "anthropic", model, b, index, _pre_ms(b) if stream else b.latency_ms)
     if failed is not None:
         return failed
-    plan = _plan(state, b, base, messages, max_tokens, tool, system, tool_prefix="toolu_")
-    stop_reason = {
-        "stop": "end_turn",
-        "length": "max_tokens",
-        "tool_calls": "tool_use",
-        "content_filter": "refusal",
-    }[plan.finish]
-    message_id = f"msg_fake{state.ids}"
-    usage = {"input_tokens": plan.prompt_tokens, "output_tokens": plan.completion_tokens}
-    content: list[dict[str, Any]] = []
-    if plan.tool is not None:
-        tool_id, name, arguments = plan.tool
-        content.append({"type": "tool_use", "id": tool_id, "name": name, "input": json.loads(arguments)})
-    else:
-        content.append({"type": "text", "text": "".join(plan.pieces)})
+    plan = _plan(state, b, base, messages, max_tokens, tool, system, tool_prefix="toolu_", thinking_budget=budget)
+    if budget is not None and not shown:
+        plan.thinking = []  # thought (and counted) all the same, but not shown
+    content = _anthropic_content(plan, thinking=budget is not None)
+    message: dict[str, Any] = {
+        "id": f"msg_fake{state.ids}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": _STOP_REASONS[plan.finish],
+        "stop_sequence": None,
+    }
+    if b.usage:
+        message["usage"] = {"input_tokens": plan.prompt_tokens, "output_tokens": plan.completion_tokens}
     if not stream:
         if b.garbage:
             return web.Response(
                 body=b'{"id":"msg_garbage","type":"message","content":[{"ty', content_type="application/json"
             )
-        result: dict[str, Any] = {
-            "id": message_id,
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": content,
-            "stop_reason": stop_reason,
-            "stop_sequence": None,
-        }
-        if b.usage:
-            result["usage"] = usage
-        return _json(result)
+        return _json(message)
+    events, token_events = _anthropic_events(message, plan, garbage=bool(b.garbage))
+    error_event = _sse_event("error", _anthropic_error_body(529, "fake upstream: simulated overload mid-stream"))
+    return await _stream_out(request, state, b, _pre_ms(b), events, frozenset(token_events), error_event)
 
-    def event(name: str, data: Any) -> bytes:
-        return f"event: {name}\ndata: {_dumps(data)}\n\n".encode()
 
-    start: dict[str, Any] = {
-        "id": message_id,
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [],
-        "stop_reason": None,
-        "stop_sequence": None,
-    }
-    if b.usage:
-        start["usage"] = {"input_tokens": plan.prompt_tokens, "output_tokens": 1}
-    events = [event("message_start", {"type": "message_start", "message": start})]
-    token_events: set[int] = set()
+def _anthropic_content(plan: _Plan, *, thinking: bool) -> list[dict[str, Any]]:
+    content: list[dict[str, Any]] = []
+    if thinking:
+        text = "".join(plan.thinking)
+        content.append({"type": "thinking", "thinking": text, "signature": _signature(text)})
     if plan.tool is not None:
         tool_id, name, arguments = plan.tool
-        block = {"type": "tool_use", "id": tool_id, "name": name, "input": {}}
-        start_block = {"type": "content_block_start", "index": 0, "content_block": block}
-        events.append(event("content_block_start", start_block))
+        content.append({"type": "tool_use", "id": tool_id, "name": name, "input": json.loads(arguments)})
+    else:
+        content.append({"type": "text", "text": "".join(plan.pieces)})
+    return content
+
+
+def _sse_event(name: str, data: Any) -> bytes:
+    return f"event: {name}\ndata: {_dumps(data)}\n\n".encode()
+
+
+def _block_deltas(block: Mapping[str, Any], plan: _Plan) -> list[tuple[dict[str, Any], bool]]:
+    """The deltas that fill ``block``, each with whether it waits for the next token (tps)."""
+    if block["type"] == "thinking":
+        thinking = [({"type": "thinking_delta", "thinking": piece}, True) for piece in plan.thinking]
+        return [*thinking, ({"type": "signature_delta", "signature": block["signature"]}, False)]
+    if block["type"] == "tool_use":
+        arguments = plan.tool[2] if plan.tool is not None else "{}"
         half = len(arguments) // 2
-        for part in (arguments[:half], arguments[half:]):
-            token_events.add(len(events))
-            events.append(
-                event(
-                    "content_block_delta",
-                    {
-                        "type": "content_block_delta",
-                        "index": 0,
-                        "delta": {"type": "input_json_delta", "partial_json": part},
-                    },
-                )
-            )
-    else:
-        events.append(
-            event(
-                "content_block_start",
-                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-            )
-        )
-        events.append(event("ping", {"type": "ping"}))
-        for piece in plan.pieces:
-            token_events.add(len(events))
-            events.append(
-                event(
-                    "content_block_delta",
-                    {
-                        "type": "content_block_delta",
-                        "index": 0,
-                        "delta": {"type": "text_delta", "text": piece},
-                    },
-                )
-            )
-    if b.garbage:
-        del events[2:]
-        events.append(b'event: content_block_delta\ndata: {"type":"content_block_delta","ind\n\n')
-    else:
-        events.append(event("content_block_stop", {"type": "content_block_stop", "index": 0}))
-        delta: dict[str, Any] = {
-            "type": "message_delta",
-            "delta": {"stop_reason": stop_reason, "stop_sequence": None},
-        }
-        if b.usage:
-            delta["usage"] = {"output_tokens": plan.completion_tokens}
-        events.append(event("message_delta", delta))
-        events.append(event("message_stop", {"type": "message_stop"}))
-    error_event = event("error", _anthropic_error_body(529, "fake upstream: simulated overload mid-stream"))
-    return await _stream_out(request, state, b, _pre_ms(b), events, frozenset(token_events), error_event)
+        return [
+            ({"type": "input_json_delta", "partial_json": part}, True) for part in (arguments[:half], arguments[half:])
+        ]
+    return [({"type": "text_delta", "text": piece}, True) for piece in plan.pieces]
+
+
+def _anthropic_events(message: Mapping[str, Any], plan: _Plan, *, garbage: bool) -> tuple[list[bytes], set[int]]:
+    """Anthropic's stream of ``message``: message_start (empty content, usage so far), each block as start,
+    deltas, stop (one ping after the first start), message_delta (stop reason, usage), message_stop."""
+    start = {**message, "content": [], "stop_reason": None}
+    if "usage" in start:
+        start["usage"] = {"input_tokens": plan.prompt_tokens, "output_tokens": 1}
+    events = [_sse_event("message_start", {"type": "message_start", "message": start})]
+    token_events: set[int] = set()
+    for index, block in enumerate(message["content"]):
+        opened = {**block, **_EMPTY_BLOCKS[block["type"]]}
+        start_block = {"type": "content_block_start", "index": index, "content_block": opened}
+        events.append(_sse_event("content_block_start", start_block))
+        if index == 0:
+            events.append(_sse_event("ping", {"type": "ping"}))
+        for delta, paced in _block_deltas(block, plan):
+            if paced:
+                token_events.add(len(events))
+            data = {"type": "content_block_delta", "index": index, "delta": delta}
+            events.append(_sse_event("content_block_delta", data))
+        if garbage:
+            del events[2:]
+            events.append(b'event: content_block_delta\ndata: {"type":"content_block_delta","ind\n\n')
+            return events, token_events
+        events.append(_sse_event("content_block_stop", {"type": "content_block_stop", "index": index}))
+    closing: dict[str, Any] = {
+        "type": "message_delta",
+        "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+    }
+    if "usage" in message:
+        closing["usage"] = {"output_tokens": message["usage"]["output_tokens"]}
+    events.append(_sse_event("message_delta", closing))
+    events.append(_sse_event("message_stop", {"type": "message_stop"}))
+    return events, token_events
 
 
 def _embedding_inputs(raw: Any) -> list[str]:

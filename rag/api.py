@@ -18,7 +18,7 @@ from accounts.selectors import KeyInfo
 from llm import count_tokens
 from routing import gateway, limits
 from routing.api import serve_generation
-from routing.embedding import aembed, embedding_model
+from routing.embedding import aembed, embedding_model, shortened
 from routing.selectors import routing_config
 from spignosapi.api.asyncviews import async_endpoint, authenticate, json_body, validated
 from spignosapi.api.errors import InvalidRequest, NotFound
@@ -61,18 +61,26 @@ async def _embeddings(request: HttpRequest, endpoint: str) -> HttpResponseBase:
     admitted = await limits.admit_key(key, prompt_tokens=estimate, max_tokens=0)
     request_id = request.request_id  # type: ignore[attr-defined]
     book = {"key_id": key.id, "request_id": request_id, "endpoint": endpoint, "model_id": info.model_id}
+    book.update(started=started, user=data.get("user", ""))
     try:
         embedded = await aembed(texts, info.model_id, config=config)
     except BaseException as exc:
         limits.settle_tokens_soon(admitted.reservation, 0)  # as booked: a failed call used nothing
         if isinstance(exc, ServiceError):
             error = exc.code
-            embedding_usage_book(**book, tokens=0, started=started, user=data.get("user", ""), error=error)
+            embedding_usage_book(**book, tokens=0, error=error)
         raise
     # The key's tokens are what the model counted, as the usage record books them.
     limits.settle_tokens_soon(admitted.reservation, embedded.prompt_tokens)
-    embedding_usage_book(**book, tokens=embedded.prompt_tokens, started=started, user=data.get("user", ""), error="")
-    rows = embedding_rows(embedded.vectors, data["encoding_format"])
+    error = ""
+    try:
+        vectors = shortened(embedded.vectors, data.get("dimensions"))
+    except ServiceError as exc:  # the model's size is known once it answered: its tokens were spent all the same
+        error = exc.code
+        raise
+    finally:
+        embedding_usage_book(**book, tokens=embedded.prompt_tokens, error=error)
+    rows = embedding_rows(vectors, data["encoding_format"])
     usage = {"prompt_tokens": embedded.prompt_tokens, "total_tokens": embedded.prompt_tokens}
     return _json({"object": "list", "data": rows, "model": embedded.model, "usage": usage})
 

@@ -7,22 +7,31 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
+from llm.tokens import DEFAULT_ENCODING, UnknownTokenError, decode_tokens
 from routing.serializers import GenerateInput, MetaOutput
 
 
 class EmbeddingsInput(serializers.Serializer[Any]):
-    input = serializers.JSONField(help_text="A string or a list of strings.")
+    input = serializers.JSONField(
+        help_text="A string, a list of strings, a list of token ids (cl100k_base) or a list of such lists."
+    )
     model = serializers.CharField(required=False, max_length=260, help_text="Default: EMBEDDINGS_DEFAULT_MODEL.")
     encoding_format = serializers.ChoiceField(choices=["float", "base64"], default="float")
+    dimensions = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="Fewer dimensions than the model gives: its vectors truncated and re-normalised, as OpenAI "
+        "shortens text-embedding-3's. More than it gives: 400.",
+    )
     user = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    token_ids = True  # OpenAI's shapes of token ids are accepted as input
 
     def max_inputs(self) -> int:
         return int(settings.EMBEDDINGS_MAX_INPUTS)
 
     def validate_input(self, value: Any) -> list[str]:
-        texts = [value] if isinstance(value, str) else value
-        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-            raise serializers.ValidationError("Expected a string or a list of strings.", code="invalid_type")
+        """The texts to embed; token ids are decoded to their text (the models we reach take text)."""
+        texts = _embedding_texts(value, token_ids=self.token_ids)
         if not texts:
             raise serializers.ValidationError("At least one input is required.", code="empty")
         if any(not t for t in texts):
@@ -34,8 +43,46 @@ class EmbeddingsInput(serializers.Serializer[Any]):
         return texts
 
 
+def _is_token(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _embedding_texts(value: Any, *, token_ids: bool) -> list[str]:
+    """OpenAI's four shapes of ``input``: a string, strings, one token array, token arrays (not mixed)."""
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list):
+        raise serializers.ValidationError(_INPUT_SHAPES if token_ids else _TEXT_SHAPES, code="invalid_type")
+    if all(isinstance(item, str) for item in value):
+        return list(value)
+    if not token_ids:
+        raise serializers.ValidationError(_TEXT_SHAPES, code="invalid_type")
+    if all(_is_token(item) for item in value):
+        return [_decoded(value)]
+    if all(isinstance(item, list) and all(_is_token(t) for t in item) for item in value):
+        return [_decoded(item) for item in value]
+    raise serializers.ValidationError(_INPUT_SHAPES, code="invalid_type")
+
+
+_INPUT_SHAPES = "Expected a string, a list of strings, a list of token ids or a list of lists of token ids."
+_TEXT_SHAPES = "Expected a string or a list of strings."
+
+
+def _decoded(tokens: list[int]) -> str:
+    if not tokens:
+        raise serializers.ValidationError("A token array must not be empty.", code="empty_string")
+    try:
+        return decode_tokens(tokens, DEFAULT_ENCODING)
+    except UnknownTokenError as exc:
+        raise serializers.ValidationError(
+            f"Token id {exc.token} is out of range for {exc.encoding}.", code="invalid_token"
+        ) from None
+
+
 class BatchInput(EmbeddingsInput):
     encoding_format = None  # type: ignore[assignment]  # chosen when reading the result
+    dimensions = None  # type: ignore[assignment]  # a batch's vectors are kept whole
+    token_ids = False  # a batch keeps its inputs as texts
 
     def max_inputs(self) -> int:
         return int(settings.EMBEDDINGS_BATCH_MAX_INPUTS)

@@ -48,13 +48,29 @@ def embedding_model(config: RoutingConfig, model_id: str | None, *, param: str =
     return info
 
 
-def normalized(rows: Sequence[Sequence[float]]) -> Vectors:
+def normalized(rows: Sequence[Sequence[float]] | Vectors) -> Vectors:
     vectors = np.asarray(rows, dtype=np.float32)
     if vectors.ndim != 2:
         vectors = vectors.reshape(len(rows), -1)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     return np.ascontiguousarray(vectors / norms, dtype=np.float32)
+
+
+def shortened(vectors: Vectors, dimensions: int | None) -> Vectors:
+    """The first ``dimensions`` of each vector, re-normalised: how OpenAI shortens text-embedding-3's vectors
+    (its models are trained so that a prefix keeps the meaning). 400 when the model gives fewer."""
+    if dimensions is None or dimensions == vectors.shape[1]:
+        return vectors
+    if dimensions > vectors.shape[1]:
+        raise GatewayError(
+            f"This model gives {vectors.shape[1]}-dimensional vectors: 'dimensions' must be at most "
+            f"{vectors.shape[1]}, not {dimensions}.",
+            reason=Reason.INVALID,
+            code="invalid_dimensions",
+            param="dimensions",
+        )
+    return normalized(vectors[:, :dimensions])
 
 
 def _gateway_error(error: LLMError, model_id: str) -> GatewayError:

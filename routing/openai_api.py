@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 from accounts.selectors import KeyInfo
 from llm import GenerationResult, LLMError, StreamEvent
 from spignosapi.api.asyncviews import async_endpoint, authenticate, dumps, json_body, validated
+from spignosapi.api.errors import NotFound
 from spignosapi.api.schema import SSE_EVENT
 
 from . import gateway
@@ -210,17 +211,22 @@ class ChatCompletionsAliasView(APIView):
 chat_completions_alias_view = async_endpoint(ChatCompletionsAliasView, {"POST": _chat})
 
 
-def models_payload() -> dict[str, Any]:
+def _model_entries() -> dict[str, dict[str, Any]]:
+    """What ``GET /v1/models`` lists, by id: the router aliases, the categories, then the concrete models."""
     config = routing_config.get()
-    data = [{"id": alias, "object": "model", "created": 0, "owned_by": "spignosapi"} for alias in ("router", "auto")]
-    data += [
-        {"id": name, "object": "model", "created": 0, "owned_by": "spignosapi"} for name in sorted(config.categories)
-    ]
-    data += [
-        {"id": model_id, "object": "model", "created": 0, "owned_by": info.provider}
-        for model_id, info in sorted(config.models.items())
-    ]
-    return {"object": "list", "data": data}
+    entries = {alias: _model_entry(alias, "spignosapi") for alias in ("router", "auto")}
+    entries.update((name, _model_entry(name, "spignosapi")) for name in sorted(config.categories))
+    models = sorted(config.models.items())
+    entries.update((model_id, _model_entry(model_id, info.provider)) for model_id, info in models)
+    return entries
+
+
+def _model_entry(model_id: str, owned_by: str) -> dict[str, Any]:
+    return {"id": model_id, "object": "model", "created": 0, "owned_by": owned_by}
+
+
+def models_payload() -> dict[str, Any]:
+    return {"object": "list", "data": list(_model_entries().values())}
 
 
 async def _models(request: HttpRequest) -> HttpResponseBase:
@@ -228,6 +234,16 @@ async def _models(request: HttpRequest) -> HttpResponseBase:
     from asgiref.sync import sync_to_async
 
     return JsonResponse(await sync_to_async(models_payload, thread_sensitive=False)())
+
+
+async def _model(request: HttpRequest, model: str) -> HttpResponseBase:
+    await authenticate(request)
+    from asgiref.sync import sync_to_async
+
+    entry = (await sync_to_async(_model_entries, thread_sensitive=False)()).get(model)
+    if entry is None:
+        raise NotFound(f"The model {model!r} does not exist.", code="model_not_found", param="model")
+    return JsonResponse(entry)
 
 
 class ModelsView(APIView):
@@ -238,4 +254,15 @@ class ModelsView(APIView):
         raise NotImplementedError
 
 
+class ModelView(APIView):
+    @extend_schema(
+        operation_id="retrieve_model",
+        summary="One model of the list: router, a category or a concrete model (404 model_not_found otherwise)",
+        responses={200: dict},
+    )
+    def get(self, request: Request, model: str) -> Response:  # pragma: no cover - documentation only
+        raise NotImplementedError
+
+
 models_view = async_endpoint(ModelsView, {"GET": _models})
+model_view = async_endpoint(ModelView, {"GET": _model})

@@ -21,7 +21,8 @@ def _converter(name: str, regex: str) -> type[StringConverter]:
 
 
 def register() -> None:
-    """Register ``<model_id:…>``, ``<category:…>``, ``<collection:…>``, ``<document:…>`` and ``<session:…>``.
+    """Register ``<model_id:…>``, ``<model_name:…>``, ``<category:…>``, ``<collection:…>``, ``<document:…>``
+    and ``<session:…>``.
 
     Called once, from the platform's ``AppConfig.ready()``: after every model is loaded, before any URL conf
     (HTTP or WebSocket) is imported.
@@ -38,6 +39,9 @@ def register() -> None:
     # ``<provider>/<name>`` (contract section 1); a name may hold slashes (openrouter/meta-llama/llama-3-8b).
     provider, model = max_length(Provider, "name"), max_length(LLMModel, "name")
     register_converter(_converter("ModelIdConverter", f"{SLUG}{{1,{provider}}}/.{{1,{model}}}"), "model_id")
+    # What a client names as ``model``: a router alias or a category (one slug), or a model id.
+    model_name = f"{SLUG}{{1,{max(provider, max_length(Category, 'name'))}}}(?:/.{{1,{model}}})?"
+    register_converter(_converter("ModelNameConverter", model_name), "model_name")
     register_converter(_converter("CategoryConverter", f"{SLUG}{{1,{max_length(Category, 'name')}}}"), "category")
     register_converter(_converter("CollectionConverter", f"{SLUG}{{1,{max_length(Collection, 'name')}}}"), "collection")
     # A document's id is the client's own (any characters, slashes too), bounded by its column.

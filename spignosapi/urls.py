@@ -26,6 +26,7 @@ api_v1: list[URLPattern | URLResolver] = [
 openai_v1 = [
     path("chat/completions", openai_api.chat_completions_view, name="openai-chat-completions"),
     path("models", openai_api.models_view, name="openai-models"),
+    path("models/<model_name:model>", openai_api.model_view, name="openai-model"),
     path("embeddings", rag_api.openai_embeddings_view, name="openai-embeddings"),
 ]
 

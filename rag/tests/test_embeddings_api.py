@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import math
 from typing import Any
 
+import numpy as np
+import openai
 import pytest
 from openai import OpenAI
 
@@ -135,3 +138,84 @@ def test_a_failing_upstream_is_a_502_and_a_key_is_required(gateway: Gateway, fak
     error = error_of(embeddings(gateway, raw, model="demo/demo-embed", input="x"), 502)
     assert error["type"] == "upstream_error"
     assert call("POST", gateway.url + "/v1/embeddings", {"input": "x"}).status == 401
+
+
+# --- token ids, dimensions, encoding_format (what langchain's OpenAIEmbeddings and the SDK send) -----------
+
+
+def test_token_ids_embed_as_the_text_they_decode_to(gateway: Gateway, fake: Fake, raw: str) -> None:
+    client = OpenAI(base_url=gateway.url + "/v1", api_key=raw, max_retries=0, timeout=30)
+    # cl100k_base: [9906, 1917] is "Hello world", [1820, 1917] is "the world".
+    as_texts = client.embeddings.create(model="demo/demo-embed", input=["Hello world", "the world"])
+    as_token_arrays = client.embeddings.create(model="demo/demo-embed", input=[[9906, 1917], [1820, 1917]])
+    as_one_token_array = client.embeddings.create(model="demo/demo-embed", input=[9906, 1917])
+
+    assert [d.embedding for d in as_token_arrays.data] == [d.embedding for d in as_texts.data]
+    assert [d.embedding for d in as_one_token_array.data] == [as_texts.data[0].embedding]
+    assert [d.index for d in as_token_arrays.data] == [0, 1]
+    assert fake.stats()["last"]["demo-embed"]["input"] == ["Hello world"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "param"),
+    [
+        ({"input": [9906, 100277]}, "invalid_token", "input"),  # past cl100k_base's vocabulary
+        ({"input": [[9906], [-1]]}, "invalid_token", "input"),
+        ({"input": [[9906], [100256]]}, "invalid_token", "input"),  # a gap in the vocabulary
+        ({"input": [[9906], []]}, "empty_string", "input"),
+        ({"input": [[9906], "text"]}, "invalid_type", "input"),  # shapes are not mixed
+        ({"input": [9906, [1917]]}, "invalid_type", "input"),
+        ({"input": [True, 1]}, "invalid_type", "input"),
+        ({"input": "x", "dimensions": 0}, "min_value", "dimensions"),
+        ({"input": "x", "dimensions": 1.5}, "invalid", "dimensions"),
+    ],
+)
+def test_bad_token_ids_and_dimensions_are_a_400_before_any_upstream_call(
+    gateway: Gateway, fake: Fake, raw: str, body: dict[str, Any], code: str, param: str
+) -> None:
+    error = error_of(embeddings(gateway, raw, path="/v1/embeddings", model="demo/demo-embed", **body), 400)
+    assert (error["type"], error["code"], error["param"]) == ("invalid_request_error", code, param)
+    assert fake.stats()["requests"] == {}
+
+
+def test_dimensions_truncate_and_renormalise_in_float_and_base64(gateway: Gateway, fake: Fake, raw: str) -> None:
+    client = OpenAI(base_url=gateway.url + "/v1", api_key=raw, max_retries=0, timeout=30)
+    whole = client.embeddings.create(model="demo/demo-embed", input="alpha", encoding_format="float")
+    short_floats = embeddings(
+        gateway, raw, path="/v1/embeddings", model="demo/demo-embed", input="alpha", dimensions=16
+    ).json()["data"][0]["embedding"]
+    short_base64 = embeddings(
+        gateway, raw, model="demo/demo-embed", input="alpha", dimensions=16, encoding_format="base64"
+    ).json()["data"][0]["embedding"]
+    by_the_sdk = client.embeddings.create(model="demo/demo-embed", input="alpha", dimensions=16)  # base64 inside
+
+    prefix = np.asarray(whole.data[0].embedding[:16], dtype=np.float32)
+    expected = prefix / np.linalg.norm(prefix)
+    assert len(whole.data[0].embedding) == 64
+    assert len(short_floats) == 16
+    assert np.allclose(short_floats, expected, atol=1e-6)
+    assert math.isclose(sum(x * x for x in short_floats), 1.0, rel_tol=1e-5)
+    # base64 of the little-endian float32 bytes, as OpenAI sends it: the same numbers, bit for bit.
+    assert np.frombuffer(base64.b64decode(short_base64), dtype="<f4").tolist() == short_floats
+    assert by_the_sdk.data[0].embedding == short_floats
+    assert fake.stats()["requests"] == {"demo-embed": 4}
+
+
+def test_more_dimensions_than_the_model_gives_is_a_400_booked_with_its_tokens(
+    gateway: Gateway, fake: Fake, raw: str
+) -> None:
+    client = OpenAI(base_url=gateway.url + "/v1", api_key=raw, max_retries=0, timeout=30)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.embeddings.create(
+            model="demo/demo-embed", input="alpha", dimensions=65, extra_headers={"X-Request-ID": "req-dim-65"}
+        )
+
+    assert caught.value.body == {
+        "message": "This model gives 64-dimensional vectors: 'dimensions' must be at most 64, not 65.",
+        "type": "invalid_request_error",
+        "code": "invalid_dimensions",
+        "param": "dimensions",
+    }
+    assert wait_until(lambda: UsageRecord.objects.filter(request_id="req-dim-65").exists(), timeout=10)
+    record = UsageRecord.objects.get(request_id="req-dim-65")
+    assert (record.status, record.error_code, record.prompt_tokens) == ("error", "invalid_dimensions", 1)
