@@ -39,6 +39,7 @@ from llm import (
     count_tokens,
 )
 from spignosapi.api.errors import ApiError, InvalidRequest, ServiceUnavailable, UpstreamFailed, UpstreamTimeout
+from spignosapi.fastpath.redis_client import cache_redis
 
 from . import limits, metrics, quota, spans
 from .accounting import account
@@ -135,7 +136,7 @@ async def _config() -> RoutingConfig:
 
 def _breaker_keys(config: RoutingConfig, chain: Sequence[str]) -> tuple[list[int], list[str]]:
     pks = [config.models[m].pk for m in chain if m in config.models]
-    return pks, [limits.cache_redis.make_key(breaker_cache_key(pk)) for pk in pks]
+    return pks, [cache_redis.make_key(breaker_cache_key(pk)) for pk in pks]
 
 
 async def _breaker_states(
@@ -148,7 +149,7 @@ async def _breaker_states(
         return {}
     if raw is None:
         try:
-            raw = await limits.cache_redis.client().mget(keys)
+            raw = await cache_redis.client().mget(keys)
         except Exception:  # Redis trouble: the synchronous path reports it as it always did
             raw = [None] * len(pks)
     states: dict[int, BreakerState] = {}
@@ -157,7 +158,7 @@ async def _breaker_states(
         if value is None:
             missing.append(pk)
         else:
-            states[pk] = BreakerState(*limits.cache_redis.loads(value))
+            states[pk] = BreakerState(*cache_redis.loads(value))
     if missing:
         states.update(await _read_breakers(missing))
     return states

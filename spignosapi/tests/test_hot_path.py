@@ -15,9 +15,9 @@ import pytest
 from django.core.cache import cache
 
 from jobs.serializers import GenerateAsyncInput
-from routing.limits import _PipelinedRedis, _ReplyError, cache_redis
 from routing.serializers import ChatCompletionInput, GenerateInput
 from spignosapi.api.asyncviews import _plan_for
+from spignosapi.fastpath.redis_client import PipelinedRedis, ReplyError, cache_redis
 
 VALUES: list[Any] = [
     None, "", " ", "x", " hi ", "a\x00b", "\ud800", "ok-slug", "bad slug", "x" * 300, 0, 1, -1, 2, 3, 1.5, 0.0,
@@ -74,14 +74,14 @@ def test_the_pipelined_client_keeps_every_reply_with_its_command() -> None:
 
     async def scenario() -> None:
         client = cache_redis.client()
-        assert isinstance(client, _PipelinedRedis)
+        assert isinstance(client, PipelinedRedis)
         script = "return {redis.call('INCRBY', KEYS[1], ARGV[1]), ARGV[2], false}"
         replies = await asyncio.gather(
             *(client.script(script, [cache_redis.make_key("hot:a")], [i, f"é{i}"]) for i in range(1, 101))
         )
         assert [r[1] for r in replies] == [f"é{i}".encode() for i in range(1, 101)]
         assert replies[-1][0] == sum(range(1, 101)) and replies[-1][2] is None
-        with pytest.raises(_ReplyError, match="boom"):
+        with pytest.raises(ReplyError, match="boom"):
             await client.script("return redis.error_reply('boom')", [], [])
         # A script Redis has never seen is sent whole (EVALSHA's NOSCRIPT), then by its hash.
         fresh = f"return '{random.random()}'"
