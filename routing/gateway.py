@@ -12,9 +12,7 @@ its reservation until the minute ends).
 
 from __future__ import annotations
 
-import asyncio
 import time
-import weakref
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,12 +37,10 @@ from llm import (
     count_tokens,
 )
 from spignosapi.api.errors import ApiError, InvalidRequest, ServiceUnavailable, UpstreamFailed, UpstreamTimeout
-from spignosapi.fastpath.redis_client import cache_redis
 
-from . import limits, metrics, quota, spans
+from . import breaker, limits, metrics, quota, spans
 from .accounting import account
 from .breaker import BreakerState, default_breakers
-from .breaker import _cache_key as breaker_cache_key
 from .engine import SINGLE_ATTEMPT, handler_for
 from .router import Route, choose_route, classifier_prompt, explicit_route, parse_category_answer, routing_text
 from .selectors import RoutingConfig, routing_config
@@ -125,66 +121,9 @@ async def aadmit(call: Call) -> quota.Reservation | None:
     return admitted.reservation
 
 
-def _states_sync(model_pks: Sequence[int]) -> dict[int, BreakerState]:
-    return default_breakers().states(model_pks)
-
-
 async def _config() -> RoutingConfig:
     # In memory; a thread (for Redis and maybe the database) only when it is time to look for changes.
     return await routing_config.aget()
-
-
-def _breaker_keys(config: RoutingConfig, chain: Sequence[str]) -> tuple[list[int], list[str]]:
-    pks = [config.models[m].pk for m in chain if m in config.models]
-    return pks, [cache_redis.make_key(breaker_cache_key(pk)) for pk in pks]
-
-
-async def _breaker_states(
-    pks: list[int], keys: list[str], raw: list[bytes | None] | None = None
-) -> dict[int, BreakerState]:
-    """The chain's breaker states, from the cache entries ``Breakers.states`` keeps (``raw``, when already
-    read, else one round trip). A model without an entry (expired, or removed by a transition) goes
-    through ``Breakers.states``, which reads the database and refills the cache."""
-    if not pks:
-        return {}
-    if raw is None:
-        try:
-            raw = await cache_redis.client().mget(keys)
-        except Exception:  # Redis trouble: the synchronous path reports it as it always did
-            raw = [None] * len(pks)
-    states: dict[int, BreakerState] = {}
-    missing = []
-    for pk, value in zip(pks, raw, strict=True):
-        if value is None:
-            missing.append(pk)
-        else:
-            states[pk] = BreakerState(*cache_redis.loads(value))
-    if missing:
-        states.update(await _read_breakers(missing))
-    return states
-
-
-# Per event loop, the database reads of breaker states in flight (see ``_read_breakers``).
-_breaker_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[int, ...], asyncio.Task[Any]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-async def _read_breakers(pks: list[int]) -> dict[int, BreakerState]:
-    """``Breakers.states`` in a thread, one read for all the requests that miss the same entries at once.
-
-    Cache entries expire together (every few seconds): without this every request in flight at that
-    moment would take a thread and query the database for the same rows.
-    """
-    loop = asyncio.get_running_loop()
-    reads = _breaker_reads.setdefault(loop, {})
-    key = tuple(pks)
-    read = reads.get(key)
-    if read is None:
-        read = reads[key] = loop.create_task(sync_to_async(_states_sync, thread_sensitive=False)(pks))
-        read.add_done_callback(lambda _: reads.pop(key, None))
-    states: dict[int, BreakerState] = await asyncio.shield(read)
-    return states
 
 
 async def prepare(call: Call, http_request: Any | None) -> Prepared:
@@ -230,7 +169,7 @@ async def prepare(call: Call, http_request: Any | None) -> Prepared:
             reservation = admitted.reservation
         try:
             route = await route_of()
-            states = await _breaker_states(*_breaker_keys(config, route.chain))
+            states = await breaker.states_for(config, route.chain)
         except BaseException:  # no call will be made: nothing was used
             if admit:
                 await limits.settle_tokens(reservation, 0)
@@ -241,18 +180,17 @@ async def prepare(call: Call, http_request: Any | None) -> Prepared:
 
     assert call.key is not None
     route_error: Exception | None = None
-    pks: list[int] = []
     keys: list[str] = []
     try:
         route = await route_of()
-        pks, keys = _breaker_keys(config, route.chain)
+        keys = breaker.cache_keys(config, route.chain)
     except Exception as exc:
         route_error = exc
     admitted = await limits.admit_key(call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens, read=keys)
     try:
         if route_error is not None:
             raise route_error
-        states = await _breaker_states(pks, keys, admitted.reads)
+        states = await breaker.states_for(config, route.chain, admitted.reads)
     except BaseException:
         await limits.settle_tokens(admitted.reservation, 0)
         raise
