@@ -16,8 +16,8 @@ from django.core.cache import cache
 
 from jobs.serializers import GenerateAsyncInput
 from routing.serializers import ChatCompletionInput, GenerateInput
-from spignosapi.api.asyncviews import _plan_for
 from spignosapi.fastpath.redis_client import PipelinedRedis, ReplyError, cache_redis
+from spignosapi.fastpath.validation import _plan_for
 
 VALUES: list[Any] = [
     None, "", " ", "x", " hi ", "a\x00b", "\ud800", "ok-slug", "bad slug", "x" * 300, 0, 1, -1, 2, 3, 1.5, 0.0,
