@@ -8,7 +8,6 @@ the same, byte for byte. The one intended difference (a chunked body reaches a D
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -21,57 +20,9 @@ from jobs.models import Job
 from jobs.streams import publish_once
 from spignosapi import loops
 from spignosapi.fastpath.handler import GatewayASGIHandler
+from tests.asgi import Reply, serve
 
 pytestmark = pytest.mark.django_db(transaction=True)  # views run in the handlers' threads
-
-Reply = tuple[int, list[tuple[bytes, bytes]], bytes]
-
-
-async def serve(
-    app: Any, method: str, path: str, *, key: str | None = None, chunks: tuple[bytes, ...] = (b"",), length: bool = True
-) -> Reply:
-    """One request through ``app`` as uvicorn would hand it over; ``length=False`` sends no Content-Length."""
-    headers = [(b"host", b"testserver"), (b"x-request-id", b"fastpath-equivalence")]
-    if key is not None:
-        headers.append((b"authorization", f"Bearer {key}".encode()))
-    body = b"".join(chunks)
-    if body:
-        headers.append((b"content-type", b"application/json"))
-        if length:
-            headers.append((b"content-length", str(len(body)).encode()))
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
-    incoming = [
-        {"type": "http.request", "body": chunk, "more_body": n < len(chunks) - 1} for n, chunk in enumerate(chunks)
-    ]
-
-    async def receive() -> dict[str, Any]:
-        if incoming:
-            return incoming.pop(0)
-        await asyncio.Future()  # the client stays connected until the response is sent
-        raise AssertionError("unreachable")
-
-    sent: list[dict[str, Any]] = []
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    start, rest = sent[0], sent[1:]
-    assert start["type"] == "http.response.start"
-    return start["status"], list(start["headers"]), b"".join(m.get("body", b"") for m in rest)
 
 
 def through_both(method: str, path: str, **options: Any) -> tuple[Reply, Reply]:

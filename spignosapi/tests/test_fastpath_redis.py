@@ -125,7 +125,7 @@ def test_every_reply_is_the_one_redis_py_reads() -> None:
 def test_the_hot_paths_calls_answer_as_through_redis_py() -> None:
     """``script`` and ``mget``, as ``limits`` and ``breaker`` call them, on both clients from the same state."""
     now = 1_700_000_000.0
-    counter = quota.Counter(PREFIX + "tpm", 100, 150, expires_at=now + 120)
+    counter = quota.Counter(PREFIX + "tpm", 100, 150, expires_at=int(now) + 120)
     scripts: list[tuple[str, list[str], list[Any]]] = [
         ("return {redis.call('INCRBY', KEYS[1], ARGV[1]), ARGV[2], false}", [key("a")], [7, "é"]),
         ("return {redis.call('INCRBY', KEYS[1], ARGV[1]), ARGV[2], false}", [key("a")], [-2, ""]),
@@ -151,7 +151,7 @@ def test_the_hot_paths_calls_answer_as_through_redis_py() -> None:
         return replies
 
     async def both() -> tuple[list[Any], list[Any]]:
-        redis_py = RedisPyCalls(redis.asyncio.Redis.from_url(settings.CACHES["default"]["LOCATION"]))
+        redis_py = RedisPyCalls(redis.asyncio.Redis.from_url(str(settings.CACHES["default"]["LOCATION"])))
         try:
             stock = await run(redis_py)
         finally:
