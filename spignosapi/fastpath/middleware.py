@@ -4,10 +4,12 @@ Replaces: Django's ``SecurityMiddleware``, ``SessionMiddleware``, ``CommonMiddle
 ``AuthenticationMiddleware``, ``MessageMiddleware``, ``XFrameOptionsMiddleware`` and WhiteNoise's
 ``WhiteNoiseMiddleware`` (each class here subclasses the one it replaces; ``settings.MIDDLEWARE`` names ours).
 
-Measured gain: not measured alone. With ``handler``'s request threads it ended the one-thread bottleneck: the
-first round of speed-ups (these two, the Redis client, aiohttp for upstreams, the validation fast path) took
-a proxied JSON request from 12.2 to 1.66 ms of web CPU and 108 to 951 requests/s at c=50 (``make bench``,
-issue 9, 2026-11-23; ``bench/README.md``, "What was on the hot path", items 1 and 2).
+Measured gain: alone against the stock classes, behind our handler, an async view (``GET /health``) costs
+225 instead of 1405 µs of CPU twenty requests at a time, and a DRF view (a 401) 1133 instead of 2103
+(``python -m bench.fastpath``, 2026-12-04; a shared 2-core machine at load average 6-10: noisy). With
+``handler`` it ended the one-thread bottleneck of issue 9: that first round of speed-ups took a proxied JSON
+request from 12.2 to 1.66 ms of web CPU and 108 to 951 requests/s at c=50 (``make bench``, 2026-11-23;
+``bench/README.md``, "What was on the hot path", items 1 and 2).
 
 Why: under ASGI, Django runs every ``MiddlewareMixin`` hook through ``sync_to_async(thread_sensitive=True)``:
 two hops to the process's single sync thread per middleware per request, so concurrent requests queue for

@@ -5,10 +5,13 @@ it, ``django.core.cache.cache`` on the request path, which is context-local: eve
 built a new cache object with a new connection pool, so each opened a Redis connection (with a ``CLIENT
 SETINFO`` handshake) and each call needed a thread.
 
-Measured gain: ~60 µs of CPU per command against redis-py's ~105 (``python -m bench --profile``, issue 9,
-2026-11-23; ``bench/README.md``, "What was on the hot path", item 3); commands queued in one turn of the
+Measured gain: against redis-py (``RedisPyCalls``), an admission-sized EVALSHA and an MGET cost 75 instead
+of 144 µs of CPU per command one at a time, 22 instead of 95 fifty at a time (``python -m bench.fastpath``,
+2026-12-04; a shared 2-core machine at load average 6-10: noisy); issue 9's profile gave ~60 against ~105
+(2026-11-23; ``bench/README.md``, "What was on the hot path", item 3). Commands queued in one turn of the
 event loop leave in one ``write``, which was the largest single self-time of a web process (~16 %, item 9,
-30eabaa, 2026-11-23).
+30eabaa). The context-local cache it replaced on the request path opened a connection, with its handshake,
+for every request.
 
 It speaks RESP2 over plain TCP (``redis://`` URLs); anything else (TLS, unix sockets) gets redis-py behind
 the same two calls (``RedisPyCalls``). ``cache_redis`` makes keys and reads values exactly as the default
@@ -146,9 +149,9 @@ class _PipeProtocol(asyncio.Protocol):
 class PipelinedRedis:
     """A minimal asyncio Redis client for the hot path: one pipelined connection per event loop.
 
-    redis-py's asyncio client costs ~100 µs of CPU per command (pool, retries, parser layers); this one
-    ~40. Concurrent requests share the connection, their commands queued in order. Any trouble (timeout,
-    lost connection) drops the connection and fails the commands in flight; the next command reconnects.
+    Concurrent requests share the connection, their commands queued in order (what that saves: the module's
+    header). Any trouble (timeout, lost connection) drops the connection and fails the commands in flight;
+    the next command reconnects.
     """
 
     def __init__(self, host: str, port: int, db: int, username: str | None, password: str | None, timeout: float):
