@@ -11,7 +11,7 @@ dates) a fixed time.
 from __future__ import annotations
 
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import django.http.response
@@ -25,12 +25,21 @@ from django.test import override_settings
 from django.utils.module_loading import import_string
 
 from accounts.services import apikey_create
-from spignosapi import loops
+from spignosapi import loops, snapshots
 from spignosapi.fastpath import middleware as fastpath_middleware
 from spignosapi.fastpath.handler import GatewayASGIHandler
 from tests.asgi import Reply, serve
 
 pytestmark = pytest.mark.django_db(transaction=True)  # hooks and views run in the request's thread
+
+
+@pytest.fixture(autouse=True)
+def _forget_the_keys_read() -> Iterator[None]:
+    yield
+    # The process's key table read this test's keys, which the test's end deletes without telling it.
+    for snapshot in snapshots.registry.values():
+        snapshot.invalidate()
+
 
 SECRET = "s" * csrf.CSRF_SECRET_LENGTH
 NOW = 1_800_000_000.0
