@@ -2,24 +2,34 @@
 
 Closed → (``threshold`` consecutive retryable failures) → open → (``open_seconds`` later, one trial
 request) → half-open → closed on success, open again on failure. Transitions are row-locked updates, so
-concurrent processes never lose an increment. The hot path reads states from the cache (one round trip
-for a whole chain); every transition deletes the cached entry, and entries also expire after a few
-seconds, so a reader is never stale for longer than that. Time comes from an injectable clock.
+concurrent processes never lose an increment. The hot path reads states from the cache (``states_for``:
+one round trip for a whole chain, or none when admission reads ``cache_keys`` in its own); every
+transition deletes the cached entry, and entries also expire after a few seconds, so a reader is never
+stale for longer than that. Time comes from an injectable clock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import sync_to_async
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from spignosapi.fastpath.redis_client import cache_redis
+
 from .models import CircuitBreaker
+
+if TYPE_CHECKING:
+    from .selectors import RoutingConfig
 
 logger = logging.getLogger(__name__)
 State = CircuitBreaker.State
@@ -166,6 +176,76 @@ class Breakers:
         # Without Redis there is nothing cached to forget (and entries expire within CACHE_SECONDS anyway).
         transaction.on_commit(lambda: _quietly(cache.delete, _cache_key(model_pk)))
         _quietly(cache.delete, _cache_key(model_pk))
+
+
+# --- reads from the event loop (the gateway's hot path) ------------------------------------------------
+#
+# The same cache entries ``Breakers.states`` keeps, read through the fast-path Redis client (no thread, one
+# round trip for the whole chain, or none: admission can read them in its own round trip).
+
+
+def _chain_pks(config: RoutingConfig, chain: Sequence[str]) -> list[int]:
+    return [config.models[m].pk for m in chain if m in config.models]
+
+
+def cache_keys(config: RoutingConfig, chain: Sequence[str]) -> list[str]:
+    """The Redis keys (prefixed as the cache stores them) of the cached states of ``chain``'s models, in
+    ``states_for``'s order: for a caller that reads them in a round trip of its own (``limits.admit_key``)."""
+    return [cache_redis.make_key(_cache_key(pk)) for pk in _chain_pks(config, chain)]
+
+
+async def states_for(
+    config: RoutingConfig, chain: Sequence[str], raw: Sequence[bytes | None] | None = None
+) -> dict[int, BreakerState]:
+    """The breaker states of ``chain``'s models, by model pk, from their cache entries (``raw``: the values
+    of ``cache_keys``, when the caller has read them; else one round trip). A model without an entry
+    (expired, or removed by a transition) goes through ``Breakers.states``, which reads the database and
+    refills the cache."""
+    pks = _chain_pks(config, chain)
+    if not pks:
+        return {}
+    if raw is None:
+        try:
+            raw = await cache_redis.client().mget([cache_redis.make_key(_cache_key(pk)) for pk in pks])
+        except Exception:  # Redis trouble: the synchronous path reports it as it always did
+            raw = [None] * len(pks)
+    states: dict[int, BreakerState] = {}
+    missing = []
+    for pk, value in zip(pks, raw, strict=True):
+        if value is None:
+            missing.append(pk)
+        else:
+            states[pk] = BreakerState(*cache_redis.loads(value))
+    if missing:
+        states.update(await _read_states(missing))
+    return states
+
+
+# Per event loop, the database reads of breaker states in flight (see ``_read_states``).
+_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[int, ...], asyncio.Task[Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _states_sync(model_pks: Sequence[int]) -> dict[int, BreakerState]:
+    return default_breakers().states(model_pks)
+
+
+async def _read_states(pks: list[int]) -> dict[int, BreakerState]:
+    """``Breakers.states`` in a thread, one read for all the requests that miss the same entries at once.
+
+    Cache entries expire together (every few seconds): without this every request in flight at that
+    moment would take a thread and query the database for the same rows.
+    """
+    loop = asyncio.get_running_loop()
+    reads = _reads.setdefault(loop, {})
+    key = tuple(pks)
+    read = reads.get(key)
+    if read is None:
+        read = reads[key] = loop.create_task(sync_to_async(_states_sync, thread_sensitive=False)(pks))
+        read.add_done_callback(lambda _: reads.pop(key, None))
+    states: dict[int, BreakerState] = await asyncio.shield(read)
+    return states
 
 
 def _quietly(operation: Callable[..., object], *args: object) -> None:

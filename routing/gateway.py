@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,9 +46,8 @@ from llm import (
     count_tokens,
 )
 
-from . import limits, metrics, quota, spans
+from . import breaker, limits, metrics, quota, spans
 from .breaker import BreakerState, default_breakers
-from .breaker import _cache_key as breaker_cache_key
 from .engine import SINGLE_ATTEMPT, handler_for
 from .errors import GatewayError, Reason, final_error
 from .router import (
@@ -176,66 +174,9 @@ async def aadmit(call: Call) -> quota.Reservation | None:
     return admitted.reservation
 
 
-def _states_sync(model_pks: Sequence[int]) -> dict[int, BreakerState]:
-    return default_breakers().states(model_pks)
-
-
 async def _config() -> RoutingConfig:
     # In memory; a thread (for Redis and maybe the database) only when it is time to look for changes.
     return await routing_config.aget()
-
-
-def _breaker_keys(config: RoutingConfig, chain: Sequence[str]) -> tuple[list[int], list[str]]:
-    pks = [config.models[m].pk for m in chain if m in config.models]
-    return pks, [limits.cache_redis.make_key(breaker_cache_key(pk)) for pk in pks]
-
-
-async def _breaker_states(
-    pks: list[int], keys: list[str], raw: list[bytes | None] | None = None
-) -> dict[int, BreakerState]:
-    """The chain's breaker states, from the cache entries ``Breakers.states`` keeps (``raw``, when already
-    read, else one round trip). A model without an entry (expired, or removed by a transition) goes
-    through ``Breakers.states``, which reads the database and refills the cache."""
-    if not pks:
-        return {}
-    if raw is None:
-        try:
-            raw = await limits.cache_redis.client().mget(keys)
-        except Exception:  # Redis trouble: the synchronous path reports it as it always did
-            raw = [None] * len(pks)
-    states: dict[int, BreakerState] = {}
-    missing = []
-    for pk, value in zip(pks, raw, strict=True):
-        if value is None:
-            missing.append(pk)
-        else:
-            states[pk] = BreakerState(*limits.cache_redis.loads(value))
-    if missing:
-        states.update(await _read_breakers(missing))
-    return states
-
-
-# Per event loop, the database reads of breaker states in flight (see ``_read_breakers``).
-_breaker_reads: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[int, ...], asyncio.Task[Any]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-async def _read_breakers(pks: list[int]) -> dict[int, BreakerState]:
-    """``Breakers.states`` in a thread, one read for all the requests that miss the same entries at once.
-
-    Cache entries expire together (every few seconds): without this every request in flight at that
-    moment would take a thread and query the database for the same rows.
-    """
-    loop = asyncio.get_running_loop()
-    reads = _breaker_reads.setdefault(loop, {})
-    key = tuple(pks)
-    read = reads.get(key)
-    if read is None:
-        read = reads[key] = loop.create_task(sync_to_async(_states_sync, thread_sensitive=False)(pks))
-        read.add_done_callback(lambda _: reads.pop(key, None))
-    states: dict[int, BreakerState] = await asyncio.shield(read)
-    return states
 
 
 async def _prepare(call: Call) -> Prepared:
@@ -253,7 +194,7 @@ async def _prepare(call: Call) -> Prepared:
     if call.admission is not None or call.key is None:
         reservation = call.admission.reservation if call.admission is not None else None
         route = await _route(call, config, mode)
-        states = await _breaker_states(*_breaker_keys(config, route.chain))
+        states = await breaker.states_for(config, route.chain)
         return Prepared(call, config, route, states, prompt_tokens, started, reservation=reservation)
     if ROUTING_MODES[mode].routes_before_limits:
         route, states, reservation = await _limits_after_route(call, config, mode, prompt_tokens)
@@ -271,7 +212,7 @@ async def _limits_then_route(
     admitted = await limits.admit_key(call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens)
     try:
         route = await _route(call, config, mode)
-        states = await _breaker_states(*_breaker_keys(config, route.chain))
+        states = await breaker.states_for(config, route.chain)
     except BaseException:  # no call will be made: nothing was used
         await limits.settle_tokens(admitted.reservation, 0)
         raise
@@ -283,18 +224,17 @@ async def _limits_after_route(
 ) -> tuple[Route, dict[int, BreakerState], quota.Reservation | None]:
     assert call.key is not None
     route_error: Exception | None = None
-    pks: list[int] = []
     keys: list[str] = []
     try:
         route = await _route(call, config, mode)
-        pks, keys = _breaker_keys(config, route.chain)
+        keys = breaker.cache_keys(config, route.chain)
     except Exception as exc:
         route_error = exc
     admitted = await limits.admit_key(call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens, read=keys)
     try:
         if route_error is not None:
             raise route_error
-        states = await _breaker_states(pks, keys, admitted.reads)
+        states = await breaker.states_for(config, route.chain, admitted.reads)
     except BaseException:
         await limits.settle_tokens(admitted.reservation, 0)
         raise

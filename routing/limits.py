@@ -12,31 +12,26 @@ When Redis cannot be reached the limits fail open (the request goes on, a warnin
 the limiter should not become an outage of the gateway.
 
 The gateway's hot path uses the async versions (``admit_key``, ``settle_tokens``, ``OutboundBudgets.atake``):
-one round trip to Redis from the event loop each, through one connection pool per process and loop, on the
-very keys and values the synchronous versions (and django-ratelimit) use. The synchronous versions remain
-for sync callers (the session's async-job submission, tests).
+one round trip to Redis from the event loop each, on the fast-path client (``spignosapi.fastpath.redis_client``,
+one connection per process and loop), on the very keys and values the synchronous versions (and
+django-ratelimit) use. The synchronous versions remain for sync callers (the session's async-job submission,
+tests), on the cache's one pool per process.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import logging
-import threading
 import time
-import weakref
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
-from django.core.cache import caches
 from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key, get_usage
 
 from accounts.selectors import KeyInfo
+from spignosapi.fastpath.redis_client import cache_redis
 
 from . import quota
 from .errors import GatewayError, Reason
@@ -143,293 +138,6 @@ return allowed
 """
 
 
-def _redis() -> Any:
-    """The cache's Redis server, through the process's one pool (``cache`` itself is per request)."""
-    return cache_redis.cache._cache.get_client(write=True)
-
-
-# --- the async path: one pool per process and event loop -----------------------------------------------
-#
-# ``django.core.cache.cache`` is context-local: every request (an asyncio task) gets a new cache object
-# with a new connection pool, so each request used to open a new Redis connection, and each call needed a
-# thread. The hot path instead talks to the cache's Redis server through one long-lived asyncio client,
-# building keys and values exactly as the cache does, so both paths share every counter.
-
-
-class _ReplyError(Exception):
-    """An error reply from Redis (``-ERR ...``, ``-NOSCRIPT ...``)."""
-
-
-_INCOMPLETE = object()
-
-
-def _parse(buf: bytearray, pos: int) -> tuple[Any, int]:
-    """One RESP2 reply from ``buf`` at ``pos``: (value, next position), or (_INCOMPLETE, pos)."""
-    end = buf.find(b"\r\n", pos)
-    if end < 0:
-        return _INCOMPLETE, pos
-    kind, line = buf[pos], bytes(buf[pos + 1 : end])
-    pos = end + 2
-    if kind == 43:  # + simple string
-        return line, pos
-    if kind == 45:  # - error
-        return _ReplyError(line.decode(errors="replace")), pos
-    if kind == 58:  # : integer
-        return int(line), pos
-    if kind == 36:  # $ bulk string
-        size = int(line)
-        if size < 0:
-            return None, pos
-        if len(buf) < pos + size + 2:
-            return _INCOMPLETE, pos
-        return bytes(buf[pos : pos + size]), pos + size + 2
-    if kind == 42:  # * array
-        count = int(line)
-        if count < 0:
-            return None, pos
-        items = []
-        for _ in range(count):
-            item, pos = _parse(buf, pos)
-            if item is _INCOMPLETE:
-                return _INCOMPLETE, pos
-            items.append(item)
-        return items, pos
-    raise _ReplyError(f"unexpected reply type {chr(kind)!r}")
-
-
-def _pack(args: Sequence[Any]) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        value = arg if isinstance(arg, bytes) else str(arg).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(value), value))
-    return b"".join(parts)
-
-
-class _PipeProtocol(asyncio.Protocol):
-    """One connection; commands go out in order and replies resolve their futures in the same order."""
-
-    def __init__(self) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.waiters: deque[asyncio.Future[Any]] = deque()
-        self.buffer = bytearray()
-        self.outgoing: list[bytes] = []
-        self.lost = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        pos = 0
-        while self.waiters:
-            try:
-                reply, end = _parse(self.buffer, pos)
-            except (ValueError, _ReplyError) as exc:  # a protocol error: nothing after it can be trusted
-                self.fail(ConnectionError(f"bad reply from Redis: {exc}"))
-                return
-            if reply is _INCOMPLETE:
-                break
-            pos = end
-            waiter = self.waiters.popleft()
-            if not waiter.done():  # a caller that gave up (cancelled) still had its reply read
-                if isinstance(reply, _ReplyError):
-                    waiter.set_exception(reply)
-                else:
-                    waiter.set_result(reply)
-        del self.buffer[:pos]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.fail(ConnectionError(f"Redis connection lost: {exc}" if exc else "Redis connection closed"))
-
-    def fail(self, exc: Exception) -> None:
-        self.lost = True
-        while self.waiters:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(exc)
-        if self.transport is not None:
-            self.transport.abort()
-
-    def send(self, packed: bytes) -> asyncio.Future[Any]:
-        """Queue a command; commands sent in the same turn of the event loop leave in one write (one system
-        call for many concurrent requests: each write to a socket costs more CPU than the command itself)."""
-        assert self.transport is not None
-        loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
-        self.waiters.append(waiter)
-        if not self.outgoing:
-            loop.call_soon(self._write)
-        self.outgoing.append(packed)
-        return waiter
-
-    def _write(self) -> None:
-        data = b"".join(self.outgoing)
-        self.outgoing.clear()
-        if self.transport is not None and not self.lost:
-            self.transport.write(data)
-
-
-class _PipelinedRedis:
-    """A minimal asyncio Redis client for the hot path: one pipelined connection per event loop.
-
-    redis-py's asyncio client costs ~100 µs of CPU per command (pool, retries, parser layers); this one
-    ~40. Concurrent requests share the connection, their commands queued in order. Any trouble (timeout,
-    lost connection) drops the connection and fails the commands in flight; the next command reconnects.
-    """
-
-    def __init__(self, host: str, port: int, db: int, username: str | None, password: str | None, timeout: float):
-        self.host, self.port, self.db, self.timeout = host, port, db, timeout
-        self.username, self.password = username, password
-        self._pipe: _PipeProtocol | None = None
-        self._connecting: asyncio.Future[_PipeProtocol] | None = None
-        self._shas: dict[str, str] = {}
-
-    async def _connection(self) -> _PipeProtocol:
-        pipe = self._pipe
-        if pipe is not None and not pipe.lost:
-            return pipe
-        if self._connecting is None:
-            self._connecting = asyncio.ensure_future(self._connect())
-        try:
-            return await asyncio.shield(self._connecting)
-        finally:
-            if self._connecting is not None and self._connecting.done():
-                self._connecting = None
-
-    async def _connect(self) -> _PipeProtocol:
-        loop = asyncio.get_running_loop()
-        async with asyncio.timeout(self.timeout):
-            _, pipe = await loop.create_connection(_PipeProtocol, self.host, self.port)
-            setup = []
-            if self.password is not None:
-                auth = ["AUTH", self.username, self.password] if self.username else ["AUTH", self.password]
-                setup.append(pipe.send(_pack(auth)))
-            if self.db:
-                setup.append(pipe.send(_pack(["SELECT", self.db])))
-            for waiter in setup:
-                await waiter
-        self._pipe = pipe
-        return pipe
-
-    async def call(self, *args: Any) -> Any:
-        pipe = await self._connection()
-        waiter = pipe.send(_pack(args))
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await waiter
-        except TimeoutError:
-            pipe.fail(ConnectionError("Redis timed out"))  # replies would no longer match their commands
-            raise
-
-    async def script(self, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        sha = self._shas.get(source)
-        if sha is None:
-            sha = self._shas[source] = hashlib.sha1(source.encode()).hexdigest()
-        try:
-            return await self.call("EVALSHA", sha, len(keys), *keys, *args)
-        except _ReplyError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-            return await self.call("EVAL", source, len(keys), *keys, *args)
-
-    async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
-        return list(await self.call("MGET", *keys))
-
-    async def aclose(self) -> None:
-        if self._pipe is not None and self._pipe.transport is not None:
-            self._pipe.transport.close()
-
-
-class _RedisPyCalls:
-    """The same calls through redis-py's asyncio client (TLS, unix sockets: anything ``redis://`` is not)."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self._scripts: dict[str, Any] = {}
-
-    async def script(self, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        script = self._scripts.get(source)
-        if script is None:
-            script = self._scripts[source] = self.client.register_script(source)
-        return await script(keys=keys, args=args)
-
-    async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
-        return list(await self.client.mget(keys))
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
-
-class _CacheRedis:
-    """The default cache's Redis server as an asyncio client, one per event loop."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
-        self._closers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[Any]] = weakref.WeakKeyDictionary()
-        self._cache: Any = None
-
-    @property
-    def cache(self) -> Any:
-        """A private instance of the default cache (not context-local), for its key function and serializer."""
-        if self._cache is None:
-            self._cache = caches.create_connection("default")
-        return self._cache
-
-    def make_key(self, key: str) -> str:
-        return str(self.cache.make_key(key))
-
-    def loads(self, raw: bytes) -> Any:
-        return self.cache._cache._serializer.loads(raw)
-
-    def client(self) -> _PipelinedRedis | _RedisPyCalls:
-        loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            with self._lock:
-                client = self._clients.get(loop)
-                if client is None:
-                    client = self._clients[loop] = self._new_client()
-                    self._close_with_loop(loop, client)
-        return client
-
-    def _new_client(self) -> _PipelinedRedis | _RedisPyCalls:
-        backend = self.cache._cache
-        url = backend._servers[0]
-        options = {k: v for k, v in backend._pool_options.items() if k != "parser_class"}
-        parts = urlsplit(url)
-        if parts.scheme == "redis" and not parts.query and parts.hostname:
-            path = parts.path.lstrip("/")
-            return _PipelinedRedis(
-                parts.hostname,
-                parts.port or 6379,
-                int(path) if path.isdigit() else 0,
-                unquote(parts.username) if parts.username else None,
-                unquote(parts.password) if parts.password is not None else None,
-                float(options.get("socket_timeout") or 5.0),
-            )
-        import redis.asyncio
-
-        return _RedisPyCalls(redis.asyncio.Redis.from_url(url, **options))
-
-    def _close_with_loop(self, loop: asyncio.AbstractEventLoop, client: Any) -> None:
-        """Close ``client`` when ``loop`` shuts down: a loop finalises the async generators suspended in it
-        (``shutdown_asyncgens``), so a short-lived loop (a Celery task's ``asyncio.run``) leaves no socket."""
-
-        async def closer() -> Any:
-            try:
-                yield
-            finally:
-                await client.aclose()
-
-        generator = closer()
-        with contextlib.suppress(StopIteration):
-            generator.__anext__().send(None)  # registered with the loop, parked on its ``yield``
-        self._closers.setdefault(loop, []).append(generator)
-
-
-cache_redis = _CacheRedis()
-
 # One round trip for a key's admission: requests/minute (django-ratelimit's counter: set to 1 if new,
 # else incremented; skipped when ARGV[1] is 0, the rate limiter disabled), then (unless refused) the caps
 # verdict computed by the caller, then the quota reservation (tokens/minute) from ARGV[4] on, its counters'
@@ -452,21 +160,6 @@ for i = 2 + 2 * tonumber(ARGV[7]), #KEYS do out[#out + 1] = redis.call('GET', KE
 return out
 """
 )
-
-
-_sync_scripts: dict[str, Any] = {}
-
-
-def _sync_script(source: str) -> Any:
-    """A redis-py ``Script`` on the process's pool (every ``_redis()`` client shares it)."""
-    script = _sync_scripts.get(source)
-    if script is None:
-        script = _sync_scripts[source] = _redis().register_script(source)
-    return script
-
-
-async def _run_script(source: str, keys: list[str], args: list[Any]) -> Any:
-    return await cache_redis.client().script(source, keys, args)
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,7 +220,7 @@ def admit_key_sync(
     """``admit_key`` for synchronous callers (the session's async-job submission), on the process's pool."""
     admission = _Admission(key, prompt_tokens, max_tokens, clock)
     try:
-        reply = _sync_script(_ADMIT_LUA)(keys=admission.keys, args=admission.args)
+        reply = cache_redis.sync_script(_ADMIT_LUA)(keys=admission.keys, args=admission.args)
     except Exception:
         return admission.unavailable().reservation
     return admission.verdict(reply).reservation
@@ -550,7 +243,7 @@ async def admit_key(
     """
     admission = _Admission(key, prompt_tokens, max_tokens, clock)
     try:
-        reply = await _run_script(_ADMIT_LUA, [*admission.keys, *read], admission.args)
+        reply = await cache_redis.client().script(_ADMIT_LUA, [*admission.keys, *read], admission.args)
     except Exception:
         return admission.unavailable()
     return admission.verdict(reply)
@@ -590,7 +283,7 @@ def settle_tokens_sync(reservation: quota.Reservation | None, used: int) -> None
     if reservation is None:
         return
     try:
-        quota.reconcile_sync(_redis(), reservation, [used])
+        quota.reconcile_sync(cache_redis.sync_client(), reservation, [used])
     except Exception:
         logger.warning("token limiter unavailable; the reservation lapses on its own", exc_info=True)
 
@@ -600,14 +293,11 @@ class OutboundBudgets:
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
-        self._script: Any = None
 
     def _run(self, model_pk: int, rpm: int | None, tpm: int | None, requests: int, tokens: int, force: bool) -> bool:
-        if self._script is None:
-            self._script = _redis().register_script(_BUCKET_LUA)
         keys = [f"budget:{model_pk}:requests", f"budget:{model_pk}:tokens"]
         args = [self.clock(), rpm or 0, requests, tpm or 0, tokens, int(force)]
-        return bool(self._script(keys=keys, args=args))
+        return bool(cache_redis.sync_script(_BUCKET_LUA)(keys=keys, args=args))
 
     async def _arun(
         self, model_pk: int, rpm: int | None, tpm: int | None, requests: int, tokens: int, force: bool
@@ -615,7 +305,7 @@ class OutboundBudgets:
         # The same raw keys as ``_run`` (the sync script is run on the cache's client, without key prefix).
         keys = [f"budget:{model_pk}:requests", f"budget:{model_pk}:tokens"]
         args = [self.clock(), rpm or 0, requests, tpm or 0, tokens, int(force)]
-        return bool(await _run_script(_BUCKET_LUA, keys, args))
+        return bool(await cache_redis.client().script(_BUCKET_LUA, keys, args))
 
     async def atake(self, model_pk: int, *, rpm: int | None, tpm: int | None, tokens: int) -> bool:
         """``take`` from the event loop."""

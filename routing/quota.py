@@ -25,8 +25,8 @@ what the call cost. Not built yet: rebuilding ``spent`` from the ledger after a 
 that does not exist reads as zero here).
 
 Amounts are integers (tokens; a budget counts micro-units). This module runs its scripts on the client it
-is given (``routing.limits`` owns the process's Redis clients): anything with ``async script(source, keys,
-args)``, or, for the synchronous versions, a redis-py client.
+is given (``spignosapi.fastpath.redis_client`` holds the process's Redis clients): anything with ``async
+script(source, keys, args)``, or, for the synchronous versions, a redis-py client.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from spignosapi.api.handler import get_asgi_application  # Django's, without per-request thread hops
+from spignosapi.fastpath.handler import get_asgi_application  # Django's, without per-request thread hops
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "spignosapi.settings")
 django_asgi_app = get_asgi_application()

@@ -12,8 +12,12 @@ import pytest
 from django.core.cache import cache
 
 from accounts.services import apikey_create
+from routing import breaker
 from routing.breaker import Breakers, BreakerState
 from routing.models import CircuitBreaker, LLMModel, Provider
+from routing.selectors import load_routing_config
+from spignosapi import loops
+from spignosapi.fastpath.redis_client import cache_redis
 from tests.fixtures import Fake, Gateway, shared_database_url
 from tests.helpers import ROOT, django_env, python
 from tests.http import Reply, call
@@ -262,6 +266,50 @@ def run_together(pk: int, count: int, action: str, processes: int) -> list[dict[
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.mark.django_db(transaction=True)  # a cache miss reads the database in a thread
+class TestReadsFromTheEventLoop:
+    """``states_for``: the chain's states from the entries ``Breakers.states`` caches, in one round trip."""
+
+    def test_it_reads_the_cached_states_and_the_database_for_the_rest(self, breakers: Breakers) -> None:
+        opened, never_failed = a_model("m1"), a_model("m2")
+        open_breaker(breakers, opened.pk)
+        assert state_of(breakers, opened.pk).state == State.OPEN  # cached by the synchronous reader
+        cache.set(f"breaker:{opened.pk}", (State.OPEN, 7, T0, None))  # so the read below must be the cache's
+        config = load_routing_config()
+
+        states = loops.run(breaker.states_for(config, ["p/m1", "p/m2", "p/not-configured"]))
+
+        assert states == {
+            opened.pk: BreakerState(State.OPEN, 7, T0, None),
+            never_failed.pk: BreakerState(State.CLOSED, 0, None, None),
+        }
+        assert cache.get(f"breaker:{never_failed.pk}") == (State.CLOSED, 0, None, None)  # the miss refilled it
+
+    def test_it_takes_the_entries_a_caller_read_in_its_own_round_trip(self, breakers: Breakers) -> None:
+        opened, never_failed = a_model("m1"), a_model("m2")
+        open_breaker(breakers, opened.pk)
+        state_of(breakers, opened.pk)
+        config = load_routing_config()
+        keys = breaker.cache_keys(config, ["p/m1", "p/m2"])
+        assert keys == [cache.make_key(f"breaker:{opened.pk}"), cache.make_key(f"breaker:{never_failed.pk}")]
+        raw = cache_redis.sync_client().mget(keys)  # what the admission script returns for them
+        assert raw[1] is None
+
+        states = loops.run(breaker.states_for(config, ["p/m1", "p/m2"], raw))
+
+        assert states == {
+            opened.pk: BreakerState(State.OPEN, 3, T0, None),
+            never_failed.pk: BreakerState(State.CLOSED, 0, None, None),
+        }
+
+    def test_it_reads_the_database_when_redis_gives_nothing(self, breakers: Breakers) -> None:
+        opened = a_model("m1")
+        open_breaker(breakers, opened.pk)
+        states = loops.run(breaker.states_for(load_routing_config(), ["p/m1"], [None]))
+        assert states == {opened.pk: BreakerState(State.OPEN, 3, T0, None)}
+        assert loops.run(breaker.states_for(load_routing_config(), [])) == {}
 
 
 @pytest.mark.django_db(transaction=True)

@@ -20,10 +20,11 @@ from ledger.models import UsageRecord
 from llm import count_message_tokens
 from routing import quota
 from routing.errors import GatewayError
-from routing.limits import OutboundBudgets, _redis, admit_key_sync, settle_tokens_sync, tpm_counter_name
+from routing.limits import OutboundBudgets, admit_key_sync, settle_tokens_sync, tpm_counter_name
 from routing.models import LLMModel
 from routing.services import routing_changed
 from spignosapi.api.errors import api_error_for
+from spignosapi.fastpath.redis_client import cache_redis
 from tests.fixtures import Fake, Gateway, _stop, start_gateway
 from tests.helpers import wait_until
 from tests.http import Reply, call
@@ -70,7 +71,7 @@ def rpm_window_offset(key: ApiKey) -> int:
 def tpm_state(key_id: int, now: float | None = None) -> tuple[int, int]:
     """(spent, reserved) of the key's tokens/minute counter for the minute of ``now``."""
     now = time.time() if now is None else now
-    ((spent, reserved),) = quota.state_sync(_redis(), [tpm_counter_name(key_id, now)], now=now)
+    ((spent, reserved),) = quota.state_sync(cache_redis.sync_client(), [tpm_counter_name(key_id, now)], now=now)
     return spent, reserved
 
 
@@ -163,7 +164,7 @@ def test_two_servers_share_the_token_limit(gateway: Gateway, second_gateway: Gat
 def test_the_token_window_turns_with_the_minute() -> None:
     info = KeyInfo(10_001, "k", False, None, 10, None, None, None, "h")
     names = [tpm_counter_name(10_001, now) for now in (6015.0, 6060.0)]
-    _redis().delete(*names, *map(quota.holds_key, names))
+    cache_redis.sync_client().delete(*names, *map(quota.holds_key, names))
     first = admit_key_sync(info, prompt_tokens=6, max_tokens=2, clock=lambda: 6015.0)
     with pytest.raises(GatewayError) as refused:
         admit_key_sync(info, prompt_tokens=1, max_tokens=2, clock=lambda: 6059.5)
@@ -309,7 +310,7 @@ def test_a_cancelled_job_settles_with_the_tokens_it_produced(
     assert reply.status == 202, reply.text
     job_id, session_id = reply.json()["job_id"], reply.json()["session_id"]
     # Cancelled once the worker has published three chunks (read from the stream's replay buffer).
-    assert wait_until(lambda: _redis().xlen(buffer_key(session_id)) >= 3, timeout=30)
+    assert wait_until(lambda: cache_redis.sync_client().xlen(buffer_key(session_id)) >= 3, timeout=30)
     assert call("DELETE", gateway.url + f"/api/v1/jobs/{job_id}", key=raw).status == 200
 
     assert wait_until(lambda: UsageRecord.objects.filter(request_id=f"job-{job_id}").exists(), timeout=30)
@@ -402,13 +403,13 @@ def test_a_spent_token_budget_moves_traffic_and_unused_reservations_return(gatew
 def buckets() -> Iterator[int]:
     model_pk = 987_654
     keys = [f"budget:{model_pk}:requests", f"budget:{model_pk}:tokens"]
-    _redis().delete(*keys)
+    cache_redis.sync_client().delete(*keys)
     yield model_pk
-    _redis().delete(*keys)
+    cache_redis.sync_client().delete(*keys)
 
 
 def bucket_tokens(model_pk: int, kind: str) -> float:
-    return float(_redis().hget(f"budget:{model_pk}:{kind}", "tokens"))
+    return float(cache_redis.sync_client().hget(f"budget:{model_pk}:{kind}", "tokens"))
 
 
 def test_the_request_bucket_refills_at_its_rate_per_minute(buckets: int) -> None:
@@ -445,4 +446,4 @@ def test_the_token_bucket_checks_both_budgets_and_settles_after_the_call(buckets
 def test_a_model_without_budgets_is_always_admitted(buckets: int) -> None:
     budgets = OutboundBudgets(clock=lambda: 0.0)
     assert all(budgets.take(buckets, rpm=None, tpm=None, tokens=10**9) for _ in range(5))
-    assert _redis().exists(f"budget:{buckets}:requests") == 0
+    assert cache_redis.sync_client().exists(f"budget:{buckets}:requests") == 0

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import pytest
 
 from routing import quota
-from routing.limits import _redis, cache_redis
+from spignosapi.fastpath.redis_client import cache_redis
 
 NOW = 1_000_000.0
 T = TypeVar("T")
@@ -19,9 +19,9 @@ T = TypeVar("T")
 def names() -> Iterator[list[str]]:
     names = [f"test-quota:{i}" for i in range(2)]
     keys = [key for name in names for key in (name, quota.holds_key(name))]
-    _redis().delete(*keys)
+    cache_redis.sync_client().delete(*keys)
     yield names
-    _redis().delete(*keys)
+    cache_redis.sync_client().delete(*keys)
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -40,7 +40,7 @@ async def reconcile(reservation: quota.Reservation, used: list[int]) -> int:
 
 
 def state(names: list[str], now: float = NOW) -> list[tuple[int, int]]:
-    return quota.state_sync(_redis(), names, now=now)
+    return quota.state_sync(cache_redis.sync_client(), names, now=now)
 
 
 def test_it_reserves_on_every_counter_or_on_none(names: list[str]) -> None:
@@ -70,7 +70,7 @@ def test_a_reconcile_turns_the_reservation_into_what_was_used_once(names: list[s
     # Again, from this process or another (the sync client, the handle through JSON): nothing changes.
     assert run(reconcile(reservation, [25, 7])) == 0
     copy = quota.Reservation.from_dict(reservation.as_dict())
-    assert quota.reconcile_sync(_redis(), copy, [25, 7]) == 0
+    assert quota.reconcile_sync(cache_redis.sync_client(), copy, [25, 7]) == 0
     assert state(names) == [(25, 0), (7, 0)]
 
 
@@ -79,7 +79,7 @@ def test_a_release_gives_the_whole_reservation_back(names: list[str]) -> None:
     reservation = run(reserve([quota.Counter(tokens, 100, 100)]))
     assert isinstance(reservation, quota.Reservation)
     assert isinstance(run(reserve([quota.Counter(tokens, 1, 100)])), quota.Counter)
-    assert quota.reconcile_sync(_redis(), reservation, [0]) == 1
+    assert quota.reconcile_sync(cache_redis.sync_client(), reservation, [0]) == 1
     assert state(names[:1]) == [(0, 0)]
     assert isinstance(run(reserve([quota.Counter(tokens, 100, 100)])), quota.Reservation)
 
@@ -95,7 +95,7 @@ def test_a_hold_never_reconciled_lapses_and_frees_its_capacity(names: list[str])
     later = run(reserve([quota.Counter(tokens, 30, 100)], now=NOW + 30))
     assert isinstance(later, quota.Reservation)
     # The process that made it comes back too late: its reconcile changes nothing.
-    assert quota.reconcile_sync(_redis(), forgotten, [80]) == 0
+    assert quota.reconcile_sync(cache_redis.sync_client(), forgotten, [80]) == 0
     assert state(names[:1], now=NOW + 30) == [(0, 30)]
 
 
@@ -115,9 +115,9 @@ def test_concurrent_reservations_never_pass_the_limit(names: list[str]) -> None:
 def test_a_counter_lives_until_its_expiry_and_a_counter_without_one_for_ever(names: list[str]) -> None:
     minute, total = names
     run(reserve([quota.Counter(minute, 1, 10, expires_at=int(NOW) + 90), quota.Counter(total, 1, 10)]))
-    assert 88 <= _redis().ttl(minute) <= 90
-    assert 88 <= _redis().ttl(quota.holds_key(minute)) <= 90
-    assert _redis().ttl(total) == -1  # no expiry
+    assert 88 <= cache_redis.sync_client().ttl(minute) <= 90
+    assert 88 <= cache_redis.sync_client().ttl(quota.holds_key(minute)) <= 90
+    assert cache_redis.sync_client().ttl(total) == -1  # no expiry
 
 
 def test_it_refuses_to_reserve_a_negative_amount(names: list[str]) -> None:

@@ -58,19 +58,19 @@ INSTALLED_APPS = [
     "rag",
 ]
 
-# Django's usual stack, each one async-native (spignosapi/api/middleware.py): under ASGI, Django's own
+# Django's usual stack, each one async-native (spignosapi/fastpath/middleware.py): under ASGI, Django's own
 # classes send every hook to a single sync thread, which serialised the gateway's requests.
 MIDDLEWARE = [
     "spignosapi.api.middleware.RequestIDMiddleware",
     "spignosapi.api.middleware.PathGuardMiddleware",
-    "spignosapi.api.middleware.SecurityMiddleware",
-    "spignosapi.api.middleware.WhiteNoiseMiddleware",
-    "spignosapi.api.middleware.SessionMiddleware",
-    "spignosapi.api.middleware.CommonMiddleware",
-    "spignosapi.api.middleware.CsrfViewMiddleware",
-    "spignosapi.api.middleware.AuthenticationMiddleware",
-    "spignosapi.api.middleware.MessageMiddleware",
-    "spignosapi.api.middleware.XFrameOptionsMiddleware",
+    "spignosapi.fastpath.middleware.SecurityMiddleware",
+    "spignosapi.fastpath.middleware.WhiteNoiseMiddleware",
+    "spignosapi.fastpath.middleware.SessionMiddleware",
+    "spignosapi.fastpath.middleware.CommonMiddleware",
+    "spignosapi.fastpath.middleware.CsrfViewMiddleware",
+    "spignosapi.fastpath.middleware.AuthenticationMiddleware",
+    "spignosapi.fastpath.middleware.MessageMiddleware",
+    "spignosapi.fastpath.middleware.XFrameOptionsMiddleware",
 ]
 
 # Django's deploy checks look for its own class paths; the stack above holds subclasses of each of them

@@ -21,7 +21,7 @@ DB_POOL_TIMEOUT = env_float("DB_POOL_TIMEOUT", 10.0, minimum=0.1)
 # Threads that use those connections. Each event loop's executor, where async views and tasks run their ORM
 # calls (spignosapi/loops.py): more than DB_POOL_MAX_SIZE would only wait for connections.
 DB_THREADS = env_int("DB_THREADS", 8, minimum=1)
-# A web process's request threads (spignosapi/api/handler.py): one per request with synchronous work (DRF
+# A web process's request threads (spignosapi/fastpath/handler.py): one per request with synchronous work (DRF
 # views, the admin, session auth), kept until the request ends or its response starts streaming; past
 # REQUEST_THREADS a request's synchronous work waits for one. REQUEST_THREADS_IDLE are kept for the next.
 REQUEST_THREADS = env_int("REQUEST_THREADS", 64, minimum=1)

@@ -1,4 +1,4 @@
-"""spignosapi/api/handler.py: requests borrow their thread from a bounded pool, on their first synchronous work."""
+"""spignosapi/fastpath/handler.py: requests borrow their thread from a bounded pool, on their first synchronous work."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.db import connection
 
-from spignosapi.api.handler import RequestThread, Threads
+from spignosapi.fastpath.handler import RequestThread, Threads
 
 
 async def _request(threads: Threads, work: list[tuple[str, int]], name: str, gate: threading.Event) -> None:

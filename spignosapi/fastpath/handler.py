@@ -1,5 +1,15 @@
 """Django's ASGI handler, minus the thread it started (and the hops it paid) for every request.
 
+Replaces: ``django.core.handlers.asgi.ASGIHandler`` (``spignosapi/asgi.py`` installs this one).
+
+Measured gain: alone against ``ASGIHandler``, same middleware, an async view (``GET /health``) costs 261
+instead of 772 µs of CPU one request at a time, 225 instead of 655 twenty at a time, and a DRF view (a 401)
+910 instead of 1300 (``python -m bench.fastpath``, 2026-12-04; a shared 2-core machine at load average
+6-10: noisy). With ``middleware`` it ended the one-thread bottleneck of issue 9: that first round of
+speed-ups took a proxied JSON request from 12.2 to 1.66 ms of web CPU and 108 to 951 requests/s at c=50
+(``make bench``, 2026-11-23; ``bench/README.md``, "What was on the hot path", items 1 and 2). Sync views
+(async-job submission, admin, DRF) also keep their thread's database connection.
+
 ``ASGIHandler`` gives each request a thread-sensitive context whose thread is created on first use and
 joined at the end; it then sends ``request_started`` to the synchronous receivers in that thread (so every
 request, even one for an async view, started a thread and hopped to it), and calls ``response.close()``
