@@ -9,6 +9,8 @@ from spignosapi.fastpath.handler import get_asgi_application  # Django's, withou
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "spignosapi.settings")
 django_asgi_app = get_asgi_application()
 
+from urllib.parse import ParseResult  # noqa: E402
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs Django set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402
@@ -24,7 +26,7 @@ class BrowserOriginValidator(OriginValidator):
     Clients that send no Origin at all are not browsers; they authenticate with an API key.
     """
 
-    def valid_origin(self, parsed_origin: object) -> bool:
+    def valid_origin(self, parsed_origin: ParseResult | None) -> bool:
         return parsed_origin is None or bool(self.validate_origin(parsed_origin))
 
 

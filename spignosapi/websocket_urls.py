@@ -22,7 +22,11 @@ class UnknownPathConsumer(AsyncWebsocketConsumer):
         await self.close(code=NOT_FOUND)
 
 
+# Channels' URLRouter takes Django's path() with an ASGI app where django-stubs expect a view: hence Any.
+_job_stream: Any = JobStreamConsumer.as_asgi()
+_unknown_path: Any = UnknownPathConsumer.as_asgi()
+
 websocket_urlpatterns: list[Any] = [
-    path("ws/v1/stream/<session:session_id>/", JobStreamConsumer.as_asgi()),
-    re_path(r"", UnknownPathConsumer.as_asgi()),
+    path("ws/v1/stream/<session:session_id>/", _job_stream),
+    re_path(r"", _unknown_path),
 ]

@@ -56,7 +56,10 @@ def test_the_default_model_is_the_offline_minilm(gateway: Gateway, raw: str) -> 
     ]
     cat, kitten, gdp = (row["embedding"] for row in body["data"])
     assert all(math.isclose(sum(x * x for x in v), 1.0, rel_tol=1e-4) for v in (cat, kitten, gdp))
-    dot = lambda a, b: sum(x * y for x, y in zip(a, b, strict=True))  # noqa: E731
+
+    def dot(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
     assert dot(cat, kitten) > 0.5 > dot(cat, gdp)
     # The model's own word pieces, with [CLS] and [SEP] around each input.
     tokens = sum(minilm_tokens(t) for t in ["The cat sits on the mat.", "A kitten rests on a rug.", "GDP fell."])

@@ -175,9 +175,11 @@ class WhiteNoiseMiddleware(whitenoise_middleware.WhiteNoiseMiddleware):
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         if self.autorefresh:  # development: looks at the disk
-            return await sync_to_async(super().__call__, thread_sensitive=True)(request)
+            refreshed: HttpResponseBase = await sync_to_async(super().__call__, thread_sensitive=True)(request)
+            return refreshed
         static_file = self.files.get(request.path_info)
         if static_file is not None:
-            return await sync_to_async(self.serve, thread_sensitive=True)(static_file, request)
+            served: HttpResponseBase = await sync_to_async(self.serve, thread_sensitive=True)(static_file, request)
+            return served
         response: HttpResponseBase = await self.get_response(request)
         return response

@@ -24,6 +24,9 @@ from rest_framework import fields
 from rest_framework.serializers import Serializer
 
 # Serializer fields, built once per thread and class (see ``validated``).
+# A serializer field of any value types (DRF's Field is generic over four of them).
+AnyField = fields.Field[Any, Any, Any, Any]
+
 _fields = threading.local()
 
 
@@ -70,7 +73,7 @@ class _NotSure(Exception):
     """The fast path cannot vouch for this value: let DRF decide (and word any error)."""
 
 
-def _run_validators(field: fields.Field, value: Any) -> Any:
+def _run_validators(field: AnyField, value: Any) -> Any:
     for validator in field.validators:
         if getattr(validator, "requires_context", False):
             raise _NotSure
@@ -151,14 +154,14 @@ _CHECKERS: dict[type, Callable[[Any, Any], Any]] = {
 }
 
 
-def _checker(field: fields.Field) -> Callable[[Any, Any], Any]:
+def _checker(field: AnyField) -> Callable[[Any, Any], Any]:
     checker = _CHECKERS.get(type(field))
     if checker is None or field.read_only or field.source not in (None, field.field_name):
         raise _NotSure
     return checker
 
 
-def _value(field: fields.Field, checker: Callable[[Any, Any], Any], data: Any) -> Any:
+def _value(field: AnyField, checker: Callable[[Any, Any], Any], data: Any) -> Any:
     """``Field.run_validation`` for a value that is present; ``_NotSure`` for anything DRF should see."""
     if data is None:
         if not field.allow_null:
@@ -172,7 +175,7 @@ class _Plan:
 
     def __init__(self, serializer_class: type[Serializer[Any]]) -> None:
         self.serializer_class = serializer_class
-        declared: dict[str, fields.Field] = serializer_class._declared_fields
+        declared: dict[str, AnyField] = serializer_class._declared_fields
         self.fields = [(name, field, _checker(field)) for name, field in declared.items()]
         self.field_methods = {name for name, _, _ in self.fields if hasattr(serializer_class, f"validate_{name}")}
         self.object_validate = serializer_class.validate is not Serializer.validate
