@@ -95,6 +95,9 @@ class Call:
     route_mode: str | None = None
     stream: bool = False
     admission: Admission | None = None  # None: the gateway admits the call (the key's limits) itself
+    # Every other field of an OpenAI chat-completions body (response_format, seed, logprobs, n, …): the
+    # gateway does not interpret them; providers pass them on or translate them (issue 15).
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 def generation_call(
