@@ -130,3 +130,14 @@ class CategoryInput(serializers.Serializer[Any]):
 class ModelMappingInput(serializers.Serializer[Any]):
     category = serializers.SlugField(max_length=50)
     models = serializers.ListField(child=serializers.CharField(max_length=260), max_length=50)
+
+
+class AliasInput(serializers.Serializer[Any]):
+    name = serializers.CharField(
+        max_length=100,
+        trim_whitespace=False,
+        help_text="What clients send as `model`, e.g. `claude-sonnet-4-5` (its form: see the README).",
+    )
+    target = serializers.CharField(
+        max_length=260, trim_whitespace=False, help_text="A category's name or a `<provider>/<model>` id."
+    )

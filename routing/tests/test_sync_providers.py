@@ -367,8 +367,8 @@ def test_a_problem_found_while_writing_rolls_everything_back(tmp_path: Path) -> 
     ("text", "expected"),
     [
         ("providers: [\n", "not valid YAML"),
-        ("", "the document must be a mapping with providers and/or categories"),
-        ("- name: openai\n", "the document must be a mapping with providers and/or categories"),
+        ("", "the document must be a mapping with providers, categories and/or aliases"),
+        ("- name: openai\n", "the document must be a mapping with providers, categories and/or aliases"),
         ("providers: {name: x}\n", "providers: expected a list"),
         ("providers: []\nmodels: []\n", "(top level): unknown key 'models'"),
     ],
