@@ -204,10 +204,9 @@ class ModelAlias(models.Model):
         return self.model.model_id if self.model is not None else ""
 
     def clean(self) -> None:
+        # (Exactly one target: the check constraint, which full_clean() validates too.)
         from django.core.exceptions import ValidationError
 
-        if (self.category_id is None) == (self.model_id is None):
-            raise ValidationError("An alias names either a category or a model (exactly one).")
         shadowed = shadowed_name(self.name)
         if shadowed:
             raise ValidationError({"name": shadowed})
