@@ -399,3 +399,28 @@ def test_the_models_list_holds_the_aliases_and_retrieves_each(gateway: Gateway, 
     }
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("claude-3.7-sonnet")
+
+
+# --- embeddings ---------------------------------------------------------------------------------------------
+
+
+def test_an_alias_to_an_embedding_model_embeds_with_it(gateway: Gateway, staff: str, fake: Fake) -> None:
+    # langchain's OpenAIEmbeddings sends text-embedding-ada-002 unless told otherwise.
+    create(gateway, staff, "text-embedding-ada-002", "demo/demo-embed")
+    create(gateway, staff, "claude-sonnet-4-5", "code")
+    client = sdk(gateway)
+
+    aliased = client.embeddings.create(model="text-embedding-ada-002", input="alpha", encoding_format="float")
+    direct = client.embeddings.create(model="demo/demo-embed", input="alpha", encoding_format="float")
+
+    assert aliased.model == "demo/demo-embed"
+    assert aliased.data[0].embedding == direct.data[0].embedding
+    assert fake.stats()["requests"] == {"demo-embed": 2}
+    with pytest.raises(openai.BadRequestError) as category:
+        client.embeddings.create(model="claude-sonnet-4-5", input="alpha")
+    assert category.value.body == {
+        "message": "The model alias 'claude-sonnet-4-5' names the category 'code', not an embedding model.",
+        "type": "invalid_request_error",
+        "code": "not_an_embedding_model",
+        "param": "model",
+    }
