@@ -155,12 +155,8 @@ def alias_upsert(*, name: str, target: str) -> tuple[ModelAlias, bool]:
     if shadowed:
         raise Conflict(shadowed, code="alias_conflict", param="name")
     category, model = alias_target(target)
-    alias = ModelAlias.objects.select_for_update().filter(name=name).first()
-    created = alias is None
-    if alias is None:
-        alias = ModelAlias(name=name)
-    alias.category, alias.model = category, model
-    alias.save()
+    # (update_or_create: two requests creating the same alias at once end with one row, not a 500)
+    alias, created = ModelAlias.objects.update_or_create(name=name, defaults={"category": category, "model": model})
     routing_changed()
     return alias, created
 
