@@ -155,7 +155,7 @@ class ChainEntry(models.Model):
 # Nothing that a URL path would have to escape, so ``GET /v1/models/<name>`` can serve every alias.
 ALIAS_NAME_CHARS = "-a-zA-Z0-9_.:@"
 ALIAS_NAME = RegexValidator(
-    rf"^[a-zA-Z0-9][{ALIAS_NAME_CHARS}]*(?:/[{ALIAS_NAME_CHARS}]+)*$",
+    rf"\A[a-zA-Z0-9][{ALIAS_NAME_CHARS}]*(?:/[{ALIAS_NAME_CHARS}]+)*\Z",  # (\Z: "$" would let a final newline in)
     "Letters, digits and - _ . : @, starting with a letter or digit; single slashes may separate parts.",
     code="invalid_alias_name",
 )

@@ -16,7 +16,7 @@ class Migration(migrations.Migration):
             name='ModelAlias',
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True, validators=[django.core.validators.RegexValidator('^[a-zA-Z0-9][-a-zA-Z0-9_.:@]*(?:/[-a-zA-Z0-9_.:@]+)*$', 'Letters, digits and - _ . : @, starting with a letter or digit; single slashes may separate parts.', code='invalid_alias_name')])),
+                ('name', models.CharField(max_length=100, unique=True, validators=[django.core.validators.RegexValidator('\\A[a-zA-Z0-9][-a-zA-Z0-9_.:@]*(?:/[-a-zA-Z0-9_.:@]+)*\\Z', 'Letters, digits and - _ . : @, starting with a letter or digit; single slashes may separate parts.', code='invalid_alias_name')])),
                 ('updated_at', models.DateTimeField(auto_now=True)),
                 ('category', models.ForeignKey(blank=True, help_text='Either this…', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='aliases', to='routing.category')),
                 ('model', models.ForeignKey(blank=True, help_text='…or this.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='aliases', to='routing.llmmodel')),

@@ -125,6 +125,7 @@ NAME_FORM = "Letters, digits and - _ . : @, starting with a letter or digit; sin
         ("-gpt-5", NAME_FORM),
         ("a//b", NAME_FORM),
         ("gpt-5/", NAME_FORM),
+        ("gpt-5\n", NAME_FORM),
         ("gpt-5?x=1", NAME_FORM),
         ("é", NAME_FORM),
         ("", "name: This field may not be blank."),
