@@ -8,7 +8,7 @@ from django.forms import ModelForm
 from django.http import HttpRequest
 
 from .breaker import default_breakers
-from .models import Category, ChainEntry, CircuitBreaker, LLMModel, Provider
+from .models import Category, ChainEntry, CircuitBreaker, LLMModel, ModelAlias, Provider
 from .services import routing_changed
 
 
@@ -87,6 +87,16 @@ class LLMModelAdmin(ReloadsRouting, admin.ModelAdmin[LLMModel]):
     list_filter = ["provider", "kind", "enabled", "monitor"]
     search_fields = ["name", "provider__name"]
     list_select_related = ["provider"]
+
+
+@admin.register(ModelAlias)
+class ModelAliasAdmin(ReloadsRouting, admin.ModelAdmin[ModelAlias]):
+    list_display = ["name", "category", "model", "updated_at"]
+    list_filter = ["category"]
+    search_fields = ["name", "category__name", "model__name", "model__provider__name"]
+    list_select_related = ["category", "model__provider"]
+    autocomplete_fields = ["category", "model"]
+    fields = ["name", "category", "model"]
 
 
 @admin.action(description="Reset (close) the selected breakers")

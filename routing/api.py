@@ -21,8 +21,8 @@ from spignosapi.api.schema import SSE_EVENT
 
 from . import gateway, selectors, services
 from .errors import GatewayError
-from .selectors import routing_config
-from .serializers import CategoryInput, GenerateInput, GenerateOutput, ModelMappingInput
+from .selectors import AliasInfo, routing_config
+from .serializers import AliasInput, CategoryInput, GenerateInput, GenerateOutput, ModelMappingInput
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -129,6 +129,7 @@ def config_payload() -> dict[str, Any]:
             for c in sorted(config.categories.values(), key=lambda c: c.name)
         ],
         "models": sorted(config.models),
+        "aliases": aliases_payload(),
         "providers": [
             {"name": p.name, "kind": p.kind, "base_url": p.safe_base_url, "has_api_key": bool(p.api_key)}
             for p in sorted(config.providers.values(), key=lambda p: p.name)
@@ -138,6 +139,14 @@ def config_payload() -> dict[str, Any]:
             "open_seconds": settings.BREAKER_OPEN_SECONDS,
         },
     }
+
+
+def alias_payload(alias: AliasInfo) -> dict[str, Any]:
+    return {"name": alias.name, "target": alias.target, "kind": alias.kind}
+
+
+def aliases_payload() -> list[dict[str, Any]]:
+    return [alias_payload(alias) for _, alias in sorted(routing_config.get().aliases.items())]
 
 
 def category_payload(name: str) -> dict[str, Any]:
@@ -189,6 +198,46 @@ class ModelMappingView(APIView):
         data.is_valid(raise_exception=True)
         category = services.model_mapping_set(**data.validated_data)
         return Response(category_payload(category.name))
+
+
+ALIAS_FIELDS: dict[str, serializers.Field[Any, Any, Any, Any]] = {
+    "name": serializers.CharField(),
+    "target": serializers.CharField(help_text="a category's name or a model id"),
+    "kind": serializers.ChoiceField(choices=["category", "model"]),
+}
+AliasOutput = inline_serializer("AliasOutput", ALIAS_FIELDS)
+AliasList = inline_serializer("AliasList", {"aliases": inline_serializer("AliasRow", ALIAS_FIELDS, many=True)})
+
+
+class AliasesView(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(
+        summary="Model aliases: client-facing model names → a category or a model",
+        responses={200: AliasList},
+    )
+    def get(self, request: Request) -> Response:
+        return Response({"aliases": aliases_payload()})
+
+    @extend_schema(
+        summary="Create or update a model alias (409 when its name is a category's or a model's)",
+        request=AliasInput,
+        responses={200: AliasOutput, 201: AliasOutput},
+    )
+    def post(self, request: Request) -> Response:
+        data = AliasInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        alias, created = services.alias_upsert(**data.validated_data)
+        return Response(alias_payload(selectors.alias_info(alias)), status=201 if created else 200)
+
+
+class AliasDetailView(APIView):
+    permission_classes = [IsStaff]
+
+    @extend_schema(summary="Delete a model alias", responses={204: None})
+    def delete(self, request: Request, name: str) -> Response:
+        services.alias_delete(name=name)
+        return Response(status=204)
 
 
 BreakerList = inline_serializer(

@@ -30,10 +30,20 @@ class Embedded:
 
 
 def embedding_model(config: RoutingConfig, model_id: str | None, *, param: str = "model") -> ModelInfo:
-    """The enabled embedding model ``model_id`` (default: ``EMBEDDINGS_DEFAULT_MODEL``); not found or invalid
-    otherwise."""
+    """The enabled embedding model ``model_id`` (default: ``EMBEDDINGS_DEFAULT_MODEL``), or the one a model
+    alias of that name names; not found or invalid otherwise."""
     model_id = model_id or settings.EMBEDDINGS_DEFAULT_MODEL
     info = config.models.get(model_id)
+    alias = config.aliases.get(model_id) if info is None else None
+    if alias is not None and alias.model is not None:  # (text-embedding-3-small → a local model, say)
+        info = config.models.get(alias.model)
+    if alias is not None and alias.category is not None:
+        raise GatewayError(
+            f"The model alias {model_id!r} names the category {alias.category!r}, not an embedding model.",
+            reason=Reason.INVALID,
+            code="not_an_embedding_model",
+            param=param,
+        )
     if info is None:
         raise GatewayError(
             f"The model {model_id!r} does not exist.", reason=Reason.NOT_FOUND, code="model_not_found", param=param

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
+from django.db.models import Q
 
 
 def validate_http_url(value: str) -> None:
@@ -124,6 +125,12 @@ class Category(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if ModelAlias.objects.filter(name=self.name).exists():
+            raise ValidationError({"name": f"{self.name!r} is a model alias: a category cannot shadow it."})
+
 
 class ChainEntry(models.Model):
     """One model in a category's ordered fallback chain."""
@@ -140,6 +147,81 @@ class ChainEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.category.name}#{self.position}: {self.model}"
+
+
+# What a client may send as ``model`` and an operator may name an alias: what agent CLIs and SDKs send
+# (``claude-sonnet-4-5``, ``claude-3.5-sonnet``, ``llama3.1:8b``, ``claude-3-5-sonnet@20240620``,
+# ``anthropic/claude-sonnet-4.5``): segments of letters, digits and ``-_.:@`` joined by single slashes.
+# Nothing that a URL path would have to escape, so ``GET /v1/models/<name>`` can serve every alias.
+ALIAS_NAME_CHARS = "-a-zA-Z0-9_.:@"
+ALIAS_NAME = RegexValidator(
+    rf"\A[a-zA-Z0-9][{ALIAS_NAME_CHARS}]*(?:/[{ALIAS_NAME_CHARS}]+)*\Z",  # (\Z: "$" would let a final newline in)
+    "Letters, digits and - _ . : @, starting with a letter or digit; single slashes may separate parts.",
+    code="invalid_alias_name",
+)
+# The router's own names for "route it": an alias cannot take them.
+RESERVED_MODEL_NAMES = frozenset({"router", "auto"})
+
+
+class ModelAlias(models.Model):
+    """A client-facing model name (what an agent CLI insists on sending) → a category or a concrete model.
+
+    Two nullable foreign keys, exactly one set (a check constraint), rather than a kind and a name: the
+    database itself keeps every alias pointing at a row that exists, and PROTECT refuses to delete a
+    category or a model that an alias still names, instead of leaving the alias dangling (or silently
+    dropping it, as CASCADE would: a client would start getting 404s nobody chose).
+    """
+
+    name = models.CharField(max_length=100, unique=True, validators=[ALIAS_NAME])
+    category = models.ForeignKey(
+        Category, null=True, blank=True, on_delete=models.PROTECT, related_name="aliases", help_text="Either this…"
+    )
+    model = models.ForeignKey(
+        LLMModel, null=True, blank=True, on_delete=models.PROTECT, related_name="aliases", help_text="…or this."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "model alias"
+        verbose_name_plural = "model aliases"
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(category__isnull=False, model__isnull=True) | Q(category__isnull=True, model__isnull=False),
+                name="alias_has_one_target",
+                violation_error_message="An alias names either a category or a model (exactly one).",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} → {self.target}"
+
+    @property
+    def target(self) -> str:
+        """The category's name or the model's id (the form the API and YAML use)."""
+        if self.category is not None:
+            return self.category.name
+        return self.model.model_id if self.model is not None else ""
+
+    def clean(self) -> None:
+        # (Exactly one target: the check constraint, which full_clean() validates too.)
+        from django.core.exceptions import ValidationError
+
+        shadowed = shadowed_name(self.name)
+        if shadowed:
+            raise ValidationError({"name": shadowed})
+
+
+def shadowed_name(name: str) -> str | None:
+    """Why ``name`` cannot be an alias (it is the router's, a category's or a model's), or None."""
+    if name in RESERVED_MODEL_NAMES:
+        return f"{name!r} is reserved: it asks for the router."
+    if Category.objects.filter(name=name).exists():
+        return f"{name!r} is a category: an alias cannot shadow it."
+    provider, _, model = name.partition("/")
+    if model and LLMModel.objects.filter(provider__name=provider, name=model).exists():
+        return f"{name!r} is a model: an alias cannot shadow it."
+    return None
 
 
 class CircuitBreaker(models.Model):

@@ -1,8 +1,8 @@
 """The OpenAI-compatible front door: ``/v1/chat/completions``, ``/v1/models`` (drop-in for the SDKs).
 
 ``model`` = ``router``/``auto`` → routed; a category name → that category's chain; a concrete model id →
-that model (still behind its breaker). The response's ``model`` is the model that answered, and the
-``X-Spignos-Route`` header tells ``category/model/attempts``.
+that model (still behind its breaker); a model alias → its category or model. The response's ``model``
+is the model that answered, and the ``X-Spignos-Route`` header tells ``category/model/attempts``.
 """
 
 from __future__ import annotations
@@ -194,7 +194,8 @@ class ChatCompletionsView(APIView):
         request=ChatCompletionInput,
         responses={(200, "application/json"): dict, (200, "text/event-stream"): SSE_EVENT},
         description="OpenAI request/response and SSE chunk formats. `model`: `router`/`auto` (routed), a category "
-        "name, or a concrete `<provider>/<model>` id. Header `X-Spignos-Route`: `category/model/attempts`.",
+        "name, a concrete `<provider>/<model>` id or a model alias. "
+        "Header `X-Spignos-Route`: `category/model/attempts`.",
     )
     def post(self, request: Request) -> Response:  # pragma: no cover - documentation only
         raise NotImplementedError
@@ -212,10 +213,16 @@ chat_completions_alias_view = async_endpoint(ChatCompletionsAliasView, {"POST": 
 
 
 def _model_entries() -> dict[str, dict[str, Any]]:
-    """What ``GET /v1/models`` lists, by id: the router aliases, the categories, then the concrete models."""
+    """What ``GET /v1/models`` lists, by id: the router, the categories, the model aliases that lead somewhere
+    (not those naming a disabled model), then the concrete models."""
     config = routing_config.get()
     entries = {alias: _model_entry(alias, "spignosapi") for alias in ("router", "auto")}
     entries.update((name, _model_entry(name, "spignosapi")) for name in sorted(config.categories))
+    entries.update(
+        (name, _model_entry(name, "spignosapi"))
+        for name, alias in sorted(config.aliases.items())
+        if alias.category in config.categories or alias.model in config.models
+    )
     models = sorted(config.models.items())
     entries.update((model_id, _model_entry(model_id, info.provider)) for model_id, info in models)
     return entries
@@ -248,7 +255,9 @@ async def _model(request: HttpRequest, model: str) -> HttpResponseBase:
 
 class ModelsView(APIView):
     @extend_schema(
-        operation_id="list_models", summary="Models: router, categories and concrete models", responses={200: dict}
+        operation_id="list_models",
+        summary="Models: router, categories, model aliases and concrete models",
+        responses={200: dict},
     )
     def get(self, request: Request) -> Response:  # pragma: no cover - documentation only
         raise NotImplementedError
@@ -257,7 +266,8 @@ class ModelsView(APIView):
 class ModelView(APIView):
     @extend_schema(
         operation_id="retrieve_model",
-        summary="One model of the list: router, a category or a concrete model (404 model_not_found otherwise)",
+        summary="One model of the list: router, a category, a model alias or a concrete model "
+        "(else 404 model_not_found)",
         responses={200: dict},
     )
     def get(self, request: Request, model: str) -> Response:  # pragma: no cover - documentation only

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import GatewayError, Reason
-from .selectors import RoutingConfig
+from .models import RESERVED_MODEL_NAMES
+from .selectors import AliasInfo, RoutingConfig
 
 logger = logging.getLogger(__name__)
 
 TOOLS_CATEGORY = "tools"
-ROUTER_ALIASES = frozenset({"router", "auto"})
+ROUTER_ALIASES = RESERVED_MODEL_NAMES  # (no model alias may take these names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +52,9 @@ ROUTING_MODES: Mapping[str, RoutingMode] = {
 class Route:
     category: str
     chain: tuple[str, ...]
-    route_mode: str  # how the category was chosen: model, category, tools, keywords, llm, semantic, default
+    # How the category was chosen: model, category, alias (the request named a model alias), tools,
+    # keywords, llm, semantic, default.
+    route_mode: str
 
 
 def routing_text(messages: Sequence[Mapping[str, Any]]) -> str:
@@ -100,15 +103,19 @@ SemanticMatcher = Callable[[str], Awaitable[str | None]]
 
 
 def explicit_route(config: RoutingConfig, *, model: str | None, category: str | None) -> Route | None:
-    """The route a request names itself (a model id, or a category by name or in ``model``), else None.
+    """The route a request names itself (a model id, a category by name or in ``model``, or a model alias
+    in ``model``), else None.
 
     A model or category that does not exist is a 404 (pure: async jobs check it when they are submitted).
+    Names are looked up in that order; an alias cannot be created with a category's or a model's name.
     """
     if model is not None and model not in ROUTER_ALIASES:
         if model in config.models:
             return Route(category="", chain=(model,), route_mode="model")
         if model in config.categories:
             category = model
+        elif model in config.aliases:
+            return alias_route(config, config.aliases[model])
         else:
             raise GatewayError(
                 f"The model {model!r} does not exist.", reason=Reason.NOT_FOUND, code="model_not_found", param="model"
@@ -124,6 +131,22 @@ def explicit_route(config: RoutingConfig, *, model: str | None, category: str | 
             )
         return Route(category=info.name, chain=info.chain, route_mode="category")
     return None
+
+
+def alias_route(config: RoutingConfig, alias: AliasInfo) -> Route:
+    """Where an alias lands: its category's chain, or its model alone (still behind its breaker)."""
+    if alias.category is not None:
+        info = config.categories.get(alias.category)
+        if info is not None:  # (the alias's foreign key keeps its category: only a reload in between misses it)
+            return Route(category=info.name, chain=info.chain, route_mode="alias")
+    if alias.model is None or alias.model not in config.models:
+        raise GatewayError(
+            f"The model alias {alias.name!r} names {alias.target!r}, which is disabled.",
+            reason=Reason.NOT_FOUND,
+            code="model_not_found",
+            param="model",
+        )
+    return Route(category="", chain=(alias.model,), route_mode="alias")
 
 
 async def choose_route(

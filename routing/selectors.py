@@ -16,7 +16,7 @@ from ledger.coefficients import EnergyProfile
 from llm import ProviderConfig
 from spignosapi.snapshots import Snapshot
 
-from .models import Category, ChainEntry, CircuitBreaker, LLMModel, Provider
+from .models import Category, ChainEntry, CircuitBreaker, LLMModel, ModelAlias, Provider
 
 _WORD = re.compile(r"[a-z0-9_+#]+")
 
@@ -49,6 +49,23 @@ class CategoryInfo:
     examples: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class AliasInfo:
+    """A client-facing model name and what it stands for: a category's name or a model id (exactly one)."""
+
+    name: str
+    category: str | None
+    model: str | None
+
+    @property
+    def target(self) -> str:
+        return self.category if self.category is not None else str(self.model)
+
+    @property
+    def kind(self) -> str:
+        return "category" if self.category is not None else "model"
+
+
 @dataclass(frozen=True)
 class RoutingConfig:
     providers: dict[str, ProviderConfig]
@@ -58,6 +75,8 @@ class RoutingConfig:
     # keyword -> categories that list it; multi-word keywords are matched as substrings.
     single_words: dict[str, tuple[str, ...]] = field(default_factory=dict)
     phrases: tuple[tuple[str, str], ...] = ()
+    # Every alias, by name, including those whose model is disabled (the router says so, rather than 404).
+    aliases: dict[str, AliasInfo] = field(default_factory=dict)
 
     def words_of(self, text: str) -> set[str]:
         return set(_WORD.findall(text.lower()))
@@ -128,7 +147,18 @@ def load_routing_config() -> RoutingConfig:
         demo_only=demo_only,
         single_words={k: tuple(v) for k, v in single.items()},
         phrases=tuple(phrases),
+        aliases=load_aliases(),
     )
+
+
+def alias_info(alias: ModelAlias) -> AliasInfo:
+    model = alias.model.model_id if alias.model else None
+    return AliasInfo(alias.name, alias.category.name if alias.category else None, model)
+
+
+def load_aliases() -> dict[str, AliasInfo]:
+    rows = ModelAlias.objects.select_related("category", "model__provider").order_by("name")
+    return {alias.name: alias_info(alias) for alias in rows}
 
 
 routing_config: Snapshot[RoutingConfig] = Snapshot("routing", load_routing_config)

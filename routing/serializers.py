@@ -130,3 +130,23 @@ class CategoryInput(serializers.Serializer[Any]):
 class ModelMappingInput(serializers.Serializer[Any]):
     category = serializers.SlugField(max_length=50)
     models = serializers.ListField(child=serializers.CharField(max_length=260), max_length=50)
+
+
+class StringOnly(serializers.CharField):
+    """A CharField that takes JSON strings only (DRF's turns a number into a string: 5 is no alias's name)."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class AliasInput(serializers.Serializer[Any]):
+    name = StringOnly(
+        max_length=100,
+        trim_whitespace=False,
+        help_text="What clients send as `model`, e.g. `claude-sonnet-4-5` (its form: see the README).",
+    )
+    target = StringOnly(
+        max_length=260, trim_whitespace=False, help_text="A category's name or a `<provider>/<model>` id."
+    )

@@ -17,7 +17,16 @@ from energy.services import CoefficientConflict, coefficient_sync, energy_spec_e
 from spignosapi.api.errors import Conflict, InvalidRequest, NotFound
 
 from .breaker import default_breakers
-from .models import Category, ChainEntry, LLMModel, Provider
+from .models import (
+    ALIAS_NAME,
+    RESERVED_MODEL_NAMES,
+    Category,
+    ChainEntry,
+    LLMModel,
+    ModelAlias,
+    Provider,
+    shadowed_name,
+)
 from .selectors import routing_config
 
 
@@ -58,6 +67,8 @@ def category_upsert(
     models: Sequence[str] | None = None,
     examples: Sequence[str] | None = None,
 ) -> tuple[Category, bool]:
+    if ModelAlias.objects.filter(name=name).exists():
+        raise Conflict(f"{name!r} is a model alias: a category cannot shadow it.", code="alias_conflict", param="name")
     category, created = Category.objects.get_or_create(name=name)
     if description is not None:
         category.description = description
@@ -79,6 +90,13 @@ def category_delete(*, name: str) -> None:
         raise NotFound(f"The category {name!r} does not exist.", code="category_not_found")
     if category.builtin:
         raise Conflict(f"The built-in category {name!r} cannot be deleted.", code="builtin_category")
+    aliases = sorted(category.aliases.values_list("name", flat=True))
+    if aliases:
+        raise Conflict(
+            f"The category {name!r} is the target of the model alias(es) {', '.join(aliases)}: "
+            "delete or retarget them first.",
+            code="alias_target",
+        )
     category.delete()
     routing_changed()
 
@@ -96,6 +114,59 @@ def model_mapping_set(*, category: str, models: Sequence[str]) -> Category:
 
 def breaker_reset(*, model_id: str) -> None:
     default_breakers().reset(model_by_id(model_id).pk)
+
+
+# --- model aliases ----------------------------------------------------------------------------------------------
+
+
+def alias_target(target: str, *, param: str = "target") -> tuple[Category | None, LLMModel | None]:
+    """(category, model) for a target as the API and YAML write it: a category's name, or a model id
+    (``<provider>/<model>``: the slash tells them apart, a category's name being a slug)."""
+    if "/" in target:
+        return None, model_by_id(target, param=param)
+    category = Category.objects.filter(name=target).first()
+    if category is None:
+        if ModelAlias.objects.filter(name=target).exists():
+            message = f"{target!r} is a model alias: an alias names a category or a model."
+            raise InvalidRequest(message, code="invalid_target", param=param)
+        raise NotFound(f"The category {target!r} does not exist.", code="category_not_found", param=param)
+    return category, None
+
+
+def alias_name_problem(name: str) -> str | None:
+    """What is wrong with ``name`` as an alias's name (its form; not what it may shadow), if anything."""
+    limit = ModelAlias._meta.get_field("name").max_length
+    if limit is not None and len(name) > limit:
+        return f"An alias's name has at most {limit} characters."
+    try:
+        ALIAS_NAME(name)
+    except ValidationError as exc:
+        return " ".join(exc.messages)
+    return None
+
+
+@transaction.atomic
+def alias_upsert(*, name: str, target: str) -> tuple[ModelAlias, bool]:
+    """Create the alias ``name`` → ``target`` (a category or a model id), or point it elsewhere."""
+    problem = alias_name_problem(name)
+    if problem:
+        raise InvalidRequest(problem, code="invalid", param="name")
+    shadowed = shadowed_name(name)
+    if shadowed:
+        raise Conflict(shadowed, code="alias_conflict", param="name")
+    category, model = alias_target(target)
+    # (update_or_create: two requests creating the same alias at once end with one row, not a 500)
+    alias, created = ModelAlias.objects.update_or_create(name=name, defaults={"category": category, "model": model})
+    routing_changed()
+    return alias, created
+
+
+@transaction.atomic
+def alias_delete(*, name: str) -> None:
+    deleted, _ = ModelAlias.objects.filter(name=name).delete()
+    if not deleted:
+        raise NotFound(f"The model alias {name!r} does not exist.", code="alias_not_found")
+    routing_changed()
 
 
 # --- sync_providers: providers, models and categories from a YAML document (contract section 5) -------------
@@ -126,6 +197,7 @@ MODEL_KEYS = {
     "kind",
 }
 CATEGORY_KEYS = {"name", "description", "keywords", "models", "examples"}
+SECTIONS = ("providers", "categories", "aliases")
 
 
 class SyncError(Exception):
@@ -141,7 +213,7 @@ class SyncReport:
     """What a sync did (or, dry, would do): per table, how many rows were created, updated, left, deleted."""
 
     counts: dict[str, Counter[str]] = field(
-        default_factory=lambda: {table: Counter() for table in ("providers", "models", "categories")}
+        default_factory=lambda: {table: Counter() for table in ("providers", "models", "categories", "aliases")}
     )
     deleted: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -156,6 +228,7 @@ class SyncReport:
             f"{table}: {c['created']} created, {c['updated']} updated, {c['unchanged']} unchanged, "
             f"{c['deleted']} deleted"
             for table, c in self.counts.items()
+            if table != "aliases" or any(c.values())  # (a file without aliases reports as it did before them)
         ]
         if self.energy_versions:
             lines.append(f"energy coefficients: {self.energy_versions} new version(s)")
@@ -224,16 +297,37 @@ def _place(section: str, index: int, entry: Any) -> str:
 
 def _check_document(document: Any) -> list[str]:
     check = _Checker()
-    if not isinstance(document, dict) or not ({"providers", "categories"} & set(document)):
-        return ["the document must be a mapping with providers and/or categories"]
-    check.mapping(document, "(top level)", {"providers", "categories"}, [])
+    if not isinstance(document, dict) or not (set(SECTIONS) & set(document)):
+        return ["the document must be a mapping with providers, categories and/or aliases"]
+    check.mapping(document, "(top level)", set(SECTIONS), [])
     provider_names: set[str] = set()
     for i, provider in enumerate(check.items(document.get("providers"), "providers")):
         _check_provider(check, provider, _place("providers", i, provider), provider_names)
     category_names: set[str] = set()
     for i, category in enumerate(check.items(document.get("categories"), "categories")):
         _check_category(check, category, _place("categories", i, category), category_names)
+    _check_aliases(check, document.get("aliases"))
     return check.errors
+
+
+def _check_aliases(check: _Checker, aliases: Any) -> None:
+    """``aliases:``, a mapping of client-facing names to targets (what they name is checked later)."""
+    if aliases is None:
+        return
+    if not isinstance(aliases, dict):
+        check.errors.append("aliases: expected a mapping of names to a category or a model id")
+        return
+    for name, target in aliases.items():
+        if not isinstance(name, str):
+            check.errors.append(f"aliases: the name {name!r} must be a string (quote it)")
+            continue
+        problem = alias_name_problem(name)
+        if problem:
+            check.errors.append(f"aliases.{name}: {problem}")
+        elif name in RESERVED_MODEL_NAMES:
+            check.errors.append(f"aliases.{name}: {name!r} is reserved: it asks for the router")
+        if not isinstance(target, str) or not target:
+            check.errors.append(f"aliases.{name}: expected a category or a model id, got {target!r}")
 
 
 def _check_provider(check: _Checker, provider: Any, where: str, seen: set[str]) -> None:
@@ -411,6 +505,56 @@ def _chain_errors(categories: list[Any], listed: set[tuple[str, str]], *, prune:
     return errors
 
 
+def _alias_errors(
+    aliases: dict[str, str], categories: list[Any], listed: set[tuple[str, str]], *, prune: bool
+) -> list[str]:
+    """An alias names a category or a model of the document or of the database that the sync keeps, and
+    does not shadow one (nor the other way round)."""
+    category_names = {c["name"] for c in categories}
+    kept_categories = Category.objects.all() if not prune else Category.objects.filter(builtin=True)
+    category_names.update(kept_categories.values_list("name", flat=True))
+    doomed_categories = set() if not prune else set(Category.objects.values_list("name", flat=True)) - category_names
+    models = {f"{p}/{m}" for p, m in listed}
+    doomed_models = set()
+    for provider_name, model_name in LLMModel.objects.values_list("provider__name", "name"):
+        if not prune or (provider_name, model_name) in listed:
+            models.add(f"{provider_name}/{model_name}")
+        else:
+            doomed_models.add(f"{provider_name}/{model_name}")
+    errors: list[str] = []
+    for name, target in aliases.items():
+        if name in category_names or name in models:
+            kind = "category" if name in category_names else "model"
+            errors.append(f"aliases.{name}: {name!r} is a {kind}: an alias cannot shadow it")
+        if target in (models if "/" in target else category_names):
+            continue
+        if target in doomed_models or target in doomed_categories:
+            errors.append(f"aliases.{name}: {target!r} would be pruned")
+        else:
+            kind = "model" if "/" in target else "category"
+            errors.append(f"aliases.{name}: {target!r} is not a {kind} in the file nor in the database")
+    return errors
+
+
+def _sync_aliases(aliases: dict[str, str], report: SyncReport) -> None:
+    current = {a.name: a for a in ModelAlias.objects.select_related("category", "model__provider")}
+    for name, target in aliases.items():
+        alias = current.get(name)
+        if alias is not None and alias.target == target:
+            report.counts["aliases"]["unchanged"] += 1
+            continue
+        category, model = alias_target(target)
+        ModelAlias.objects.update_or_create(name=name, defaults={"category": category, "model": model})
+        report.counts["aliases"]["created" if alias is None else "updated"] += 1
+
+
+def _prune_aliases(mentioned: set[str], report: SyncReport) -> None:
+    for alias in ModelAlias.objects.exclude(name__in=mentioned):
+        report.deleted.append(f"alias {alias.name}")
+        report.counts["aliases"]["deleted"] += 1
+        alias.delete()
+
+
 def _prune_providers(listed_providers: set[str], listed: set[tuple[str, str]], report: SyncReport) -> None:
     """Delete the providers the document does not list, and the models of listed providers it does not."""
     for provider in Provider.objects.exclude(name__in=listed_providers):
@@ -434,11 +578,11 @@ def _prune_categories(mentioned: set[str], report: SyncReport) -> None:
 
 
 def providers_sync(*, document: Any, prune: bool = False, dry_run: bool = False) -> SyncReport:
-    """Create or update the providers, models and categories of a ``sync_providers`` document.
+    """Create or update the providers, models, categories and model aliases of a ``sync_providers`` document.
 
     Idempotent: rows already as described are not written. Keys a provider, model or category leaves out
-    keep their current values. With ``prune``, providers, models of the listed providers and custom
-    categories that the document does not mention are deleted (built-in categories never are). Either
+    keep their current values. With ``prune``, providers, models of the listed providers, custom
+    categories and aliases that the document does not mention are deleted (built-in categories never are). Either
     everything is written or, on any problem (``SyncError``), nothing; ``dry_run`` reports and writes nothing.
     """
     errors = _check_document(document)
@@ -447,12 +591,15 @@ def providers_sync(*, document: Any, prune: bool = False, dry_run: bool = False)
     providers = list(document.get("providers") or [])
     categories = list(document.get("categories") or [])
     listed = {(p["name"], m["name"]) for p in providers for m in p.get("models") or []}
-    errors = _chain_errors(categories, listed, prune=prune)
+    aliases: dict[str, str] = dict(document.get("aliases") or {})
+    errors = _chain_errors(categories, listed, prune=prune) + _alias_errors(aliases, categories, listed, prune=prune)
     if errors:
         raise SyncError(errors)
 
     report = SyncReport()
     with transaction.atomic():
+        if prune:  # first: an alias protects its category or model from deletion
+            _prune_aliases(set(aliases), report)
         for i, spec in enumerate(providers):
             _sync_provider(spec, f"providers[{i}] ({spec['name']})", report)
         if prune:
@@ -461,6 +608,7 @@ def providers_sync(*, document: Any, prune: bool = False, dry_run: bool = False)
             _sync_category(spec, f"categories[{i}] ({spec['name']})", report)
         if prune:
             _prune_categories({c["name"] for c in categories}, report)
+        _sync_aliases(aliases, report)
         for category in Category.objects.filter(chain__isnull=True):
             report.warnings.append(f"category {category.name} has no model in its chain")
         if dry_run:

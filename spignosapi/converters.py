@@ -21,15 +21,15 @@ def _converter(name: str, regex: str) -> type[StringConverter]:
 
 
 def register() -> None:
-    """Register ``<model_id:…>``, ``<model_name:…>``, ``<category:…>``, ``<collection:…>``, ``<document:…>``
-    and ``<session:…>``.
+    """Register ``<model_id:…>``, ``<model_name:…>``, ``<alias:…>``, ``<category:…>``, ``<collection:…>``,
+    ``<document:…>`` and ``<session:…>``.
 
     Called once, from the platform's ``AppConfig.ready()``: after every model is loaded, before any URL conf
     (HTTP or WebSocket) is imported.
     """
     from jobs.models import Job
     from rag.models import Collection, Document
-    from routing.models import Category, LLMModel, Provider
+    from routing.models import ALIAS_NAME_CHARS, Category, LLMModel, ModelAlias, Provider
 
     def max_length(model: type[Model], field: str) -> int:
         column = model._meta.get_field(field)
@@ -39,9 +39,14 @@ def register() -> None:
     # ``<provider>/<name>`` (contract section 1); a name may hold slashes (openrouter/meta-llama/llama-3-8b).
     provider, model = max_length(Provider, "name"), max_length(LLMModel, "name")
     register_converter(_converter("ModelIdConverter", f"{SLUG}{{1,{provider}}}/.{{1,{model}}}"), "model_id")
-    # What a client names as ``model``: a router alias or a category (one slug), or a model id.
-    model_name = f"{SLUG}{{1,{max(provider, max_length(Category, 'name'))}}}(?:/.{{1,{model}}})?"
+    # What a client names as ``model``: the router or a category (one slug), a model id, or a model alias
+    # (``claude-3.5-sonnet``, ``llama3.1:8b``, ``anthropic/claude-sonnet-4.5``: ``routing.models.ALIAS_NAME``).
+    alias = max_length(ModelAlias, "name")
+    first = max(provider, max_length(Category, "name"), alias)
+    model_name = f"[{ALIAS_NAME_CHARS}]{{1,{first}}}(?:/.{{1,{max(model, alias)}}})?"
     register_converter(_converter("ModelNameConverter", model_name), "model_name")
+    # An alias's own name; its exact form is the model's validator's (a name of another form has no row).
+    register_converter(_converter("AliasConverter", f"[{ALIAS_NAME_CHARS}/]{{1,{alias}}}"), "alias")
     register_converter(_converter("CategoryConverter", f"{SLUG}{{1,{max_length(Category, 'name')}}}"), "category")
     register_converter(_converter("CollectionConverter", f"{SLUG}{{1,{max_length(Collection, 'name')}}}"), "collection")
     # A document's id is the client's own (any characters, slashes too), bounded by its column.

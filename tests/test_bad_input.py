@@ -29,7 +29,7 @@ from accounts.services import apikey_create
 from jobs.models import Job
 from jobs.streams import Publisher
 from rag.models import Document, EmbeddingBatch
-from routing.models import Category
+from routing.models import Category, ModelAlias
 from tests.fixtures import Fake, Gateway, wait_for_idle_workers
 from tests.helpers import wait_until
 from tests.http import Reply, call, sse_events
@@ -49,6 +49,7 @@ POSTS: list[tuple[str, dict[str, Any]]] = [
     ("/api/v1/rag", {"query": "hello", "collection": "kb", "max_tokens": 2}),
     ("/api/v1/rag/collections/kb/documents", {"documents": [{"id": "d", "text": "hello"}]}),
     ("/api/v1/routing/categories", {"name": "fresh", "keywords": ["fresh"]}),
+    ("/api/v1/routing/aliases", {"name": "fresh-alias", "target": "code"}),
     ("/api/v1/routing/model-mapping", {"category": "code", "models": ["demo/demo-fast"]}),
     ("/api/v1/monitoring/refresh", {"models": ["demo/demo-fast"]}),
 ]
@@ -72,6 +73,7 @@ def assert_nothing_happened(fake: Fake) -> None:
     assert fake.stats()["requests"] == {}
     assert Job.objects.count() == EmbeddingBatch.objects.count() == Document.objects.count() == 0
     assert not Category.objects.filter(name="fresh").exists()
+    assert not ModelAlias.objects.exists()
 
 
 def error_of(reply: Reply, status: int) -> dict[str, Any]:
@@ -90,6 +92,7 @@ DRF_DOORS = {
     "/api/v1/embeddings/batches",
     "/api/v1/rag/collections/kb/documents",
     "/api/v1/routing/categories",
+    "/api/v1/routing/aliases",
     "/api/v1/routing/model-mapping",
     "/api/v1/monitoring/refresh",
 }

@@ -97,6 +97,7 @@ def test_the_walk_finds_the_routes_with_ids() -> None:
         "api/v1/jobs/%(job_id)s",
         "api/v1/stream/%(session_id)s",
         "api/v1/routing/categories/%(name)s",
+        "api/v1/routing/aliases/%(name)s",
         "api/v1/routing/circuit-breakers/%(model)s/reset",
         "api/v1/embeddings/batches/%(batch_id)s",
         "api/v1/rag/collections/%(name)s",
@@ -160,7 +161,7 @@ def test_an_id_longer_than_its_column_is_a_404_at_every_api_route(gateway: Gatew
             body = b'{"documents": [{"id": "d", "text": "hello"}]}' if method in ("POST", "PUT", "PATCH") else None
             problems.append(not_found_problem(call(method, gateway.url + path, raw=body, key=staff), method, path))
     assert [problem for problem in problems if problem] == []
-    assert len(problems) == 10 * len(API_METHODS)  # the API's ten ids: nine routes, a document's has two
+    assert len(problems) == 11 * len(API_METHODS)  # the API's eleven ids: ten routes, a document's has two
 
 
 def ws_close_code(gateway: Gateway, path: str, key: str) -> int:
@@ -208,6 +209,7 @@ JSON_DOORS = {
     "/api/v1/rag",
     "/api/v1/rag/collections/code/documents",
     "/api/v1/routing/categories",
+    "/api/v1/routing/aliases",
     "/api/v1/routing/model-mapping",
     "/api/v1/monitoring/refresh",
 }

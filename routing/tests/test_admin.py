@@ -9,7 +9,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from routing.breaker import Breakers, default_breakers
-from routing.models import Category, ChainEntry, CircuitBreaker, LLMModel, Provider
+from routing.models import Category, ChainEntry, CircuitBreaker, LLMModel, ModelAlias, Provider
 from routing.seed import seed_defaults
 from routing.selectors import routing_config
 from tests.helpers import admin_form_data
@@ -144,3 +144,121 @@ def test_the_reset_action_closes_an_open_breaker(admin_client: Client, seeded_db
     assert (row.state, row.consecutive_failures, row.opened_at, row.last_error) == ("closed", 0, None, "")
     assert default_breakers().states([smart.pk])[smart.pk].state == "closed"  # the cache forgot it
     assert admin_client.get("/admin/routing/circuitbreaker/add/").status_code == 403
+
+
+# --- model aliases ------------------------------------------------------------------------------------------
+
+
+def test_an_alias_is_added_from_the_admin_and_routing_reloads(
+    admin_client: Client, seeded_db: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    code = Category.objects.get(name="code")
+    assert admin_client.get("/admin/routing/modelalias/add/").status_code == 200
+    version = cache.get("snapshot:routing:version")
+    routing_config.get()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            "/admin/routing/modelalias/add/", {"name": "claude-3.5-sonnet", "category": code.pk}
+        )
+
+    assert response.status_code == 302, response.context and response.context["errors"]
+    alias = ModelAlias.objects.get()
+    assert (alias.name, alias.category, alias.model) == ("claude-3.5-sonnet", code, None)
+    assert routing_config.get().aliases["claude-3.5-sonnet"].category == "code"
+    assert cache.get("snapshot:routing:version") != version
+
+
+def test_the_alias_page_retargets_an_alias_to_a_model(admin_client: Client, seeded_db: None) -> None:
+    alias = ModelAlias.objects.create(name="gpt-5", category=Category.objects.get(name="code"))
+    fast = LLMModel.objects.get(name="demo-fast")
+    data = admin_form_data(admin_client.get(f"/admin/routing/modelalias/{alias.pk}/change/"))
+    data.pop("category")
+    data["model"] = fast.pk
+    assert admin_client.post(f"/admin/routing/modelalias/{alias.pk}/change/", data).status_code == 302
+    alias.refresh_from_db()
+    assert (alias.category, alias.model) == (None, fast)
+    assert routing_config.get().aliases["gpt-5"].model == "demo/demo-fast"
+
+
+@pytest.mark.parametrize(
+    ("form", "errors"),
+    [
+        ({"name": "gpt-5"}, {"__all__": ["An alias names either a category or a model (exactly one)."]}),
+        (
+            {"name": "gpt-5", "category": "code", "model": "demo-fast"},
+            {"__all__": ["An alias names either a category or a model (exactly one)."]},
+        ),
+        (
+            {"name": "conversation", "category": "code"},
+            {"name": ["'conversation' is a category: an alias cannot shadow it."]},
+        ),
+        (
+            {"name": "demo/demo-smart", "category": "code"},
+            {"name": ["'demo/demo-smart' is a model: an alias cannot shadow it."]},
+        ),
+        ({"name": "auto", "category": "code"}, {"name": ["'auto' is reserved: it asks for the router."]}),
+        (
+            {"name": "gpt 5", "category": "code"},
+            {
+                "name": [
+                    "Letters, digits and - _ . : @, starting with a letter or digit; single slashes may separate parts."
+                ]
+            },
+        ),
+    ],
+)
+def test_the_admin_refuses_an_alias_without_exactly_one_target_or_shadowing(
+    admin_client: Client, seeded_db: None, form: dict[str, str], errors: dict[str, list[str]]
+) -> None:
+    data: dict[str, Any] = {"name": form["name"]}
+    if "category" in form:
+        data["category"] = Category.objects.get(name=form["category"]).pk
+    if "model" in form:
+        data["model"] = LLMModel.objects.get(name=form["model"]).pk
+    response = admin_client.post("/admin/routing/modelalias/add/", data)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == errors
+    assert not ModelAlias.objects.exists()
+
+
+def test_the_admin_refuses_a_category_taking_an_aliass_name(admin_client: Client, seeded_db: None) -> None:
+    ModelAlias.objects.create(name="gpt-5", category=Category.objects.get(name="code"))
+    response = admin_client.post(
+        "/admin/routing/category/add/",
+        {"name": "gpt-5", "chain-TOTAL_FORMS": 0, "chain-INITIAL_FORMS": 0},
+    )
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {
+        "name": ["'gpt-5' is a model alias: a category cannot shadow it."]
+    }
+
+
+def test_the_alias_list_searches_by_name_and_target(admin_client: Client, seeded_db: None) -> None:
+    ModelAlias.objects.create(name="claude-sonnet-4-5", category=Category.objects.get(name="code"))
+    ModelAlias.objects.create(name="gpt-5", model=LLMModel.objects.get(name="demo-fast"))
+
+    def found(term: str) -> list[str]:
+        response = admin_client.get("/admin/routing/modelalias/", {"q": term})
+        assert response.status_code == 200
+        return [str(alias) for alias in response.context["cl"].result_list]
+
+    assert found("") == ["claude-sonnet-4-5 → code", "gpt-5 → demo/demo-fast"]
+    assert found("claude") == ["claude-sonnet-4-5 → code"]
+    assert found("demo-fast") == ["gpt-5 → demo/demo-fast"]
+    assert found("code") == ["claude-sonnet-4-5 → code"]
+
+
+def test_a_category_or_model_an_alias_names_is_protected_in_the_admin(admin_client: Client, seeded_db: None) -> None:
+    animals = Category.objects.create(name="animals")
+    fast = LLMModel.objects.get(name="demo-fast")
+    ModelAlias.objects.create(name="zoo", category=animals)
+    ModelAlias.objects.create(name="gpt-5", model=fast)
+
+    for url in (f"/admin/routing/category/{animals.pk}/delete/", f"/admin/routing/llmmodel/{fast.pk}/delete/"):
+        page = admin_client.get(url)
+        assert page.status_code == 200
+        assert page.context["protected"], url  # Django lists the aliases that prevent it
+        admin_client.post(url, {"post": "yes"})
+    assert Category.objects.filter(pk=animals.pk).exists()
+    assert LLMModel.objects.filter(pk=fast.pk).exists()

@@ -12,7 +12,7 @@ from django.conf import settings
 from routing.errors import GatewayError, Reason
 from routing.router import ROUTING_MODES, Route, choose_route, keyword_category, parse_category_answer, routing_text
 from routing.seed import seed_defaults
-from routing.selectors import RoutingConfig, load_routing_config
+from routing.selectors import AliasInfo, RoutingConfig, load_routing_config
 from routing.services import category_upsert
 
 SMART_FIRST = ("demo/demo-smart", "demo/demo-fast")
@@ -169,6 +169,33 @@ def test_a_concrete_model_is_its_own_one_model_chain(config: RoutingConfig) -> N
 
 def test_a_category_name_as_model_selects_that_chain(config: RoutingConfig) -> None:
     assert route(config, "explain why", model="conversation") == Route("conversation", FAST_FIRST, "category")
+
+
+def test_a_model_alias_routes_to_its_category_or_its_model(config: RoutingConfig) -> None:
+    aliased = RoutingConfig(
+        providers=config.providers,
+        models=config.models,
+        categories=config.categories,
+        demo_only=config.demo_only,
+        aliases={
+            "claude-sonnet-4-5": AliasInfo("claude-sonnet-4-5", "conversation", None),
+            "gpt-5": AliasInfo("gpt-5", None, "demo/demo-smart"),
+            "o3": AliasInfo("o3", None, "demo/disabled"),
+        },
+    )
+    # The explicit name beats tools and keywords, like a category named in ``model``.
+    assert route(aliased, "explain why", model="claude-sonnet-4-5", has_tools=True) == Route(
+        "conversation", FAST_FIRST, "alias"
+    )
+    assert route(aliased, "explain why", model="gpt-5") == Route("", ("demo/demo-smart",), "alias")
+    with pytest.raises(GatewayError) as disabled:
+        route(aliased, "hi", model="o3")
+    assert disabled.value.reason is Reason.NOT_FOUND
+    assert (disabled.value.code, disabled.value.param, disabled.value.message) == (
+        "model_not_found",
+        "model",
+        "The model alias 'o3' names 'demo/disabled', which is disabled.",
+    )
 
 
 @pytest.mark.parametrize("alias", ["router", "auto"])

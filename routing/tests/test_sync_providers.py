@@ -11,7 +11,7 @@ import pytest
 from django.core.cache import cache
 from django.core.management import CommandError, call_command
 
-from routing.models import Category, ChainEntry, LLMModel, Provider
+from routing.models import Category, ChainEntry, LLMModel, ModelAlias, Provider
 from routing.seed import seed_defaults
 from routing.selectors import routing_config
 
@@ -79,6 +79,7 @@ def snapshot_of_tables() -> list[Any]:
         list(LLMModel.objects.order_by("provider__name", "name").values()),
         list(Category.objects.order_by("name").values()),
         list(ChainEntry.objects.order_by("category__name", "position").values_list("category__name", "model_id")),
+        list(ModelAlias.objects.order_by("name").values()),
     ]
 
 
@@ -367,8 +368,8 @@ def test_a_problem_found_while_writing_rolls_everything_back(tmp_path: Path) -> 
     ("text", "expected"),
     [
         ("providers: [\n", "not valid YAML"),
-        ("", "the document must be a mapping with providers and/or categories"),
-        ("- name: openai\n", "the document must be a mapping with providers and/or categories"),
+        ("", "the document must be a mapping with providers, categories and/or aliases"),
+        ("- name: openai\n", "the document must be a mapping with providers, categories and/or aliases"),
         ("providers: {name: x}\n", "providers: expected a list"),
         ("providers: []\nmodels: []\n", "(top level): unknown key 'models'"),
     ],
@@ -389,3 +390,136 @@ def test_it_refuses_names_of_the_wrong_type(tmp_path: Path) -> None:
         "providers[0].name: expected a string, got ['a']",
         "categories[0].name: expected a string, got {'x': 1}",
     )
+
+
+# --- aliases: --------------------------------------------------------------------------------------------------
+
+WITH_ALIASES = (
+    CONTRACT_EXAMPLE
+    + """
+aliases:
+  claude-sonnet-4-5: code           # a client-facing model name → a category or a model id
+  gpt-5: openai/gpt-4o-mini
+  "claude-3.5-sonnet": conversation
+"""
+)
+
+
+def aliases() -> dict[str, str]:
+    return {a.name: a.target for a in ModelAlias.objects.select_related("category", "model__provider")}
+
+
+def test_it_creates_the_aliases_of_the_file(tmp_path: Path) -> None:
+    seed_defaults()
+
+    out = sync(tmp_path, WITH_ALIASES)
+
+    assert aliases() == {
+        "claude-3.5-sonnet": "conversation",
+        "claude-sonnet-4-5": "code",
+        "gpt-5": "openai/gpt-4o-mini",
+    }
+    gpt5 = ModelAlias.objects.get(name="gpt-5")
+    assert (gpt5.category, gpt5.model) == (None, LLMModel.objects.get(name="gpt-4o-mini"))
+    assert out.splitlines() == [
+        "providers: 1 created, 0 updated, 0 unchanged, 0 deleted",
+        "models: 1 created, 0 updated, 0 unchanged, 0 deleted",
+        "categories: 0 created, 1 updated, 0 unchanged, 0 deleted",
+        "aliases: 3 created, 0 updated, 0 unchanged, 0 deleted",
+    ]
+    assert routing_config.get().aliases["gpt-5"].model == "openai/gpt-4o-mini"
+
+
+def test_aliases_sync_idempotently_and_follow_a_new_target(tmp_path: Path) -> None:
+    seed_defaults()
+    sync(tmp_path, WITH_ALIASES)
+    before = snapshot_of_tables()
+
+    again = sync(tmp_path, WITH_ALIASES)
+
+    assert snapshot_of_tables() == before
+    assert again.splitlines()[-1] == "aliases: 0 created, 0 updated, 3 unchanged, 0 deleted"
+    moved = sync(tmp_path, WITH_ALIASES.replace("gpt-5: openai/gpt-4o-mini", "gpt-5: reasoning"))
+    assert moved.splitlines()[-1] == "aliases: 0 created, 1 updated, 2 unchanged, 0 deleted"
+    gpt5 = ModelAlias.objects.get(name="gpt-5")
+    assert (gpt5.category, gpt5.model) == (Category.objects.get(name="reasoning"), None)
+
+
+def test_an_alias_may_name_what_the_database_holds(tmp_path: Path) -> None:
+    seed_defaults()
+    sync(tmp_path, "aliases:\n  gpt-5: demo/demo-fast\n  llama3.1:8b: code\n")
+    assert aliases() == {"gpt-5": "demo/demo-fast", "llama3.1:8b": "code"}
+
+
+def test_without_prune_aliases_the_file_does_not_mention_stay(tmp_path: Path) -> None:
+    seed_defaults()
+    ModelAlias.objects.create(name="kept", category=Category.objects.get(name="code"))
+    sync(tmp_path, WITH_ALIASES)
+    assert set(aliases()) == {"kept", "claude-sonnet-4-5", "gpt-5", "claude-3.5-sonnet"}
+
+
+def test_prune_deletes_aliases_the_file_does_not_mention_before_their_targets(tmp_path: Path) -> None:
+    seed_defaults()
+    sync(tmp_path, LOCAL + "aliases:\n  qwen: local/qwen2.5\n  chat: local-chat\n")
+
+    out = sync(tmp_path, WITH_ALIASES.replace('  "claude-3.5-sonnet": conversation\n', ""), "--prune")
+
+    assert aliases() == {"claude-sonnet-4-5": "code", "gpt-5": "openai/gpt-4o-mini"}
+    assert not Provider.objects.filter(name="local").exists()  # no alias held its models any more
+    assert "aliases: 2 created, 0 updated, 0 unchanged, 2 deleted" in out.splitlines()
+    assert {"deleted alias chat", "deleted alias qwen"} <= set(out.splitlines())
+
+
+def test_it_refuses_an_alias_naming_an_unknown_target(tmp_path: Path) -> None:
+    assert_refused(
+        tmp_path,
+        WITH_ALIASES.replace("gpt-5: openai/gpt-4o-mini", "gpt-5: openai/gpt-5").replace(
+            "claude-sonnet-4-5: code", "claude-sonnet-4-5: coding"
+        ),
+        "2 problem(s)",
+        "aliases.claude-sonnet-4-5: 'coding' is not a category in the file nor in the database",
+        "aliases.gpt-5: 'openai/gpt-5' is not a model in the file nor in the database",
+    )
+
+
+def test_it_refuses_an_alias_naming_what_prune_would_delete(tmp_path: Path) -> None:
+    assert_refused(
+        tmp_path,
+        CONTRACT_EXAMPLE + "aliases:\n  gpt-5: demo/demo-fast\n",
+        "aliases.gpt-5: 'demo/demo-fast' would be pruned",
+        args=("--prune",),
+    )
+
+
+def test_it_refuses_an_alias_shadowing_a_category_or_a_model(tmp_path: Path) -> None:
+    assert_refused(
+        tmp_path,
+        CONTRACT_EXAMPLE + "aliases:\n  code: reasoning\n  openai/gpt-4o-mini: code\n",
+        "aliases.code: 'code' is a category: an alias cannot shadow it",
+        "aliases.openai/gpt-4o-mini: 'openai/gpt-4o-mini' is a model: an alias cannot shadow it",
+    )
+
+
+def test_it_refuses_a_category_taking_an_aliass_name(tmp_path: Path) -> None:
+    seed_defaults()
+    ModelAlias.objects.create(name="gpt-5", category=Category.objects.get(name="code"))
+    assert_refused(
+        tmp_path,
+        "categories:\n  - name: gpt-5\n",
+        "categories[0] (gpt-5): name: 'gpt-5' is a model alias: a category cannot shadow it.",
+    )
+
+
+def test_it_refuses_malformed_aliases(tmp_path: Path) -> None:
+    assert_refused(
+        tmp_path,
+        "aliases:\n  1.5: code\n  router: code\n  bad name: code\n  gpt-5: [code]\n  o3:\n",
+        "5 problem(s)",
+        "aliases: the name 1.5 must be a string (quote it)",
+        "aliases.router: 'router' is reserved: it asks for the router",
+        "aliases.bad name: Letters, digits and - _ . : @, starting with a letter or digit; single slashes may "
+        "separate parts.",
+        "aliases.gpt-5: expected a category or a model id, got ['code']",
+        "aliases.o3: expected a category or a model id, got None",
+    )
+    assert_refused(tmp_path, "aliases: [gpt-5]\n", "aliases: expected a mapping of names to a category or a model id")
