@@ -467,6 +467,7 @@ class Stream:
         self.model_id = ""  # the model committed to, once started
         self.category = ""  # "" when the call named its model
         self.attempts = 0  # models tried or skipped until the one committed to, that one included
+        self.prompt_tokens = 0  # the prompt's tokens as the gateway counted them, once started
         self.sent: list[str] = []  # the content and tool arguments relayed so far
         self.result: GenerationResult | None = None  # the model's whole answer, when it finished
         self.meta: dict[str, Any] | None = None  # once booked
@@ -485,6 +486,7 @@ class Stream:
             return
         prepared = self._prepared = await _prepare(self.call)
         self.category = prepared.route.category
+        self.prompt_tokens = prepared.prompt_tokens
         self._events = self._relay(prepared)
         try:
             start = await self._events.__anext__()
