@@ -14,6 +14,7 @@ from typing import Any
 import anthropic
 import pytest
 from anthropic import Anthropic
+from django.conf import settings
 from openai import OpenAI
 
 from accounts.services import apikey_create
@@ -600,3 +601,47 @@ def test_a_body_that_is_not_json_is_an_invalid_request_error(gateway: Gateway, f
     wrong_method = call("GET", gateway.url + "/v1/messages", key=new_key())
     assert wrong_method.status == 405
     assert wrong_method.json()["error"]["type"] == "invalid_request_error"
+
+
+# --- hostile bodies: Anthropic's envelope, nothing logged as an error, nothing sent or booked ---------------
+
+ANTHROPIC_DOORS = ["/v1/messages", "/v1/messages/count_tokens"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "headers", "status", "error_type", "message_start"),
+    [
+        (b"[1, 2]", {}, 400, "invalid_request_error", "The request body must be a JSON object."),
+        (b'{"model": "router", "max_tokens": NaN, "messages": []}', {}, 400, "invalid_request_error", "JSON parse"),
+        (b'{"model": "router", "max_tokens": 1e999}', {}, 400, "invalid_request_error", "JSON parse"),
+        (b'{"model": "a\xed\xa0\x80b", "max_tokens": 2}', {}, 400, "invalid_request_error", "JSON parse"),
+        (b'{"model": "router"}', {"Content-Type": "text/plain"}, 415, "invalid_request_error", "Unsupported media"),
+        (
+            b'{"model": "' + b"x" * settings.DATA_UPLOAD_MAX_MEMORY_SIZE + b'"}',
+            {},
+            413,
+            "request_too_large",
+            "Request body too large.",
+        ),
+    ],
+    ids=["not-an-object", "nan", "1e999", "not-utf8", "text-plain", "too-large"],
+)
+def test_a_hostile_body_is_answered_in_anthropics_envelope(
+    logged_gateway: Gateway,
+    fake: Fake,
+    raw: bytes,
+    headers: dict[str, str],
+    status: int,
+    error_type: str,
+    message_start: str,
+) -> None:
+    for path in ANTHROPIC_DOORS:
+        reply = call("POST", logged_gateway.url + path, raw=raw, key=new_key(), headers=headers)
+        assert reply.status == status, (path, reply.text)
+        assert reply.headers["content-type"].startswith("application/json")
+        body = reply.json()
+        assert (body["type"], body["error"]["type"]) == ("error", error_type), (path, body)
+        assert body["error"]["message"].startswith(message_start), (path, body)
+        assert set(body) == {"type", "error", "request_id"}
+    assert fake.stats()["requests"] == {}
+    assert not UsageRecord.objects.exists()
