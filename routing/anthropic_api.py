@@ -31,6 +31,8 @@ from rest_framework.views import APIView
 
 from accounts.selectors import KeyInfo
 from llm import LLMError
+from llm.providers.anthropic import NATIVE_FORMAT
+from llm.types import NativeEvent
 from spignosapi.api.asyncviews import AsyncHandler, authenticate, json_body
 from spignosapi.api.errors import error_parts
 from spignosapi.api.schema import SSE_EVENT
@@ -96,9 +98,13 @@ def error_response(exc: Exception, request_id: str | None) -> JsonResponse:
     return response
 
 
-def messages_call(data: MessagesRequest, *, key: KeyInfo, request_id: str) -> gateway.Call:
-    """The gateway call of a checked ``/v1/messages`` body."""
+def messages_call(
+    data: MessagesRequest, *, key: KeyInfo, request_id: str, body: Mapping[str, Any] | None = None
+) -> gateway.Call:
+    """The gateway call of a checked ``/v1/messages`` body; ``body`` itself rides along for an
+    Anthropic-kind model to be sent as it came (``Call.native``)."""
     assert data.max_tokens is not None  # required on /v1/messages
+    native = None if body is None else {NATIVE_FORMAT: {k: v for k, v in body.items() if k != "model"}}
     return gateway.Call(
         key=key,
         request_id=request_id,
@@ -114,6 +120,7 @@ def messages_call(data: MessagesRequest, *, key: KeyInfo, request_id: str) -> ga
         model=None if data.model in ROUTER_ALIASES else data.model,
         stream=data.stream,
         params=data.params,
+        native=native,
     )
 
 
@@ -123,13 +130,18 @@ def _route_header(category: str, model_id: str, attempts: int) -> str:
 
 async def _messages(request: HttpRequest) -> HttpResponseBase:
     key = await authenticate(request)
-    data = messages_request(json_body(request))
-    call = messages_call(data, key=key, request_id=request.request_id)  # type: ignore[attr-defined]
+    raw = json_body(request)
+    data = messages_request(raw)
+    call = messages_call(data, key=key, request_id=request.request_id, body=raw)  # type: ignore[attr-defined]
     message_id = f"msg_{call.request_id}"
     if call.stream:
         return await _stream(call, message_id)
     completion = await gateway.complete(call)
-    body = message_body(message_id, completion.model_id, completion.result)
+    result = completion.result
+    if result.native is not None:  # an Anthropic model's own message (thinking blocks, cache usage, …)
+        body = {**result.native, "id": message_id, "model": completion.model_id}
+    else:
+        body = message_body(message_id, completion.model_id, result)
     response = JsonResponse(body, json_dumps_params={"ensure_ascii": False})
     response["X-Spignos-Route"] = _route_header(completion.category, completion.model_id, completion.attempts)
     for header, name in (("Cost-USD", "cost_usd"), ("Energy-Wh", "energy_wh"), ("CO2e-g", "co2e_g")):
@@ -143,24 +155,42 @@ async def _stream(call: gateway.Call, message_id: str) -> HttpResponseBase:
     encoder = StreamEncoder(message_id, stream.model_id, stream.prompt_tokens)
 
     async def body() -> AsyncIterator[str]:
-        yield encoder.start()
+        started = False
         try:
             async with stream:
                 async for event in stream:
+                    if event.native is not None:  # an Anthropic model's own events, relayed as they came
+                        started = True
+                        yield _native_events(event.native, message_id, stream.model_id)
+                        continue
+                    if not started:
+                        started = True
+                        yield encoder.start()
                     if event.type == "delta":
                         out = encoder.event(event)
                         if out:
                             yield out
+                    else:
+                        yield encoder.finish(event.result)
         except (LLMError, GatewayError) as exc:
             # The status was sent: Anthropic ends such a stream with an error event.
+            if not started:
+                yield encoder.start()
             payload, _, _ = error_payload(_stream_error(exc), call.request_id)
             yield sse("error", payload)
-            return
-        yield encoder.finish(stream.result)
 
     response = StreamingHttpResponse(body(), content_type="text/event-stream", headers=SSE_HEADERS)
     response["X-Spignos-Route"] = _route_header(stream.category, stream.model_id, stream.attempts)
     return response
+
+
+def _native_events(events: tuple[NativeEvent, ...], message_id: str, model_id: str) -> str:
+    out = []
+    for name, data in events:
+        if name == "message_start":  # the message is the gateway's: its id and the model's id
+            data = {**data, "message": {**data["message"], "id": message_id, "model": model_id}}
+        out.append(sse(name, data))
+    return "".join(out)
 
 
 def _stream_error(exc: LLMError | GatewayError) -> Exception:

@@ -98,6 +98,10 @@ class Call:
     # Every other field of an OpenAI chat-completions body (response_format, seed, logprobs, n, …): the
     # gateway does not interpret them; providers pass them on or translate them (issue 15).
     params: dict[str, Any] = field(default_factory=dict)
+    # The body as a door received it in a provider's own format ({"anthropic": the Messages body}): a
+    # provider of that format is sent it as it came (thinking, cache_control, …) and answers in kind
+    # (``GenerationResult.native``, ``StreamEvent.native``); any other model of the chain gets ``messages``.
+    native: dict[str, dict[str, Any]] | None = None
 
 
 def generation_call(
@@ -293,6 +297,7 @@ def _call_kwargs(call: Call) -> dict[str, Any]:
         "tool_choice": call.tool_choice,
         "user": call.user_id or None,
         "retry": SINGLE_ATTEMPT,
+        "native": call.native,
     }
 
 

@@ -401,18 +401,105 @@ def test_it_ends_a_broken_stream_with_an_error_event(gateway: Gateway, fake: Fak
 # --- an Anthropic-kind provider: translated both ways --------------------------------------------------
 
 
-def test_it_serves_through_an_anthropic_provider(gateway: Gateway, fake: Fake, claude: str) -> None:
+def direct(fake: Fake) -> Anthropic:
+    """The fake upstream's Anthropic side, asked directly: what the gateway must relay as it came."""
+    return Anthropic(base_url=fake.url, api_key="unused", max_retries=0, timeout=30)
+
+
+THINKING_BODY: Any = {
+    "max_tokens": 2000,
+    "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+    "messages": [{"role": "user", "content": [{"type": "text", "text": "What is the weather in Paris?"}]}],
+    "tools": [{**WEATHER_TOOL, "cache_control": {"type": "ephemeral"}}],
+    "thinking": {"type": "enabled", "budget_tokens": 1024},
+    "metadata": {"user_id": "u-claude"},
+}
+
+
+def test_an_anthropic_model_is_sent_the_body_as_it_came_and_answers_in_kind(
+    gateway: Gateway, fake: Fake, claude: str
+) -> None:
     client = sdk(gateway, new_key())
-    message = client.messages.create(model=claude, max_tokens=100, messages=HELLO, system="Be brief.")
-    assert message.model == claude
-    assert message.stop_reason == "end_turn"
-    assert len(message.content[0].text.split()) == 16  # type: ignore[union-attr]
+    raw = client.messages.with_raw_response.create(
+        model=claude, **THINKING_BODY, extra_body={"top_k": 5}, extra_headers={"X-Request-ID": "req-an-native"}
+    )
+    message = raw.parse()
     sent = fake.stats()["last"]["claude-fake"]  # type: ignore[index]
-    assert (sent["system"], sent["messages"]) == (
-        "Be brief.",
-        [{"role": "user", "content": [{"type": "text", "text": "hello there"}]}],
+    # Thinking, cache_control, top_k and metadata as the client sent them: nothing translated away.
+    assert sent == {**THINKING_BODY, "model": "claude-fake", "top_k": 5}
+    expected = direct(fake).messages.create(model="claude-fake", **THINKING_BODY, extra_body={"top_k": 5})
+
+    assert raw.headers["X-Spignos-Route"] == "-/claude/claude-fake/1"
+    assert (message.id, message.model) == ("msg_req-an-native", claude)
+    assert [block.type for block in message.content] == ["thinking", "tool_use"]
+    assert message.to_dict()["content"] == expected.to_dict()["content"]  # the signature included
+    assert (message.stop_reason, message.usage) == (expected.stop_reason, expected.usage)
+
+    # The thinking block goes back with the tool result: the upstream checks its signature.
+    [thinking, tool_use] = message.content
+    assert tool_use.type == "tool_use"
+    follow_up = [
+        *THINKING_BODY["messages"],
+        {"role": "assistant", "content": [thinking.to_dict(), tool_use.to_dict()]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": tool_use.id, "content": "21 C"}]},
+    ]
+    answer = client.messages.create(model=claude, **{**THINKING_BODY, "messages": follow_up})
+    assert [block.type for block in answer.content] == ["thinking", "text"]
+    assert answer.stop_reason == "end_turn"
+    assert fake.stats()["last"]["claude-fake"]["messages"] == follow_up  # type: ignore[index]
+
+    row = usage_row("req-an-native")
+    assert (row.model, row.status, row.prompt_tokens, row.completion_tokens) == (
+        claude,
+        "ok",
+        expected.usage.input_tokens,
+        expected.usage.output_tokens,
     )
 
+
+def test_an_anthropic_models_stream_is_relayed_as_it_came(gateway: Gateway, fake: Fake, claude: str) -> None:
+    body = {**THINKING_BODY, "stream": True}
+    reply = call(
+        "POST",
+        gateway.url + "/v1/messages",
+        {**body, "model": claude},
+        key=new_key(),
+        headers={"X-Request-ID": "req-an-native-stream"},
+    )
+    theirs = call("POST", fake.url + "/v1/messages", {**body, "model": "claude-fake"})
+    ours, expected = sse_events(reply.text), sse_events(theirs.text)
+
+    assert [name for name, _ in ours] == [name for name, _ in expected]
+    assert {data["delta"]["type"] for name, data in ours if name == "content_block_delta"} == {
+        "thinking_delta",
+        "signature_delta",
+        "input_json_delta",
+    }
+    (_, start), (_, expected_start) = ours[0], expected[0]
+    assert (start["message"]["id"], start["message"]["model"]) == ("msg_req-an-native-stream", claude)
+    same_start = {**expected_start, "message": {**expected_start["message"], "id": "msg_req-an-native-stream"}}
+    same_start["message"]["model"] = claude
+    assert start == same_start
+    assert ours[1:] == expected[1:]  # every other event byte for byte the same data
+
+    with sdk(gateway, new_key()).messages.stream(model=claude, **THINKING_BODY) as stream:
+        final = stream.get_final_message()
+    assert [block.type for block in final.content] == ["thinking", "tool_use"]
+    assert final.stop_reason == "tool_use"
+    row = usage_row("req-an-native-stream")
+    assert (row.model, row.status, row.stream) == (claude, "ok", True)
+
+
+def test_an_anthropic_model_answers_a_plain_message_in_kind(gateway: Gateway, fake: Fake, claude: str) -> None:
+    client = sdk(gateway, new_key())
+    message = client.messages.create(model=claude, max_tokens=100, messages=HELLO, system="Be brief.")
+    expected = direct(fake).messages.create(model="claude-fake", max_tokens=100, messages=HELLO, system="Be brief.")
+    assert message.model == claude
+    assert (message.content, message.stop_reason, message.usage) == (
+        expected.content,
+        "end_turn",
+        expected.usage,
+    )
     with client.messages.stream(model=claude, max_tokens=100, messages=HELLO, tools=[WEATHER_TOOL]) as stream:
         final = stream.get_final_message()
     [tool_use] = final.content
