@@ -228,6 +228,26 @@ def anthropic_endpoint(schema_view: type, handlers: dict[str, AsyncHandler]) -> 
     return csrf_exempt(view)
 
 
+# Anthropic's error envelope, documented on these routes in place of the platform's (spignosapi.api.schema).
+ANTHROPIC_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "error"],
+    "properties": {
+        "type": {"type": "string", "enum": ["error"]},
+        "error": {
+            "type": "object",
+            "required": ["type", "message"],
+            "properties": {
+                "type": {"type": "string", "description": "e.g. invalid_request_error, authentication_error"},
+                "message": {"type": "string"},
+            },
+        },
+        "request_id": {"type": "string"},
+    },
+}
+ANTHROPIC_ERRORS: dict[Any, Any] = {(status, "application/json"): ANTHROPIC_ERROR_SCHEMA for status in ("4XX", "5XX")}
+
+
 class MessagesView(APIView):
     """Schema of ``POST /v1/messages`` (served by the async view below)."""
 
@@ -235,7 +255,7 @@ class MessagesView(APIView):
         operation_id="anthropic_messages",
         summary="Anthropic-compatible Messages API",
         request=dict,
-        responses={(200, "application/json"): dict, (200, "text/event-stream"): SSE_EVENT},
+        responses={(200, "application/json"): dict, (200, "text/event-stream"): SSE_EVENT, **ANTHROPIC_ERRORS},
         description="Anthropic's Messages request, response and stream event formats, on any backend. Key in "
         "`x-api-key` or `Authorization: Bearer`. `model`: `router`/`auto` (routed), a category name, or a "
         "concrete `<provider>/<model>` id. Errors in Anthropic's envelope `{type: error, error: {type, message}}`.",
@@ -249,7 +269,7 @@ class CountTokensView(APIView):
         operation_id="anthropic_count_tokens",
         summary="Anthropic-compatible token count: {input_tokens}",
         request=dict,
-        responses={200: dict},
+        responses={(200, "application/json"): dict, **ANTHROPIC_ERRORS},
     )
     def post(self, request: Request) -> Response:  # pragma: no cover - documentation only
         raise NotImplementedError
