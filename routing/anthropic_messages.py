@@ -108,8 +108,37 @@ def messages_request(body: Mapping[str, Any], *, require_max_tokens: bool = True
         request.params["top_k"] = top_k
     if parallel is False:
         request.params["parallel_tool_calls"] = False
+    request.params.update(_output_config(body.get("output_config")))
     _check_thinking(body.get("thinking"))
     return request
+
+
+# Anthropic's output effort → OpenAI's reasoning_effort (whose top is "high").
+_EFFORTS: Mapping[str, str] = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+
+
+def _output_config(config: Any) -> dict[str, Any]:
+    """The chat parameters of ``output_config``: its JSON schema format as ``response_format`` (structured
+    output), its effort as ``reasoning_effort``."""
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise _fail("Input should be an object.", "output_config")
+    params: dict[str, Any] = {}
+    output_format = config.get("format")
+    if output_format is not None:
+        schema = output_format.get("schema") if isinstance(output_format, dict) else None
+        if not isinstance(output_format, dict) or output_format.get("type") != "json_schema":
+            raise _fail("Input should be an object of type 'json_schema'.", "output_config.format")
+        if not isinstance(schema, dict):
+            raise _fail("Field required (a JSON schema object).", "output_config.format.schema")
+        params["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+    effort = config.get("effort")
+    if effort is not None:
+        if effort not in _EFFORTS:
+            raise _fail(f"Input should be one of {', '.join(_EFFORTS)}.", "output_config.effort")
+        params["reasoning_effort"] = _EFFORTS[effort]
+    return params
 
 
 def _max_tokens(value: Any, *, required: bool) -> int | None:
