@@ -732,3 +732,31 @@ def test_a_hostile_body_is_answered_in_anthropics_envelope(
         assert set(body) == {"type", "error", "request_id"}
     assert fake.stats()["requests"] == {}
     assert not UsageRecord.objects.exists()
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["create", "stream"])
+def test_a_chain_falls_back_between_an_anthropic_model_and_a_translated_one(
+    gateway: Gateway, fake: Fake, claude: str, streamed: bool
+) -> None:
+    staff = apikey_create(name="staff", is_staff=True)[1]
+    mapping = {"category": "conversation", "models": [claude, "demo/demo-fast"]}
+    assert call("POST", gateway.url + "/api/v1/routing/model-mapping", mapping, key=staff).status == 200
+    client = sdk(gateway, new_key())
+
+    def ask() -> Any:
+        if not streamed:
+            return client.messages.create(model="router", max_tokens=100, messages=HELLO)
+        with client.messages.stream(model="router", max_tokens=100, messages=HELLO) as stream:
+            return stream.get_final_message()
+
+    answered = ask()  # the Anthropic model first: its own message
+    expected = direct(fake).messages.create(model="claude-fake", max_tokens=100, messages=HELLO)
+    assert answered.model == claude
+    assert ([b.to_dict() for b in answered.content], answered.usage) == (expected.to_dict()["content"], expected.usage)
+
+    fake.configure(**{"claude-fake": {"status": 529}})  # overloaded: the next model of the chain, translated
+    answered = ask()
+    translated = upstream_answer(fake, "demo-fast", HELLO, 100)
+    assert answered.model == "demo/demo-fast"
+    assert answered.content[0].text == translated.choices[0].message.content
+    assert answered.usage.output_tokens == translated.usage.completion_tokens
