@@ -274,6 +274,8 @@ def _user_message(blocks: list[Any], where: str) -> list[dict[str, Any]]:
             parts.append({"type": "text", "text": _text(block, at)})
         elif kind == "image":
             parts.append(_image_part(block, at))
+        elif kind == "document":
+            parts.append(_document_part(block, at))
         elif kind == "tool_result":
             tool_message, images = _tool_result(block, at)
             results.append(tool_message)
@@ -310,6 +312,21 @@ def _image_part(block: Mapping[str, Any], where: str) -> dict[str, Any]:
     else:
         raise _fail("Input should be 'base64' or 'url'.", f"{where}.source.type")
     return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _document_part(block: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A document as a chat content part: a PDF as a ``file`` part (a data URL), plain text as text."""
+    source = block.get("source")
+    if not isinstance(source, dict):
+        raise _fail("Field required.", f"{where}.source")
+    kind, data = source.get("type"), source.get("data")
+    if kind == "base64" and source.get("media_type") == "application/pdf" and isinstance(data, str) and data:
+        title = block.get("title")
+        filename = title if isinstance(title, str) and title else "document.pdf"
+        return {"type": "file", "file": {"filename": filename, "file_data": f"data:application/pdf;base64,{data}"}}
+    if kind == "text" and isinstance(data, str):
+        return {"type": "text", "text": data}
+    raise _fail("Only base64 PDF and plain text documents are supported.", f"{where}.source")
 
 
 def _tool_result(block: Mapping[str, Any], where: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:

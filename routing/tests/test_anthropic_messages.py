@@ -80,6 +80,32 @@ def test_a_user_turn_gives_its_tool_results_first_then_its_text_and_images() -> 
     ]
 
 
+DATA = "JVBERi0="
+
+
+def test_a_document_becomes_a_file_part_or_text() -> None:
+    pdf = {"type": "base64", "media_type": "application/pdf", "data": DATA}
+    content = [
+        {"type": "document", "source": pdf, "title": "report.pdf", "cache_control": {"type": "ephemeral"}},
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "plain words"}},
+        {"type": "text", "text": "Summarise."},
+    ]
+    request = messages_request({**BASE, "messages": [{"role": "user", "content": content}]})
+    assert request.messages == [
+        {
+            "role": "user",
+            "content": [
+                {
+                    "type": "file",
+                    "file": {"filename": "report.pdf", "file_data": "data:application/pdf;base64,JVBERi0="},
+                },
+                {"type": "text", "text": "plain words"},
+                {"type": "text", "text": "Summarise."},
+            ],
+        }
+    ]
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
@@ -88,6 +114,10 @@ def test_a_user_turn_gives_its_tool_results_first_then_its_text_and_images() -> 
         ({"thinking": {"type": "enabled", "budget_tokens": 10}}, "thinking.budget_tokens: "),
         ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools.0: Only custom tools"),
         ({"top_k": -1}, "top_k: "),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "document", "source": {"type": "url", "url": "x"}}]}]},
+            "messages.0.content.0.source: Only base64 PDF and plain text documents",
+        ),
         (
             {
                 "messages": [
