@@ -157,6 +157,7 @@ class LLMHandler:
         user: str | None = None,
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
+        native: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> GenerationResult:
         """`generate` for async callers."""
         provider, request = self._prepare(
@@ -172,6 +173,7 @@ class LLMHandler:
             tool_choice,
             user,
             timeout_s,
+            native=native,
         )
         policy = retry or self._retry
         attempt = 1
@@ -241,6 +243,7 @@ class LLMHandler:
         user: str | None = None,
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
+        native: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
         """`stream` for async callers: `async for event in handler.astream(...)`.
 
@@ -259,6 +262,7 @@ class LLMHandler:
             tool_choice,
             user,
             timeout_s,
+            native=native,
         )
         policy = retry or self._retry
         if policy.max_attempts == 1:
@@ -379,6 +383,8 @@ class LLMHandler:
         tool_choice: str | Mapping[str, Any] | None,
         user: str | None,
         timeout_s: float | None,
+        *,
+        native: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> tuple[Provider, ChatRequest]:
         provider, name = self._resolve(model)
         if (messages is None) == (prompt is None):
@@ -410,6 +416,7 @@ class LLMHandler:
             tool_choice=tool_choice,
             user=user,
             timeout_s=timeout_s,
+            native=native,
         )
         return provider, request
 

@@ -157,17 +157,29 @@ class GenerationResult:
     timings: Timings
     model: str
     provider: str
+    # The upstream's own answer, when it served a request in its own format (`ChatRequest.native`): the
+    # Anthropic message, for the Anthropic door to relay as it came.
+    native: Mapping[str, Any] | None = None
+
+
+# One event of an upstream's own stream, as it came: (event name, data).
+NativeEvent = tuple[str, Mapping[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
-    """One item of a stream. The last event of every stream is `type="done"` carrying the full result."""
+    """One item of a stream. The last event of every stream is `type="done"` carrying the full result.
+
+    `native`: for a request in the upstream's own format, the upstream's events up to this one (those that
+    carry no content ride on the next one that does, or on `done`), for the door to relay as they came.
+    """
 
     type: Literal["delta", "done"]
     content: str = ""
     tool_calls: tuple[ToolCallDelta, ...] = ()
     finish_reason: str | None = None
     result: GenerationResult | None = None
+    native: tuple[NativeEvent, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,3 +234,7 @@ class ChatRequest:
     tool_choice: str | Mapping[str, Any] | None = None
     user: str | None = None
     timeout_s: float | None = None
+    # The request as a door received it in an upstream's own format, by format ({"anthropic": body}): a
+    # provider of that format sends it (its model, max_tokens and stream set) instead of translating
+    # `messages`, and answers with `native` results and events. Other providers ignore it.
+    native: Mapping[str, Mapping[str, Any]] | None = None

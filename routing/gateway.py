@@ -98,6 +98,10 @@ class Call:
     # Every other field of an OpenAI chat-completions body (response_format, seed, logprobs, n, …): the
     # gateway does not interpret them; providers pass them on or translate them (issue 15).
     params: dict[str, Any] = field(default_factory=dict)
+    # The body as a door received it in a provider's own format ({"anthropic": the Messages body}): a
+    # provider of that format is sent it as it came (thinking, cache_control, …) and answers in kind
+    # (``GenerationResult.native``, ``StreamEvent.native``); any other model of the chain gets ``messages``.
+    native: dict[str, dict[str, Any]] | None = None
 
 
 def generation_call(
@@ -293,6 +297,7 @@ def _call_kwargs(call: Call) -> dict[str, Any]:
         "tool_choice": call.tool_choice,
         "user": call.user_id or None,
         "retry": SINGLE_ATTEMPT,
+        "native": call.native,
     }
 
 
@@ -467,6 +472,7 @@ class Stream:
         self.model_id = ""  # the model committed to, once started
         self.category = ""  # "" when the call named its model
         self.attempts = 0  # models tried or skipped until the one committed to, that one included
+        self.prompt_tokens = 0  # the prompt's tokens as the gateway counted them, once started
         self.sent: list[str] = []  # the content and tool arguments relayed so far
         self.result: GenerationResult | None = None  # the model's whole answer, when it finished
         self.meta: dict[str, Any] | None = None  # once booked
@@ -485,6 +491,7 @@ class Stream:
             return
         prepared = self._prepared = await _prepare(self.call)
         self.category = prepared.route.category
+        self.prompt_tokens = prepared.prompt_tokens
         self._events = self._relay(prepared)
         try:
             start = await self._events.__anext__()

@@ -1,4 +1,4 @@
-"""URL configuration: API under /api/v1/, OpenAI-compatible under /v1/, pages, admin, docs."""
+"""URL configuration: API under /api/v1/, OpenAI- and Anthropic-compatible under /v1/, pages, admin, docs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from jobs.views import chat
 from monitoring import views as monitoring_views
 from rag import api as rag_api
-from routing import openai_api
+from routing import anthropic_api, openai_api
 
 from . import views
 from .metrics import metrics_view
@@ -28,6 +28,9 @@ openai_v1 = [
     path("models", openai_api.models_view, name="openai-models"),
     path("models/<model_name:model>", openai_api.model_view, name="openai-model"),
     path("embeddings", rag_api.openai_embeddings_view, name="openai-embeddings"),
+    # Anthropic-compatible (its SDKs' base_url is the host: they post to /v1/messages)
+    path("messages", anthropic_api.messages_view, name="anthropic-messages"),
+    path("messages/count_tokens", anthropic_api.count_tokens_view, name="anthropic-count-tokens"),
 ]
 
 urlpatterns = [

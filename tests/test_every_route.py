@@ -212,7 +212,11 @@ JSON_DOORS = {
     "/api/v1/routing/aliases",
     "/api/v1/routing/model-mapping",
     "/api/v1/monitoring/refresh",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
 }
+# The Anthropic-compatible doors answer in Anthropic's error envelope (routing/anthropic_api.py).
+ANTHROPIC_DOORS = {"/v1/messages", "/v1/messages/count_tokens"}
 
 
 def every_api_path() -> list[str]:
@@ -231,7 +235,12 @@ def test_json_nested_too_deeply_is_a_400_at_every_route_that_reads_json(
     for path in every_api_path():
         broken = call("POST", gateway.url + path, raw=b"{", key=staff)
         deep = call("POST", gateway.url + path, raw=body, key=staff)
-        if broken.status == 400 and broken.json()["error"]["code"] == "invalid_json":
+        if path in ANTHROPIC_DOORS:  # Anthropic's envelope: no code, the message says it
+            assert broken.status == 400 and broken.json()["error"]["message"].startswith("JSON parse error"), path
+            reading_json.add(path)
+            anthropic_error = {"type": "invalid_request_error", "message": TOO_DEEP["message"]}
+            assert (deep.status, deep.json()["error"]) == (400, anthropic_error), path
+        elif broken.status == 400 and broken.json()["error"]["code"] == "invalid_json":
             reading_json.add(path)
             assert (deep.status, deep.json()) == (400, {"error": TOO_DEEP}), path
         else:  # a route that does not read a body ignores this one as it ignores any other

@@ -11,6 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import httpx2
@@ -25,12 +26,23 @@ from ..errors import (
     error_for_status,
 )
 from ..transport import AIOHTTP_ERRORS, StatusError, Transport, sse_events
-from ..types import ChatRequest, GenerationResult, ProviderConfig, StreamEvent, ToolCall, ToolCallDelta, Usage
+from ..types import (
+    ChatRequest,
+    GenerationResult,
+    NativeEvent,
+    ProviderConfig,
+    StreamEvent,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 from .base import Clock, Provider, StreamAccumulator, build_result
 
-__all__ = ["ANTHROPIC_VERSION", "KINDS", "AnthropicProvider", "to_anthropic_body"]
+__all__ = ["ANTHROPIC_VERSION", "KINDS", "NATIVE_FORMAT", "AnthropicProvider", "to_anthropic_body"]
 
 ANTHROPIC_VERSION = "2023-06-01"
+# The key of an Anthropic-format body in `ChatRequest.native`.
+NATIVE_FORMAT = "anthropic"
 
 _STOP_REASONS: Mapping[str, str] = {
     "end_turn": "stop",
@@ -126,7 +138,7 @@ class AnthropicProvider(Provider):
             model = data.get("model")
         except _PARSE_ERRORS as exc:
             raise self._invalid(f"malformed Anthropic message: {exc!r}", request.model) from exc
-        return build_result(
+        result = build_result(
             provider=self.name,
             request=request,
             text="".join(texts),
@@ -138,6 +150,7 @@ class AnthropicProvider(Provider):
             first_token_at=None,
             end=end,
         )
+        return replace(result, native=data) if _native_body(request) is not None else result
 
     # -- stream ----------------------------------------------------------------------------------------
 
@@ -146,7 +159,7 @@ class AnthropicProvider(Provider):
         body = to_anthropic_body(request, stream=True)
         first_token_bound = self._http.first_token_binds(request.timeout_s)
         acc = StreamAccumulator()
-        state = _StreamState()
+        state = _StreamState(request)
         try:
             with self._http.client().stream(
                 "POST", self._url, json=body, timeout=self._http.httpx_timeout(request.timeout_s, stream=True)
@@ -176,7 +189,7 @@ class AnthropicProvider(Provider):
         first_deadline, total_deadline = self._http.stream_deadlines(request.timeout_s)
         first_token_bound = first_deadline < total_deadline
         acc = StreamAccumulator()
-        state = _StreamState()
+        state = _StreamState(request)
         try:
             async with asyncio.timeout_at(first_deadline):
                 response = await self._http.post(self._url, data, self._headers, timeout_s=request.timeout_s)
@@ -214,10 +227,12 @@ class AnthropicProvider(Provider):
         try:
             payload = json.loads(data) if data else {}
             kind = payload.get("type", name)
+            if state.native is not None and kind != "error":
+                state.native.append((kind, payload))
             if kind == "content_block_delta":
-                return self._block_delta(payload, acc, state)
+                return state.relay(self._block_delta(payload, acc, state), kind)
             if kind == "content_block_start":
-                return self._block_start(payload, acc, state)
+                return state.relay(self._block_start(payload, acc, state), kind)
             if kind == "message_start":
                 _message_start(payload["message"], acc, state)
             elif kind == "message_delta":
@@ -283,7 +298,7 @@ class AnthropicProvider(Provider):
             raise self._invalid("the stream ended before message_stop", request.model)
         if state.input_tokens is not None:
             acc.usage = Usage(state.input_tokens, state.output_tokens, state.input_tokens + state.output_tokens)
-        return acc.done_event(provider=self.name, request=request, start=start, end=self._clock())
+        return state.finish(acc.done_event(provider=self.name, request=request, start=start, end=self._clock()))
 
     # -- errors ----------------------------------------------------------------------------------------
 
@@ -321,13 +336,26 @@ KINDS: Mapping[str, type[Provider]] = {"anthropic": AnthropicProvider}
 
 
 class _StreamState:
-    __slots__ = ("input_tokens", "output_tokens", "stopped", "tool_blocks")
+    __slots__ = ("input_tokens", "native", "output_tokens", "stopped", "tool_blocks")
 
-    def __init__(self) -> None:
+    def __init__(self, request: ChatRequest) -> None:
         self.input_tokens: int | None = None
         self.output_tokens = 0
         self.stopped = False
         self.tool_blocks: dict[int, int] = {}  # content block index -> tool call index
+        # A native request's upstream events not yet relayed (None: a translated request).
+        self.native: list[NativeEvent] | None = [] if _native_body(request) is not None else None
+
+    def relay(self, event: StreamEvent | None, kind: str) -> StreamEvent | None:
+        """``event`` with the native events so far, once a block starts or grows (the model's output: the
+        gateway commits to the model on the first event it gets); None while they wait."""
+        if self.native is None or kind not in ("content_block_start", "content_block_delta"):
+            return event
+        pending, self.native = tuple(self.native), []
+        return replace(event or StreamEvent(type="delta"), native=pending)
+
+    def finish(self, done: StreamEvent) -> StreamEvent:
+        return done if self.native is None else replace(done, native=tuple(self.native))
 
 
 def _message_start(message: Mapping[str, Any], acc: StreamAccumulator, state: _StreamState) -> None:
@@ -379,7 +407,19 @@ def to_anthropic_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     System messages become `system`; assistant `tool_calls` become `tool_use` blocks and `tool` messages
     `tool_result` blocks; consecutive messages of one role are merged, as Anthropic requires alternation.
     `temperature` is clamped to Anthropic's 0..1 range; `top_p` is sent only when not 1.
+
+    A request that came in Anthropic's own format (`request.native["anthropic"]`) is sent as it came
+    (thinking, cache_control, documents, …): only its model, max_tokens and stream are this call's.
     """
+    native = _native_body(request)
+    if native is not None:
+        as_it_came = {k: v for k, v in native.items() if k != "stream"}
+        return {
+            **as_it_came,
+            "model": request.model,
+            "max_tokens": request.max_tokens,
+            **({"stream": True} if stream else {}),
+        }
     system, messages = _translate_messages(request.messages)
     body: dict[str, Any] = {
         "model": request.model,
@@ -404,6 +444,10 @@ def to_anthropic_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
     if stream:
         body["stream"] = True
     return body
+
+
+def _native_body(request: ChatRequest) -> Mapping[str, Any] | None:
+    return request.native.get(NATIVE_FORMAT) if request.native else None
 
 
 def _translate_messages(chat: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
