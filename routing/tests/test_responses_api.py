@@ -23,9 +23,10 @@ from accounts.selectors import KeyInfo
 from accounts.services import apikey_create
 from ledger.models import UsageRecord
 from routing import responses_store
-from routing.models import StoredResponse
+from routing.models import LLMModel, Provider, StoredResponse
 from routing.responses_api import responses_request
 from routing.serializers import ResponsesInput
+from routing.services import routing_changed
 from routing.tasks import purge_expired_responses
 from spignosapi.fastpath.validation import validated
 from tests.fixtures import Fake, Gateway
@@ -626,3 +627,73 @@ def test_the_other_fields_reach_the_call() -> None:
     assert c.params == {"parallel_tool_calls": False, "reasoning_effort": "low"}
     assert c.tools == [{"type": "function", "function": {**WEATHER_CHAT_TOOL["function"], "strict": True}}]
     assert translated({"model": "router", "input": "hi"}).call.model is None  # routed
+
+
+# --- an Anthropic-kind backend ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def anthropic_model(gateway: Gateway, fake: Fake) -> str:
+    """An Anthropic-kind provider on the fake upstream's Messages API: the door translates, the provider too."""
+    provider = Provider.objects.create(name="claude", kind="anthropic", base_url=fake.url + "/v1")
+    LLMModel.objects.create(provider=provider, name="claude-fake", price_in_per_m=1, price_out_per_m=1)
+    routing_changed()
+    return "claude/claude-fake"
+
+
+ANTHROPIC_TOOL = {
+    "name": "get_weather",
+    "input_schema": WEATHER_TOOL["parameters"],
+    "description": "The weather in a city.",
+}
+
+
+def test_an_anthropic_backend_serves_a_tool_round_trip_and_a_stream(
+    anthropic_model: str, gateway: Gateway, fake: Fake
+) -> None:
+    client = sdk(gateway, new_key())
+    first = client.responses.create(
+        model=anthropic_model, instructions="Be brief.", input="weather in Paris?", tools=[WEATHER_TOOL]
+    )
+    question = {"role": "user", "content": [{"type": "text", "text": "weather in Paris?"}]}
+    sent = last_sent(fake, "claude-fake")
+    assert (sent["system"], sent["messages"], sent["tools"]) == ("Be brief.", [question], [ANTHROPIC_TOOL])
+    [call_item] = first.output
+    assert isinstance(call_item, ResponseFunctionToolCall)
+    assert (first.model, call_item.name, json.loads(call_item.arguments)) == (
+        anthropic_model,
+        "get_weather",
+        {"city": "fake", "days": 1},
+    )
+    assert call_item.call_id.startswith("toolu_")  # the provider's own id, kept through the round trip
+
+    second = client.responses.create(
+        model=anthropic_model,
+        previous_response_id=first.id,
+        input=[{"type": "function_call_output", "call_id": call_item.call_id, "output": "21"}],
+        tools=[WEATHER_TOOL],
+    )
+    sent = last_sent(fake, "claude-fake")
+    assert "system" not in sent  # instructions are not carried over to the next response (as OpenAI does)
+    assert sent["messages"] == [
+        question,
+        {
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "tool_use",
+                    "id": call_item.call_id,
+                    "name": "get_weather",
+                    "input": {"city": "fake", "days": 1},
+                }
+            ],
+        },
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call_item.call_id, "content": "21"}]},
+    ]
+    assert len(second.output_text.split()) == 16 and second.status == "completed"
+
+    with client.responses.stream(model=anthropic_model, input="hello") as stream:
+        types = [event.type for event in stream]
+        final = stream.get_final_response()
+    assert types == [*TEXT_EVENTS_HEAD, *["response.output_text.delta"] * 16, *TEXT_EVENTS_TAIL]
+    assert len(final.output_text.split()) == 16 and final.usage is not None and final.usage.output_tokens == 16
