@@ -13,6 +13,7 @@ so ``previous_response_id`` continues it and ``GET`` reads it back, for the key 
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
@@ -37,6 +39,8 @@ from .api import SSE_HEADERS, stream_error_payload
 from .errors import GatewayError
 from .router import ROUTER_ALIASES
 from .serializers import ResponsesInput
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 256  # as /v1/chat/completions: the most a call may use is reserved on the key's limits
 MESSAGE_ROLES = ("user", "assistant", "system", "developer")
@@ -567,7 +571,16 @@ async def _create_stream(request: Translated) -> HttpResponseBase:
         closing, final = events.finish(stream.result)
         for chunk in closing:
             yield chunk
-        await _store(request, final)
+        try:
+            await _store(request, final)
+        except DatabaseError:
+            # Asked to keep it and could not: the client must not count on a previous_response_id that is not
+            # there (a JSON answer would be a 503 database_unavailable; the status line was sent already).
+            logger.warning("a streamed response could not be stored", exc_info=True)
+            failed = events.response("failed", stream.result)
+            failed["error"] = {"code": "database_unavailable", "message": "The response could not be stored."}
+            yield events.event("response.failed", response=failed)
+            return
         yield events.event(f"response.{final['status']}", response=final)
 
     response = StreamingHttpResponse(body(), content_type="text/event-stream", headers=SSE_HEADERS)

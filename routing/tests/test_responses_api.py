@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
+from django.db import connection
 from django.utils import timezone
 from openai import OpenAI
 from openai.types.responses import ResponseFunctionToolCall
@@ -697,3 +699,36 @@ def test_an_anthropic_backend_serves_a_tool_round_trip_and_a_stream(
         final = stream.get_final_response()
     assert types == [*TEXT_EVENTS_HEAD, *["response.output_text.delta"] * 16, *TEXT_EVENTS_TAIL]
     assert len(final.output_text.split()) == 16 and final.usage is not None and final.usage.output_tokens == 16
+
+
+@pytest.fixture
+def inserts_refused(gateway: Gateway) -> Iterator[None]:
+    """The stored responses' table refuses every INSERT (a trigger), as a database that fails under a write."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION refuse_insert() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$ "
+            "LANGUAGE plpgsql; CREATE TRIGGER refuse BEFORE INSERT ON routing_storedresponse "
+            "FOR EACH ROW EXECUTE FUNCTION refuse_insert();"
+        )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER refuse ON routing_storedresponse; DROP FUNCTION refuse_insert();")
+
+
+def test_a_stream_whose_response_cannot_be_stored_ends_with_response_failed(
+    gateway: Gateway, fake: Fake, inserts_refused: None
+) -> None:
+    reply = call(
+        "POST", gateway.url + "/v1/responses", {"model": "router", "input": "hi", "stream": True}, key=new_key()
+    )
+    events = [json.loads(line[6:]) for line in reply.text.splitlines() if line.startswith("data: ")]
+    assert [e["type"] for e in events[-4:]] == [*TEXT_EVENTS_TAIL[:-1], "response.failed"]
+    failed = events[-1]["response"]
+    assert (failed["status"], failed["error"]) == (
+        "failed",
+        {"code": "database_unavailable", "message": "The response could not be stored."},
+    )
+    assert failed["usage"]["output_tokens"] == 16  # the answer was computed (and booked): only keeping it failed
+    assert StoredResponse.objects.count() == 0
