@@ -241,3 +241,22 @@ class CircuitBreaker(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model}: {self.state}"
+
+
+class StoredResponse(models.Model):
+    """A Responses API answer kept for ``GET /v1/responses/<id>`` and ``previous_response_id`` (issue 15).
+
+    ``body`` is the Response object as it was sent; ``conversation`` the chat messages up to and including
+    its output (the instructions excepted: OpenAI does not carry them over to the next response), so a
+    follow-up rebuilds its context from one row. Only the key that made it can read it; rows older than
+    ``RESPONSES_RETENTION_DAYS`` are neither served nor kept (``routing.tasks.purge_expired_responses``).
+    """
+
+    id = models.CharField(primary_key=True, max_length=64)
+    api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(db_index=True)
+    body = models.JSONField()
+    conversation = models.JSONField()
+
+    def __str__(self) -> str:
+        return self.id

@@ -150,3 +150,39 @@ class AliasInput(serializers.Serializer[Any]):
     target = StringOnly(
         max_length=260, trim_whitespace=False, help_text="A category's name or a `<provider>/<model>` id."
     )
+
+
+class ResponsesInput(serializers.Serializer[Any]):
+    """``POST /v1/responses``: the fields the door reads (``input`` and the rest are checked as they are
+    translated, in ``routing.responses_api``)."""
+
+    model = serializers.CharField(max_length=260)
+    input = serializers.JSONField()
+    instructions = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, trim_whitespace=False, max_length=200_000
+    )
+    tools = serializers.ListField(child=serializers.DictField(), required=False, allow_null=True, max_length=128)
+    tool_choice = serializers.JSONField(required=False, allow_null=True)
+    text = serializers.DictField(required=False, allow_null=True)
+    temperature = serializers.FloatField(min_value=0, max_value=2, required=False, allow_null=True)
+    top_p = serializers.FloatField(min_value=0, max_value=1, required=False, allow_null=True)
+    max_output_tokens = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False, allow_null=True)
+    user = serializers.CharField(required=False, allow_blank=True, max_length=200, allow_null=True)
+    metadata = serializers.DictField(
+        child=serializers.CharField(max_length=512, allow_blank=True), required=False, allow_null=True
+    )
+    store = serializers.BooleanField(default=True, allow_null=True)
+    stream = serializers.BooleanField(default=False, allow_null=True)
+    previous_response_id = serializers.CharField(max_length=64, required=False, allow_null=True)
+    parallel_tool_calls = serializers.BooleanField(required=False, allow_null=True)
+    reasoning = serializers.DictField(required=False, allow_null=True)
+
+    def validate_input(self, value: Any) -> Any:
+        if isinstance(value, str) or (isinstance(value, list) and len(value) <= 10_000):
+            return value
+        raise serializers.ValidationError("input must be a string or a list of up to 10000 items.", code="invalid_type")
+
+    def validate_metadata(self, value: Any) -> Any:
+        if value is not None and len(value) > 16:
+            raise serializers.ValidationError("metadata holds at most 16 keys.", code="too_many_keys")
+        return value

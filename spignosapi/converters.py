@@ -22,14 +22,14 @@ def _converter(name: str, regex: str) -> type[StringConverter]:
 
 def register() -> None:
     """Register ``<model_id:…>``, ``<model_name:…>``, ``<alias:…>``, ``<category:…>``, ``<collection:…>``,
-    ``<document:…>`` and ``<session:…>``.
+    ``<document:…>``, ``<session:…>`` and ``<response_id:…>``.
 
     Called once, from the platform's ``AppConfig.ready()``: after every model is loaded, before any URL conf
     (HTTP or WebSocket) is imported.
     """
     from jobs.models import Job
     from rag.models import Collection, Document
-    from routing.models import ALIAS_NAME_CHARS, Category, LLMModel, ModelAlias, Provider
+    from routing.models import ALIAS_NAME_CHARS, Category, LLMModel, ModelAlias, Provider, StoredResponse
 
     def max_length(model: type[Model], field: str) -> int:
         column = model._meta.get_field(field)
@@ -52,3 +52,7 @@ def register() -> None:
     # A document's id is the client's own (any characters, slashes too), bounded by its column.
     register_converter(_converter("DocumentConverter", f".{{1,{max_length(Document, 'external_id')}}}"), "document")
     register_converter(_converter("SessionConverter", f"{SLUG}{{1,{max_length(Job, 'session_id')}}}"), "session")
+    # A Responses API id (``resp_`` and hex, as the door makes them; any slug, so an unknown one is the door's 404).
+    register_converter(
+        _converter("ResponseIdConverter", f"{SLUG}{{1,{max_length(StoredResponse, 'id')}}}"), "response_id"
+    )

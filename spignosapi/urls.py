@@ -9,7 +9,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from jobs.views import chat
 from monitoring import views as monitoring_views
 from rag import api as rag_api
-from routing import anthropic_api, openai_api
+from routing import anthropic_api, openai_api, responses_api
 
 from . import views
 from .metrics import metrics_view
@@ -28,6 +28,8 @@ openai_v1 = [
     path("models", openai_api.models_view, name="openai-models"),
     path("models/<model_name:model>", openai_api.model_view, name="openai-model"),
     path("embeddings", rag_api.openai_embeddings_view, name="openai-embeddings"),
+    path("responses", responses_api.responses_view, name="openai-responses"),
+    path("responses/<response_id:response_id>", responses_api.response_view, name="openai-response"),
     # Anthropic-compatible (its SDKs' base_url is the host: they post to /v1/messages)
     path("messages", anthropic_api.messages_view, name="anthropic-messages"),
     path("messages/count_tokens", anthropic_api.count_tokens_view, name="anthropic-count-tokens"),

@@ -43,6 +43,7 @@ POSTS: list[tuple[str, dict[str, Any]]] = [
     ("/api/v1/generate/async", {"prompt": "hello", "max_tokens": 2}),
     ("/v1/chat/completions", {"model": "router", "messages": HELLO, "max_tokens": 2}),
     ("/chat/completions", {"model": "router", "messages": HELLO, "max_tokens": 2}),
+    ("/v1/responses", {"model": "router", "input": "hello", "max_output_tokens": 2, "store": False}),
     ("/api/v1/embeddings", {"input": ["hello"], "model": "demo/demo-embed"}),
     ("/v1/embeddings", {"input": "hello", "model": "demo/demo-embed"}),
     ("/api/v1/embeddings/batches", {"input": ["hello"], "model": "demo/demo-embed"}),

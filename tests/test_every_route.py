@@ -103,6 +103,7 @@ def test_the_walk_finds_the_routes_with_ids() -> None:
         "api/v1/rag/collections/%(name)s",
         "api/v1/rag/collections/%(name)s/documents",
         "v1/models/%(model)s",
+        "v1/responses/%(response_id)s",
         "admin/routing/provider/%(object_id)s/change/",
         "admin/%(app_label)s/",
     } <= templates
@@ -161,7 +162,7 @@ def test_an_id_longer_than_its_column_is_a_404_at_every_api_route(gateway: Gatew
             body = b'{"documents": [{"id": "d", "text": "hello"}]}' if method in ("POST", "PUT", "PATCH") else None
             problems.append(not_found_problem(call(method, gateway.url + path, raw=body, key=staff), method, path))
     assert [problem for problem in problems if problem] == []
-    assert len(problems) == 11 * len(API_METHODS)  # the API's eleven ids: ten routes, a document's has two
+    assert len(problems) == 12 * len(API_METHODS)  # the API's twelve ids: eleven routes, a document's has two
 
 
 def ws_close_code(gateway: Gateway, path: str, key: str) -> int:
@@ -203,6 +204,7 @@ JSON_DOORS = {
     "/api/v1/generate/async",
     "/v1/chat/completions",
     "/chat/completions",
+    "/v1/responses",
     "/api/v1/embeddings",
     "/v1/embeddings",
     "/api/v1/embeddings/batches",

@@ -80,3 +80,11 @@ CELERY_BEAT_SCHEDULE["jobs-sweep"] = {
 # child inherits from its parent at fork); the task signals in spignosapi/celery.py give each task's
 # connection back to the pool instead, and drop one that broke, as Django does around a request.
 CELERY_DB_REUSE_MAX = 10**9
+
+# Stored Responses API answers older than RESPONSES_RETENTION_DAYS are already invisible (every read filters
+# on their age); this deletes them so the table does not grow without end.
+CELERY_BEAT_SCHEDULE["responses-purge"] = {
+    "task": "routing.purge_expired_responses",
+    "schedule": 3600.0,
+    "options": {"queue": "low", "expires": 3600.0},
+}

@@ -36,3 +36,7 @@ USAGE_FLUSH_BATCH = env_int("USAGE_FLUSH_BATCH", 500, minimum=1)
 
 # The demo upstream `make run` starts, which the default routes use until a real provider is configured.
 DEMO_UPSTREAM_URL = env_str("DEMO_UPSTREAM_URL", f"http://127.0.0.1:{env_int('FAKE_UPSTREAM_PORT', 8900)}/v1")
+
+# Responses API (/v1/responses): how long a stored response (``store: true``) can be read back or continued
+# with ``previous_response_id``; older ones are treated as gone and purged by beat every hour.
+RESPONSES_RETENTION_DAYS = env_int("RESPONSES_RETENTION_DAYS", 30, minimum=1)

@@ -56,7 +56,7 @@ def test_beat_keeps_its_schedule_while_the_database_is_down_and_reads_it_again_a
     database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     scheduler = ResilientDatabaseScheduler(app=app)
-    names = {"beat-heartbeat", "jobs-sweep", "celery.backend_cleanup"}
+    names = {"beat-heartbeat", "jobs-sweep", "responses-purge", "celery.backend_cleanup"}
     assert set(scheduler.schedule) == names
     sweep = scheduler.schedule["jobs-sweep"]
     next(sweep)  # beat sent it once: the row in memory remembers when
