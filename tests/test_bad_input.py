@@ -229,8 +229,11 @@ def test_a_body_over_the_limit_is_a_413_at_every_post_door(gateway: Gateway, fak
     assert_nothing_happened(fake)
 
 
-def test_a_chunked_body_within_the_limit_is_read_at_every_post_door(gateway: Gateway, fake: Fake, staff: str) -> None:
-    # Without a Content-Length the body must still be read (not taken for an empty one).
+def test_a_chunked_body_within_the_limit_is_read_at_every_post_door(
+    gateway: Gateway, fake: Fake, staff: str, celery_worker: subprocess.Popen[bytes]
+) -> None:
+    # Without a Content-Length the body must still be read (not taken for an empty one). The session's worker
+    # runs what the doors queue (asked for here: run alone, the test would otherwise wait for no worker).
     for path, body in POSTS:
         reply = post_chunked(gateway.url, path, json.dumps(body).encode(), staff)
         if path == "/api/v1/rag":
