@@ -28,7 +28,14 @@ from ..transport import AIOHTTP_ERRORS, StatusError, Transport, sse_events
 from ..types import ChatRequest, GenerationResult, ProviderConfig, StreamEvent, ToolCall, ToolCallDelta, Usage
 from .base import Clock, Provider, StreamAccumulator, build_result
 
-__all__ = ["ANTHROPIC_VERSION", "KINDS", "AnthropicProvider", "to_anthropic_body"]
+__all__ = [
+    "ANTHROPIC_VERSION",
+    "KINDS",
+    "TRANSLATED_PARAMS",
+    "AnthropicProvider",
+    "answer_tool_name",
+    "to_anthropic_body",
+]
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -72,6 +79,10 @@ class AnthropicProvider(Provider):
         self._headers = headers
         self._http = Transport(config, headers=headers)
 
+    def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        """The Messages API body; a param Anthropic cannot honour is refused (or dropped: `drop_params`)."""
+        return to_anthropic_body(request, stream=stream, params=self.honoured_params(request, TRANSLATED_PARAMS))
+
     def close(self) -> None:
         self._http.close()
 
@@ -82,7 +93,7 @@ class AnthropicProvider(Provider):
 
     def generate(self, request: ChatRequest) -> GenerationResult:
         start = self._clock()
-        body = to_anthropic_body(request, stream=False)
+        body = self._body(request, stream=False)
         try:
             response = self._http.client().post(
                 self._url, json=body, timeout=self._http.httpx_timeout(request.timeout_s, stream=False)
@@ -95,7 +106,7 @@ class AnthropicProvider(Provider):
 
     async def agenerate(self, request: ChatRequest) -> GenerationResult:
         start = self._clock()
-        data = _encode(to_anthropic_body(request, stream=False))
+        data = _encode(self._body(request, stream=False))
         try:
             async with asyncio.timeout(self._http.total_timeout(request.timeout_s)):
                 response = await self._http.post(self._url, data, self._headers, timeout_s=request.timeout_s)
@@ -110,6 +121,8 @@ class AnthropicProvider(Provider):
         return self._parse_message(raw, request, start, self._clock())
 
     def _parse_message(self, raw: bytes, request: ChatRequest, start: float, end: float) -> GenerationResult:
+        answer_tool = answer_tool_name(request.params)
+        answered = False
         try:
             data = json.loads(raw)
             texts: list[str] = []
@@ -118,10 +131,16 @@ class AnthropicProvider(Provider):
                 kind = block.get("type")
                 if kind == "text":
                     texts.append(block["text"])
+                elif kind == "tool_use" and block["name"] == answer_tool:
+                    # The structured answer (response_format): its input is the JSON the client asked for.
+                    texts.append(json.dumps(block.get("input") or {}, ensure_ascii=False))
+                    answered = True
                 elif kind == "tool_use":
                     arguments = json.dumps(block.get("input") or {}, separators=(",", ":"), ensure_ascii=False)
                     calls.append(ToolCall(id=block["id"], name=block["name"], arguments=arguments))
             stop_reason = data.get("stop_reason")
+            if answered and stop_reason == "tool_use" and not calls:
+                stop_reason = "end_turn"
             usage = _parse_usage(data.get("usage"))
             model = data.get("model")
         except _PARSE_ERRORS as exc:
@@ -143,10 +162,10 @@ class AnthropicProvider(Provider):
 
     def stream(self, request: ChatRequest) -> Generator[StreamEvent, None, None]:
         start = self._clock()
-        body = to_anthropic_body(request, stream=True)
+        body = self._body(request, stream=True)
         first_token_bound = self._http.first_token_binds(request.timeout_s)
         acc = StreamAccumulator()
-        state = _StreamState()
+        state = _StreamState(answer_tool_name(request.params))
         try:
             with self._http.client().stream(
                 "POST", self._url, json=body, timeout=self._http.httpx_timeout(request.timeout_s, stream=True)
@@ -172,11 +191,11 @@ class AnthropicProvider(Provider):
 
     async def astream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         start = self._clock()
-        data = _encode(to_anthropic_body(request, stream=True))
+        data = _encode(self._body(request, stream=True))
         first_deadline, total_deadline = self._http.stream_deadlines(request.timeout_s)
         first_token_bound = first_deadline < total_deadline
         acc = StreamAccumulator()
-        state = _StreamState()
+        state = _StreamState(answer_tool_name(request.params))
         try:
             async with asyncio.timeout_at(first_deadline):
                 response = await self._http.post(self._url, data, self._headers, timeout_s=request.timeout_s)
@@ -245,6 +264,11 @@ class AnthropicProvider(Provider):
             return StreamEvent(type="delta", content=text)
         if delta_type == "input_json_delta":
             partial = delta.get("partial_json") or ""
+            if partial and payload.get("index", 0) == state.answer_block:
+                # The structured answer's JSON, streamed as the text it stands for.
+                self._first_token(acc)
+                acc.add_text(partial)
+                return StreamEvent(type="delta", content=partial)
             tool_index = state.tool_blocks.get(payload.get("index", 0))
             if not partial or tool_index is None:
                 return None
@@ -259,6 +283,9 @@ class AnthropicProvider(Provider):
         """A tool call's id and name, or a text block that starts with text."""
         block = payload["content_block"]
         block_type = block.get("type")
+        if block_type == "tool_use" and block.get("name") == state.answer_tool:
+            state.answer_block = payload.get("index", 0)
+            return None
         if block_type == "tool_use":
             tool_index = len(state.tool_blocks)
             state.tool_blocks[payload.get("index", 0)] = tool_index
@@ -321,13 +348,15 @@ KINDS: Mapping[str, type[Provider]] = {"anthropic": AnthropicProvider}
 
 
 class _StreamState:
-    __slots__ = ("input_tokens", "output_tokens", "stopped", "tool_blocks")
+    __slots__ = ("answer_block", "answer_tool", "input_tokens", "output_tokens", "stopped", "tool_blocks")
 
-    def __init__(self) -> None:
+    def __init__(self, answer_tool: str | None = None) -> None:
         self.input_tokens: int | None = None
         self.output_tokens = 0
         self.stopped = False
         self.tool_blocks: dict[int, int] = {}  # content block index -> tool call index
+        self.answer_tool = answer_tool  # the structured answer's tool (response_format), if any
+        self.answer_block: int | None = None  # the content block that carries it
 
 
 def _message_start(message: Mapping[str, Any], acc: StreamAccumulator, state: _StreamState) -> None:
@@ -343,6 +372,8 @@ def _message_start(message: Mapping[str, Any], acc: StreamAccumulator, state: _S
 def _message_delta(payload: Mapping[str, Any], acc: StreamAccumulator, state: _StreamState) -> None:
     """The stop reason and the final usage."""
     stop_reason = (payload.get("delta") or {}).get("stop_reason")
+    if stop_reason == "tool_use" and state.answer_block is not None and not state.tool_blocks:
+        stop_reason = "end_turn"  # the structured answer is the answer, not a tool call
     if stop_reason:
         acc.finish_reason = _STOP_REASONS.get(stop_reason, stop_reason)
     usage = payload.get("usage")
@@ -373,12 +404,17 @@ def _parse_usage(raw: object) -> Usage | None:
 # -- request translation -----------------------------------------------------------------------------
 
 
-def to_anthropic_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+def to_anthropic_body(request: ChatRequest, *, stream: bool, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The Messages API body for an OpenAI-style request.
 
     System messages become `system`; assistant `tool_calls` become `tool_use` blocks and `tool` messages
     `tool_result` blocks; consecutive messages of one role are merged, as Anthropic requires alternation.
     `temperature` is clamped to Anthropic's 0..1 range; `top_p` is sent only when not 1.
+    `params` (default: the request's) are translated where Anthropic has an equivalent (`TRANSLATED_PARAMS`):
+    `response_format` json_schema / json_object becomes a tool whose input is the answer, forced unless the
+    request has tools of its own (`answer_tool_name`); `parallel_tool_calls: false` becomes
+    `disable_parallel_tool_use`; `top_k` goes as it is. Others are ignored here (`Provider.honoured_params`
+    refuses them first).
     """
     system, messages = _translate_messages(request.messages)
     body: dict[str, Any] = {
@@ -401,9 +437,66 @@ def to_anthropic_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
                 body["tool_choice"] = choice
     if request.user is not None:
         body["metadata"] = {"user_id": request.user}
+    params = request.params if params is None else params
+    if params:
+        _translate_params(body, params, has_tools=bool(request.tools))
     if stream:
         body["stream"] = True
     return body
+
+
+# The OpenAI params `to_anthropic_body` translates (`top_k` is Anthropic's own, sent through `extra_body`).
+TRANSLATED_PARAMS = frozenset({"response_format", "parallel_tool_calls", "top_k"})
+_JSON_OBJECT_TOOL = "json_answer"
+
+
+def answer_tool_name(params: Mapping[str, Any]) -> str | None:
+    """The tool that carries a structured answer (`response_format` json_schema or json_object), if any."""
+    response_format = params.get("response_format")
+    if not isinstance(response_format, Mapping):
+        return None
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return _JSON_OBJECT_TOOL
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        name = spec.get("name") if isinstance(spec, Mapping) else None
+        return name if isinstance(name, str) and name else _JSON_OBJECT_TOOL
+    return None
+
+
+def _answer_tool(response_format: Mapping[str, Any], name: str) -> dict[str, Any]:
+    if response_format.get("type") == "json_object":
+        return {
+            "name": name,
+            "description": "Give your answer as a JSON object: the input of this tool.",
+            "input_schema": {"type": "object"},
+        }
+    spec = response_format.get("json_schema")
+    spec = spec if isinstance(spec, Mapping) else {}
+    schema = spec.get("schema")
+    return {
+        "name": name,
+        "description": spec.get("description") or "Give your answer in this format: the input of this tool.",
+        "input_schema": dict(schema) if isinstance(schema, Mapping) else {"type": "object"},
+    }
+
+
+def _translate_params(body: dict[str, Any], params: Mapping[str, Any], *, has_tools: bool) -> None:
+    response_format = params.get("response_format")
+    name = answer_tool_name(params)
+    if name is not None and isinstance(response_format, Mapping):
+        body.setdefault("tools", []).append(_answer_tool(response_format, name))
+        if not has_tools:
+            # Anthropic has no JSON mode: forcing the one tool makes its input the answer, valid JSON.
+            body["tool_choice"] = {"type": "tool", "name": name}
+    if params.get("parallel_tool_calls") is False and body.get("tools"):
+        choice = body.get("tool_choice") or {"type": "auto"}
+        if choice.get("type") != "none":
+            body["tool_choice"] = {**choice, "disable_parallel_tool_use": True}
+    top_k = params.get("top_k")
+    if isinstance(top_k, int) and not isinstance(top_k, bool):
+        body["top_k"] = top_k
 
 
 def _translate_messages(chat: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
