@@ -26,12 +26,14 @@ VALUES: list[Any] = [
     [{"role": "user", "content": "hi"}], [{"role": "bogus", "content": "hi"}], [{"role": "user"}],
     [{"role": "assistant", "content": None}], ["a", "b"], ["a"] * 5, "auto", "none", {"type": "function"},
     [{"type": "function", "function": {"name": "f"}}], [{"type": "x"}], [{}], {"include_usage": True},
-    "float", "base64", ["one", "two"], 20, 21, "docs",
+    "float", "base64", ["one", "two"], 20, 21, "docs", {"type": "json_object"}, {"type": "json_schema"},
+    {"type": "json_schema", "json_schema": {"name": "Out", "schema": {"type": "object"}, "strict": True}},
 ]  # fmt: skip
 GENERATE_FIELDS = ["prompt", "system", "temperature", "top_p", "max_tokens", "user_id", "category", "model",
                    "stream", "route_mode", "priority"]  # fmt: skip
 CHAT_FIELDS = ["model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "n", "stop",
-               "tools", "tool_choice", "stream", "stream_options", "user"]  # fmt: skip
+               "tools", "tool_choice", "stream", "stream_options", "user", "seed", "logprobs", "top_logprobs",
+               "presence_penalty", "logit_bias", "parallel_tool_calls", "response_format", "metadata"]  # fmt: skip
 EMBEDDINGS_FIELDS = ["input", "model", "encoding_format", "user"]
 RAG_FIELDS = [*GENERATE_FIELDS, "query", "collection", "top_k"]
 
