@@ -28,7 +28,7 @@ from .api import SSE_HEADERS, stream_error_payload
 from .errors import GatewayError
 from .router import ROUTER_ALIASES
 from .selectors import routing_config
-from .serializers import ChatCompletionInput, chat_params
+from .serializers import ChatCompletionInput, ChatCompletionSchema, chat_params
 
 
 def _route_header(category: str, model_id: str, attempts: int) -> str:
@@ -97,7 +97,7 @@ async def _chat(request: HttpRequest) -> HttpResponseBase:
     key = await authenticate(request)
     body = json_body(request)
     data = validated(ChatCompletionInput, body)
-    params = chat_params(body, data)
+    params = chat_params(body)
     call = chat_call(data, key=key, request_id=request.request_id, params=params)  # type: ignore[attr-defined]
     completion_id = f"chatcmpl-{call.request_id}"
     created = int(time.time())
@@ -265,7 +265,7 @@ class ChatCompletionsView(APIView):
     @extend_schema(
         operation_id="chat_completions",
         summary="OpenAI-compatible chat completion",
-        request=ChatCompletionInput,
+        request=ChatCompletionSchema,
         responses={(200, "application/json"): dict, (200, "text/event-stream"): SSE_EVENT},
         description="OpenAI request/response and SSE chunk formats. `model`: `router`/`auto` (routed), a category "
         "name, or a concrete `<provider>/<model>` id. Header `X-Spignos-Route`: `category/model/attempts`.",

@@ -8,6 +8,8 @@ from typing import Any
 from django.conf import settings
 from rest_framework import serializers
 
+from spignosapi.fastpath.validation import validated
+
 ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
@@ -90,27 +92,9 @@ class ChatCompletionInput(serializers.Serializer[Any]):
     stream = serializers.BooleanField(default=False, allow_null=True)
     stream_options = serializers.DictField(required=False, allow_null=True)
     user = serializers.CharField(required=False, allow_blank=True, max_length=200, allow_null=True)
-    # Fields the gateway passes on (Call.params) without interpreting them, typed here so that a wrong
-    # one is a clear 400 from the gateway rather than an upstream's. Any other field passes as it came.
-    n = serializers.IntegerField(min_value=1, max_value=128, required=False, allow_null=True)
-    seed = serializers.IntegerField(min_value=-(2**63), max_value=2**63 - 1, required=False, allow_null=True)
-    logprobs = serializers.BooleanField(required=False, allow_null=True)
-    top_logprobs = serializers.IntegerField(min_value=0, max_value=20, required=False, allow_null=True)
-    presence_penalty = serializers.FloatField(min_value=-2, max_value=2, required=False, allow_null=True)
-    frequency_penalty = serializers.FloatField(min_value=-2, max_value=2, required=False, allow_null=True)
-    logit_bias = serializers.DictField(required=False, allow_null=True)
-    parallel_tool_calls = serializers.BooleanField(required=False, allow_null=True)
-    response_format = serializers.JSONField(required=False, allow_null=True)
-    reasoning_effort = serializers.CharField(required=False, allow_null=True, max_length=20)
-    metadata = serializers.DictField(required=False, allow_null=True)
-    service_tier = serializers.CharField(required=False, allow_null=True, max_length=20)
-    store = serializers.BooleanField(required=False, allow_null=True)
 
     def validate_messages(self, value: list[Any]) -> list[dict[str, Any]]:
         return _check_messages(value)
-
-    def validate_response_format(self, value: Any) -> Any:
-        return _check_response_format(value)
 
     def validate_stop(self, value: Any) -> Any:
         if value is None or isinstance(value, str):
@@ -130,6 +114,33 @@ class ChatCompletionInput(serializers.Serializer[Any]):
             if tool.get("type") != "function" or not isinstance(function, dict) or not function.get("name"):
                 raise serializers.ValidationError(f"tools[{index}] must be a function tool with a name.")
         return value or None
+
+
+class ChatParamsInput(serializers.Serializer[Any]):
+    """The chat-completions fields the gateway passes on (``Call.params``) without interpreting them, typed so
+    that a wrong one is a clear 400 from the gateway rather than an upstream's; any other field passes as it
+    came. Apart from ``ChatCompletionInput``, so that a body without them (most) pays nothing for them."""
+
+    n = serializers.IntegerField(min_value=1, max_value=128, required=False, allow_null=True)
+    seed = serializers.IntegerField(min_value=-(2**63), max_value=2**63 - 1, required=False, allow_null=True)
+    logprobs = serializers.BooleanField(required=False, allow_null=True)
+    top_logprobs = serializers.IntegerField(min_value=0, max_value=20, required=False, allow_null=True)
+    presence_penalty = serializers.FloatField(min_value=-2, max_value=2, required=False, allow_null=True)
+    frequency_penalty = serializers.FloatField(min_value=-2, max_value=2, required=False, allow_null=True)
+    logit_bias = serializers.DictField(required=False, allow_null=True)
+    parallel_tool_calls = serializers.BooleanField(required=False, allow_null=True)
+    response_format = serializers.JSONField(required=False, allow_null=True)
+    reasoning_effort = serializers.CharField(required=False, allow_null=True, max_length=20)
+    metadata = serializers.DictField(required=False, allow_null=True)
+    service_tier = serializers.CharField(required=False, allow_null=True, max_length=20)
+    store = serializers.BooleanField(required=False, allow_null=True)
+
+    def validate_response_format(self, value: Any) -> Any:
+        return _check_response_format(value)
+
+
+class ChatCompletionSchema(ChatCompletionInput, ChatParamsInput):
+    """The whole chat-completions body, for the OpenAPI schema (validated as the two parts above)."""
 
 
 # The fields of a chat-completions body the gateway itself interprets; every other one is a param.
@@ -152,13 +163,12 @@ CHAT_GATEWAY_FIELDS = frozenset(
 _SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-def chat_params(body: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-    """The params (``Call.params``) of a chat-completions ``body`` validated as ``data``: every field the
-    gateway does not interpret and that is not null, as validated when the serializer types it."""
+def chat_params(body: dict[str, Any]) -> dict[str, Any]:
+    """The params (``Call.params``) of a chat-completions ``body``: every field the gateway does not interpret
+    and that is not null, validated by ``ChatParamsInput`` where it types them (its ``ValidationError``)."""
     params = {name: value for name, value in body.items() if name not in CHAT_GATEWAY_FIELDS and value is not None}
-    for name in params:
-        if name in data:
-            params[name] = data[name]
+    if params:
+        params.update(validated(ChatParamsInput, params))
     return params
 
 
