@@ -144,3 +144,21 @@ def test_the_reset_action_closes_an_open_breaker(admin_client: Client, seeded_db
     assert (row.state, row.consecutive_failures, row.opened_at, row.last_error) == ("closed", 0, None, "")
     assert default_breakers().states([smart.pk])[smart.pk].state == "closed"  # the cache forgot it
     assert admin_client.get("/admin/routing/circuitbreaker/add/").status_code == 403
+
+
+def test_drop_params_is_set_from_the_provider_page_and_reaches_the_llm_config(
+    admin_client: Client, seeded_db: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    demo = Provider.objects.get(name="demo")
+    page = admin_client.get(f"/admin/routing/provider/{demo.pk}/change/")
+    data = admin_form_data(page)
+    assert "drop_params" not in data  # an unticked box, as a browser sends it
+    assert routing_config.get().providers["demo"].drop_params is False
+    data["drop_params"] = "on"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(f"/admin/routing/provider/{demo.pk}/change/", data)
+
+    assert response.status_code == 302, response.context and response.context["errors"]
+    assert Provider.objects.get(name="demo").drop_params is True
+    assert routing_config.get().providers["demo"].drop_params is True
