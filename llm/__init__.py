@@ -17,6 +17,7 @@ from .errors import (
     NotFoundError,
     ProviderNotConfiguredError,
     RateLimitedError,
+    UnsupportedParameterError,
     UpstreamServerError,
 )
 from .handler import LLMHandler, split_model_id
@@ -25,6 +26,7 @@ from .retry import RetryPolicy
 from .tokens import count_message_tokens, count_tokens
 from .types import (
     ChatRequest,
+    Choice,
     EmbeddingResult,
     GenerationParams,
     GenerationResult,
@@ -41,6 +43,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ChatRequest",
+    "Choice",
     "ContentFilteredError",
     "EmbeddingResult",
     "GenerationParams",
@@ -60,6 +63,7 @@ __all__ = [
     "Timings",
     "ToolCall",
     "ToolCallDelta",
+    "UnsupportedParameterError",
     "UpstreamServerError",
     "Usage",
     "count_message_tokens",

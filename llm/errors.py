@@ -23,6 +23,7 @@ __all__ = [
     "NotFoundError",
     "ProviderNotConfiguredError",
     "RateLimitedError",
+    "UnsupportedParameterError",
     "UpstreamServerError",
     "error_for_status",
     "parse_retry_after",
@@ -126,6 +127,22 @@ class NotFoundError(LLMError):
 
 class ContentFilteredError(LLMError):
     code = "content_filtered"
+
+
+class UnsupportedParameterError(BadRequestError):
+    """A request parameter the provider cannot honour (`param` names it); the caller's to change, not retried.
+
+    A `BadRequestError`, so callers that know only that class still answer 400.
+    """
+
+    code = "unsupported_parameter"
+
+    def __init__(self, message: str, *, param: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.param = param
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**super().as_dict(), "param": self.param}
 
 
 class ProviderNotConfiguredError(LLMError):

@@ -12,6 +12,7 @@ import random
 import threading
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from . import tokens
@@ -24,6 +25,7 @@ __all__ = ["LLMHandler", "split_model_id"]
 
 Message = Mapping[str, Any]
 _DEFAULT_RETRY = RetryPolicy()
+_NO_PARAMS: Mapping[str, Any] = MappingProxyType({})  # shared by every call without params: never written
 
 
 def split_model_id(model: str) -> tuple[str, str]:
@@ -114,8 +116,12 @@ class LLMHandler:
         user: str | None = None,
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> GenerationResult:
-        """One completion. Exactly one of `messages` / `prompt` (with an optional `system`)."""
+        """One completion. Exactly one of `messages` / `prompt` (with an optional `system`).
+
+        `params`: the other OpenAI chat-completions fields (`response_format`, `seed`, `n`, ...), see
+        `ChatRequest.params`."""
         provider, request = self._prepare(
             model,
             messages,
@@ -129,6 +135,7 @@ class LLMHandler:
             tool_choice,
             user,
             timeout_s,
+            params,
         )
         policy = retry or self._retry
         attempt = 1
@@ -157,6 +164,7 @@ class LLMHandler:
         user: str | None = None,
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
+        params: Mapping[str, Any] | None = None,
         native: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> GenerationResult:
         """`generate` for async callers."""
@@ -173,6 +181,7 @@ class LLMHandler:
             tool_choice,
             user,
             timeout_s,
+            params,
             native=native,
         )
         policy = retry or self._retry
@@ -202,6 +211,7 @@ class LLMHandler:
         user: str | None = None,
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> Generator[StreamEvent, None, None]:
         """Delta events, then one `done` event with the full result.
 
@@ -221,6 +231,7 @@ class LLMHandler:
             tool_choice,
             user,
             timeout_s,
+            params,
         )
         policy = retry or self._retry
         if policy.max_attempts == 1:
@@ -243,6 +254,7 @@ class LLMHandler:
         user: str | None = None,
         timeout_s: float | None = None,
         retry: RetryPolicy | None = None,
+        params: Mapping[str, Any] | None = None,
         native: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
         """`stream` for async callers: `async for event in handler.astream(...)`.
@@ -262,6 +274,7 @@ class LLMHandler:
             tool_choice,
             user,
             timeout_s,
+            params,
             native=native,
         )
         policy = retry or self._retry
@@ -383,6 +396,7 @@ class LLMHandler:
         tool_choice: str | Mapping[str, Any] | None,
         user: str | None,
         timeout_s: float | None,
+        params: Mapping[str, Any] | None,
         *,
         native: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> tuple[Provider, ChatRequest]:
@@ -416,6 +430,7 @@ class LLMHandler:
             tool_choice=tool_choice,
             user=user,
             timeout_s=timeout_s,
+            params=params or _NO_PARAMS,
             native=native,
         )
         return provider, request

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 __all__ = [
     "ChatRequest",
+    "Choice",
     "EmbeddingResult",
     "GenerationParams",
     "GenerationResult",
@@ -48,6 +49,9 @@ class ProviderConfig:
     headers: Mapping[str, str] = field(default_factory=dict)
     api_version: str | None = None
     max_connections: int = 100
+    # A request parameter this provider cannot honour is dropped (logged at debug) rather than refused with
+    # `UnsupportedParameterError` (LiteLLM's name for the same switch).
+    drop_params: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
@@ -90,7 +94,7 @@ class ProviderConfig:
             f"connect_timeout_s={self.connect_timeout_s!r}, "
             f"first_token_timeout_s={self.first_token_timeout_s!r}, "
             f"headers={sorted(self.headers)!r}, api_version={self.api_version!r}, "
-            f"max_connections={self.max_connections!r})"
+            f"max_connections={self.max_connections!r}, drop_params={self.drop_params!r})"
         )
 
     __str__ = __repr__
@@ -147,8 +151,28 @@ class ToolCallDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class Choice:
+    """One of several choices (a request's `n` > 1), as the upstream returned it.
+
+    `logprobs` is OpenAI's choice `logprobs` object (`{"content": [...], "refusal": ...}`) as received.
+    """
+
+    index: int
+    text: str
+    finish_reason: str | None
+    tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: Any = None
+    refusal: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationResult:
-    """`model` is the model name as the upstream reported it; `provider` is the ProviderConfig name."""
+    """`model` is the model name as the upstream reported it; `provider` is the ProviderConfig name.
+
+    `text`, `finish_reason`, `tool_calls`, `logprobs` and `refusal` are the first choice's; `choices` holds
+    every choice (the first included) when the upstream returned more than one, else it is empty.
+    `logprobs` is OpenAI's choice `logprobs` object as received (None when not asked for).
+    """
 
     text: str
     finish_reason: str | None
@@ -157,6 +181,10 @@ class GenerationResult:
     timings: Timings
     model: str
     provider: str
+    logprobs: Any = None
+    refusal: str | None = None
+    system_fingerprint: str | None = None
+    choices: tuple[Choice, ...] = ()
     # The upstream's own answer, when it served a request in its own format (`ChatRequest.native`): the
     # Anthropic message, for the Anthropic door to relay as it came.
     native: Mapping[str, Any] | None = None
@@ -170,6 +198,8 @@ NativeEvent = tuple[str, Mapping[str, Any]]
 class StreamEvent:
     """One item of a stream. The last event of every stream is `type="done"` carrying the full result.
 
+    `index` is the choice the delta belongs to (a request's `n` > 1); `logprobs` the chunk's choice
+    `logprobs` object as received; `system_fingerprint` the upstream's, when its chunk carried one.
     `native`: for a request in the upstream's own format, the upstream's events up to this one (those that
     carry no content ride on the next one that does, or on `done`), for the door to relay as they came.
     """
@@ -179,6 +209,10 @@ class StreamEvent:
     tool_calls: tuple[ToolCallDelta, ...] = ()
     finish_reason: str | None = None
     result: GenerationResult | None = None
+    index: int = 0
+    logprobs: Any = None
+    refusal: str = ""
+    system_fingerprint: str | None = None
     native: tuple[NativeEvent, ...] | None = None
 
 
@@ -222,6 +256,9 @@ class ChatRequest:
 
     `messages` are OpenAI-style chat messages, passed through without copying.
     `timeout_s` overrides the provider's total timeout for this call when set.
+    `params` are the other OpenAI chat-completions body fields (`response_format`, `seed`, `logprobs`, `n`,
+    ...): an OpenAI-compatible provider sends them unchanged, another kind translates those it can and
+    refuses the others (`UnsupportedParameterError`) unless its config says `drop_params`.
     """
 
     model: str
@@ -234,6 +271,7 @@ class ChatRequest:
     tool_choice: str | Mapping[str, Any] | None = None
     user: str | None = None
     timeout_s: float | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
     # The request as a door received it in an upstream's own format, by format ({"anthropic": body}): a
     # provider of that format sends it (its model, max_tokens and stream set) instead of translating
     # `messages`, and answers with `native` results and events. Other providers ignore it.

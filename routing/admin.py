@@ -66,8 +66,8 @@ class CategoryAdmin(ReloadsRouting, admin.ModelAdmin[Category]):
 
 @admin.register(Provider)
 class ProviderAdmin(ReloadsRouting, admin.ModelAdmin[Provider]):
-    list_display = ["name", "kind", "base_url", "api_key_env", "enabled", "is_demo"]
-    list_filter = ["kind", "enabled"]
+    list_display = ["name", "kind", "base_url", "api_key_env", "drop_params", "enabled", "is_demo"]
+    list_filter = ["kind", "enabled", "drop_params"]
     search_fields = ["name"]
 
 

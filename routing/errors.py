@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from llm import AuthenticationError, BadRequestError, ContentFilteredError, LLMError, NotFoundError
+from llm import (
+    AuthenticationError,
+    BadRequestError,
+    ContentFilteredError,
+    LLMError,
+    NotFoundError,
+    UnsupportedParameterError,
+)
 from spignosapi.errors import Reason, ServiceError
 
 __all__ = ["GatewayError", "Reason", "final_error"]
@@ -22,6 +29,10 @@ def final_error(error: LLMError, attempts: list[dict[str, Any]]) -> GatewayError
     extra = {"attempts": attempts}
     if isinstance(error, ContentFilteredError):
         return GatewayError(error.message, reason=Reason.INVALID, code="content_filter", extra=extra)
+    if isinstance(error, UnsupportedParameterError):
+        return GatewayError(
+            error.message, reason=Reason.INVALID, code="unsupported_parameter", param=error.param, extra=extra
+        )
     if isinstance(error, BadRequestError):
         return GatewayError(
             f"The upstream model refused the request: {error.message}",

@@ -41,6 +41,7 @@ from llm import (
     LLMTimeoutError,
     StreamEvent,
     Timings,
+    UnsupportedParameterError,
     Usage,
     count_message_tokens,
     count_tokens,
@@ -298,6 +299,7 @@ def _call_kwargs(call: Call) -> dict[str, Any]:
         "user": call.user_id or None,
         "retry": SINGLE_ATTEMPT,
         "native": call.native,
+        "params": call.params,
     }
 
 
@@ -424,6 +426,7 @@ async def complete(call: Call) -> Completion:
 async def _generate(prepared: Prepared) -> tuple[GenerationResult, str]:
     handler = handler_for(prepared.config.providers)
     last_error: LLMError | None = None
+    unsupported: UnsupportedParameterError | None = None
     for model_id in prepared.route.chain:
         admitted, why = await _admit(prepared, model_id)
         if not admitted:
@@ -435,14 +438,27 @@ async def _generate(prepared: Prepared) -> tuple[GenerationResult, str]:
             except LLMError as error:
                 traced.failed(error)
                 await _failed(prepared, model_id, error)
-                if not error.retryable:
+                if isinstance(error, UnsupportedParameterError):
+                    unsupported = unsupported or error  # the next model of the chain may honour it
+                elif not error.retryable:
                     raise final_error(error, prepared.attempts) from None
-                last_error = error
+                else:
+                    last_error = error
                 continue
             traced.ok(result)
         await _succeeded(prepared, model_id)
         return result, model_id
-    raise exhausted(prepared, last_error)
+    raise _chain_error(prepared, last_error, unsupported)
+
+
+def _chain_error(
+    prepared: Prepared, last_error: LLMError | None, unsupported: UnsupportedParameterError | None
+) -> GatewayError:
+    """Why no model of the chain answered. A param that no model tried could honour is the client's error
+    (400 ``unsupported_parameter``), unless another model failed for a passing reason: then it is that."""
+    if unsupported is not None and last_error is None:
+        return final_error(unsupported, prepared.attempts)
+    return exhausted(prepared, last_error)
 
 
 def _outcome(exc: BaseException | None) -> tuple[str, str, bool]:
@@ -542,6 +558,7 @@ class Stream:
         when the model finishes or fails (its error then propagates)."""
         handler = handler_for(prepared.config.providers)
         last_error: LLMError | None = None
+        unsupported: UnsupportedParameterError | None = None
         for model_id in prepared.route.chain:
             admitted, why = await _admit(prepared, model_id)
             if not admitted:
@@ -554,9 +571,12 @@ class Stream:
                 except LLMError as error:
                     traced.failed(error)
                     await _failed(prepared, model_id, error)
-                    if not error.retryable:
+                    if isinstance(error, UnsupportedParameterError):
+                        unsupported = unsupported or error  # the next model of the chain may honour it
+                    elif not error.retryable:
                         raise final_error(error, prepared.attempts) from None
-                    last_error = error
+                    else:
+                        last_error = error
                     continue
                 yield _StreamStart(model_id)
                 event = first
@@ -575,7 +595,7 @@ class Stream:
             await _succeeded(prepared, model_id)
             await self._end("ok", "", False)
             return
-        raise exhausted(prepared, last_error)
+        raise _chain_error(prepared, last_error, unsupported)
 
     def _note(self, event: StreamEvent) -> None:
         if event.type == "delta":

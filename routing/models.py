@@ -47,6 +47,11 @@ class Provider(models.Model):
     timeout_s = models.FloatField(default=300.0, validators=[MinValueValidator(0.1)])
     connect_timeout_s = models.FloatField(default=10.0, validators=[MinValueValidator(0.1)])
     first_token_timeout_s = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0.1)])
+    drop_params = models.BooleanField(
+        default=False,
+        help_text="Drop the request parameters this provider cannot honour (e.g. logprobs on Anthropic) instead "
+        "of answering 400 unsupported_parameter.",
+    )
     enabled = models.BooleanField(default=True)
     is_demo = models.BooleanField(default=False, help_text="The demo upstream seeded for make run.")
     updated_at = models.DateTimeField(auto_now=True)

@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import KeyInfo
-from llm import GenerationResult, LLMError, StreamEvent
+from llm import Choice, GenerationResult, LLMError, StreamEvent, ToolCall
 from spignosapi.api.asyncviews import async_endpoint, authenticate, dumps, json_body, validated
 from spignosapi.api.errors import NotFound
 from spignosapi.api.schema import SSE_EVENT
@@ -28,7 +28,7 @@ from .api import SSE_HEADERS, stream_error_payload
 from .errors import GatewayError
 from .router import ROUTER_ALIASES
 from .selectors import routing_config
-from .serializers import ChatCompletionInput
+from .serializers import ChatCompletionInput, ChatCompletionSchema, chat_params
 
 
 def _route_header(category: str, model_id: str, attempts: int) -> str:
@@ -40,21 +40,40 @@ def _usage(result: GenerationResult) -> dict[str, int]:
     return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total_tokens}
 
 
-def _message(result: GenerationResult) -> dict[str, Any]:
+def _message(text: str, tool_calls: tuple[ToolCall, ...], refusal: str | None) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
-        "content": result.text if result.text or not result.tool_calls else None,
+        "content": text if text or not tool_calls else None,
+        "refusal": refusal,
     }
-    if result.tool_calls:
+    if tool_calls:
         message["tool_calls"] = [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in result.tool_calls
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in tool_calls
         ]
     return message
 
 
-def chat_call(data: dict[str, Any], *, key: KeyInfo, request_id: str) -> gateway.Call:
-    """The gateway call of a body validated by ``ChatCompletionInput``."""
+def _choices(result: GenerationResult) -> list[dict[str, Any]]:
+    """OpenAI's ``choices``: every choice the model gave (``n``), each with its logprobs as received."""
+    choices: tuple[Choice, ...] = result.choices or (
+        Choice(0, result.text, result.finish_reason, result.tool_calls, result.logprobs, result.refusal),
+    )
+    return [
+        {
+            "index": c.index,
+            "message": _message(c.text, c.tool_calls, c.refusal),
+            "logprobs": c.logprobs,
+            "finish_reason": c.finish_reason or "stop",
+        }
+        for c in choices
+    ]
+
+
+def chat_call(
+    data: dict[str, Any], *, key: KeyInfo, request_id: str, params: dict[str, Any] | None = None
+) -> gateway.Call:
+    """The gateway call of a body validated by ``ChatCompletionInput``; ``params``: its other fields
+    (``serializers.chat_params``)."""
     model = data["model"]
     return gateway.Call(
         key=key,
@@ -70,13 +89,16 @@ def chat_call(data: dict[str, Any], *, key: KeyInfo, request_id: str) -> gateway
         user_id=data.get("user") or "",
         model=None if model in ROUTER_ALIASES else model,
         stream=bool(data.get("stream")),
+        params=params or {},
     )
 
 
 async def _chat(request: HttpRequest) -> HttpResponseBase:
     key = await authenticate(request)
-    data = validated(ChatCompletionInput, json_body(request))
-    call = chat_call(data, key=key, request_id=request.request_id)  # type: ignore[attr-defined]
+    body = json_body(request)
+    data = validated(ChatCompletionInput, body)
+    params = chat_params(body)
+    call = chat_call(data, key=key, request_id=request.request_id, params=params)  # type: ignore[attr-defined]
     completion_id = f"chatcmpl-{call.request_id}"
     created = int(time.time())
     if call.stream:
@@ -89,11 +111,9 @@ async def _chat(request: HttpRequest) -> HttpResponseBase:
         "object": "chat.completion",
         "created": created,
         "model": completion.model_id,
-        "choices": [
-            {"index": 0, "message": _message(result), "finish_reason": result.finish_reason or "stop", "logprobs": None}
-        ],
+        "choices": _choices(result),
         "usage": _usage(result),
-        "system_fingerprint": None,
+        "system_fingerprint": result.system_fingerprint,
     }
     response = JsonResponse(body, json_dumps_params={"ensure_ascii": False})
     response["X-Spignos-Route"] = _route_header(completion.category, completion.model_id, completion.attempts)
@@ -106,7 +126,7 @@ async def _chat(request: HttpRequest) -> HttpResponseBase:
 _DELTA, _FINISH = "\x00delta\x00", "\x00finish\x00"
 
 
-def _chunk_template(completion_id: str, created: int, model_id: str) -> tuple[str, str, str]:
+def _chunk_template(completion_id: str, created: int, model_id: str, fingerprint: str | None) -> tuple[str, str, str]:
     """The encoded chunk around its delta and finish_reason: (before delta, between, after finish_reason)."""
     encoded = dumps(
         {
@@ -114,7 +134,7 @@ def _chunk_template(completion_id: str, created: int, model_id: str) -> tuple[st
             "object": "chat.completion.chunk",
             "created": created,
             "model": model_id,
-            "system_fingerprint": None,
+            "system_fingerprint": fingerprint,
             "choices": [{"index": 0, "delta": _DELTA, "logprobs": None, "finish_reason": _FINISH}],
         }
     )
@@ -128,6 +148,8 @@ def _delta(event: StreamEvent, first: bool) -> dict[str, Any]:
     delta: dict[str, Any] = {"role": "assistant"} if first else {}
     if event.content:
         delta["content"] = event.content
+    if event.refusal:
+        delta["refusal"] = event.refusal
     if event.tool_calls:
         delta["tool_calls"] = [
             {
@@ -140,44 +162,96 @@ def _delta(event: StreamEvent, first: bool) -> dict[str, Any]:
     return delta
 
 
+class _ChunkWriter:
+    """The chunks of one streamed completion, as OpenAI writes them.
+
+    The common chunk (the first choice, no logprobs) is the template's bytes around its delta and
+    finish_reason, encoded once: a JSON object's encoding is the concatenation of its members' encodings,
+    so the bytes are the same as a whole ``dumps``. The template waits for the first event, which tells
+    the upstream's ``system_fingerprint``. Other choices (``n``) and chunks with logprobs are encoded whole.
+    """
+
+    def __init__(self, completion_id: str, created: int, model_id: str) -> None:
+        self.completion_id, self.created, self.model_id = completion_id, created, model_id
+        self.fingerprint: str | None = None
+        self._template: tuple[str, str, str] | None = None
+        self._first = True  # the first choice's role is still to send
+        self._started: set[int] = set()  # the other choices whose first delta (with the role) was sent
+
+    def template(self) -> tuple[str, str, str]:
+        if self._template is None:
+            self._template = _chunk_template(self.completion_id, self.created, self.model_id, self.fingerprint)
+        return self._template
+
+    def event(self, event: StreamEvent) -> str | None:
+        """The chunk of a delta event; None when it carries nothing to relay."""
+        if self._template is None and event.system_fingerprint:
+            self.fingerprint = event.system_fingerprint
+        if event.index == 0 and event.logprobs is None:  # the common chunk: the per-token path
+            delta = _delta(event, self._first)
+            if not delta:
+                return None
+            self._first = False
+            head, middle, tail = self._template or self.template()
+            return f"data: {head}{dumps(delta)}{middle}null{tail}\n\n"
+        if event.index == 0:
+            first, self._first = self._first, False
+        else:
+            first = event.index not in self._started
+            self._started.add(event.index)
+        delta = _delta(event, first)
+        return self.whole([{"index": event.index, "delta": delta, "logprobs": event.logprobs, "finish_reason": None}])
+
+    def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> str:
+        head, middle, tail = self.template()
+        return f"data: {head}{dumps(delta)}{middle}{dumps(finish_reason)}{tail}\n\n"
+
+    def whole(self, choices: list[dict[str, Any]], **extra: Any) -> str:
+        payload = {
+            "id": self.completion_id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model_id,
+            "system_fingerprint": self.fingerprint,
+            "choices": choices,
+            **extra,
+        }
+        return f"data: {dumps(payload)}\n\n"
+
+    def finish(self, result: GenerationResult | None) -> list[str]:
+        """The last chunk of each choice, with its finish_reason."""
+        if self.fingerprint is None and result is not None:
+            self.fingerprint = result.system_fingerprint
+        if result is None or not result.choices:
+            return [self.chunk({}, (result.finish_reason if result else None) or "stop")]
+        return [
+            self.whole([{"index": c.index, "delta": {}, "logprobs": None, "finish_reason": c.finish_reason or "stop"}])
+            for c in result.choices
+        ]
+
+
 async def _chat_stream(call: gateway.Call, completion_id: str, created: int, include_usage: bool) -> HttpResponseBase:
     stream = gateway.streaming(call)
     await stream.start()  # errors before any token are plain HTTP errors
     model_id = stream.model_id
-
-    # Every chunk is this object with its own delta and finish_reason: encode the rest once. (A JSON
-    # object's encoding is the concatenation of its members' encodings, so the bytes are the same.)
-    head, middle, tail = _chunk_template(completion_id, created, model_id)
-
-    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> str:
-        return f"data: {head}{dumps(delta)}{middle}{dumps(finish_reason)}{tail}\n\n"
+    writer = _ChunkWriter(completion_id, created, model_id)
 
     async def body() -> AsyncIterator[str]:
-        first = True
         try:
             async with stream:
                 async for event in stream:
                     if event.type == "delta":
-                        delta = _delta(event, first)
-                        if delta:
-                            first = False
-                            yield chunk(delta)
+                        chunk = writer.event(event)
+                        if chunk is not None:
+                            yield chunk
         except (LLMError, GatewayError) as exc:
             yield f"data: {dumps({'error': stream_error_payload(exc)})}\n\n"
             return
         result = stream.result
-        yield chunk({}, (result.finish_reason if result else None) or "stop")
+        for chunk in writer.finish(result):
+            yield chunk
         if include_usage and result is not None:
-            payload = {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model_id,
-                "system_fingerprint": None,
-                "choices": [],
-                "usage": _usage(result),
-            }
-            yield f"data: {dumps(payload)}\n\n"
+            yield writer.whole([], usage=_usage(result))
         yield "data: [DONE]\n\n"
 
     response = StreamingHttpResponse(body(), content_type="text/event-stream", headers=SSE_HEADERS)
@@ -191,7 +265,7 @@ class ChatCompletionsView(APIView):
     @extend_schema(
         operation_id="chat_completions",
         summary="OpenAI-compatible chat completion",
-        request=ChatCompletionInput,
+        request=ChatCompletionSchema,
         responses={(200, "application/json"): dict, (200, "text/event-stream"): SSE_EVENT},
         description="OpenAI request/response and SSE chunk formats. `model`: `router`/`auto` (routed), a category "
         "name, a concrete `<provider>/<model>` id or a model alias. "

@@ -94,6 +94,7 @@ def provider_config(provider: Provider) -> ProviderConfig:
         connect_timeout_s=provider.connect_timeout_s,
         first_token_timeout_s=provider.first_token_timeout_s,
         api_version=provider.api_version or None,
+        drop_params=provider.drop_params,
     )
 
 

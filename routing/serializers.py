@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.conf import settings
 from rest_framework import serializers
+
+from spignosapi.fastpath.validation import validated
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 
@@ -83,7 +86,6 @@ class ChatCompletionInput(serializers.Serializer[Any]):
     top_p = serializers.FloatField(min_value=0, max_value=1, default=1.0, allow_null=True)
     max_tokens = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False, allow_null=True)
     max_completion_tokens = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False, allow_null=True)
-    n = serializers.IntegerField(min_value=1, max_value=1, default=1, allow_null=True)
     stop = serializers.JSONField(required=False, allow_null=True)
     tools = serializers.ListField(child=serializers.DictField(), required=False, allow_null=True, max_length=128)
     tool_choice = serializers.JSONField(required=False, allow_null=True)
@@ -112,6 +114,87 @@ class ChatCompletionInput(serializers.Serializer[Any]):
             if tool.get("type") != "function" or not isinstance(function, dict) or not function.get("name"):
                 raise serializers.ValidationError(f"tools[{index}] must be a function tool with a name.")
         return value or None
+
+
+class ChatParamsInput(serializers.Serializer[Any]):
+    """The chat-completions fields the gateway passes on (``Call.params``) without interpreting them, typed so
+    that a wrong one is a clear 400 from the gateway rather than an upstream's; any other field passes as it
+    came. Apart from ``ChatCompletionInput``, so that a body without them (most) pays nothing for them."""
+
+    n = serializers.IntegerField(min_value=1, max_value=128, required=False, allow_null=True)
+    seed = serializers.IntegerField(min_value=-(2**63), max_value=2**63 - 1, required=False, allow_null=True)
+    logprobs = serializers.BooleanField(required=False, allow_null=True)
+    top_logprobs = serializers.IntegerField(min_value=0, max_value=20, required=False, allow_null=True)
+    presence_penalty = serializers.FloatField(min_value=-2, max_value=2, required=False, allow_null=True)
+    frequency_penalty = serializers.FloatField(min_value=-2, max_value=2, required=False, allow_null=True)
+    logit_bias = serializers.DictField(required=False, allow_null=True)
+    parallel_tool_calls = serializers.BooleanField(required=False, allow_null=True)
+    response_format = serializers.JSONField(required=False, allow_null=True)
+    reasoning_effort = serializers.CharField(required=False, allow_null=True, max_length=20)
+    metadata = serializers.DictField(required=False, allow_null=True)
+    service_tier = serializers.CharField(required=False, allow_null=True, max_length=20)
+    store = serializers.BooleanField(required=False, allow_null=True)
+
+    def validate_response_format(self, value: Any) -> Any:
+        return _check_response_format(value)
+
+
+class ChatCompletionSchema(ChatCompletionInput, ChatParamsInput):
+    """The whole chat-completions body, for the OpenAPI schema (validated as the two parts above)."""
+
+
+# The fields of a chat-completions body the gateway itself interprets; every other one is a param.
+CHAT_GATEWAY_FIELDS = frozenset(
+    {
+        "model",
+        "messages",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "tools",
+        "tool_choice",
+        "stream",
+        "stream_options",
+        "user",
+    }
+)
+_SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def chat_params(body: dict[str, Any]) -> dict[str, Any]:
+    """The params (``Call.params``) of a chat-completions ``body``: every field the gateway does not interpret
+    and that is not null, validated by ``ChatParamsInput`` where it types them (its ``ValidationError``)."""
+    params = {name: value for name, value in body.items() if name not in CHAT_GATEWAY_FIELDS and value is not None}
+    if params:
+        params.update(validated(ChatParamsInput, params))
+    return params
+
+
+def _check_response_format(value: Any) -> Any:
+    if value is None:
+        return None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind not in ("text", "json_object", "json_schema"):
+        raise serializers.ValidationError(
+            'response_format must be an object whose type is "text", "json_object" or "json_schema".'
+        )
+    if kind != "json_schema":
+        return value
+    spec = value.get("json_schema")
+    if not isinstance(spec, dict):
+        raise serializers.ValidationError("response_format.json_schema must be an object.")
+    name = spec.get("name")
+    if not isinstance(name, str) or not _SCHEMA_NAME.match(name):
+        raise serializers.ValidationError(
+            "response_format.json_schema.name must be 1 to 64 letters, digits, underscores or dashes."
+        )
+    if "schema" in spec and not isinstance(spec["schema"], dict):
+        raise serializers.ValidationError("response_format.json_schema.schema must be an object.")
+    if spec.get("strict") is not None and not isinstance(spec["strict"], bool):
+        raise serializers.ValidationError("response_format.json_schema.strict must be a boolean.")
+    return value
 
 
 class CategoryInput(serializers.Serializer[Any]):

@@ -181,6 +181,7 @@ PROVIDER_KEYS = {
     "api_version",
     "connect_timeout_s",
     "first_token_timeout_s",
+    "drop_params",
     "enabled",
 }
 MODEL_KEYS = {
@@ -355,7 +356,8 @@ def _check_provider(check: _Checker, provider: Any, where: str, seen: set[str]) 
     for key in ("timeout_s", "connect_timeout_s"):
         check.number(provider, key, where, minimum=0.1)
     check.number(provider, "first_token_timeout_s", where, minimum=0.1, nullable=True)
-    check.boolean(provider, "enabled", where)
+    for key in ("enabled", "drop_params"):
+        check.boolean(provider, key, where)
     model_names: set[str] = set()
     for j, model in enumerate(check.items(provider.get("models"), f"{where}.models")):
         _check_model(check, model, f"{where}.models[{j}]", model_names)

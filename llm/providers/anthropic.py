@@ -38,7 +38,15 @@ from ..types import (
 )
 from .base import Clock, Provider, StreamAccumulator, build_result
 
-__all__ = ["ANTHROPIC_VERSION", "KINDS", "NATIVE_FORMAT", "AnthropicProvider", "to_anthropic_body"]
+__all__ = [
+    "ANTHROPIC_VERSION",
+    "KINDS",
+    "NATIVE_FORMAT",
+    "TRANSLATED_PARAMS",
+    "AnthropicProvider",
+    "answer_tool_name",
+    "to_anthropic_body",
+]
 
 ANTHROPIC_VERSION = "2023-06-01"
 # The key of an Anthropic-format body in `ChatRequest.native`.
@@ -84,6 +92,13 @@ class AnthropicProvider(Provider):
         self._headers = headers
         self._http = Transport(config, headers=headers)
 
+    def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        """The Messages API body; a param Anthropic cannot honour is refused (or dropped: `drop_params`). A
+        native request's body goes as it came: its door's params are a translation of that body, not asks."""
+        if _native_body(request) is not None:
+            return to_anthropic_body(request, stream=stream)
+        return to_anthropic_body(request, stream=stream, params=self.honoured_params(request, TRANSLATED_PARAMS))
+
     def close(self) -> None:
         self._http.close()
 
@@ -94,7 +109,7 @@ class AnthropicProvider(Provider):
 
     def generate(self, request: ChatRequest) -> GenerationResult:
         start = self._clock()
-        body = to_anthropic_body(request, stream=False)
+        body = self._body(request, stream=False)
         try:
             response = self._http.client().post(
                 self._url, json=body, timeout=self._http.httpx_timeout(request.timeout_s, stream=False)
@@ -107,7 +122,7 @@ class AnthropicProvider(Provider):
 
     async def agenerate(self, request: ChatRequest) -> GenerationResult:
         start = self._clock()
-        data = _encode(to_anthropic_body(request, stream=False))
+        data = _encode(self._body(request, stream=False))
         try:
             async with asyncio.timeout(self._http.total_timeout(request.timeout_s)):
                 response = await self._http.post(self._url, data, self._headers, timeout_s=request.timeout_s)
@@ -122,6 +137,8 @@ class AnthropicProvider(Provider):
         return self._parse_message(raw, request, start, self._clock())
 
     def _parse_message(self, raw: bytes, request: ChatRequest, start: float, end: float) -> GenerationResult:
+        answer_tool = answer_tool_name(request.params)
+        answered = False
         try:
             data = json.loads(raw)
             texts: list[str] = []
@@ -130,10 +147,16 @@ class AnthropicProvider(Provider):
                 kind = block.get("type")
                 if kind == "text":
                     texts.append(block["text"])
+                elif kind == "tool_use" and block["name"] == answer_tool:
+                    # The structured answer (response_format): its input is the JSON the client asked for.
+                    texts.append(json.dumps(block.get("input") or {}, ensure_ascii=False))
+                    answered = True
                 elif kind == "tool_use":
                     arguments = json.dumps(block.get("input") or {}, separators=(",", ":"), ensure_ascii=False)
                     calls.append(ToolCall(id=block["id"], name=block["name"], arguments=arguments))
             stop_reason = data.get("stop_reason")
+            if answered and stop_reason == "tool_use" and not calls:
+                stop_reason = "end_turn"
             usage = _parse_usage(data.get("usage"))
             model = data.get("model")
         except _PARSE_ERRORS as exc:
@@ -156,7 +179,7 @@ class AnthropicProvider(Provider):
 
     def stream(self, request: ChatRequest) -> Generator[StreamEvent, None, None]:
         start = self._clock()
-        body = to_anthropic_body(request, stream=True)
+        body = self._body(request, stream=True)
         first_token_bound = self._http.first_token_binds(request.timeout_s)
         acc = StreamAccumulator()
         state = _StreamState(request)
@@ -185,7 +208,7 @@ class AnthropicProvider(Provider):
 
     async def astream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
         start = self._clock()
-        data = _encode(to_anthropic_body(request, stream=True))
+        data = _encode(self._body(request, stream=True))
         first_deadline, total_deadline = self._http.stream_deadlines(request.timeout_s)
         first_token_bound = first_deadline < total_deadline
         acc = StreamAccumulator()
@@ -260,6 +283,11 @@ class AnthropicProvider(Provider):
             return StreamEvent(type="delta", content=text)
         if delta_type == "input_json_delta":
             partial = delta.get("partial_json") or ""
+            if partial and payload.get("index", 0) == state.answer_block:
+                # The structured answer's JSON, streamed as the text it stands for.
+                self._first_token(acc)
+                acc.add_text(partial)
+                return StreamEvent(type="delta", content=partial)
             tool_index = state.tool_blocks.get(payload.get("index", 0))
             if not partial or tool_index is None:
                 return None
@@ -274,6 +302,9 @@ class AnthropicProvider(Provider):
         """A tool call's id and name, or a text block that starts with text."""
         block = payload["content_block"]
         block_type = block.get("type")
+        if block_type == "tool_use" and block.get("name") == state.answer_tool:
+            state.answer_block = payload.get("index", 0)
+            return None
         if block_type == "tool_use":
             tool_index = len(state.tool_blocks)
             state.tool_blocks[payload.get("index", 0)] = tool_index
@@ -336,15 +367,20 @@ KINDS: Mapping[str, type[Provider]] = {"anthropic": AnthropicProvider}
 
 
 class _StreamState:
-    __slots__ = ("input_tokens", "native", "output_tokens", "stopped", "tool_blocks")
+    __slots__ = ("answer_block", "answer_tool", "input_tokens", "native", "output_tokens", "stopped", "tool_blocks")
 
     def __init__(self, request: ChatRequest) -> None:
         self.input_tokens: int | None = None
         self.output_tokens = 0
         self.stopped = False
         self.tool_blocks: dict[int, int] = {}  # content block index -> tool call index
+        # The structured answer's tool (response_format) and the content block that carries it, if any; a
+        # native request is relayed as it came, so it has none.
+        native = _native_body(request) is not None
+        self.answer_tool = None if native else answer_tool_name(request.params)
+        self.answer_block: int | None = None
         # A native request's upstream events not yet relayed (None: a translated request).
-        self.native: list[NativeEvent] | None = [] if _native_body(request) is not None else None
+        self.native: list[NativeEvent] | None = [] if native else None
 
     def relay(self, event: StreamEvent | None, kind: str) -> StreamEvent | None:
         """``event`` with the native events so far, once a block starts or grows (the model's output: the
@@ -371,6 +407,8 @@ def _message_start(message: Mapping[str, Any], acc: StreamAccumulator, state: _S
 def _message_delta(payload: Mapping[str, Any], acc: StreamAccumulator, state: _StreamState) -> None:
     """The stop reason and the final usage."""
     stop_reason = (payload.get("delta") or {}).get("stop_reason")
+    if stop_reason == "tool_use" and state.answer_block is not None and not state.tool_blocks:
+        stop_reason = "end_turn"  # the structured answer is the answer, not a tool call
     if stop_reason:
         acc.finish_reason = _STOP_REASONS.get(stop_reason, stop_reason)
     usage = payload.get("usage")
@@ -401,7 +439,7 @@ def _parse_usage(raw: object) -> Usage | None:
 # -- request translation -----------------------------------------------------------------------------
 
 
-def to_anthropic_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+def to_anthropic_body(request: ChatRequest, *, stream: bool, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The Messages API body for an OpenAI-style request.
 
     System messages become `system`; assistant `tool_calls` become `tool_use` blocks and `tool` messages
@@ -410,6 +448,12 @@ def to_anthropic_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
 
     A request that came in Anthropic's own format (`request.native["anthropic"]`) is sent as it came
     (thinking, cache_control, documents, …): only its model, max_tokens and stream are this call's.
+
+    Otherwise `params` (default: the request's) are translated where Anthropic has an equivalent (`TRANSLATED_PARAMS`):
+    `response_format` json_schema / json_object becomes a tool whose input is the answer, forced unless the
+    request has tools of its own (`answer_tool_name`); `parallel_tool_calls: false` becomes
+    `disable_parallel_tool_use`; `top_k` goes as it is. Others are ignored here (`Provider.honoured_params`
+    refuses them first).
     """
     native = _native_body(request)
     if native is not None:
@@ -441,6 +485,9 @@ def to_anthropic_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
                 body["tool_choice"] = choice
     if request.user is not None:
         body["metadata"] = {"user_id": request.user}
+    params = request.params if params is None else params
+    if params:
+        _translate_params(body, params, has_tools=bool(request.tools))
     if stream:
         body["stream"] = True
     return body
@@ -448,6 +495,60 @@ def to_anthropic_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
 
 def _native_body(request: ChatRequest) -> Mapping[str, Any] | None:
     return request.native.get(NATIVE_FORMAT) if request.native else None
+
+
+# The OpenAI params `to_anthropic_body` translates (`top_k` is Anthropic's own, sent through `extra_body`).
+TRANSLATED_PARAMS = frozenset({"response_format", "parallel_tool_calls", "top_k"})
+_JSON_OBJECT_TOOL = "json_answer"
+
+
+def answer_tool_name(params: Mapping[str, Any]) -> str | None:
+    """The tool that carries a structured answer (`response_format` json_schema or json_object), if any."""
+    response_format = params.get("response_format")
+    if not isinstance(response_format, Mapping):
+        return None
+    kind = response_format.get("type")
+    if kind == "json_object":
+        return _JSON_OBJECT_TOOL
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        name = spec.get("name") if isinstance(spec, Mapping) else None
+        return name if isinstance(name, str) and name else _JSON_OBJECT_TOOL
+    return None
+
+
+def _answer_tool(response_format: Mapping[str, Any], name: str) -> dict[str, Any]:
+    if response_format.get("type") == "json_object":
+        return {
+            "name": name,
+            "description": "Give your answer as a JSON object: the input of this tool.",
+            "input_schema": {"type": "object"},
+        }
+    spec = response_format.get("json_schema")
+    spec = spec if isinstance(spec, Mapping) else {}
+    schema = spec.get("schema")
+    return {
+        "name": name,
+        "description": spec.get("description") or "Give your answer in this format: the input of this tool.",
+        "input_schema": dict(schema) if isinstance(schema, Mapping) else {"type": "object"},
+    }
+
+
+def _translate_params(body: dict[str, Any], params: Mapping[str, Any], *, has_tools: bool) -> None:
+    response_format = params.get("response_format")
+    name = answer_tool_name(params)
+    if name is not None and isinstance(response_format, Mapping):
+        body.setdefault("tools", []).append(_answer_tool(response_format, name))
+        if not has_tools:
+            # Anthropic has no JSON mode: forcing the one tool makes its input the answer, valid JSON.
+            body["tool_choice"] = {"type": "tool", "name": name}
+    if params.get("parallel_tool_calls") is False and body.get("tools"):
+        choice = body.get("tool_choice") or {"type": "auto"}
+        if choice.get("type") != "none":
+            body["tool_choice"] = {**choice, "disable_parallel_tool_use": True}
+    top_k = params.get("top_k")
+    if isinstance(top_k, int) and not isinstance(top_k, bool):
+        body["top_k"] = top_k
 
 
 def _translate_messages(chat: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:

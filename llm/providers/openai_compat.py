@@ -33,6 +33,7 @@ from ..tokens import count_tokens, is_exact
 from ..transport import AIOHTTP_ERRORS, HTTPX_ERRORS, AsyncClientCache, StatusError, Transport, sse_events
 from ..types import (
     ChatRequest,
+    Choice,
     EmbeddingResult,
     GenerationResult,
     ProviderConfig,
@@ -286,8 +287,7 @@ class OpenAICompatProvider(Provider):
                 except (_StreamError, *AIOHTTP_ERRORS) as exc:
                     pending = first_deadline < total_deadline and acc.first_token_at is None
                     raise self._direct_error(exc, request.model, in_body=True, first_token_pending=pending) from exc
-                event = self._apply_chunk(chunk, acc, request.model)
-                if event is not None:
+                for event in self._apply_chunk(chunk, acc, request.model):
                     yield event
         finally:
             await iterator.aclose()
@@ -316,6 +316,9 @@ class OpenAICompatProvider(Provider):
             body["stream"] = True
             if request.model not in self._no_stream_options:
                 body["stream_options"] = {"include_usage": True}
+        if request.params:
+            # The fields the gateway does not interpret go as they came; the ones it built above win.
+            body = {**request.params, **body}
         return body
 
     def _options(self, request: ChatRequest, *, stream: bool = False) -> openai.RequestOptions:
@@ -361,35 +364,29 @@ class OpenAICompatProvider(Provider):
             # Some gateways (OpenRouter) report upstream failures in a 200 body.
             raise self._error_from_body(data["error"], request.model)
         try:
-            choice = data["choices"][0]
-            message = choice["message"]
-            text = message.get("content") or ""
-            if not isinstance(text, str):
-                raise TypeError("content is not a string")
-            tool_calls = tuple(
-                ToolCall(
-                    id=str(call.get("id") or ""),
-                    name=call["function"]["name"],
-                    arguments=call["function"].get("arguments") or "{}",
-                )
-                for call in message.get("tool_calls") or ()
-            )
+            raw_choices = data["choices"]
+            parsed = sorted((_parse_choice(raw, i) for i, raw in enumerate(raw_choices)), key=lambda c: c.index)
+            first = parsed[0]
             usage = _parse_usage(data.get("usage"))
-            finish_reason = choice.get("finish_reason")
             model = data.get("model")
+            fingerprint = data.get("system_fingerprint")
         except _PARSE_ERRORS as exc:
             raise self._invalid(f"malformed chat completion: {exc!r}", request.model) from exc
         return build_result(
             provider=self.name,
             request=request,
-            text=text,
-            finish_reason=finish_reason,
-            tool_calls=tool_calls,
+            text=first.text,
+            finish_reason=first.finish_reason,
+            tool_calls=first.tool_calls,
             usage=usage,
             model=model if isinstance(model, str) else None,
             start=start,
             first_token_at=None,
             end=end,
+            logprobs=first.logprobs,
+            refusal=first.refusal,
+            system_fingerprint=fingerprint if isinstance(fingerprint, str) else None,
+            choices=tuple(parsed) if len(parsed) > 1 else (),
         )
 
     # -- stream ----------------------------------------------------------------------------------------
@@ -434,9 +431,7 @@ class OpenAICompatProvider(Provider):
                 except _SDK_ERRORS as exc:
                     pending = first_token_bound and acc.first_token_at is None
                     raise self._map_error(exc, request.model, in_body=True, first_token_pending=pending) from exc
-                event = self._apply_chunk(chunk, acc, request.model)
-                if event is not None:
-                    yield event
+                yield from self._apply_chunk(chunk, acc, request.model)
         finally:
             chunks.close()
         yield self._finish_stream(acc, request, start)
@@ -498,15 +493,14 @@ class OpenAICompatProvider(Provider):
                 except _SDK_ERRORS as exc:
                     pending = first_deadline < total_deadline and acc.first_token_at is None
                     raise self._map_error(exc, request.model, in_body=True, first_token_pending=pending) from exc
-                event = self._apply_chunk(chunk, acc, request.model)
-                if event is not None:
+                for event in self._apply_chunk(chunk, acc, request.model):
                     yield event
         finally:
             await chunks.close()
         yield self._finish_stream(acc, request, start)
 
-    def _apply_chunk(self, chunk: object, acc: StreamAccumulator, model: str) -> StreamEvent | None:
-        """Fold one SSE chunk into `acc`; the delta event to yield, if the chunk carried any content."""
+    def _apply_chunk(self, chunk: object, acc: StreamAccumulator, model: str) -> tuple[StreamEvent, ...]:
+        """Fold one SSE chunk into `acc`; the delta events to yield (one per choice that carried something)."""
         if not isinstance(chunk, dict):
             raise self._invalid("the upstream sent a stream chunk that is not a JSON object", model)
         try:
@@ -515,40 +509,64 @@ class OpenAICompatProvider(Provider):
             upstream_model = chunk.get("model")
             if upstream_model and isinstance(upstream_model, str):
                 acc.model = upstream_model
+            fingerprint = chunk.get("system_fingerprint")
+            if fingerprint and isinstance(fingerprint, str):
+                acc.system_fingerprint = fingerprint
+            else:
+                fingerprint = None
             choices = chunk.get("choices")
             if not choices:
-                return None
-            choice = choices[0]
-            finish_reason = choice.get("finish_reason")
-            if finish_reason:
-                acc.finish_reason = finish_reason
-            delta = choice.get("delta")
-            if not delta:
-                return None
-            content = delta.get("content") or ""
-            raw_calls = delta.get("tool_calls")
-            if not content and not raw_calls:
-                return None
-            if acc.first_token_at is None:
-                acc.first_token_at = self._clock()
-            if content:
-                acc.add_text(content)
-            if not raw_calls:
-                return StreamEvent(type="delta", content=content, finish_reason=finish_reason)
-            calls = []
-            for raw in raw_calls:
-                function = raw.get("function") or {}
-                call = ToolCallDelta(
-                    index=int(raw.get("index", 0)),
-                    id=raw.get("id"),
-                    name=function.get("name"),
-                    arguments=function.get("arguments") or "",
-                )
-                acc.add_tool_call(call.index, call.id, call.name, call.arguments)
-                calls.append(call)
-            return StreamEvent(type="delta", content=content, tool_calls=tuple(calls), finish_reason=finish_reason)
+                return ()
+            if len(choices) == 1:  # every chunk, unless an upstream packs several choices into one
+                event = self._apply_choice(choices[0], acc, fingerprint)
+                return () if event is None else (event,)
+            events = [self._apply_choice(choice, acc, fingerprint) for choice in choices]
+            return tuple(event for event in events if event is not None)
         except _PARSE_ERRORS as exc:
             raise self._invalid(f"malformed stream chunk: {exc!r}", model) from exc
+
+    def _apply_choice(self, choice: Any, acc: StreamAccumulator, fingerprint: str | None) -> StreamEvent | None:
+        index = int(choice.get("index") or 0)
+        parts = acc.choice_parts(index)
+        finish_reason = choice.get("finish_reason")
+        if finish_reason:
+            parts.finish_reason = finish_reason
+        logprobs = choice.get("logprobs")
+        delta = choice.get("delta") or {}
+        content = delta.get("content") or ""
+        raw_calls = delta.get("tool_calls")
+        refusal = delta.get("refusal") or ""
+        if not content and not raw_calls and not refusal and logprobs is None:
+            return None
+        if acc.first_token_at is None:
+            acc.first_token_at = self._clock()
+        if content:
+            parts.parts.append(content)
+        if refusal:
+            parts.refusal.append(refusal)
+        if logprobs is not None:
+            parts.add_logprobs(logprobs)
+        calls: list[ToolCallDelta] = []
+        for raw in raw_calls or ():
+            function = raw.get("function") or {}
+            call = ToolCallDelta(
+                index=int(raw.get("index", 0)),
+                id=raw.get("id"),
+                name=function.get("name"),
+                arguments=function.get("arguments") or "",
+            )
+            parts.add_tool_call(call.index, call.id, call.name, call.arguments)
+            calls.append(call)
+        return StreamEvent(
+            type="delta",
+            content=content,
+            tool_calls=tuple(calls),
+            finish_reason=finish_reason,
+            index=index,
+            logprobs=logprobs,
+            refusal=refusal,
+            system_fingerprint=fingerprint,
+        )
 
     def _finish_stream(self, acc: StreamAccumulator, request: ChatRequest, start: float) -> StreamEvent:
         if acc.finish_reason is None:
@@ -651,6 +669,32 @@ class OpenAICompatProvider(Provider):
 KINDS: Mapping[str, type[Provider]] = {
     kind: OpenAICompatProvider for kind in ("openai", "azure", "ollama", "openrouter", "llmaas", "openai_compatible")
 }
+
+
+def _parse_choice(raw: Any, position: int) -> Choice:
+    """One choice of a chat completion (its `index` defaults to its position)."""
+    message = raw["message"]
+    text = message.get("content") or ""
+    if not isinstance(text, str):
+        raise TypeError("content is not a string")
+    tool_calls = tuple(
+        ToolCall(
+            id=str(call.get("id") or ""),
+            name=call["function"]["name"],
+            arguments=call["function"].get("arguments") or "{}",
+        )
+        for call in message.get("tool_calls") or ()
+    )
+    refusal = message.get("refusal")
+    index = raw.get("index")
+    return Choice(
+        index=index if isinstance(index, int) else position,
+        text=text,
+        finish_reason=raw.get("finish_reason"),
+        tool_calls=tool_calls,
+        logprobs=raw.get("logprobs"),
+        refusal=refusal if isinstance(refusal, str) else None,
+    )
 
 
 def _parse_usage(raw: object) -> Usage | None:

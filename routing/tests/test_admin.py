@@ -262,3 +262,21 @@ def test_a_category_or_model_an_alias_names_is_protected_in_the_admin(admin_clie
         admin_client.post(url, {"post": "yes"})
     assert Category.objects.filter(pk=animals.pk).exists()
     assert LLMModel.objects.filter(pk=fast.pk).exists()
+
+
+def test_drop_params_is_set_from_the_provider_page_and_reaches_the_llm_config(
+    admin_client: Client, seeded_db: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    demo = Provider.objects.get(name="demo")
+    page = admin_client.get(f"/admin/routing/provider/{demo.pk}/change/")
+    data = admin_form_data(page)
+    assert "drop_params" not in data  # an unticked box, as a browser sends it
+    assert routing_config.get().providers["demo"].drop_params is False
+    data["drop_params"] = "on"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(f"/admin/routing/provider/{demo.pk}/change/", data)
+
+    assert response.status_code == 302, response.context and response.context["errors"]
+    assert Provider.objects.get(name="demo").drop_params is True
+    assert routing_config.get().providers["demo"].drop_params is True

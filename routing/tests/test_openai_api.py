@@ -403,7 +403,10 @@ def test_it_raises_rate_limit_error_with_retry_after_on_the_second_request(gatew
     ("overrides", "param"),
     [
         ({"temperature": 5}, "temperature"),
-        ({"n": 2}, "n"),
+        ({"n": 129}, "n"),
+        ({"response_format": {"type": "xml"}}, "response_format"),
+        ({"seed": "abc"}, "seed"),
+        ({"logprobs": "maybe"}, "logprobs"),
         ({"messages": []}, "messages"),
         ({"top_p": 1.5}, "top_p"),
         ({"messages": [{"role": "robot", "content": "hi"}]}, "messages"),

@@ -523,3 +523,23 @@ def test_it_refuses_malformed_aliases(tmp_path: Path) -> None:
         "aliases.o3: expected a category or a model id, got None",
     )
     assert_refused(tmp_path, "aliases: [gpt-5]\n", "aliases: expected a mapping of names to a category or a model id")
+
+
+def test_drop_params_is_synced_and_reaches_the_llm_config(tmp_path: Path) -> None:
+    sync(tmp_path, CONTRACT_EXAMPLE.replace("    timeout_s: 300\n", "    timeout_s: 300\n    drop_params: true\n"))
+    assert Provider.objects.get().drop_params is True
+    routing_config.invalidate()
+    assert routing_config.get().providers["openai"].drop_params is True
+
+    sync(tmp_path, CONTRACT_EXAMPLE)  # absent: left as it is
+    assert Provider.objects.get().drop_params is True
+    sync(tmp_path, CONTRACT_EXAMPLE.replace("    timeout_s: 300\n", "    timeout_s: 300\n    drop_params: false\n"))
+    assert Provider.objects.get().drop_params is False
+
+
+def test_it_refuses_a_drop_params_that_is_not_a_boolean(tmp_path: Path) -> None:
+    assert_refused(
+        tmp_path,
+        CONTRACT_EXAMPLE.replace("    timeout_s: 300\n", "    timeout_s: 300\n    drop_params: sometimes\n"),
+        "providers[0] (openai).drop_params: expected true or false, got 'sometimes'",
+    )

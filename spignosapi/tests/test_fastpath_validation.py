@@ -16,7 +16,7 @@ from rest_framework.exceptions import ValidationError
 
 from jobs.serializers import GenerateAsyncInput
 from rag.serializers import EmbeddingsInput, RagInput
-from routing.serializers import ChatCompletionInput, GenerateInput
+from routing.serializers import ChatCompletionInput, ChatParamsInput, GenerateInput
 from spignosapi.api.errors import error_response
 from spignosapi.fastpath.validation import _plan_for, validated
 
@@ -26,12 +26,16 @@ VALUES: list[Any] = [
     [{"role": "user", "content": "hi"}], [{"role": "bogus", "content": "hi"}], [{"role": "user"}],
     [{"role": "assistant", "content": None}], ["a", "b"], ["a"] * 5, "auto", "none", {"type": "function"},
     [{"type": "function", "function": {"name": "f"}}], [{"type": "x"}], [{}], {"include_usage": True},
-    "float", "base64", ["one", "two"], 20, 21, "docs",
+    "float", "base64", ["one", "two"], 20, 21, "docs", {"type": "json_object"}, {"type": "json_schema"},
+    {"type": "json_schema", "json_schema": {"name": "Out", "schema": {"type": "object"}, "strict": True}},
 ]  # fmt: skip
 GENERATE_FIELDS = ["prompt", "system", "temperature", "top_p", "max_tokens", "user_id", "category", "model",
                    "stream", "route_mode", "priority"]  # fmt: skip
 CHAT_FIELDS = ["model", "messages", "temperature", "top_p", "max_tokens", "max_completion_tokens", "n", "stop",
                "tools", "tool_choice", "stream", "stream_options", "user"]  # fmt: skip
+CHAT_PARAMS_FIELDS = ["n", "seed", "logprobs", "top_logprobs", "presence_penalty", "frequency_penalty", "logit_bias",
+                      "parallel_tool_calls", "response_format", "reasoning_effort", "metadata", "service_tier",
+                      "store"]  # fmt: skip
 EMBEDDINGS_FIELDS = ["input", "model", "encoding_format", "user"]
 RAG_FIELDS = [*GENERATE_FIELDS, "query", "collection", "top_k"]
 
@@ -39,6 +43,7 @@ SERIALIZERS = [
     (GenerateInput, GENERATE_FIELDS, {"prompt": "hello"}),
     (GenerateAsyncInput, GENERATE_FIELDS, {"prompt": "hello"}),
     (ChatCompletionInput, CHAT_FIELDS, {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}),
+    (ChatParamsInput, CHAT_PARAMS_FIELDS, {"seed": 1}),
     (EmbeddingsInput, EMBEDDINGS_FIELDS, {"input": "hello"}),
     (RagInput, RAG_FIELDS, {"prompt": "hello", "query": "what", "collection": "docs"}),
 ]
