@@ -125,7 +125,11 @@ def collection_delete(*, collection: Collection) -> None:
     """Delete the collection with its documents and chunks; its index files go once that is committed."""
     uid = collection.uid
     with transaction.atomic():
-        collection.delete()
+        # The collection's row first, as every writer of its documents takes it (ingest, document delete):
+        # the cascade below then locks its documents and chunks after them, never against them (a deadlock).
+        locked = Collection.objects.select_for_update().filter(pk=collection.pk).first()
+        if locked is not None:  # deleted meanwhile: nothing is left to delete
+            locked.delete()
         transaction.on_commit(lambda: index.remove(uid))
 
 
