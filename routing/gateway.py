@@ -99,6 +99,9 @@ class Call:
     # Every other field of an OpenAI chat-completions body (response_format, seed, logprobs, n, …): the
     # gateway does not interpret them; providers pass them on or translate them (issue 15).
     params: dict[str, Any] = field(default_factory=dict)
+    # The Messages door's top_k, which has no chat-completions field: an Anthropic provider sends it, an
+    # OpenAI-compatible one refuses it as unsupported_parameter (or drops it: drop_params).
+    top_k: int | None = None
     # The body as a door received it in a provider's own format ({"anthropic": the Messages body}): a
     # provider of that format is sent it as it came (thinking, cache_control, …) and answers in kind
     # (``GenerationResult.native``, ``StreamEvent.native``); any other model of the chain gets ``messages``.
@@ -300,6 +303,7 @@ def _call_kwargs(call: Call) -> dict[str, Any]:
         "retry": SINGLE_ATTEMPT,
         "native": call.native,
         "params": call.params,
+        "top_k": call.top_k,
     }
 
 
