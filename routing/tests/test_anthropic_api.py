@@ -48,7 +48,7 @@ OPENAI_WEATHER_TOOL = {
 }
 # Anthropic's published example of a streamed text answer, byte for byte: "Streaming Messages", "Basic
 # streaming request" (docs.anthropic.com/en/docs/build-with-claude/streaming, 2024-2025).
-REFERENCE_STREAM = Path(__file__).parent / "data" / "anthropic_stream_reference.txt"
+REFERENCE_STREAM = Path(__file__).parent / "fixtures" / "anthropic_messages_stream.sse"
 
 
 def sdk(gateway: Gateway, raw_key: str, **options: Any) -> Anthropic:
