@@ -166,8 +166,9 @@ class LLMHandler:
         retry: RetryPolicy | None = None,
         params: Mapping[str, Any] | None = None,
         native: Mapping[str, Mapping[str, Any]] | None = None,
+        top_k: int | None = None,
     ) -> GenerationResult:
-        """`generate` for async callers."""
+        """`generate` for async callers; `native` and `top_k` as `ChatRequest` says."""
         provider, request = self._prepare(
             model,
             messages,
@@ -183,6 +184,7 @@ class LLMHandler:
             timeout_s,
             params,
             native=native,
+            top_k=top_k,
         )
         policy = retry or self._retry
         attempt = 1
@@ -256,6 +258,7 @@ class LLMHandler:
         retry: RetryPolicy | None = None,
         params: Mapping[str, Any] | None = None,
         native: Mapping[str, Mapping[str, Any]] | None = None,
+        top_k: int | None = None,
     ) -> AsyncGenerator[StreamEvent, None]:
         """`stream` for async callers: `async for event in handler.astream(...)`.
 
@@ -276,6 +279,7 @@ class LLMHandler:
             timeout_s,
             params,
             native=native,
+            top_k=top_k,
         )
         policy = retry or self._retry
         if policy.max_attempts == 1:
@@ -399,6 +403,7 @@ class LLMHandler:
         params: Mapping[str, Any] | None,
         *,
         native: Mapping[str, Mapping[str, Any]] | None = None,
+        top_k: int | None = None,
     ) -> tuple[Provider, ChatRequest]:
         provider, name = self._resolve(model)
         if (messages is None) == (prompt is None):
@@ -432,6 +437,7 @@ class LLMHandler:
             timeout_s=timeout_s,
             params=params or _NO_PARAMS,
             native=native,
+            top_k=top_k,
         )
         return provider, request
 

@@ -272,6 +272,10 @@ class ChatRequest:
     user: str | None = None
     timeout_s: float | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    # Sample from the `top_k` likeliest tokens (the Anthropic Messages API's field): not an OpenAI
+    # chat-completions field, so an OpenAI-compatible provider refuses it (`UnsupportedParameterError`)
+    # unless its config says `drop_params`; an Anthropic provider sends it.
+    top_k: int | None = None
     # The request as a door received it in an upstream's own format, by format ({"anthropic": body}): a
     # provider of that format sends it (its model, max_tokens and stream set) instead of translating
     # `messages`, and answers with `native` results and events. Other providers ignore it.

@@ -120,6 +120,7 @@ def messages_call(
         model=None if data.model in ROUTER_ALIASES else data.model,
         stream=data.stream,
         params=data.params,
+        top_k=data.top_k,
         native=native,
     )
 

@@ -71,6 +71,8 @@ class MessagesRequest:
     tool_choice: str | dict[str, Any] | None = None
     user_id: str = ""
     stream: bool = False
+    top_k: int | None = None  # no chat-completions field has it: it rides apart from the chat params
+    # The chat-completions fields the body's other fields translate to (response_format, …).
     params: dict[str, Any] = field(default_factory=dict)
 
 
@@ -105,7 +107,7 @@ def messages_request(body: Mapping[str, Any], *, require_max_tokens: bool = True
     if top_k is not None:
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
             raise _fail("Input should be a non-negative integer.", "top_k")
-        request.params["top_k"] = top_k
+        request.top_k = top_k
     if parallel is False:
         request.params["parallel_tool_calls"] = False
     request.params.update(_output_config(body.get("output_config")))

@@ -13,7 +13,8 @@ breakers and outbound budgets (falling back on retryable errors; a stream only w
 then the accounting and the usage record, booked once whatever the outcome (answer, error, cancellation,
 client gone), off the request path.
 
-Admission reserves the most the call can use on the key's tokens/minute; the booking settles that
+Admission reserves the most the call can use on the key's tokens/minute (its prompt and ``max_tokens`` for
+each of its ``n`` choices), as does each model's outbound token budget; the booking settles that
 reservation with what the call used (a call that never reaches it holds its reservation until the minute
 ends).
 """
@@ -99,10 +100,25 @@ class Call:
     # Every other field of an OpenAI chat-completions body (response_format, seed, logprobs, n, …): the
     # gateway does not interpret them; providers pass them on or translate them (issue 15).
     params: dict[str, Any] = field(default_factory=dict)
+    # The Messages door's top_k, which has no chat-completions field: an Anthropic provider sends it, an
+    # OpenAI-compatible one refuses it as unsupported_parameter (or drops it: drop_params).
+    top_k: int | None = None
     # The body as a door received it in a provider's own format ({"anthropic": the Messages body}): a
     # provider of that format is sent it as it came (thinking, cache_control, …) and answers in kind
     # (``GenerationResult.native``, ``StreamEvent.native``); any other model of the chain gets ``messages``.
     native: dict[str, dict[str, Any]] | None = None
+
+    @property
+    def choices(self) -> int:
+        """How many answers the call asks for (``n``): each may be ``max_tokens`` long."""
+        n = self.params.get("n")
+        # The chat door checked n (an integer, 1..128); anything else asks for one answer.
+        return n if type(n) is int and n > 1 else 1
+
+    @property
+    def most_completion_tokens(self) -> int:
+        """The most tokens the call can generate: ``max_tokens`` for each of its choices."""
+        return self.max_tokens * self.choices
 
 
 def generation_call(
@@ -158,7 +174,9 @@ def admit(call: Call) -> quota.Reservation | None:
         explicit_route(routing_config.get(), model=call.model, category=call.category)
         return None
     prompt_tokens = count_message_tokens(call.messages)
-    reservation = limits.admit_key_sync(call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens)
+    reservation = limits.admit_key_sync(
+        call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens, choices=call.choices
+    )
     try:
         explicit_route(routing_config.get(), model=call.model, category=call.category)
     except BaseException:
@@ -173,7 +191,9 @@ async def aadmit(call: Call) -> quota.Reservation | None:
         explicit_route(await routing_config.aget(), model=call.model, category=call.category)
         return None
     prompt_tokens = count_message_tokens(call.messages)
-    admitted = await limits.admit_key(call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens)
+    admitted = await limits.admit_key(
+        call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens, choices=call.choices
+    )
     try:
         explicit_route(await routing_config.aget(), model=call.model, category=call.category)
     except BaseException:
@@ -217,7 +237,9 @@ async def _limits_then_route(
     call: Call, config: RoutingConfig, mode: str, prompt_tokens: int
 ) -> tuple[Route, dict[int, BreakerState], quota.Reservation | None]:
     assert call.key is not None
-    admitted = await limits.admit_key(call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens)
+    admitted = await limits.admit_key(
+        call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens, choices=call.choices
+    )
     try:
         route = await _route(call, config, mode)
         states = await breaker.states_for(config, route.chain)
@@ -238,7 +260,9 @@ async def _limits_after_route(
         keys = breaker.cache_keys(config, route.chain)
     except Exception as exc:
         route_error = exc
-    admitted = await limits.admit_key(call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens, read=keys)
+    admitted = await limits.admit_key(
+        call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens, choices=call.choices, read=keys
+    )
     try:
         if route_error is not None:
             raise route_error
@@ -300,6 +324,7 @@ def _call_kwargs(call: Call) -> dict[str, Any]:
         "retry": SINGLE_ATTEMPT,
         "native": call.native,
         "params": call.params,
+        "top_k": call.top_k,
     }
 
 
@@ -315,7 +340,7 @@ async def _admit(prepared: Prepared, model_id: str) -> tuple[bool, str | None]:
         if not allowed:
             return False, "skipped_open"
     if info.rpm_budget or info.tpm_budget:
-        tokens = prepared.prompt_tokens + prepared.call.max_tokens
+        tokens = prepared.prompt_tokens + prepared.call.most_completion_tokens
         taken = await _budgets.atake(info.pk, rpm=info.rpm_budget, tpm=info.tpm_budget, tokens=tokens)
         if not taken:
             if trial:  # the trial was never tried: let the next request take it
@@ -664,10 +689,10 @@ async def _settle_budget(prepared: Prepared, meta: Mapping[str, Any]) -> None:
     model_id = meta["model"]
     info = prepared.config.models.get(model_id) if model_id else None
     if info is not None and info.tpm_budget:
-        # _admit reserved prompt + max_tokens; settle on the real completion.
-        await _budgets.acharge(
-            info.pk, tpm=info.tpm_budget, tokens=int(meta["completion_tokens"]) - prepared.call.max_tokens
-        )
+        # _admit reserved prompt + max_tokens per choice; settle on the real completion (every choice's):
+        # what it used beyond the reservation, negative when (as mostly) it used less.
+        beyond_reserved = int(meta["completion_tokens"]) - prepared.call.most_completion_tokens
+        await _budgets.acharge(info.pk, tpm=info.tpm_budget, tokens=beyond_reserved)
 
 
 async def _book(

@@ -3,8 +3,8 @@
 * Inbound, per API key: requests per minute (django-ratelimit's fixed window) and tokens per minute, plus
   caps on ``max_tokens`` and on the prompt's size. Over a limit: 429 with ``Retry-After``. Tokens per
   minute are a quota (``routing.quota``): admission reserves the most the call can use (its prompt plus
-  ``max_tokens``) and ``settle_tokens`` turns that into what it used, so a burst of concurrent requests
-  cannot overrun the key's minute.
+  ``max_tokens`` for each of its choices: ``n``) and ``settle_tokens`` turns that into what it used, so a
+  burst of concurrent requests cannot overrun the key's minute.
 * Outbound, per model: the budget the provider allows us (requests and tokens per minute) as token
   buckets in Redis, so the platform never earns 429s from its own providers; a spent model is skipped.
 
@@ -58,12 +58,14 @@ def _rpm_limited(limit: int, time_left: int) -> GatewayError:
     )
 
 
-def _tpm_limited(counter: quota.Counter, retry_after: int) -> GatewayError:
+def _tpm_limited(counter: quota.Counter, retry_after: int, choices: int) -> GatewayError:
     message = f"Token limit reached: {counter.limit} tokens per minute for this key."
     if counter.amount > counter.limit:  # no minute will ever admit it: say why
+        completion = "max_tokens" if choices == 1 else f"max_tokens for each of its {choices} choices"
+        fewer = "" if choices == 1 else ", ask for fewer choices"
         message = (
-            f"This request may use {counter.amount} tokens (its prompt and max_tokens); this key allows "
-            f"{counter.limit} tokens per minute. Lower max_tokens or shorten the prompt."
+            f"This request may use {counter.amount} tokens (its prompt and {completion}); this key allows "
+            f"{counter.limit} tokens per minute. Lower max_tokens{fewer} or shorten the prompt."
         )
     return GatewayError(
         message, reason=Reason.RATE_LIMITED, code="tpm_limit_exceeded", retryable=True, retry_after=retry_after
@@ -174,16 +176,19 @@ class Admitted:
 class _Admission:
     """One admission's keys and arguments for ``_ADMIT_LUA``, and how to read its verdict."""
 
-    def __init__(self, key: KeyInfo, prompt_tokens: int, max_tokens: int, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, key: KeyInfo, prompt_tokens: int, max_tokens: int, choices: int, clock: Callable[[], float]
+    ) -> None:
         self.caps = caps_error(key, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
+        self.choices = choices
         self.limit, rate = _rpm_rate(key)
         value = str(key.id)
         self.window = _get_window(value, 60)
         rpm_key = cache_redis.make_key(_make_cache_key(RPM_GROUP, self.window, rate, value, get_usage.ALL))
         now = clock()
         # The most the call can use: its prompt and every token it may generate (max_tokens, at most the
-        # key's cap, else the caps refuse it).
-        self.tpm = _tpm_counter(key, max(prompt_tokens, 0) + max(max_tokens, 0), now)
+        # key's cap, else the caps refuse it, for each of its choices).
+        self.tpm = _tpm_counter(key, max(prompt_tokens, 0) + max(max_tokens, 0) * max(choices, 1), now)
         self.retry_after = int(TPM_WINDOW_S - now % TPM_WINDOW_S) + 1
         # A hold lives as long as its minute's counter: a reservation never settled ends with the minute.
         self.reserve = quota.plan([self.tpm], now=now, hold_until=self.tpm.expires_at)
@@ -206,7 +211,7 @@ class _Admission:
             assert self.caps is not None
             raise self.caps
         if verdict == 3:
-            raise _tpm_limited(self.tpm, self.retry_after)
+            raise _tpm_limited(self.tpm, self.retry_after, self.choices)
         return Admitted(self.reserve.reservation, list(reply[2:]))
 
 
@@ -215,10 +220,15 @@ def _limits_enabled() -> bool:
 
 
 def admit_key_sync(
-    key: KeyInfo, *, prompt_tokens: int, max_tokens: int, clock: Callable[[], float] = time.time
+    key: KeyInfo,
+    *,
+    prompt_tokens: int,
+    max_tokens: int,
+    choices: int = 1,
+    clock: Callable[[], float] = time.time,
 ) -> quota.Reservation | None:
     """``admit_key`` for synchronous callers (the session's async-job submission), on the process's pool."""
-    admission = _Admission(key, prompt_tokens, max_tokens, clock)
+    admission = _Admission(key, prompt_tokens, max_tokens, choices, clock)
     try:
         reply = cache_redis.sync_script(_ADMIT_LUA)(keys=admission.keys, args=admission.args)
     except Exception:
@@ -231,17 +241,18 @@ async def admit_key(
     *,
     prompt_tokens: int,
     max_tokens: int,
+    choices: int = 1,
     read: Sequence[str] = (),
     clock: Callable[[], float] = time.time,
 ) -> Admitted:
     """The key's requests/minute, its caps and its tokens/minute reservation, in one round trip.
 
     In that order: a request refused on its caps still counts against the key's requests/minute, and one
-    refused on either limit reserves nothing. The reservation (the prompt plus ``max_tokens``) must be
-    settled with ``settle_tokens`` once the call is over, whatever its outcome. The same round trip reads
-    the (already prefixed) cache keys ``read``.
+    refused on either limit reserves nothing. The reservation (the prompt plus ``max_tokens`` for each of
+    the call's ``choices``) must be settled with ``settle_tokens`` once the call is over, whatever its
+    outcome. The same round trip reads the (already prefixed) cache keys ``read``.
     """
-    admission = _Admission(key, prompt_tokens, max_tokens, clock)
+    admission = _Admission(key, prompt_tokens, max_tokens, choices, clock)
     try:
         reply = await cache_redis.client().script(_ADMIT_LUA, [*admission.keys, *read], admission.args)
     except Exception:
@@ -327,8 +338,8 @@ class OutboundBudgets:
             logger.warning("outbound budget unavailable", exc_info=True)
 
     def take(self, model_pk: int, *, rpm: int | None, tpm: int | None, tokens: int) -> bool:
-        """Debit one request and ``tokens`` (the prompt plus ``max_tokens``, as providers count) when both
-        buckets hold enough; ``False`` (and no debit) otherwise."""
+        """Debit one request and ``tokens`` (the prompt plus ``max_tokens`` per choice, as providers count)
+        when both buckets hold enough; ``False`` (and no debit) otherwise."""
         if not rpm and not tpm:
             return True
         try:
@@ -338,8 +349,9 @@ class OutboundBudgets:
             return True
 
     def charge(self, model_pk: int, *, tpm: int | None, tokens: int) -> None:
-        """Settle the token bucket after the call, even past zero: ``take()`` reserved ``max_tokens`` for the
-        completion, so the gateway passes ``completion_tokens - max_tokens`` (negative: the unused part returns).
+        """Settle the token bucket after the call, even past zero: ``take()`` reserved ``max_tokens`` per choice
+        for the completion, so the gateway passes ``completion_tokens`` less that (negative: the unused part
+        returns).
         """
         if not tpm or tokens == 0:
             return

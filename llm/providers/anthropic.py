@@ -452,7 +452,8 @@ def to_anthropic_body(request: ChatRequest, *, stream: bool, params: Mapping[str
     Otherwise `params` (default: the request's) are translated where Anthropic has an equivalent (`TRANSLATED_PARAMS`):
     `response_format` json_schema / json_object becomes a tool whose input is the answer, forced unless the
     request has tools of its own (`answer_tool_name`); `parallel_tool_calls: false` becomes
-    `disable_parallel_tool_use`; `top_k` goes as it is. Others are ignored here (`Provider.honoured_params`
+    `disable_parallel_tool_use`; `top_k` (a chat client's extra body field) goes as it is, as does
+    `request.top_k`. Others are ignored here (`Provider.honoured_params`
     refuses them first).
     """
     native = _native_body(request)
@@ -485,6 +486,8 @@ def to_anthropic_body(request: ChatRequest, *, stream: bool, params: Mapping[str
                 body["tool_choice"] = choice
     if request.user is not None:
         body["metadata"] = {"user_id": request.user}
+    if request.top_k is not None:
+        body["top_k"] = request.top_k
     params = request.params if params is None else params
     if params:
         _translate_params(body, params, has_tools=bool(request.tools))

@@ -120,20 +120,24 @@ class Provider(ABC):
                 continue
             if name in translated:
                 kept[name] = value
-            elif _asks_nothing(name, value):
-                continue
-            elif self.config.drop_params:
-                _log.debug("provider %s drops the unsupported parameter %r (drop_params)", self.name, name)
-            else:
-                raise UnsupportedParameterError(
-                    f"Unsupported parameter: {name!r} is not supported by {self.config.kind} provider "
-                    f"{self.name!r} (model {request.model!r}). Remove it, or set drop_params on the provider "
-                    "to have it dropped.",
-                    param=name,
-                    provider=self.name,
-                    model=request.model,
-                )
+            elif not _asks_nothing(name, value):
+                self.unhonoured(request, name)
         return kept
+
+    def unhonoured(self, request: ChatRequest, name: str) -> None:
+        """The request asks `name`, which this provider cannot honour: `UnsupportedParameterError`, or
+        nothing when the config says `drop_params` (the provider then sends the request without it)."""
+        if self.config.drop_params:
+            _log.debug("provider %s drops the unsupported parameter %r (drop_params)", self.name, name)
+            return
+        raise UnsupportedParameterError(
+            f"Unsupported parameter: {name!r} is not supported by {self.config.kind} provider "
+            f"{self.name!r} (model {request.model!r}). Remove it, or set drop_params on the provider "
+            "to have it dropped.",
+            param=name,
+            provider=self.name,
+            model=request.model,
+        )
 
     # -- error helpers shared by the providers ---------------------------------------------------------
 

@@ -297,6 +297,10 @@ class OpenAICompatProvider(Provider):
     # -- request building ------------------------------------------------------------------------------
 
     def _body(self, request: ChatRequest, *, stream: bool) -> dict[str, Any]:
+        if request.top_k is not None:
+            # The Messages API's top_k has no chat-completions field (OpenAI answers 400 to one): refused,
+            # or dropped. A chat client's own `top_k` body field (for a vLLM upstream) is one of `params`.
+            self.unhonoured(request, "top_k")
         body: dict[str, Any] = {"model": request.model, "messages": request.messages}
         if self.config.kind == "openai" and request.model.startswith(_REASONING_PREFIXES):
             body["max_completion_tokens"] = request.max_tokens

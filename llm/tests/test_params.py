@@ -38,7 +38,7 @@ T = TypeVar("T")
 def handler_for(url: str, *, drop_params: bool = False) -> LLMHandler:
     return LLMHandler(
         [
-            ProviderConfig(name="oa", kind="openai_compatible", base_url=f"{url}/v1"),
+            ProviderConfig(name="oa", kind="openai_compatible", base_url=f"{url}/v1", drop_params=drop_params),
             ProviderConfig(name="an", kind="anthropic", base_url=url, drop_params=drop_params),
         ],
         retry=NO_RETRY,
@@ -118,7 +118,35 @@ def test_no_params_send_nothing_more(fake_reset: str) -> None:
     assert (result.choices, result.logprobs, result.refusal) == ((), None, None)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_top_k_is_refused_by_an_openai_compatible_provider(fake_reset: str, stream: bool) -> None:
+    # The Messages API's top_k (`ChatRequest.top_k`), unlike a chat client's own `top_k` param.
+    handler = handler_for(fake_reset)
+    with pytest.raises(UnsupportedParameterError) as caught:
+        if stream:
+            run(handler, collect(handler, "oa/m", top_k=5))
+        else:
+            run(handler, handler.agenerate("oa/m", HELLO, top_k=5))
+    error = caught.value
+    assert (error.param, error.code, error.retryable, error.provider) == ("top_k", "unsupported_parameter", False, "oa")
+    with urllib.request.urlopen(f"{fake_reset}/_fake/stats", timeout=5) as response:
+        assert json.loads(response.read())["requests"] == {}
+
+
+def test_top_k_is_dropped_by_an_openai_compatible_provider_with_drop_params(fake_reset: str) -> None:
+    handler = handler_for(fake_reset, drop_params=True)
+    result = run(handler, handler.agenerate("oa/m", HELLO, max_tokens=2, top_k=5))
+    assert set(last_body(fake_reset, "m")) == {"model", "messages", "max_tokens", "temperature", "top_p"}
+    assert result.usage.completion_tokens == 2
+
+
 # --- Anthropic: translated, refused or dropped -------------------------------------------------------------
+
+
+def test_top_k_goes_to_anthropic_as_it_is(fake_reset: str) -> None:
+    handler = handler_for(fake_reset)
+    run(handler, handler.agenerate("an/claude", HELLO, max_tokens=2, top_k=7))
+    assert last_body(fake_reset, "claude")["top_k"] == 7
 
 
 def test_response_format_json_schema_becomes_a_forced_tool() -> None:

@@ -48,7 +48,7 @@ OPENAI_WEATHER_TOOL = {
 }
 # Anthropic's published example of a streamed text answer, byte for byte: "Streaming Messages", "Basic
 # streaming request" (docs.anthropic.com/en/docs/build-with-claude/streaming, 2024-2025).
-REFERENCE_STREAM = Path(__file__).parent / "data" / "anthropic_stream_reference.txt"
+REFERENCE_STREAM = Path(__file__).parent / "fixtures" / "anthropic_messages_stream.sse"
 
 
 def sdk(gateway: Gateway, raw_key: str, **options: Any) -> Anthropic:
@@ -166,6 +166,52 @@ def test_it_translates_the_sampling_fields_and_text_blocks(gateway: Gateway, fak
         {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
     ]
     assert (sent["temperature"], sent["top_p"], sent["stop"], sent["max_tokens"]) == (0.25, 0.5, ["END", "STOP"], 7)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["create", "stream"])
+def test_top_k_to_an_openai_kind_model_is_an_unsupported_parameter(gateway: Gateway, fake: Fake, stream: bool) -> None:
+    # top_k is no chat-completions field (OpenAI answers 400 to it): the demo provider cannot honour it.
+    request_id = f"req-an-top-k-{stream}"
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        sdk(gateway, new_key()).messages.create(
+            model="demo/demo-fast",
+            max_tokens=5,
+            messages=HELLO,
+            stream=stream,
+            extra_body={"top_k": 5},  # (this SDK no longer names it)
+            extra_headers={"X-Request-ID": request_id},
+        )
+    assert caught.value.status_code == 400
+    assert caught.value.body == {
+        "type": "error",
+        "error": {
+            "type": "invalid_request_error",
+            "message": "Unsupported parameter: 'top_k' is not supported by openai_compatible provider 'demo' "
+            "(model 'demo-fast'). Remove it, or set drop_params on the provider to have it dropped.",
+        },
+        "request_id": request_id,
+    }
+    assert fake.stats()["requests"] == {}
+    row = usage_row(request_id)
+    assert (row.status, row.error_code, row.prompt_tokens, row.completion_tokens) == (
+        "error",
+        "unsupported_parameter",
+        count_message_tokens(HELLO),
+        0,
+    )
+
+
+def test_top_k_to_an_openai_kind_model_with_drop_params_is_served_without_it(gateway: Gateway, fake: Fake) -> None:
+    Provider.objects.filter(name="demo").update(drop_params=True)
+    routing_changed()
+    message = sdk(gateway, new_key()).messages.create(
+        model="demo/demo-fast", max_tokens=5, messages=HELLO, extra_body={"top_k": 5}
+    )
+    sent = fake.stats()["last"]["demo-fast"]  # type: ignore[index]
+    assert set(sent) == {"model", "messages", "max_tokens", "temperature", "top_p"}
+    expected = upstream_answer(fake, "demo-fast", HELLO, 5)
+    assert message.content[0].text == expected.choices[0].message.content  # type: ignore[union-attr]
+    assert message.usage.output_tokens == 5
 
 
 def test_it_translates_images_to_data_urls(gateway: Gateway, fake: Fake) -> None:

@@ -15,7 +15,7 @@ from spignosapi.api.errors import InvalidRequest
 BASE: dict[str, Any] = {"model": "router", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
 
 
-def test_it_keeps_what_has_no_canonical_field_in_params() -> None:
+def test_it_translates_what_has_no_canonical_field_to_chat_params_and_keeps_top_k_apart() -> None:
     request = messages_request(
         {
             **BASE,
@@ -25,9 +25,9 @@ def test_it_keeps_what_has_no_canonical_field_in_params() -> None:
             "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}, "effort": "max"},
         }
     )
-    assert request.tool_choice == "required"
+    assert (request.tool_choice, request.top_k) == ("required", 5)
+    # Chat-completions names only: an OpenAI-compatible provider sends params as they are.
     assert request.params == {
-        "top_k": 5,
         "parallel_tool_calls": False,
         "response_format": {"type": "json_schema", "json_schema": {"name": "output", "schema": {"type": "object"}}},
         "reasoning_effort": "high",

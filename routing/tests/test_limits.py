@@ -276,6 +276,40 @@ def test_a_request_larger_than_the_whole_limit_is_told_so(gateway: Gateway, fake
     assert fake.stats()["requests"] == {}
 
 
+def chat(url: str, raw: str, *, n: int, max_tokens: int, request_id: str = "") -> Reply:
+    body = {"model": "demo/demo-fast", "messages": [{"role": "user", "content": "hello"}], "max_tokens": max_tokens}
+    headers = {"X-Request-ID": request_id} if request_id else None
+    return call("POST", url + "/v1/chat/completions", {**body, "n": n}, key=raw, headers=headers)
+
+
+def test_the_reservation_counts_max_tokens_for_each_of_n_choices(gateway: Gateway, fake: Fake) -> None:
+    # Room for the prompt and two choices of 10 tokens: an n=3 call may use more, so it is refused first.
+    limit = HELLO_TOKENS + 2 * 10
+    key, raw = apikey_create(name="tpm", tpm_limit=limit)
+    fresh_window(0)
+    refused = chat(gateway.url, raw, n=3, max_tokens=10)
+    assert_rate_limited(refused, "tpm_limit_exceeded", 0)
+    assert refused.json()["error"]["message"] == (
+        f"This request may use {HELLO_TOKENS + 30} tokens (its prompt and max_tokens for each of its 3 choices); "
+        f"this key allows {limit} tokens per minute. Lower max_tokens, ask for fewer choices or shorten the prompt."
+    )
+    assert fake.stats()["requests"] == {}
+    assert tpm_state(key.pk) == (0, 0)
+
+    fake.configure(**{"demo-fast": {"tokens": 3, "latency_ms": 1500}})
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(chat, gateway.url, raw, n=2, max_tokens=10, request_id="req-tpm-n2")
+        assert wait_until(lambda: tpm_state(key.pk) != (0, 0), timeout=5)
+        assert tpm_state(key.pk) == (0, limit)  # held while the upstream answers: 10 tokens for each choice
+        served = running.result()
+    assert served.status == 200, served.text
+    assert [c["finish_reason"] for c in served.json()["choices"]] == ["stop", "stop"]
+    wait_until(lambda: UsageRecord.objects.filter(request_id="req-tpm-n2").exists(), timeout=10)
+    row = UsageRecord.objects.get(request_id="req-tpm-n2")
+    assert (row.prompt_tokens, row.completion_tokens) == (HELLO_TOKENS, 2 * 3)
+    assert settles_to(key, (row.prompt_tokens + row.completion_tokens, 0))  # both choices', the rest returned
+
+
 def test_embeddings_settle_on_the_tokens_the_model_counted(gateway: Gateway, fake: Fake) -> None:
     key, raw = apikey_create(name="tpm")
     fresh_window(0)
@@ -397,6 +431,28 @@ def test_a_spent_token_budget_moves_traffic_and_unused_reservations_return(gatew
     assert [m["model"] for m in metas] == ["demo/demo-smart", "demo/demo-smart", "demo/demo-fast"]
     assert [m["completion_tokens"] for m in metas] == [2, 2, 10]
     assert [a["outcome"] for a in metas[2]["attempts"]] == ["skipped_budget", "ok"]
+
+
+def test_a_token_budget_reserves_max_tokens_for_each_of_n_choices(gateway: Gateway, fake: Fake) -> None:
+    # demo-fast's budget holds the prompt and two choices of 10 tokens: an n=3 call is not sent to it.
+    budget = HELLO_TOKENS + 2 * 10
+    set_budget("demo-fast", tpm_budget=budget)
+    _, raw = apikey_create(name="k")
+    refused = chat(gateway.url, raw, n=3, max_tokens=10)
+    assert refused.status == 503, refused.text
+    assert refused.json()["error"]["attempts"] == [{"model": "demo/demo-fast", "outcome": "skipped_budget"}]
+    assert fake.stats()["requests"] == {}
+
+    fake.configure(**{"demo-fast": {"tokens": 3}})
+    model_pk = LLMModel.objects.get(provider__name="demo", name="demo-fast").pk
+    started = time.monotonic()
+    served = chat(gateway.url, raw, n=2, max_tokens=10)
+    elapsed = time.monotonic() - started
+    assert served.status == 200, served.text
+    assert served.json()["usage"]["completion_tokens"] == 2 * 3
+    # Settled before the answer: what the call used stays taken, plus what the bucket refilled meanwhile.
+    left = bucket_tokens(model_pk, "tokens")
+    assert budget - (HELLO_TOKENS + 6) <= left <= budget - (HELLO_TOKENS + 6) + budget / 60 * elapsed
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -19,6 +21,7 @@ from accounts.services import apikey_create
 from ledger.models import UsageRecord
 from tests.fixtures import Fake, Gateway
 from tests.helpers import wait_until
+from tests.http import call
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -227,6 +230,68 @@ def test_it_streams_without_a_usage_chunk_unless_asked(gateway: Gateway, fake: F
     )
     assert chunks[-1].choices[0].finish_reason == "length"
     assert all(c.usage is None and len(c.choices) == 1 for c in chunks)
+
+
+# Published reference: a chat completion streamed by OpenAI's API, byte for byte as openai-python's test suite
+# recorded it from the live API (tests/lib/chat/test_completions_streaming.py, test_parse_nothing; the file
+# .inline-snapshot/external/e2aad469….bin of 2024-09-26, named by its SHA-256, which this copy keeps): one
+# ``data:`` line per chunk and a blank line after it, the finish_reason chunk, the usage chunk with empty
+# choices (what ``stream_options.include_usage`` adds, per OpenAI's API reference), then ``data: [DONE]``.
+OPENAI_REFERENCE_CHAT_STREAM = (Path(__file__).parent / "fixtures" / "openai_chat_stream.sse").read_bytes()
+SSE_DATA = re.compile(rb"data: ([^\n]+)\n\n")
+
+
+def data_events(raw: bytes) -> list[Any]:
+    """The payload of each ``data:`` event (``[DONE]`` as the string); asserts the bytes are nothing else."""
+    assert b"".join(m.group(0) for m in SSE_DATA.finditer(raw)) == raw
+    return [data.decode() if data == b"[DONE]" else json.loads(data) for data in SSE_DATA.findall(raw)]
+
+
+def test_the_stream_bytes_match_openais_published_reference(gateway: Gateway, fake: Fake) -> None:
+    fake.configure(**{"demo-fast": {"tokens": 3}})
+    body = {
+        "model": "demo/demo-fast",
+        "messages": HELLO,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    reply = call("POST", gateway.url + "/v1/chat/completions", body, key=new_key(), headers={"X-Request-ID": "req-ref"})
+    assert (reply.status, reply.headers["content-type"]) == (200, "text/event-stream")
+    *ours, our_usage, our_done = data_events(reply.text.encode())
+    *reference, reference_usage, reference_done = data_events(OPENAI_REFERENCE_CHAT_STREAM)
+    assert our_done == reference_done == "[DONE]"
+
+    # Every chunk has the reference's fields in its order, its one choice too, and the same id, created and model.
+    chunk_fields = ["id", "object", "created", "model", "system_fingerprint", "choices"]
+    choice_fields = ["index", "delta", "logprobs", "finish_reason"]
+    for chunk in [*ours, *reference]:
+        assert list(chunk) == chunk_fields
+        assert [list(choice) for choice in chunk["choices"]] == [choice_fields]
+    assert {(c["id"], c["object"], c["created"], c["model"]) for c in ours} == {
+        ("chatcmpl-req-ref", "chat.completion.chunk", ours[0]["created"], "demo/demo-fast")
+    }
+    assert {c["system_fingerprint"] for c in ours} == {"fp_fake"}  # the upstream's, as OpenAI sends its own
+
+    # Content deltas, then one chunk with an empty delta and the finish_reason. OpenAI opens with a delta of the
+    # role and no content; ours carries the role on the first token's delta.
+    expected = upstream_answer(fake, "demo-fast", HELLO, 256)  # the gateway's default max_tokens
+    assert reference[0]["choices"][0]["delta"] == {"role": "assistant", "content": "", "refusal": None}
+    assert ours[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in ours) == expected.choices[0].message.content
+    assert [c["choices"][0]["finish_reason"] for c in ours] == [None] * (len(ours) - 1) + ["stop"]
+    assert [c["choices"][0]["finish_reason"] for c in reference] == [None] * (len(reference) - 1) + ["stop"]
+    assert ours[-1]["choices"][0]["delta"] == reference[-1]["choices"][0]["delta"] == {}
+    assert {c["choices"][0]["logprobs"] for c in [*ours, *reference]} == {None}
+
+    # The usage chunk: the chunk's fields and usage last, no choice, the token counts in OpenAI's order.
+    assert list(our_usage) == list(reference_usage) == [*chunk_fields, "usage"]
+    assert our_usage["choices"] == reference_usage["choices"] == []
+    assert list(reference_usage["usage"])[:3] == ["prompt_tokens", "completion_tokens", "total_tokens"]
+    assert our_usage["usage"] == {
+        "prompt_tokens": expected.usage.prompt_tokens,
+        "completion_tokens": 3,
+        "total_tokens": expected.usage.prompt_tokens + 3,
+    }
 
 
 def test_it_falls_back_before_the_first_token_of_a_stream(gateway: Gateway, fake: Fake) -> None:
