@@ -4,6 +4,7 @@
 - ``Mode.TOOLS``: the model's schema as a forced function tool; the answer is the tool call's arguments.
 - ``Mode.JSON``: ``response_format`` json_object and the schema in a system message.
 - ``Mode.JSON_SCHEMA``: ``response_format`` json_schema.
+- ``Mode.TOOLS`` on ``instructor.from_anthropic``: a forced tool through ``/v1/messages``.
 
 The fake upstream is deterministic: a forced tool's arguments are placeholders ("fake", 1, true), a json_object
 answer is ``{"answer": <words>}`` and a json_schema answer a value drawn from the schema; asking it directly for
@@ -133,3 +134,20 @@ def test_tools_mode_on_an_anthropic_provider(gateway: Gateway, fake: Fake) -> No
     sent = sent_upstream(fake, "claude-fake")
     assert sent["tool_choice"] == {"type": "tool", "name": "Weather"}
     assert [tool["name"] for tool in sent["tools"]] == ["Weather"]
+
+
+def test_anthropic_tools_mode_through_the_messages_door(gateway: Gateway, fake: Fake) -> None:
+    # instructor on the Anthropic SDK (base_url: the gateway's host): /v1/messages, translated to the demo upstream.
+    import anthropic
+
+    raw = anthropic.Anthropic(base_url=gateway.url, api_key=apikey_create(name="instructor")[1], max_retries=0)
+    client = instructor.from_anthropic(raw, mode=instructor.Mode.TOOLS)  # the provider comes from the client
+    weather = client.messages.create(
+        model="router", max_tokens=200, response_model=Weather, messages=QUESTION, max_retries=0
+    )
+
+    assert weather.model_dump() == {"city": "fake", "degrees": 1, "sunny": True}
+    sent = sent_upstream(fake, "demo-smart")
+    assert sent["tool_choice"] == {"type": "function", "function": {"name": "Weather"}}
+    assert sent["parallel_tool_calls"] is False  # instructor asks for one tool use: disable_parallel_tool_use
+    assert [tool["function"]["name"] for tool in sent["tools"]] == ["Weather"]
