@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from agents import (
     Agent,
+    ModelSettings,
     OpenAIChatCompletionsModel,
     OpenAIResponsesModel,
     Runner,
@@ -64,10 +65,10 @@ def sent_upstream(fake: Fake, model: str) -> dict[str, Any]:
     return body
 
 
-def direct_answer(fake: Fake, model: str, messages: Any, tools: Any) -> str:
+def direct_answer(fake: Fake, model: str, messages: Any, tools: Any, max_tokens: int = 256) -> str:
     """What the fake upstream itself answers this conversation: the agent's final output must be it."""
     direct = OpenAI(base_url=fake.url + "/v1", api_key="unused", max_retries=0, timeout=30)
-    completion = direct.chat.completions.create(model=model, messages=messages, tools=tools)
+    completion = direct.chat.completions.create(model=model, messages=messages, tools=tools, max_tokens=max_tokens)
     return completion.choices[0].message.content or ""
 
 
@@ -193,3 +194,41 @@ def test_an_agent_with_an_output_type_answers_the_parsed_object_after_its_tool(g
         model="demo-smart", messages=sent["messages"], tools=sent["tools"], response_format=response_format
     )
     assert result.final_output == Weather.model_validate_json(expected.choices[0].message.content or "")
+
+
+def test_runs_chained_by_previous_response_id_keep_the_conversation_server_side(gateway: Gateway, fake: Fake) -> None:
+    agent = Agent(
+        name="weather",
+        model=OpenAIResponsesModel(model="router", openai_client=client_for(gateway)),
+        tools=[get_weather],
+        model_settings=ModelSettings(temperature=0.3, top_p=0.9, max_tokens=40),
+    )
+
+    async def two_runs() -> tuple[Any, Any]:
+        # Each request sends only the new items and the previous response's id: the gateway's stored responses
+        # carry the conversation.
+        first = await Runner.run(agent, QUESTION, auto_previous_response_id=True)
+        second = await Runner.run(agent, "And tomorrow?", previous_response_id=first.last_response_id)
+        return first, second
+
+    first, second = asyncio.run(two_runs())
+    sent = sent_upstream(fake, "demo-smart")
+    first_call = first.new_items[0].raw_item.call_id
+    second_call = second.new_items[0].raw_item.call_id
+
+    def turn(call_id: str) -> list[dict[str, Any]]:
+        call = {"id": call_id, "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"fake"}'}}
+        return [
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": call_id, "content": TOOL_OUTPUT},
+        ]
+
+    assert sent["messages"] == [
+        {"role": "user", "content": QUESTION},
+        *turn(first_call),
+        {"role": "assistant", "content": first.final_output},
+        {"role": "user", "content": "And tomorrow?"},
+        *turn(second_call),
+    ]
+    assert (sent["max_tokens"], sent["temperature"], sent["top_p"]) == (40, 0.3, 0.9)
+    assert second.final_output == direct_answer(fake, "demo-smart", sent["messages"], sent["tools"], max_tokens=40)
