@@ -10,6 +10,7 @@ gateway sent gives the exact final answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -25,12 +26,13 @@ from agents import (
     set_default_openai_client,
     set_tracing_disabled,
 )
-from agents.models import _openai_shared
+from agents.models import _openai_shared, get_default_model
 from openai import AsyncOpenAI, OpenAI
 from pydantic import BaseModel
 
 from accounts.services import apikey_create
 from routing.models import StoredResponse
+from routing.services import alias_upsert
 from tests.fixtures import Fake, Gateway
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -55,6 +57,17 @@ def no_tracing() -> Iterator[None]:
 def client_for(gateway: Gateway) -> AsyncOpenAI:
     key = apikey_create(name="agents")[1]
     return AsyncOpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0, timeout=30)
+
+
+@contextlib.contextmanager
+def default_client(gateway: Gateway) -> Iterator[None]:
+    """The gateway as the SDK's default client (a process-wide setting: the previous one is put back)."""
+    previous = _openai_shared.get_default_openai_client()
+    set_default_openai_client(client_for(gateway), use_for_tracing=False)
+    try:
+        yield
+    finally:
+        _openai_shared.set_default_openai_client(previous)  # type: ignore[arg-type]
 
 
 def sent_upstream(fake: Fake, model: str) -> dict[str, Any]:
@@ -121,13 +134,8 @@ def test_an_agent_on_the_default_responses_model_calls_its_tool(gateway: Gateway
 
 
 def test_set_default_openai_client_routes_every_agent_through_the_gateway(gateway: Gateway, fake: Fake) -> None:
-    previous = _openai_shared.get_default_openai_client()
-    set_default_openai_client(client_for(gateway), use_for_tracing=False)
-    try:
-        agent = Agent(name="weather", model="router", tools=[get_weather])
-        result = run(agent, QUESTION)
-    finally:
-        _openai_shared.set_default_openai_client(previous)  # type: ignore[arg-type]
+    with default_client(gateway):
+        result = run(Agent(name="weather", model="router", tools=[get_weather]), QUESTION)
 
     assert_tool_round_trip(result, fake)
     # The SDK's default model is the Responses API: both turns were /v1/responses calls.
@@ -232,3 +240,20 @@ def test_runs_chained_by_previous_response_id_keep_the_conversation_server_side(
     ]
     assert (sent["max_tokens"], sent["temperature"], sent["top_p"]) == (40, 0.3, 0.9)
     assert second.final_output == direct_answer(fake, "demo-smart", sent["messages"], sent["tools"], max_tokens=40)
+
+
+def test_an_agent_without_a_model_lands_where_an_alias_of_the_sdks_default_points(gateway: Gateway, fake: Fake) -> None:
+    # The SDK sends its own default model name when an Agent names none: an alias maps it to a model (one that
+    # a request with tools would not be routed to otherwise: the tools category starts with demo-smart).
+    alias_upsert(name=get_default_model(), target="demo/demo-fast")
+    with default_client(gateway):
+        result = run(Agent(name="coder", tools=[get_weather]), QUESTION)
+
+    assert fake.stats()["requests"] == {"demo-fast": 2}  # the tool call, then the answer
+    assert sent_upstream(fake, "demo-fast")["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": result.new_items[0].raw_item.call_id,
+        "content": TOOL_OUTPUT,
+    }
+    stored = StoredResponse.objects.get(id=result.last_response_id)
+    assert stored.body["model"] == "demo/demo-fast"
