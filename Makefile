@@ -20,9 +20,10 @@ $(VENV)/.installed: requirements.txt | $(BIN)/activate
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $@
 
-$(VENV)/.installed-dev: requirements.txt requirements-dev.txt requirements-embeddings.txt requirements-bench.txt | $(BIN)/activate
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt requirements-nodeps.txt requirements-embeddings.txt requirements-bench.txt | $(BIN)/activate
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -r requirements-dev.txt -r requirements-embeddings.txt -r requirements-bench.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	@touch $@ $(VENV)/.installed $(VENV)/.installed-embeddings $(VENV)/.installed-bench
 
 # The soak's load generator (locust), for make bench and make soak.
