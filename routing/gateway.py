@@ -560,9 +560,11 @@ class Stream:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self.meta is None:
-            if self._events is not None:
-                await self._events.aclose()  # stop reading the upstream
-            await self._end(*(self._ending or _outcome(exc)))
+            try:
+                if self._events is not None:
+                    await self._events.aclose()  # stop reading the upstream
+            finally:  # booked even when closing the upstream fails
+                await self._end(*(self._ending or _outcome(exc)))
 
     async def _end(self, status: str, code: str, retryable: bool) -> None:
         """Book the call, once: its tokens (those of a stream that broke off, counted from what was sent)."""
@@ -590,7 +592,8 @@ class Stream:
                 prepared.attempts.append({"model": model_id, "outcome": why})
                 continue
             with spans.attempt(prepared, model_id) as traced:
-                events = handler.astream(model_id, prepared.call.messages, **_call_kwargs(prepared.call)).__aiter__()
+                upstream = handler.astream(model_id, prepared.call.messages, **_call_kwargs(prepared.call))
+                events = upstream.__aiter__()
                 try:
                     first = await events.__anext__()
                 except LLMError as error:
@@ -607,18 +610,26 @@ class Stream:
                 event = first
                 try:
                     self._note(event)
-                    yield event
-                    async for event in events:
-                        self._note(event)
+                    if event.type != "done":
                         yield event
+                        async for event in events:
+                            self._note(event)
+                            if event.type == "done":
+                                break
+                            yield event
                 except LLMError as error:
                     traced.failed(error)
                     await _failed(prepared, model_id, error)
                     await self._end("error", error.code, error.retryable)
                     raise
+                await upstream.aclose()  # the model's last event was read: let its stream release the connection
                 traced.ok(event.result if event.type == "done" else None)  # the last event carries the result
             await _succeeded(prepared, model_id)
+            # Booked before the door sees ``done``: a door that ends its answer on it (Anthropic's message_stop)
+            # may lose its client right after, and the call succeeded all the same.
             await self._end("ok", "", False)
+            if event.type == "done":
+                yield event
             return
         raise _chain_error(prepared, last_error, unsupported)
 

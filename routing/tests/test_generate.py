@@ -183,3 +183,35 @@ def test_a_stream_that_breaks_after_tokens_books_them_and_ends_with_an_error(gat
     assert events[-1]["error"]["type"] == "upstream_error"
     [row] = usage_rows("req-broken")
     assert (row.status, row.completion_tokens) == ("error", 3)
+
+
+def test_a_stream_read_up_to_its_done_event_is_booked_ok(gateway: Gateway, fake: Fake) -> None:
+    # A door that ends its answer on the model's done event (Anthropic's message_stop) may lose its client right
+    # then: the consumer stops reading at done, and the call, which succeeded, is booked ok.
+    from ledger.buffer import usage_buffer
+    from routing import gateway as gateway_module
+    from spignosapi import loops
+
+    call_ = gateway_module.generation_call(
+        {"prompt": "hi", "max_tokens": 4, "model": "demo/demo-fast"},
+        key=None,
+        request_id="req-done",
+        endpoint="generate",
+        stream=True,
+    )
+
+    async def read_to_done() -> list[str]:
+        seen = []
+        async with gateway_module.streaming(call_) as stream:
+            async for event in stream:
+                seen.append(event.type)
+                if event.type == "done":
+                    break
+        return seen
+
+    seen = loops.run(read_to_done())
+    usage_buffer.flush()
+
+    [row] = usage_rows("req-done")
+    assert seen == ["delta"] * 4 + ["done"]
+    assert (row.status, row.error_code, row.model, row.completion_tokens) == ("ok", "", "demo/demo-fast", 4)
