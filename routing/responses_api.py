@@ -554,10 +554,10 @@ async def _create_stream(request: Translated) -> HttpResponseBase:
     events = _Events(request, stream.model_id)
 
     async def body() -> AsyncIterator[str]:
-        for chunk in events.start():
-            yield chunk
         try:
-            async with stream:
+            async with stream:  # first, so that a client gone during the opening events is booked too
+                for chunk in events.start():
+                    yield chunk
                 async for event in stream:
                     if event.type == "delta":
                         for chunk in events.delta(event):
