@@ -96,7 +96,7 @@ def documents_store(
             param="embedding_model",
         )
     with transaction.atomic():
-        collection = Collection.objects.select_for_update().get(pk=collection.pk)
+        collection = _locked(collection)
         report = []
         for spec in documents:
             external_id = (
@@ -121,6 +121,17 @@ def documents_store(
     return Ingested(collection=collection, documents=report)
 
 
+def _locked(collection: Collection) -> Collection:
+    """The collection's row, locked for this transaction; 404 ``collection_not_found`` when a concurrent
+    delete took it after the caller found it (as if the caller had come a moment later)."""
+    locked = Collection.objects.select_for_update().filter(pk=collection.pk).first()
+    if locked is None:
+        raise ServiceError(
+            f"The collection {collection.name!r} does not exist.", reason=Reason.NOT_FOUND, code="collection_not_found"
+        )
+    return locked
+
+
 def collection_delete(*, collection: Collection) -> None:
     """Delete the collection with its documents and chunks; its index files go once that is committed."""
     uid = collection.uid
@@ -137,7 +148,7 @@ def document_delete(*, collection: Collection, external_id: str) -> Collection:
     """Delete one document and publish an index without its chunks (no model call: the others' vectors are
     stored). 404 ``document_not_found`` when the collection has no such document."""
     with transaction.atomic():
-        locked = Collection.objects.select_for_update().get(pk=collection.pk)
+        locked = _locked(collection)
         deleted, _ = Document.objects.filter(collection=locked, external_id=external_id).delete()
         if not deleted:
             raise ServiceError(
