@@ -164,6 +164,7 @@ def collection_share(*, collection: Collection, teams: Sequence[str] | None, pub
     """Set who besides its owner may read the collection: the keys of ``teams`` (names, replacing the
     list; 400 ``unknown_team`` for a name that is no team) and, with ``public_read``, every key."""
     with transaction.atomic():
+        collection = _locked(collection)
         if teams is not None:
             found = list(Team.objects.filter(name__in=teams))
             unknown = sorted(set(teams) - {t.name for t in found})

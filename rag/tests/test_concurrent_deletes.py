@@ -33,3 +33,14 @@ def test_deleting_a_collection_deleted_meanwhile_deletes_nothing_more() -> None:
     services.collection_delete(collection=found)
 
     assert list(Collection.objects.values_list("name", flat=True)) == [other.name]
+
+
+def test_sharing_a_collection_deleted_meanwhile_is_a_404() -> None:
+    found = Collection.objects.create(name="kb", embedding_model="demo/demo-embed")
+    Collection.objects.filter(pk=found.pk).delete()
+
+    with pytest.raises(ServiceError) as refused:
+        services.collection_share(collection=found, teams=None, public_read=True)
+
+    assert (refused.value.reason, refused.value.code) == (Reason.NOT_FOUND, "collection_not_found")
+    assert not Collection.objects.exists()

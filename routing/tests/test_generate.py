@@ -201,7 +201,7 @@ def test_a_stream_read_up_to_its_done_event_is_booked_ok(gateway: Gateway, fake:
     )
 
     async def read_to_done() -> list[str]:
-        seen = []
+        seen: list[str] = []
         async with gateway_module.streaming(call_) as stream:
             async for event in stream:
                 seen.append(event.type)
