@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 from accounts.models import ApiKey
 from accounts.services import apikey_create
 
-from .helpers import ROOT, django_env, python, wait_until
+from .helpers import ROOT, TEST_WEBHOOK_SECRET, django_env, python, wait_until
 
 
 @pytest.fixture
@@ -219,6 +219,7 @@ def celery_worker(django_db_setup: None, django_db_blocker: object) -> Iterator[
             BEAT_HEARTBEAT_SECONDS="1",
             SNAPSHOT_CHECK_SECONDS="0",
             USAGE_FLUSH_SECONDS="0.05",
+            WEBHOOK_SECRET=TEST_WEBHOOK_SECRET,
         ),
     )
     try:

@@ -62,6 +62,10 @@ def _port_open(port: int) -> bool:
         return False
 
 
+# The session's Celery worker signs webhooks with this (a test sets the same in its own settings to check them).
+TEST_WEBHOOK_SECRET = "whsec_dGVzdC13ZWJob29rLXNlY3JldC0wMTIzNDU2Nzg5"
+
+
 def django_env(**overrides: str) -> dict[str, str]:
     """The environment a subprocess of the platform (worker, beat, server) gets in tests."""
     env = dict(os.environ)

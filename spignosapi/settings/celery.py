@@ -10,6 +10,8 @@ from .redis import REDIS_BROKER_URL, REDIS_RESULTS_URL
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or REDIS_BROKER_URL
 CELERY_RESULT_BACKEND = REDIS_RESULTS_URL
 # Each queue bound to its own name, so a task sent to "high" lands only there.
+# Tasks outside an app's tasks.py (autodiscovery finds those): the webhook delivery of spignosapi.webhooks.
+CELERY_IMPORTS = ("spignosapi.webhooks",)
 CELERY_TASK_QUEUES = tuple(Queue(name, Exchange(name), routing_key=name) for name in ("high", "default", "low"))
 CELERY_TASK_DEFAULT_EXCHANGE = "default"
 CELERY_TASK_DEFAULT_ROUTING_KEY = "default"
