@@ -22,6 +22,7 @@ ends).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -66,6 +67,7 @@ from .selectors import RoutingConfig, latency_figures, routing_config
 from .semantic import semantic_category
 from .strategy import Freshness, rank
 
+logger = logging.getLogger(__name__)
 _budgets = limits.OutboundBudgets()
 
 
@@ -306,7 +308,11 @@ async def _by_strategy(call: Call, config: RoutingConfig, route: Route, prompt_t
         return route
     latency = freshness = None
     if category.strategy == Strategy.LATENCY:  # its own snapshot: in memory, Redis only when due for a check
-        latency = await latency_figures.aget()
+        try:
+            latency = await latency_figures.aget()
+        except Exception:  # figures that cannot be read are missing ones: the chain order, not a failed request
+            logger.warning("latency figures unavailable; routing %s in chain order", category.name, exc_info=True)
+            latency = {}
         freshness = Freshness(settings.ROUTING_LATENCY_MAX_AGE_S, settings.ROUTING_LATENCY_MIN_SAMPLES)
     ranking = rank(
         category.strategy,

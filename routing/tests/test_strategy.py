@@ -4,6 +4,7 @@ the fake upstream, a ``latency`` category moving its traffic when the figures ch
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -221,6 +222,28 @@ def test_publishing_a_figure_that_cannot_be_one_stores_nothing(seeded: Fake, bad
     with pytest.raises(ValueError, match="not a latency figure for 'demo/demo-smart'"):
         publish_latency_figures({"demo/demo-fast": figure(100), "demo/demo-smart": bad})
     assert not ModelLatency.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_figures_that_cannot_be_read_route_in_chain_order(seeded: Fake, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database is gone when the latency snapshot reloads: the request is routed all the same."""
+    from routing import gateway
+    from routing.router import Route
+
+    category_upsert(name="code", strategy="latency")
+    publish_latency_figures({"demo/demo-fast": figure(10)})
+    config = routing_config.get(recheck=True)
+
+    def unreadable() -> dict[str, LatencyFigure]:
+        raise ConnectionError("database unavailable")
+
+    monkeypatch.setattr(latency_figures, "loader", unreadable)
+    latency_figures.invalidate()
+    call = gateway.Call(key=None, request_id="r", endpoint="test", messages=[{"role": "user", "content": "x"}])
+    route = Route(category="code", chain=config.categories["code"].chain, route_mode="keywords")
+    ranked = asyncio.run(gateway._by_strategy(call, config, route, prompt_tokens=1))
+    assert ranked.chain == ("demo/demo-smart", "demo/demo-fast")
+    assert set(ranked.reasons.values()) == {"no latency figures: chain order"}
 
 
 # --- over real HTTP ---------------------------------------------------------------------------------------------
