@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -124,6 +125,18 @@ def breaker_reset(*, model_id: str) -> None:
 # --- latency figures (monitoring publishes, the latency strategy reads) -------------------------------------
 
 
+def _is_latency_figure(figure: LatencyFigure) -> bool:
+    p50, samples, measured_at = figure.p50_ttft_ms, figure.samples, figure.measured_at
+    return (
+        _is_number(p50)
+        and 0 <= p50 < float("inf")  # (NaN fails both)
+        and isinstance(samples, int)
+        and samples >= 0
+        and isinstance(measured_at, datetime)
+        and measured_at.tzinfo is not None
+    )
+
+
 def publish_latency_figures(figures: Mapping[str, LatencyFigure]) -> int:
     """Store each model's recent p50 TTFT for the latency strategy; every process sees it at its next check.
 
@@ -134,7 +147,7 @@ def publish_latency_figures(figures: Mapping[str, LatencyFigure]) -> int:
     cannot be one: a negative or non-finite p50, a negative sample count, a naive ``measured_at``.
     """
     for model_id, figure in figures.items():
-        if not (0 <= figure.p50_ttft_ms < float("inf")) or figure.samples < 0 or figure.measured_at.tzinfo is None:
+        if not _is_latency_figure(figure):
             raise ValueError(f"not a latency figure for {model_id!r}: {figure!r}")
     wanted = {tuple(model_id.split("/", 1)) for model_id in figures if "/" in model_id}
     models = {

@@ -216,6 +216,7 @@ def test_publishing_new_figures_shifts_the_choice(seeded: Fake) -> None:
         LatencyFigure(float("nan"), 10, NOW),
         LatencyFigure(10.0, -1, NOW),
         LatencyFigure(10.0, 10, NOW.replace(tzinfo=None)),
+        LatencyFigure(None, 0, None),  # type: ignore[arg-type]  # (a model with no samples, passed on as is)
     ],
 )
 def test_publishing_a_figure_that_cannot_be_one_stores_nothing(seeded: Fake, bad: LatencyFigure) -> None:
