@@ -8,7 +8,7 @@ from django.forms import ModelForm
 from django.http import HttpRequest
 
 from .breaker import default_breakers
-from .models import Category, ChainEntry, CircuitBreaker, LLMModel, ModelAlias, Provider
+from .models import Category, ChainEntry, CircuitBreaker, LLMModel, ModelAlias, ModelLatency, Provider
 from .services import routing_changed
 
 
@@ -45,7 +45,8 @@ class ChainInline(admin.TabularInline[ChainEntry, Category]):
 
 @admin.register(Category)
 class CategoryAdmin(ReloadsRouting, admin.ModelAdmin[Category]):
-    list_display = ["name", "description", "builtin", "chain_display"]
+    list_display = ["name", "description", "strategy", "builtin", "chain_display"]
+    list_filter = ["strategy"]
     search_fields = ["name", "description"]
     readonly_fields = ["builtin"]
     inlines = [ChainInline]
@@ -66,7 +67,17 @@ class CategoryAdmin(ReloadsRouting, admin.ModelAdmin[Category]):
 
 @admin.register(Provider)
 class ProviderAdmin(ReloadsRouting, admin.ModelAdmin[Provider]):
-    list_display = ["name", "kind", "base_url", "api_key_env", "drop_params", "enabled", "is_demo"]
+    list_display = [
+        "name",
+        "kind",
+        "base_url",
+        "api_key_env",
+        "drop_params",
+        "grid_gco2e_per_kwh",
+        "pue",
+        "enabled",
+        "is_demo",
+    ]
     list_filter = ["kind", "enabled", "drop_params"]
     search_fields = ["name"]
 
@@ -118,4 +129,19 @@ class CircuitBreakerAdmin(admin.ModelAdmin[CircuitBreaker]):
     list_select_related = ["model__provider"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(ModelLatency)
+class ModelLatencyAdmin(admin.ModelAdmin[ModelLatency]):
+    """What the latency strategy ranks by, as monitoring last published it: read-only (monitoring writes it)."""
+
+    list_display = ["model", "p50_ttft_ms", "samples", "measured_at", "updated_at"]
+    list_select_related = ["model__provider"]
+    readonly_fields = ["model", "p50_ttft_ms", "samples", "measured_at", "updated_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: ModelLatency | None = None) -> bool:
         return False

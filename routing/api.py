@@ -21,6 +21,7 @@ from spignosapi.api.schema import SSE_EVENT
 
 from . import gateway, selectors, services
 from .errors import GatewayError
+from .models import Strategy
 from .selectors import AliasInfo, routing_config
 from .serializers import AliasInput, CategoryInput, GenerateInput, GenerateOutput, ModelMappingInput
 
@@ -110,10 +111,17 @@ generate_view = async_endpoint(GenerateView, {"POST": _generate})
 
 def config_payload() -> dict[str, Any]:
     config = routing_config.get()
+    # Each provider's grid intensity and PUE as the carbon strategy uses them (the defaults resolved).
+    carbon = {name: {"grid_gco2e_per_kwh": grid, "pue": pue} for name, (grid, pue) in config.carbon.items()}
     return {
         "mode": settings.ROUTING_MODE,
         "modes": list(settings.ROUTING_MODES),
         "default_category": settings.ROUTING_DEFAULT_CATEGORY,
+        "strategies": list(Strategy.values),
+        "latency_figures": {
+            "max_age_s": settings.ROUTING_LATENCY_MAX_AGE_S,
+            "min_samples": settings.ROUTING_LATENCY_MIN_SAMPLES,
+        },
         "classifier_model": settings.ROUTING_CLASSIFIER_MODEL,
         "embedding_model": settings.ROUTING_EMBEDDING_MODEL,
         "demo_only": config.demo_only,
@@ -125,13 +133,20 @@ def config_payload() -> dict[str, Any]:
                 "models": list(c.chain),
                 "examples": list(c.examples),
                 "builtin": c.builtin,
+                "strategy": c.strategy,
             }
             for c in sorted(config.categories.values(), key=lambda c: c.name)
         ],
         "models": sorted(config.models),
         "aliases": aliases_payload(),
         "providers": [
-            {"name": p.name, "kind": p.kind, "base_url": p.safe_base_url, "has_api_key": bool(p.api_key)}
+            {
+                "name": p.name,
+                "kind": p.kind,
+                "base_url": p.safe_base_url,
+                "has_api_key": bool(p.api_key),
+                **carbon.get(p.name, {}),
+            }
             for p in sorted(config.providers.values(), key=lambda p: p.name)
         ],
         "circuit_breaker": {
@@ -158,6 +173,7 @@ def category_payload(name: str) -> dict[str, Any]:
         "models": list(info.chain),
         "examples": list(info.examples),
         "builtin": info.builtin,
+        "strategy": info.strategy,
     }
 
 

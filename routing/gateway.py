@@ -22,9 +22,10 @@ ends).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
@@ -52,6 +53,7 @@ from . import breaker, limits, metrics, quota, spans
 from .breaker import BreakerState, default_breakers
 from .engine import SINGLE_ATTEMPT, handler_for
 from .errors import GatewayError, Reason, final_error
+from .models import Strategy
 from .router import (
     ROUTING_MODES,
     Route,
@@ -61,9 +63,11 @@ from .router import (
     parse_category_answer,
     routing_text,
 )
-from .selectors import RoutingConfig, routing_config
+from .selectors import RoutingConfig, latency_figures, routing_config
 from .semantic import semantic_category
+from .strategy import Freshness, rank
 
+logger = logging.getLogger(__name__)
 _budgets = limits.OutboundBudgets()
 
 
@@ -221,7 +225,7 @@ async def _prepare(call: Call) -> Prepared:
     mode = call.route_mode or settings.ROUTING_MODE
     if call.admission is not None or call.key is None:
         reservation = call.admission.reservation if call.admission is not None else None
-        route = await _route(call, config, mode)
+        route = await _route(call, config, mode, prompt_tokens)
         states = await breaker.states_for(config, route.chain)
         return Prepared(call, config, route, states, prompt_tokens, started, reservation=reservation)
     if ROUTING_MODES[mode].routes_before_limits:
@@ -241,7 +245,7 @@ async def _limits_then_route(
         call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens, choices=call.choices
     )
     try:
-        route = await _route(call, config, mode)
+        route = await _route(call, config, mode, prompt_tokens)
         states = await breaker.states_for(config, route.chain)
     except BaseException:  # no call will be made: nothing was used
         await limits.settle_tokens(admitted.reservation, 0)
@@ -256,7 +260,7 @@ async def _limits_after_route(
     route_error: Exception | None = None
     keys: list[str] = []
     try:
-        route = await _route(call, config, mode)
+        route = await _route(call, config, mode, prompt_tokens)
         keys = breaker.cache_keys(config, route.chain)
     except Exception as exc:
         route_error = exc
@@ -273,7 +277,7 @@ async def _limits_after_route(
     return route, states, admitted.reservation
 
 
-async def _route(call: Call, config: RoutingConfig, mode: str) -> Route:
+async def _route(call: Call, config: RoutingConfig, mode: str, prompt_tokens: int) -> Route:
     async def classify(text: str, names: Sequence[str]) -> str | None:
         return await _classify(config, text, names)
 
@@ -292,8 +296,35 @@ async def _route(call: Call, config: RoutingConfig, mode: str) -> Route:
             classify=classify,
             similar=similar,
         )
+        route = await _by_strategy(call, config, route, prompt_tokens)
         traced.chosen(route)
     return route
+
+
+async def _by_strategy(call: Call, config: RoutingConfig, route: Route, prompt_tokens: int) -> Route:
+    """The route's chain in the order its category's strategy prefers for this call (``routing/strategy.py``)."""
+    category = config.categories.get(route.category) if route.category else None
+    if category is None or category.strategy == Strategy.ORDERED:
+        return route
+    latency = freshness = None
+    if category.strategy == Strategy.LATENCY:  # its own snapshot: in memory, Redis only when due for a check
+        try:
+            latency = await latency_figures.aget()
+        except Exception:  # figures that cannot be read are missing ones: the chain order, not a failed request
+            logger.warning("latency figures unavailable; routing %s in chain order", category.name, exc_info=True)
+            latency = {}
+        freshness = Freshness(settings.ROUTING_LATENCY_MAX_AGE_S, settings.ROUTING_LATENCY_MIN_SAMPLES)
+    ranking = rank(
+        category.strategy,
+        route.chain,
+        config.models,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=call.most_completion_tokens,
+        now=datetime.now(UTC),
+        latency=latency,
+        freshness=freshness,
+    )
+    return replace(route, chain=ranking.chain, reasons=ranking.reasons)
 
 
 async def _classify(config: RoutingConfig, text: str, names: Sequence[str]) -> str | None:
@@ -349,8 +380,23 @@ async def _admit(prepared: Prepared, model_id: str) -> tuple[bool, str | None]:
     return True, None
 
 
+# Why a model the strategy ranked was not called, said before the ranking's own reason.
+_SKIPPED_BECAUSE = {"skipped_open": "breaker open", "skipped_budget": "outbound budget spent", "disabled": "disabled"}
+
+
+def _attempt(prepared: Prepared, model_id: str, outcome: str, **details: Any) -> None:
+    """Record one entry of ``meta.attempts``; under a strategy other than ``ordered``, with its ``reason``:
+    why the model stood where it did, and why it was skipped (keys are only ever added to these entries)."""
+    entry = {"model": model_id, "outcome": outcome, **details}
+    ranked = prepared.route.reasons.get(model_id)
+    if ranked is not None:
+        skipped = _SKIPPED_BECAUSE.get(outcome)
+        entry["reason"] = f"{skipped} (ranked by {ranked})" if skipped else ranked
+    prepared.attempts.append(entry)
+
+
 async def _failed(prepared: Prepared, model_id: str, error: LLMError) -> None:
-    prepared.attempts.append({"model": model_id, "outcome": "error", "error": _error_text(error)})
+    _attempt(prepared, model_id, "error", error=_error_text(error))
     info = prepared.config.models[model_id]
     if error.retryable:
         await sync_to_async(default_breakers().record_failure, thread_sensitive=False)(info.pk, _error_text(error))
@@ -362,7 +408,7 @@ async def _failed(prepared: Prepared, model_id: str, error: LLMError) -> None:
 
 
 async def _succeeded(prepared: Prepared, model_id: str) -> None:
-    prepared.attempts.append({"model": model_id, "outcome": "ok"})
+    _attempt(prepared, model_id, "ok")
     info = prepared.config.models[model_id]
     state = prepared.states.get(info.pk)
     if state is not None and (state.state != "closed" or state.failures):
@@ -455,7 +501,7 @@ async def _generate(prepared: Prepared) -> tuple[GenerationResult, str]:
     for model_id in prepared.route.chain:
         admitted, why = await _admit(prepared, model_id)
         if not admitted:
-            prepared.attempts.append({"model": model_id, "outcome": why})
+            _attempt(prepared, model_id, why or "skipped")
             continue
         with spans.attempt(prepared, model_id) as traced:
             try:
@@ -589,7 +635,7 @@ class Stream:
         for model_id in prepared.route.chain:
             admitted, why = await _admit(prepared, model_id)
             if not admitted:
-                prepared.attempts.append({"model": model_id, "outcome": why})
+                _attempt(prepared, model_id, why or "skipped")
                 continue
             with spans.attempt(prepared, model_id) as traced:
                 upstream = handler.astream(model_id, prepared.call.messages, **_call_kwargs(prepared.call))

@@ -52,6 +52,22 @@ class Provider(models.Model):
         help_text="Drop the request parameters this provider cannot honour (e.g. logprobs on Anthropic) instead "
         "of answering 400 unsupported_parameter.",
     )
+    # Where it runs, for the carbon routing strategy (routing/strategy.py). Empty: the global setting.
+    grid_gco2e_per_kwh = models.FloatField(
+        "grid gCO2e/kWh",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0)],
+        help_text="Carbon intensity of the grid where it runs; empty = ENERGY_GRID_G_CO2E_PER_KWH.",
+    )
+    pue = models.FloatField(
+        "PUE",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1.0)],
+        help_text="Its data centre's power usage effectiveness, applied to its models' energy coefficients when "
+        "routing by carbon; empty = 1.0.",
+    )
     enabled = models.BooleanField(default=True)
     is_demo = models.BooleanField(default=False, help_text="The demo upstream seeded for make run.")
     updated_at = models.DateTimeField(auto_now=True)
@@ -115,11 +131,27 @@ class LLMModel(models.Model):
         return f"{self.provider.name}/{self.name}"
 
 
+class Strategy(models.TextChoices):
+    """How a category orders its chain for a request (``routing/strategy.py`` says how each one ranks)."""
+
+    ORDERED = "ordered", "Ordered (the chain as written)"
+    LATENCY = "latency", "Latency (lowest recent p50 time to first token)"
+    COST = "cost", "Cost (lowest expected price for the request)"
+    CARBON = "carbon", "Carbon (lowest gCO2e per token)"
+
+
 class Category(models.Model):
     name = models.SlugField(max_length=50, unique=True)
     description = models.CharField(max_length=300, blank=True)
     keywords = models.JSONField(default=list, blank=True, help_text="Lower-case words that select this category.")
     examples = models.JSONField(default=list, blank=True, help_text="Example requests (semantic routing).")
+    strategy = models.CharField(
+        max_length=10,
+        choices=Strategy.choices,
+        default=Strategy.ORDERED,
+        help_text="How the chain is ordered for each request; models without fresh data keep their chain order, "
+        "after the ranked ones.",
+    )
     builtin = models.BooleanField(default=False, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -227,6 +259,27 @@ def shadowed_name(name: str) -> str | None:
     if model and LLMModel.objects.filter(provider__name=provider, name=model).exists():
         return f"{name!r} is a model: an alias cannot shadow it."
     return None
+
+
+class ModelLatency(models.Model):
+    """A model's recent p50 time to first token, as monitoring last published it (``publish_latency_figures``).
+
+    Routing's own copy, so the latency strategy reads it from an in-memory snapshot and never from
+    monitoring's tables: one row per model, overwritten at every publication.
+    """
+
+    model = models.OneToOneField(LLMModel, on_delete=models.CASCADE, related_name="latency")
+    p50_ttft_ms = models.FloatField(validators=[MinValueValidator(0.0)])
+    samples = models.PositiveIntegerField()
+    measured_at = models.DateTimeField(help_text="When the newest sample behind the figure was taken.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "model latency"
+        verbose_name_plural = "model latencies"
+
+    def __str__(self) -> str:
+        return f"{self.model}: p50 {self.p50_ttft_ms:.0f} ms ({self.samples})"
 
 
 class CircuitBreaker(models.Model):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import GatewayError, Reason
@@ -55,6 +55,8 @@ class Route:
     # How the category was chosen: model, category, alias (the request named a model alias), tools,
     # keywords, llm, semantic, default.
     route_mode: str
+    # Model id → why the category's strategy put it where it is in ``chain`` (empty: the chain as written).
+    reasons: Mapping[str, str] = field(default_factory=dict)
 
 
 def routing_text(messages: Sequence[Mapping[str, Any]]) -> str:

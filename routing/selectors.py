@@ -9,14 +9,17 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+from django.conf import settings
 
 from energy.selectors import ModelRef, energy_profiles
 from ledger.coefficients import EnergyProfile
 from llm import ProviderConfig
 from spignosapi.snapshots import Snapshot
 
-from .models import Category, ChainEntry, CircuitBreaker, LLMModel, ModelAlias, Provider
+from .models import Category, ChainEntry, CircuitBreaker, LLMModel, ModelAlias, ModelLatency, Provider, Strategy
 
 _WORD = re.compile(r"[a-z0-9_+#]+")
 
@@ -37,6 +40,9 @@ class ModelInfo:
     kind: str = "chat"
     # Every energy coefficient that may apply, by precedence (energy.selectors.energy_profiles).
     energy: EnergyProfile | None = None
+    # Its provider's grid intensity and PUE, the defaults resolved (the carbon strategy reads them).
+    grid_gco2e_per_kwh: float = 0.0
+    pue: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +53,7 @@ class CategoryInfo:
     chain: tuple[str, ...]
     builtin: bool
     examples: tuple[str, ...] = ()
+    strategy: str = Strategy.ORDERED
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +84,8 @@ class RoutingConfig:
     phrases: tuple[tuple[str, str], ...] = ()
     # Every alias, by name, including those whose model is disabled (the router says so, rather than 404).
     aliases: dict[str, AliasInfo] = field(default_factory=dict)
+    # Provider name → where it runs: (grid gCO2e/kWh, PUE), the defaults resolved (its models carry them too).
+    carbon: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def words_of(self, text: str) -> set[str]:
         return set(_WORD.findall(text.lower()))
@@ -99,7 +108,16 @@ def provider_config(provider: Provider) -> ProviderConfig:
 
 
 def load_routing_config() -> RoutingConfig:
-    providers = {p.name: provider_config(p) for p in Provider.objects.filter(enabled=True)}
+    enabled = list(Provider.objects.filter(enabled=True))
+    providers = {p.name: provider_config(p) for p in enabled}
+    # A provider that does not say where it runs is on the grid the accounting assumes (one setting for both).
+    carbon = {
+        p.name: (
+            settings.ENERGY_GRID_G_CO2E_PER_KWH if p.grid_gco2e_per_kwh is None else p.grid_gco2e_per_kwh,
+            1.0 if p.pue is None else p.pue,
+        )
+        for p in enabled
+    }
     models: dict[str, ModelInfo] = {}
     rows = list(LLMModel.objects.filter(enabled=True, provider__enabled=True).select_related("provider"))
     energy = energy_profiles(ModelRef(m.model_id, m.provider.kind, m.name, m.energy_kwh_per_m) for m in rows)
@@ -118,6 +136,8 @@ def load_routing_config() -> RoutingConfig:
             monitor=m.monitor,
             kind=m.kind,
             energy=energy.get(m.model_id),
+            grid_gco2e_per_kwh=carbon[m.provider.name][0],
+            pue=carbon[m.provider.name][1],
         )
     chains: dict[int, list[str]] = {}
     for entry in ChainEntry.objects.select_related("model__provider").order_by("position", "id"):
@@ -131,7 +151,7 @@ def load_routing_config() -> RoutingConfig:
         keywords = tuple(str(k).lower().strip() for k in c.keywords if str(k).strip())
         examples = tuple(str(e).strip() for e in c.examples if str(e).strip())
         categories[c.name] = CategoryInfo(
-            c.name, c.description, keywords, tuple(chains.get(c.pk, [])), c.builtin, examples
+            c.name, c.description, keywords, tuple(chains.get(c.pk, [])), c.builtin, examples, c.strategy
         )
         for keyword in keywords:
             if _WORD.fullmatch(keyword):
@@ -149,6 +169,7 @@ def load_routing_config() -> RoutingConfig:
         single_words={k: tuple(v) for k, v in single.items()},
         phrases=tuple(phrases),
         aliases=load_aliases(),
+        carbon=carbon,
     )
 
 
@@ -163,6 +184,25 @@ def load_aliases() -> dict[str, AliasInfo]:
 
 
 routing_config: Snapshot[RoutingConfig] = Snapshot("routing", load_routing_config)
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyFigure:
+    """A model's recent p50 time to first token: what monitoring publishes and the latency strategy ranks by."""
+
+    p50_ttft_ms: float
+    samples: int  # how many measurements the p50 rests on
+    measured_at: datetime  # the newest of them (timezone-aware)
+
+
+def load_latency_figures() -> dict[str, LatencyFigure]:
+    rows = ModelLatency.objects.select_related("model__provider")
+    return {row.model.model_id: LatencyFigure(row.p50_ttft_ms, row.samples, row.measured_at) for row in rows}
+
+
+# Apart from the routing snapshot: figures are published every few minutes, and a publication must not make
+# every process reload every provider, model and category.
+latency_figures: Snapshot[dict[str, LatencyFigure]] = Snapshot("routing-latency", load_latency_figures)
 
 
 def breaker_rows() -> list[dict[str, Any]]:

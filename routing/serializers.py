@@ -10,6 +10,8 @@ from rest_framework import serializers
 
 from spignosapi.fastpath.validation import validated
 
+from .models import Strategy
+
 ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
@@ -30,6 +32,11 @@ class AttemptOutput(serializers.Serializer[Any]):
     model = serializers.CharField()
     outcome = serializers.CharField(help_text="ok, error, skipped_open, skipped_budget")
     error = serializers.CharField(required=False)
+    reason = serializers.CharField(
+        required=False,
+        help_text="Under a category strategy other than ordered: why the model stood where it did, or was "
+        'skipped (e.g. "latency p50 412 ms (38 samples)", "stale latency figures (1200 s old): chain order").',
+    )
 
 
 class MetaOutput(serializers.Serializer[Any]):
@@ -207,6 +214,13 @@ class CategoryInput(serializers.Serializer[Any]):
         required=False,
         max_length=200,
         help_text="Example requests, for the semantic routing mode.",
+    )
+    strategy = serializers.ChoiceField(
+        choices=Strategy.choices,
+        required=False,
+        help_text="How the chain is ordered for each request: ordered (as written, the default), latency, cost, "
+        "carbon.",
+        error_messages={"invalid_choice": f'"{{input}}" is not a strategy (one of {", ".join(Strategy.values)}).'},
     )
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,10 +25,12 @@ from .models import (
     ChainEntry,
     LLMModel,
     ModelAlias,
+    ModelLatency,
     Provider,
+    Strategy,
     shadowed_name,
 )
-from .selectors import routing_config
+from .selectors import LatencyFigure, latency_figures, routing_config
 
 
 def routing_changed() -> None:
@@ -66,6 +69,7 @@ def category_upsert(
     keywords: Sequence[str] | None = None,
     models: Sequence[str] | None = None,
     examples: Sequence[str] | None = None,
+    strategy: str | None = None,
 ) -> tuple[Category, bool]:
     if ModelAlias.objects.filter(name=name).exists():
         raise Conflict(f"{name!r} is a model alias: a category cannot shadow it.", code="alias_conflict", param="name")
@@ -76,6 +80,8 @@ def category_upsert(
         category.keywords = normalized_keywords(keywords)
     if examples is not None:
         category.examples = [e.strip() for e in examples if e.strip()]
+    if strategy is not None:
+        category.strategy = Strategy(strategy)  # (the API's serializer checked it: a wrong one raises here)
     category.save()
     if models is not None:
         _set_chain(category, models)
@@ -114,6 +120,63 @@ def model_mapping_set(*, category: str, models: Sequence[str]) -> Category:
 
 def breaker_reset(*, model_id: str) -> None:
     default_breakers().reset(model_by_id(model_id).pk)
+
+
+# --- latency figures (monitoring publishes, the latency strategy reads) -------------------------------------
+
+
+def _is_latency_figure(figure: LatencyFigure) -> bool:
+    p50, samples, measured_at = figure.p50_ttft_ms, figure.samples, figure.measured_at
+    return (
+        _is_number(p50)
+        and 0 <= p50 < float("inf")  # (NaN fails both)
+        and isinstance(samples, int)
+        and samples >= 0
+        and isinstance(measured_at, datetime)
+        and measured_at.tzinfo is not None
+    )
+
+
+def publish_latency_figures(figures: Mapping[str, LatencyFigure]) -> int:
+    """Store each model's recent p50 TTFT for the latency strategy; every process sees it at its next check.
+
+    ``figures``: model id (``<provider>/<model>``) → its figure. Monitoring calls this after each roll-up with
+    the figures it has; a model it leaves out keeps its last figure, which goes stale
+    (``ROUTING_LATENCY_MAX_AGE_S``) and then no longer ranks. Ids of models that do not exist (any more) are
+    ignored. Returns how many figures were stored. Raises ``ValueError`` (nothing stored) for a figure that
+    cannot be one: a negative or non-finite p50, a negative sample count, a naive ``measured_at``.
+    """
+    for model_id, figure in figures.items():
+        if not _is_latency_figure(figure):
+            raise ValueError(f"not a latency figure for {model_id!r}: {figure!r}")
+    wanted = {tuple(model_id.split("/", 1)) for model_id in figures if "/" in model_id}
+    models = {
+        m.model_id: m
+        for m in LLMModel.objects.select_related("provider").filter(
+            provider__name__in={p for p, _ in wanted}, name__in={n for _, n in wanted}
+        )
+        if m.model_id in figures
+    }
+    rows = [
+        ModelLatency(
+            model=model,
+            p50_ttft_ms=figures[model_id].p50_ttft_ms,
+            samples=figures[model_id].samples,
+            measured_at=figures[model_id].measured_at,
+        )
+        for model_id, model in models.items()
+    ]
+    with transaction.atomic():
+        # One statement whatever the number of models: an upsert on the model's unique key.
+        ModelLatency.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["model"],
+            update_fields=["p50_ttft_ms", "samples", "measured_at", "updated_at"],
+        )
+        latency_figures.invalidate()
+        transaction.on_commit(latency_figures.bump)
+    return len(rows)
 
 
 # --- model aliases ----------------------------------------------------------------------------------------------
@@ -183,6 +246,8 @@ PROVIDER_KEYS = {
     "first_token_timeout_s",
     "drop_params",
     "enabled",
+    "grid_gco2e_per_kwh",
+    "pue",
 }
 MODEL_KEYS = {
     "name",
@@ -197,7 +262,7 @@ MODEL_KEYS = {
     "enabled",
     "kind",
 }
-CATEGORY_KEYS = {"name", "description", "keywords", "models", "examples"}
+CATEGORY_KEYS = {"name", "description", "keywords", "models", "examples", "strategy"}
 SECTIONS = ("providers", "categories", "aliases")
 
 
@@ -356,6 +421,8 @@ def _check_provider(check: _Checker, provider: Any, where: str, seen: set[str]) 
     for key in ("timeout_s", "connect_timeout_s"):
         check.number(provider, key, where, minimum=0.1)
     check.number(provider, "first_token_timeout_s", where, minimum=0.1, nullable=True)
+    check.number(provider, "grid_gco2e_per_kwh", where, minimum=0, nullable=True)
+    check.number(provider, "pue", where, minimum=1, nullable=True)
     for key in ("enabled", "drop_params"):
         check.boolean(provider, key, where)
     model_names: set[str] = set()
@@ -391,6 +458,9 @@ def _check_category(check: _Checker, category: Any, where: str, seen: set[str]) 
         return
     check.string(category, "name", where)
     check.string(category, "description", where)
+    strategy = category.get("strategy")
+    if strategy is not None and strategy not in Strategy.values:
+        check.errors.append(f"{where}.strategy: {strategy!r} is not one of {', '.join(Strategy.values)}")
     name = category.get("name")
     if isinstance(name, str):
         if name in seen:
@@ -475,6 +545,8 @@ def _sync_category(spec: dict[str, Any], where: str, report: SyncReport) -> None
         values["keywords"] = normalized_keywords(spec["keywords"] or [])
     if "examples" in spec:
         values["examples"] = [str(e).strip() for e in spec["examples"] or [] if str(e).strip()]
+    if "strategy" in spec:  # (null: the default)
+        values["strategy"] = spec["strategy"] or Strategy.ORDERED
     changed = _apply_fields(category, values)
     chain: list[str] | None = None
     if "models" in spec:

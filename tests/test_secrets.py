@@ -73,9 +73,8 @@ def test_the_key_is_never_shown_logged_or_stored(leaky: tuple[Gateway, Path], fa
         assert reply.status == 200, (path, reply.text)
         bodies.append(reply.text)
     config = call("GET", gateway.url + "/api/v1/routing/config", key=staff).json()
-    assert {"name": "leaky", "kind": "openai_compatible", "base_url": fake.url + "/v1", "has_api_key": True} in config[
-        "providers"
-    ]
+    [shown] = [p for p in config["providers"] if p["name"] == "leaky"]
+    assert (shown["kind"], shown["base_url"], shown["has_api_key"]) == ("openai_compatible", fake.url + "/v1", True)
     leaky_pk = Provider.objects.get(name="leaky").pk
     for path in (
         "/admin/routing/provider/",

@@ -226,7 +226,7 @@ def test_the_admin_refuses_a_category_taking_an_aliass_name(admin_client: Client
     ModelAlias.objects.create(name="gpt-5", category=Category.objects.get(name="code"))
     response = admin_client.post(
         "/admin/routing/category/add/",
-        {"name": "gpt-5", "chain-TOTAL_FORMS": 0, "chain-INITIAL_FORMS": 0},
+        {"name": "gpt-5", "strategy": "ordered", "chain-TOTAL_FORMS": 0, "chain-INITIAL_FORMS": 0},
     )
     assert response.status_code == 200
     assert response.context["adminform"].form.errors == {
@@ -280,3 +280,45 @@ def test_drop_params_is_set_from_the_provider_page_and_reaches_the_llm_config(
     assert response.status_code == 302, response.context and response.context["errors"]
     assert Provider.objects.get(name="demo").drop_params is True
     assert routing_config.get().providers["demo"].drop_params is True
+
+
+def test_a_categorys_strategy_and_a_providers_grid_and_pue_are_set_from_the_admin(
+    admin_client: Client, seeded_db: None, django_capture_on_commit_callbacks: Any
+) -> None:
+    code = Category.objects.get(name="code")
+    data = admin_form_data(admin_client.get(f"/admin/routing/category/{code.pk}/change/"))
+    assert data["strategy"] == "ordered"
+    data["strategy"] = "carbon"
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(f"/admin/routing/category/{code.pk}/change/", data)
+    assert response.status_code == 302, response.context and response.context["errors"]
+    assert routing_config.get().categories["code"].strategy == "carbon"
+
+    demo = Provider.objects.get(name="demo")
+    data = admin_form_data(admin_client.get(f"/admin/routing/provider/{demo.pk}/change/"))
+    assert "grid_gco2e_per_kwh" not in data and "pue" not in data  # empty: the defaults
+    data.update({"grid_gco2e_per_kwh": "56", "pue": "1.2"})
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(f"/admin/routing/provider/{demo.pk}/change/", data)
+    assert response.status_code == 302, response.context and response.context["errors"]
+    assert routing_config.get().carbon["demo"] == (56.0, 1.2)
+    assert routing_config.get().models["demo/demo-fast"].pue == 1.2
+
+    data["pue"] = "0.9"  # below 1 is no PUE
+    response = admin_client.post(f"/admin/routing/provider/{demo.pk}/change/", data)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {"pue": ["Ensure this value is greater than or equal to 1.0."]}
+    assert Provider.objects.get(name="demo").pue == 1.2
+
+
+def test_the_latency_figures_page_is_read_only(admin_client: Client, seeded_db: None) -> None:
+    from datetime import UTC, datetime
+
+    from routing.selectors import LatencyFigure
+    from routing.services import publish_latency_figures
+
+    publish_latency_figures({"demo/demo-fast": LatencyFigure(412.0, 38, datetime(2026, 12, 5, tzinfo=UTC))})
+    listing = admin_client.get("/admin/routing/modellatency/")
+    assert listing.status_code == 200
+    assert "demo/demo-fast" in listing.content.decode()
+    assert admin_client.get("/admin/routing/modellatency/add/").status_code == 403

@@ -75,9 +75,21 @@ def test_it_shows_the_routing_configuration(gateway: Gateway, staff: str) -> Non
             "kind": "openai_compatible",
             "base_url": Provider.objects.get(name="demo").base_url,
             "has_api_key": False,
+            "grid_gco2e_per_kwh": 475.0,  # (the global ENERGY_GRID_G_CO2E_PER_KWH: no provider sets one)
+            "pue": 1.0,
         },
-        {"name": "local", "kind": "local", "base_url": "", "has_api_key": False},
+        {
+            "name": "local",
+            "kind": "local",
+            "base_url": "",
+            "has_api_key": False,
+            "grid_gco2e_per_kwh": 475.0,
+            "pue": 1.0,
+        },
     ]
+    assert body["strategies"] == ["ordered", "latency", "cost", "carbon"]
+    assert body["latency_figures"] == {"max_age_s": 900.0, "min_samples": 5}
+    assert {c["strategy"] for c in body["categories"]} == {"ordered"}
 
 
 def test_it_never_shows_a_providers_secret(staff_client: APIClient, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -101,6 +113,8 @@ def test_it_never_shows_a_providers_secret(staff_client: APIClient, monkeypatch:
         "kind": "openai",
         "base_url": "https://***@llm.example.com/v1",
         "has_api_key": True,
+        "grid_gco2e_per_kwh": 475.0,
+        "pue": 1.0,
     }
 
 
@@ -123,6 +137,7 @@ def test_it_creates_then_updates_a_category(gateway: Gateway, staff: str) -> Non
         "models": [],
         "examples": [],
         "builtin": False,
+        "strategy": "ordered",
     }
 
     updated = api(
@@ -140,8 +155,33 @@ def test_it_creates_then_updates_a_category(gateway: Gateway, staff: str) -> Non
         "models": ["demo/demo-smart", "demo/demo-fast"],
         "examples": ["Do zebras sleep?"],
         "builtin": False,
+        "strategy": "ordered",
     }
     assert chains(gateway, staff)["animals"] == ["demo/demo-smart", "demo/demo-fast"]
+
+
+def test_it_sets_a_categorys_strategy(gateway: Gateway, staff: str) -> None:
+    reply = api(gateway, "POST", "categories", {"name": "animals", "strategy": "carbon"}, key=staff)
+    assert reply.status == 201, reply.text
+    assert reply.json()["strategy"] == "carbon"
+    # An update that leaves the strategy out keeps it; another one changes it.
+    assert api(gateway, "POST", "categories", {"name": "animals", "keywords": ["zebra"]}, key=staff).status == 200
+    assert Category.objects.get(name="animals").strategy == "carbon"
+    reply = api(gateway, "POST", "categories", {"name": "animals", "strategy": "latency"}, key=staff)
+    assert (reply.status, reply.json()["strategy"]) == (200, "latency")
+    [listed] = [c for c in config(gateway, staff)["categories"] if c["name"] == "animals"]
+    assert listed["strategy"] == "latency"
+
+
+@pytest.mark.parametrize("strategy", ["fastest", "", None, 3, ["cost"]])
+def test_it_refuses_an_unknown_strategy_and_stores_nothing(gateway: Gateway, staff: str, strategy: Any) -> None:
+    reply = api(gateway, "POST", "categories", {"name": "animals", "strategy": strategy}, key=staff)
+    assert reply.status == 400, reply.text
+    error = reply.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", "strategy")
+    if strategy == "fastest":
+        assert error["message"] == 'strategy: "fastest" is not a strategy (one of ordered, latency, cost, carbon).'
+    assert not Category.objects.filter(name="animals").exists()
 
 
 def test_a_category_naming_an_unknown_model_is_not_created(gateway: Gateway, staff: str) -> None:

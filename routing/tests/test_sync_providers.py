@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from django.core.management import CommandError, call_command
 from routing.models import Category, ChainEntry, LLMModel, ModelAlias, Provider
 from routing.seed import seed_defaults
 from routing.selectors import routing_config
+from routing.strategy import rank
 
 pytestmark = pytest.mark.django_db
 
@@ -542,4 +544,89 @@ def test_it_refuses_a_drop_params_that_is_not_a_boolean(tmp_path: Path) -> None:
         tmp_path,
         CONTRACT_EXAMPLE.replace("    timeout_s: 300\n", "    timeout_s: 300\n    drop_params: sometimes\n"),
         "providers[0] (openai).drop_params: expected true or false, got 'sometimes'",
+    )
+
+
+# --- where a provider runs, and a category's strategy ------------------------------------------------------
+
+CARBON = """
+providers:
+  - name: hydro
+    kind: openai_compatible
+    base_url: http://hydro.example:8000/v1
+    grid_gco2e_per_kwh: 20
+    pue: 1.1
+    models:
+      - name: big
+        energy_kwh_per_m: 1.0
+  - name: coal
+    kind: openai_compatible
+    base_url: http://coal.example:8000/v1
+    grid_gco2e_per_kwh: 900
+    models:
+      - name: small
+        energy_kwh_per_m: 0.05
+  - name: plain
+    kind: openai_compatible
+    base_url: http://plain.example:8000/v1
+    pue: 1.3
+    models:
+      - name: mid
+        energy_kwh_per_m: 0.1
+categories:
+  - name: green
+    keywords: [tree]
+    models: [coal/small, plain/mid, hydro/big]
+    strategy: carbon
+"""
+
+
+def test_it_reads_where_each_provider_runs_and_the_categorys_strategy(tmp_path: Path, settings: Any) -> None:
+    settings.ENERGY_GRID_G_CO2E_PER_KWH = 400.0
+    sync(tmp_path, CARBON)
+    hydro, coal, plain = (Provider.objects.get(name=name) for name in ("hydro", "coal", "plain"))
+    assert (hydro.grid_gco2e_per_kwh, hydro.pue) == (20.0, 1.1)
+    assert (coal.grid_gco2e_per_kwh, coal.pue) == (900.0, None)
+    assert (plain.grid_gco2e_per_kwh, plain.pue) == (None, 1.3)
+    assert Category.objects.get(name="green").strategy == "carbon"
+
+    config = routing_config.get(recheck=True)
+    # The defaults resolved: the global grid intensity (the one the accounting uses), PUE 1.
+    assert config.carbon == {"hydro": (20.0, 1.1), "coal": (900.0, 1.0), "plain": (400.0, 1.3)}
+    green = config.categories["green"]
+    assert (green.strategy, green.chain) == ("carbon", ("coal/small", "plain/mid", "hydro/big"))
+    # g per million tokens: hydro 1.0 × 20 × 1.1 = 22, coal 0.05 × 900 = 45, plain 0.1 × 400 × 1.3 = 52.
+    ranking = rank(
+        green.strategy, green.chain, config.models, prompt_tokens=100, completion_tokens=100, now=datetime.now(UTC)
+    )
+    assert ranking.chain == ("hydro/big", "coal/small", "plain/mid")
+
+    # Dropping the keys goes back to the defaults; a category's strategy stays unless the file names it.
+    sync(tmp_path, CARBON.replace("    grid_gco2e_per_kwh: 20\n", "").replace("    strategy: carbon\n", ""))
+    assert Provider.objects.get(name="hydro").grid_gco2e_per_kwh == 20.0  # (a key left out is left alone)
+    assert Category.objects.get(name="green").strategy == "carbon"
+    sync(
+        tmp_path,
+        CARBON.replace("strategy: carbon", "strategy: null").replace(
+            "grid_gco2e_per_kwh: 20", "grid_gco2e_per_kwh: null"
+        ),
+    )
+    assert Provider.objects.get(name="hydro").grid_gco2e_per_kwh is None
+    assert Category.objects.get(name="green").strategy == "ordered"
+
+
+def test_it_refuses_an_unknown_strategy(tmp_path: Path) -> None:
+    assert_refused(
+        tmp_path,
+        CARBON.replace("strategy: carbon", "strategy: fastest"),
+        "categories[0] (green).strategy: 'fastest' is not one of ordered, latency, cost, carbon",
+    )
+
+
+def test_it_refuses_an_impossible_grid_or_pue(tmp_path: Path) -> None:
+    assert_refused(
+        tmp_path,
+        CARBON.replace("grid_gco2e_per_kwh: 20", "grid_gco2e_per_kwh: -5").replace("pue: 1.1", "pue: 0.8"),
+        "providers[0] (hydro).grid_gco2e_per_kwh: expected a number >= 0, got -5",
+        "providers[0] (hydro).pue: expected a number >= 1, got 0.8",
     )

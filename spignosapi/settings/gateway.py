@@ -14,6 +14,10 @@ ROUTING_DEFAULT_CATEGORY = env_str("ROUTING_DEFAULT_CATEGORY", "conversation")
 # The small model asked for a category name in the llm and hybrid modes, and how long it may take.
 ROUTING_CLASSIFIER_MODEL = env_str("ROUTING_CLASSIFIER_MODEL", "demo/demo-fast")
 ROUTING_CLASSIFIER_TIMEOUT_S = env_float("ROUTING_CLASSIFIER_TIMEOUT_S", 3.0, minimum=0.1)
+# The latency strategy trusts a model's p50 TTFT only when monitoring published it at most this long ago and
+# it rests on at least this many samples; otherwise the model keeps its chain position (routing/strategy.py).
+ROUTING_LATENCY_MAX_AGE_S = env_float("ROUTING_LATENCY_MAX_AGE_S", 900.0, minimum=1.0)
+ROUTING_LATENCY_MIN_SAMPLES = env_int("ROUTING_LATENCY_MIN_SAMPLES", 5, minimum=1)
 
 # Circuit breaker (contract section 6): consecutive retryable failures that open it, and for how long.
 BREAKER_FAILURE_THRESHOLD = env_int("BREAKER_FAILURE_THRESHOLD", 3, minimum=1)
