@@ -10,7 +10,7 @@ operational.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import QuerySet
@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from routing.models import LLMModel
 
+from . import percentiles, statistics
 from .models import Bucket, ModelStats, MonitoringSettings, Probe
 
 UP = (Bucket.SMOOTH, Bucket.AVAILABLE)
@@ -65,10 +66,7 @@ def find_model(model_id: str) -> LLMModel | None:
     return LLMModel.objects.select_related("provider").filter(provider__name=provider, name=name).first()
 
 
-def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+_iso = statistics.iso
 
 
 def _availability(stats: ModelStats | None, windows: tuple[str, ...]) -> dict[str, float | None]:
@@ -95,6 +93,7 @@ def stats_payload() -> dict[str, Any]:
                 "energy_wh": probe.energy_wh if probe else None,
                 "checked_at": _iso(probe.checked_at) if probe else None,
                 "availability": _availability(stats, ("1h", "24h", "7d", "30d")),
+                "percentiles": {w: _percentiles(stats, w) for w in statistics.LATENCY_WINDOWS},
                 **{
                     f"{p}_{metric}": getattr(stats, f"{p}_{metric}") if stats else None
                     for metric in ("ttfb_ms", "total_ms", "tokens_per_sec")
@@ -140,8 +139,14 @@ def platform_status() -> dict[str, Any]:
     }
 
 
-def model_status(row: ModelRow) -> dict[str, Any]:
-    """``GET /api/v1/platform-status?model=<id>``."""
+def _percentiles(stats: ModelStats | None, window: str) -> dict[str, Any]:
+    """The model's p50/p95/p99 over ``window`` as the last statistics refresh merged them (probes and traffic)."""
+    stored = stats.percentiles.get(window) if stats else None
+    return stored if stored else statistics.LatencyWindow.empty(window).payload()
+
+
+def model_status(row: ModelRow, *, window: str = "24h") -> dict[str, Any]:
+    """``GET /api/v1/platform-status?model=<id>[&window=1h|24h|7d]``."""
     probe = row.probe
     total_tokens = None
     if probe is not None and probe.prompt_tokens is not None and probe.completion_tokens is not None:
@@ -158,6 +163,31 @@ def model_status(row: ModelRow) -> dict[str, Any]:
         "energy_wh": probe.energy_wh if probe else None,
         "checked_at": _iso(probe.checked_at) if probe else None,
         "availability": _availability(row.stats, ("1h", "24h", "7d")),
+        "percentiles": _percentiles(row.stats, window),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyFigure:
+    """What latency-aware routing needs of one model: recent median TTFT, how many samples, how fresh."""
+
+    p50_ttft_ms: float | None
+    samples: int
+    newest_at: datetime | None
+
+
+def latency_figures(window: str = "1h", *, now: datetime | None = None) -> dict[str, LatencyFigure]:
+    """Per model id, the p50 TTFT over ``window`` (probes and traffic), its sample count and newest sample,
+    from the hourly latency roll-ups; every model with samples in the window. ``samples`` counts the
+    samples that measured a TTFT (streamed ones)."""
+    windows = statistics.latency_windows(None, window, now or timezone.now())
+    return {
+        model_id: LatencyFigure(
+            p50_ttft_ms=percentiles.quantile(latency.ttft_ms, 0.5),
+            samples=sum(latency.ttft_ms.values()),
+            newest_at=latency.newest_at,
+        )
+        for model_id, latency in windows.items()
     }
 
 

@@ -25,6 +25,7 @@ class HistoryQuery(serializers.Serializer[Any]):
 
 class PlatformStatusQuery(serializers.Serializer[Any]):
     model = serializers.CharField(required=False, max_length=260)
+    window = serializers.ChoiceField(choices=["1h", "24h", "7d"], default="24h")
 
 
 class RefreshInput(serializers.Serializer[Any]):

@@ -7,10 +7,14 @@ Beat sends them from rows of django-celery-beat (seeded by ``monitoring.seed``, 
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from django.utils import timezone
 
-from . import services
+from . import selectors, services
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="monitoring.probe_due", ignore_result=True)
@@ -28,7 +32,18 @@ def probe_models(model_pks: list[int]) -> list[int]:
 def refresh_stats() -> int:
     now = timezone.now()
     services.rollups_update(now=now)
-    return services.stats_refresh(now=now)
+    refreshed = services.stats_refresh(now=now)  # the latency roll-ups too
+    _publish_latency_figures(selectors.latency_figures("1h", now=now))
+    return refreshed
+
+
+def _publish_latency_figures(figures: dict[str, selectors.LatencyFigure]) -> None:
+    """Hand the latest per-model latency figures to the routing strategies.
+
+    Routing cannot import monitoring (.importlinter): it keeps an in-memory snapshot that monitoring pushes
+    into. The push is wired here at merge; until then the figures are only logged.
+    """
+    logger.debug("latency figures: %d models", len(figures))
 
 
 @shared_task(name="monitoring.prune", ignore_result=True)
