@@ -97,6 +97,7 @@ class ResultsView(ListAPIView[Probe]):
             provider=query.get("provider") or None,
             since=query.get("since"),
             bucket=query.get("bucket") or None,
+            kind=query.get("kind") or None,
         )
 
 

@@ -19,7 +19,7 @@ from django.utils import timezone
 from routing.models import LLMModel
 
 from . import percentiles, statistics
-from .models import Bucket, ModelStats, MonitoringSettings, Probe
+from .models import Bucket, ModelStats, MonitoringSettings, Probe, ProbeKind
 
 UP = (Bucket.SMOOTH, Bucket.AVAILABLE)
 SLOW = (Bucket.CONGESTION, Bucket.LAGGING)
@@ -94,6 +94,7 @@ def stats_payload() -> dict[str, Any]:
                 "checked_at": _iso(probe.checked_at) if probe else None,
                 "availability": _availability(stats, ("1h", "24h", "7d", "30d")),
                 "percentiles": {w: _percentiles(stats, w) for w in statistics.LATENCY_WINDOWS},
+                "validity_24h": _validity(stats),
                 **{
                     f"{p}_{metric}": getattr(stats, f"{p}_{metric}") if stats else None
                     for metric in ("ttfb_ms", "total_ms", "tokens_per_sec")
@@ -137,6 +138,12 @@ def platform_status() -> dict[str, Any]:
         "stats": {"operational_models": total - len(down), "total_models": total},
         "failed_models": down,
     }
+
+
+def _validity(stats: ModelStats | None) -> dict[str, float | None]:
+    """Percent of valid answers per checked kind over 24 h; null for a kind not probed then."""
+    stored = stats.validity_24h if stats else {}
+    return {kind: stored.get(kind) for kind in statistics.VALIDITY_KINDS}
 
 
 def _percentiles(stats: ModelStats | None, window: str) -> dict[str, Any]:
@@ -194,7 +201,9 @@ def latency_figures(window: str = "1h", *, now: datetime | None = None) -> dict[
 def history(model: LLMModel, *, hours: int, now: datetime | None = None) -> dict[str, Any]:
     """``GET /api/v1/monitoring/history``: the model's probes of the last ``hours``, oldest first."""
     since = (now or timezone.now()) - timedelta(hours=hours)
-    probes = Probe.objects.filter(model=model, checked_at__gte=since).order_by("checked_at", "id")
+    probes = Probe.objects.filter(model=model, kind=ProbeKind.STREAM, checked_at__gte=since).order_by(
+        "checked_at", "id"
+    )
     return {
         "model": model.model_id,
         "points": [
@@ -211,7 +220,12 @@ def history(model: LLMModel, *, hours: int, now: datetime | None = None) -> dict
 
 
 def probes_filtered(
-    *, model_id: str | None, provider: str | None, since: datetime | None, bucket: str | None
+    *,
+    model_id: str | None,
+    provider: str | None,
+    since: datetime | None,
+    bucket: str | None,
+    kind: str | None = None,
 ) -> QuerySet[Probe]:
     """The probe log, newest first."""
     probes = Probe.objects.select_related("model__provider").order_by("-checked_at", "-id")
@@ -224,4 +238,6 @@ def probes_filtered(
         probes = probes.filter(checked_at__gte=since)
     if bucket:
         probes = probes.filter(status=bucket)
+    if kind:
+        probes = probes.filter(kind=kind)
     return probes

@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from .models import Bucket, Probe
+from .models import Bucket, Probe, ProbeKind
 
 BUCKETS = [b.value for b in Bucket]
 
@@ -16,6 +16,7 @@ class ResultsQuery(serializers.Serializer[Any]):
     provider = serializers.CharField(required=False, allow_blank=True, max_length=50)
     since = serializers.DateTimeField(required=False)
     bucket = serializers.ChoiceField(choices=BUCKETS, required=False, allow_blank=True)
+    kind = serializers.ChoiceField(choices=ProbeKind.values, required=False, allow_blank=True)
 
 
 class HistoryQuery(serializers.Serializer[Any]):
@@ -46,6 +47,7 @@ class ProbeOutput(serializers.ModelSerializer[Probe]):
             "id",
             "model",
             "provider",
+            "kind",
             "status",
             "ok",
             "http_status",

@@ -29,7 +29,7 @@ from spignosapi import loops
 from spignosapi.api.errors import InvalidRequest
 
 from . import percentiles, statistics
-from .models import LatencyRollup, ModelStats, Probe, Rollup
+from .models import LatencyRollup, ModelStats, Probe, ProbeKind, Rollup
 from .probes import Outcome, ProbeSpec, Thresholds, classify, probe_all
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ def _probe_row(info: ModelInfo, outcome: Outcome, thresholds: Thresholds) -> Pro
         energy_wh, cost_usd = cost.energy_wh, cost.cost_usd
     return Probe(
         model_id=info.pk,
+        kind=outcome.kind,
         status=classify(ok=outcome.ok, total_ms=outcome.total_ms, thresholds=thresholds),
         ok=outcome.ok,
         http_status=outcome.http_status,
@@ -77,20 +78,22 @@ def _probe_row(info: ModelInfo, outcome: Outcome, thresholds: Thresholds) -> Pro
 def probe_run(
     *, model_pks: Sequence[int], clock: Callable[[], float] = time.monotonic, now: Now = timezone.now
 ) -> list[Probe]:
-    """Probe these models now (concurrently, bounded) and store one probe each; disabled ones are skipped.
+    """Probe these models now (concurrently, bounded) and store one probe of each kind each model supports
+    (``probe_kinds``); disabled ones are skipped.
 
-    Each model's ``last_probe`` and statistics are updated at once, so ``/stats`` shows the result.
+    Each model's ``last_probe`` (its streaming probe) and statistics are updated at once, so ``/stats``
+    shows the result.
     """
     config = routing_config.get()
     by_pk = {m.pk: m for m in config.models.values()}
-    targets = [by_pk[pk] for pk in dict.fromkeys(model_pks) if pk in by_pk]
+    targets = [(by_pk[pk], kind) for pk in dict.fromkeys(model_pks) if pk in by_pk for kind in probe_kinds(by_pk[pk])]
     if not targets:
         return []
     handler = handler_for(config.providers)
     outcomes = loops.run(
         probe_all(
             handler,
-            [m.model_id for m in targets],
+            [(m.model_id, kind) for m, kind in targets],
             _spec(),
             concurrency=settings.MONITORING_PROBE_CONCURRENCY,
             clock=clock,
@@ -101,12 +104,23 @@ def probe_run(
     # Probes and each model's last_probe land together: a reader never sees a probe that /stats lacks.
     with transaction.atomic():
         rows = Probe.objects.bulk_create(
-            [_probe_row(info, o, thresholds) for info, o in zip(targets, outcomes, strict=True)]
+            [_probe_row(info, o, thresholds) for (info, _), o in zip(targets, outcomes, strict=True)]
         )
         for row in rows:
-            _set_last_probe(row)
-    stats_refresh(model_pks=[m.pk for m in targets], now=now())
+            if row.kind == ProbeKind.STREAM:
+                _set_last_probe(row)
+    stats_refresh(model_pks=list(dict.fromkeys(m.pk for m, _ in targets)), now=now())
     return rows
+
+
+def probe_kinds(info: ModelInfo) -> list[str]:
+    """What a model is probed for: a streamed answer, and what else it is marked as supporting."""
+    kinds: list[str] = [ProbeKind.STREAM]
+    if info.supports_tools:
+        kinds.append(ProbeKind.TOOL_CALL)
+    if info.supports_structured_output:
+        kinds.append(ProbeKind.STRUCTURED_OUTPUT)
+    return kinds
 
 
 def _set_last_probe(probe: Probe) -> None:
@@ -168,6 +182,7 @@ def stats_refresh(*, model_pks: Sequence[int] | None = None, now: datetime | Non
         return 0
     availability = statistics.availabilities(pks, moment)
     summaries = statistics.recent_summaries(pks, moment)
+    validity = statistics.validity_rates(pks, moment)
     model_ids = _model_ids(pks)
     # Every model's refresh (the periodic one) also rolls up the traffic of models the monitor does not probe.
     latency_rollups_refresh(now=moment, model_ids=None if model_pks is None else list(model_ids.values()))
@@ -191,6 +206,7 @@ def stats_refresh(*, model_pks: Sequence[int] | None = None, now: datetime | Non
                 "p95_total_ms": summary.p95_total_ms,
                 "p50_tokens_per_sec": summary.p50_tokens_per_sec,
                 "p95_tokens_per_sec": summary.p95_tokens_per_sec,
+                "validity_24h": validity[pk],
                 "percentiles": {w: by_model[model_id].payload() for w, by_model in windows.items()} if model_id else {},
                 "refreshed_at": moment,
             },
@@ -222,7 +238,9 @@ def _latency_samples(
     """(successful samples in [start, now] with their ``hour``, the column naming their model, its model id)."""
     models = routing_config.get().models.values()
     if source == LatencyRollup.Source.PROBES:
-        samples: QuerySet[Any] = Probe.objects.filter(ok=True, checked_at__gte=start, checked_at__lte=now)
+        samples: QuerySet[Any] = Probe.objects.filter(
+            kind=ProbeKind.STREAM, ok=True, checked_at__gte=start, checked_at__lte=now
+        )
         if model_ids is not None:
             samples = samples.filter(model_id__in=[m.pk for m in models if m.model_id in set(model_ids)])
         names = {m.pk: m.model_id for m in models}
@@ -299,7 +317,7 @@ def rollups_update(*, now: datetime) -> int:
         if start >= end:
             continue
         counts = (
-            Probe.objects.filter(checked_at__gte=start, checked_at__lt=end)
+            Probe.objects.filter(kind=ProbeKind.STREAM, checked_at__gte=start, checked_at__lt=end)
             .annotate(bucket=trunc("checked_at"))
             .values("model_id", "bucket")
             .annotate(n=Count("id"))
@@ -313,7 +331,10 @@ def rollups_update(*, now: datetime) -> int:
             if existing.get(key) == row["n"]:
                 continue
             probes = Probe.objects.filter(
-                model_id=row["model_id"], checked_at__gte=row["bucket"], checked_at__lt=row["bucket"] + length
+                model_id=row["model_id"],
+                kind=ProbeKind.STREAM,
+                checked_at__gte=row["bucket"],
+                checked_at__lt=row["bucket"] + length,
             )
             Rollup.objects.update_or_create(
                 model_id=row["model_id"],

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db.models import Count, Q, Sum
 
 from . import percentiles
-from .models import LatencyRollup, Probe, Rollup
+from .models import LatencyRollup, Probe, ProbeKind, Rollup
 
 RATE_LIMITED = Q(http_status=429) | Q(error_type="rate_limited")
 # Availability windows: the API's key and its length.
@@ -133,7 +133,9 @@ def window_counts(model_pks: Sequence[int], start: datetime, now: datetime) -> d
     cut = raw_cut(now)
     counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     raw = (
-        Probe.objects.filter(model_id__in=model_pks, checked_at__gte=max(start, cut), checked_at__lte=now)
+        Probe.objects.filter(
+            model_id__in=model_pks, kind=ProbeKind.STREAM, checked_at__gte=max(start, cut), checked_at__lte=now
+        )
         .values("model_id")
         .annotate(
             successes=Count("id", filter=Q(ok=True)),
@@ -168,11 +170,31 @@ def availabilities(model_pks: Sequence[int], now: datetime) -> dict[int, dict[st
     return result
 
 
+# The probe kinds that check an answer, whose validity rate the statistics show.
+VALIDITY_KINDS = (ProbeKind.TOOL_CALL.value, ProbeKind.STRUCTURED_OUTPUT.value)
+
+
+def validity_rates(model_pks: Sequence[int], now: datetime) -> dict[int, dict[str, float | None]]:
+    """Percent of valid answers per answer-checking kind and model over the last 24 h; like availability,
+    a 429 counts as neither valid nor invalid, and None means no such probe."""
+    rows = (
+        Probe.objects.filter(
+            model_id__in=model_pks, kind__in=VALIDITY_KINDS, checked_at__gte=now - WINDOWS["24h"], checked_at__lte=now
+        )
+        .values("model_id", "kind")
+        .annotate(valid=Count("id", filter=Q(ok=True)), invalid=Count("id", filter=Q(ok=False) & ~RATE_LIMITED))
+    )
+    rates: dict[int, dict[str, float | None]] = {pk: dict.fromkeys(VALIDITY_KINDS) for pk in model_pks}
+    for row in rows:
+        rates[row["model_id"]][row["kind"]] = availability(row["valid"], row["invalid"])
+    return rates
+
+
 def recent_summaries(model_pks: Sequence[int], now: datetime) -> dict[int, Summary]:
     """Percentiles (and counts) per model over the last ``PERCENTILE_WINDOW``."""
     probes: dict[int, list[Probe]] = defaultdict(list)
     rows = Probe.objects.filter(
-        model_id__in=model_pks, checked_at__gte=now - PERCENTILE_WINDOW, checked_at__lte=now
+        model_id__in=model_pks, kind=ProbeKind.STREAM, checked_at__gte=now - PERCENTILE_WINDOW, checked_at__lte=now
     ).only("model_id", "ok", "http_status", "error_type", "ttfb_ms", "total_ms", "tokens_per_sec", "energy_wh")
     for probe in rows:
         probes[probe.model_id].append(probe)

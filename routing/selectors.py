@@ -35,6 +35,8 @@ class ModelInfo:
     tpm_budget: int | None
     monitor: bool
     kind: str = "chat"
+    supports_tools: bool = False
+    supports_structured_output: bool = False
     # Every energy coefficient that may apply, by precedence (energy.selectors.energy_profiles).
     energy: EnergyProfile | None = None
 
@@ -117,6 +119,8 @@ def load_routing_config() -> RoutingConfig:
             tpm_budget=m.tpm_budget,
             monitor=m.monitor,
             kind=m.kind,
+            supports_tools=m.supports_tools,
+            supports_structured_output=m.supports_structured_output,
             energy=energy.get(m.model_id),
         )
     chains: dict[int, list[str]] = {}
