@@ -251,6 +251,7 @@ def test_stats_lists_every_monitored_model_in_the_agreed_shape(gateway: Gateway,
         "p95_total_ms": 900.1,
         "p50_tokens_per_sec": 45.2,
         "p95_tokens_per_sec": 45.2,
+        "validity_24h": {"tool_call": None, "structured_output": None},
         "percentiles": {
             window: {
                 "window": window,
@@ -359,6 +360,7 @@ def test_results_filter_by_model_provider_since_and_bucket_and_paginate(gateway:
         "id": probes["fast-error"].pk,
         "model": "demo/demo-fast",
         "provider": "demo",
+        "kind": "stream",
         "status": "unknown",
         "ok": False,
         "http_status": 503,
@@ -399,8 +401,15 @@ def test_refresh_by_staff_probes_on_the_worker(
     body = reply.json()
     assert set(body) == {"status", "task_id", "models"}
     assert (body["status"], body["models"]) == ("queued", ["demo/demo-fast", "demo/demo-smart"])
-    assert wait_until(lambda: Probe.objects.count() == 2, timeout=30)
-    assert wait_until(lambda: all(m["checked_at"] for m in get(gateway, "/api/v1/monitoring/stats", raw)["models"]))
+    # Each demo model: a streaming, a tool-call and a structured-output probe.
+    assert wait_until(lambda: Probe.objects.count() == 6, timeout=30)
+    # The statistics are refreshed just after the probes are stored: wait for both.
+    assert wait_until(
+        lambda: all(
+            m["checked_at"] and m["availability"]["1h"] is not None
+            for m in get(gateway, "/api/v1/monitoring/stats", raw)["models"]
+        )
+    )
     fast, smart = get(gateway, "/api/v1/monitoring/stats", raw)["models"]
     assert (fast["ok"], fast["status"], fast["http_status"]) == (True, "smooth", 200)
     assert (smart["ok"], smart["status"], smart["http_status"], smart["ttfb_ms"]) == (False, "unknown", 503, None)
@@ -417,8 +426,12 @@ def test_refresh_of_chosen_models_probes_only_those(
     assert reply.status == 202, reply.text
     assert reply.json()["models"] == ["demo/demo-smart"]
     assert wait_until(lambda: Probe.objects.exists(), timeout=30)
-    assert wait_until(lambda: monitored.stats()["requests"] == {"demo-smart": 1})
-    assert [p.model.name for p in Probe.objects.all()] == ["demo-smart"]
+    assert wait_until(lambda: monitored.stats()["requests"] == {"demo-smart": 3})
+    assert sorted((p.model.name, p.kind) for p in Probe.objects.all()) == [
+        ("demo-smart", "stream"),
+        ("demo-smart", "structured_output"),
+        ("demo-smart", "tool_call"),
+    ]
 
 
 def test_refresh_is_for_staff_and_known_models_only(gateway: Gateway, monitored: Fake) -> None:
