@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -170,7 +171,7 @@ def test_the_validity_rate_per_kind_is_in_the_stats_and_the_probe_log_filters_by
     make_probe(fast, now - timedelta(minutes=1), last=True)
     for minutes in (2, 3, 4):
         make_probe(fast, now - timedelta(minutes=minutes), kind="tool_call")
-    failed = {"status": "unknown", "kind": "tool_call"}
+    failed: dict[str, Any] = {"status": "unknown", "kind": "tool_call"}
     make_probe(fast, now - timedelta(minutes=5), **failed, http_status=200, error_type="invalid_answer")
     make_probe(fast, now - timedelta(minutes=6), **failed, http_status=429, error_type="rate_limited")
     make_probe(fast, now - timedelta(hours=25), kind="structured_output", status="unknown")  # older than 24 h
