@@ -215,8 +215,8 @@ def stats_refresh(*, model_pks: Sequence[int] | None = None, now: datetime | Non
 
 
 def _model_ids(pks: Sequence[int]) -> dict[int, str]:
-    config = routing_config.get()
-    return {m.pk: m.model_id for m in config.models.values() if m.pk in set(pks)}
+    wanted = set(pks)
+    return {m.pk: m.model_id for m in routing_config.get().models.values() if m.pk in wanted}
 
 
 # Where each source's samples are: successful probes and successful generations (not embeddings), with
@@ -242,7 +242,8 @@ def _latency_samples(
             kind=ProbeKind.STREAM, ok=True, checked_at__gte=start, checked_at__lte=now
         )
         if model_ids is not None:
-            samples = samples.filter(model_id__in=[m.pk for m in models if m.model_id in set(model_ids)])
+            wanted = set(model_ids)
+            samples = samples.filter(model_id__in=[m.pk for m in models if m.model_id in wanted])
         names = {m.pk: m.model_id for m in models}
         return samples.annotate(hour=TruncHour("checked_at", tzinfo=UTC)), "model_id", lambda pk: names.get(pk, "")
     samples = UsageRecord.objects.filter(status="ok", created_at__gte=start, created_at__lte=now).exclude(model="")
