@@ -48,6 +48,9 @@ class UsageRecord(models.Model):
     completion_tokens = models.PositiveIntegerField(default=0)
     ttft_ms = models.FloatField(null=True, blank=True)
     latency_ms = models.FloatField(default=0)
+    tokens_per_sec = models.FloatField(
+        null=True, blank=True, help_text="Output tokens after the first one per second; empty when not streamed."
+    )
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
     energy_wh = models.FloatField(default=0)
     co2e_g = models.FloatField(default=0)

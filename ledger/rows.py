@@ -31,6 +31,7 @@ class UsageRow:
     completion_tokens: int = 0
     ttft_ms: float | None = None
     latency_ms: float = 0.0
+    tokens_per_sec: float | None = None
     # How the call was accounted (``ledger.accounting.Cost.usage_fields``), copied as it was then.
     cost_usd: Decimal | float = 0
     energy_wh: float = 0.0

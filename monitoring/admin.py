@@ -27,6 +27,7 @@ class ProbeAdmin(ReadOnly, admin.ModelAdmin[Probe]):
     list_display = [
         "checked_at",
         "model",
+        "kind",
         "status",
         "ok",
         "http_status",
@@ -36,7 +37,7 @@ class ProbeAdmin(ReadOnly, admin.ModelAdmin[Probe]):
         "tokens_per_sec",
         "energy_wh",
     ]
-    list_filter = ["status", "ok", "error_type", "model__provider"]
+    list_filter = ["kind", "status", "ok", "error_type", "model__provider"]
     list_select_related = ["model__provider"]
     search_fields = ["model__name", "model__provider__name", "error"]
     date_hierarchy = "checked_at"

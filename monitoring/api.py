@@ -40,7 +40,16 @@ class PlatformStatusView(APIView):
 
     @extend_schema(
         summary="Platform status (public), or one model's with ?model=",
-        parameters=[OpenApiParameter("model", str, description="A model id: that model's last probe instead.")],
+        parameters=[
+            OpenApiParameter("model", str, description="A model id: that model's last probe instead."),
+            OpenApiParameter(
+                "window",
+                str,
+                enum=["1h", "24h", "7d"],
+                default="24h",
+                description="With ?model=: the window of its percentiles (probes and real traffic together).",
+            ),
+        ],
         responses={200: dict},
         auth=[],
     )
@@ -51,7 +60,7 @@ class PlatformStatusView(APIView):
         rows = selectors.monitored_rows([query["model"]])
         if not rows:
             raise NotFound(f"No monitored model {query['model']!r}.", code="model_not_found", param="model")
-        return Response(selectors.model_status(rows[0]))
+        return Response(selectors.model_status(rows[0], window=query["window"]))
 
 
 class StatsView(APIView):
@@ -88,6 +97,7 @@ class ResultsView(ListAPIView[Probe]):
             provider=query.get("provider") or None,
             since=query.get("since"),
             bucket=query.get("bucket") or None,
+            kind=query.get("kind") or None,
         )
 
 

@@ -1,7 +1,9 @@
 """Probes of the monitored models, their hourly and daily roll-ups, per-model statistics and the
 maintenance flag.
 
-A probe is one streaming request the monitor made to one model; it is not a usage record of any key.
+A probe is one streaming request the monitor made to one model; it is not a usage record of any key. Its
+kind says what it asked (a plain answer, a tool call, a JSON-schema answer); a probe of the last two is ok
+only when the call succeeded and its answer is valid.
 Times are milliseconds and are null when unknown (a failed probe has no time to first token): never 0.
 """
 
@@ -24,8 +26,18 @@ class Bucket(models.TextChoices):
     UNKNOWN = "unknown"
 
 
+class ProbeKind(models.TextChoices):
+    """What a probe asks: a streamed answer (every monitored model; its status, availability and history),
+    a forced tool call, or an answer in a JSON schema (models marked as supporting them; their validity)."""
+
+    STREAM = "stream"
+    TOOL_CALL = "tool_call"
+    STRUCTURED_OUTPUT = "structured_output"
+
+
 class Probe(models.Model):
     model = models.ForeignKey("routing.LLMModel", on_delete=models.CASCADE, related_name="probes")
+    kind = models.CharField(max_length=20, choices=ProbeKind.choices, default=ProbeKind.STREAM)
     status = models.CharField(max_length=12, choices=Bucket.choices)
     ok = models.BooleanField()
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -82,6 +94,36 @@ class Rollup(models.Model):
         return f"{self.model_id} {self.period} {self.start:%Y-%m-%d %H:%M}"
 
 
+class LatencyRollup(models.Model):
+    """One model's latency over one hour from one source, as mergeable histograms (``monitoring.percentiles``).
+
+    ``probes`` counts the monitor's successful probes; ``traffic`` the gateway's successful requests (usage
+    records). The percentiles of any window are these hours' histograms added together.
+    """
+
+    class Source(models.TextChoices):
+        PROBES = "probes"
+        TRAFFIC = "traffic"
+
+    # The model id ("provider/name"), as usage records name it: traffic outlives a deleted model row.
+    model = models.CharField(max_length=260)
+    source = models.CharField(max_length=8, choices=Source.choices)
+    hour = models.DateTimeField(help_text="The start of the hour (UTC).")
+    samples = models.PositiveIntegerField(default=0)
+    newest_at = models.DateTimeField(null=True, blank=True, help_text="The newest sample counted.")
+    ttft_ms = models.JSONField(default=dict, help_text="Histogram: bin -> count.")
+    total_ms = models.JSONField(default=dict, help_text="Histogram: bin -> count.")
+    tokens_per_sec = models.JSONField(default=dict, help_text="Histogram: bin -> count.")
+
+    class Meta:
+        ordering = ["-hour", "model", "source"]
+        constraints = [models.UniqueConstraint(fields=["model", "source", "hour"], name="unique_latency_rollup")]
+        indexes = [models.Index(fields=["hour"], name="latency_rollup_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.source} {self.hour:%Y-%m-%d %H:%M}"
+
+
 def default_probe_interval() -> int:
     return int(settings.MONITORING_PROBE_INTERVAL_S)
 
@@ -110,6 +152,12 @@ class ModelStats(models.Model):
     p95_total_ms = models.FloatField(null=True, blank=True)
     p50_tokens_per_sec = models.FloatField(null=True, blank=True)
     p95_tokens_per_sec = models.FloatField(null=True, blank=True)
+    validity_24h = models.JSONField(
+        default=dict, blank=True, help_text="Percent of valid answers per probe kind (tool call, structured output)."
+    )
+    percentiles = models.JSONField(
+        default=dict, blank=True, help_text="p50/p95/p99 per window (1h, 24h, 7d), probes and traffic together."
+    )
     refreshed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -10,15 +10,17 @@ operational.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from routing.models import LLMModel
+from routing.selectors import LatencyFigure
 
-from .models import Bucket, ModelStats, MonitoringSettings, Probe
+from . import percentiles, statistics
+from .models import Bucket, ModelStats, MonitoringSettings, Probe, ProbeKind
 
 UP = (Bucket.SMOOTH, Bucket.AVAILABLE)
 SLOW = (Bucket.CONGESTION, Bucket.LAGGING)
@@ -65,10 +67,7 @@ def find_model(model_id: str) -> LLMModel | None:
     return LLMModel.objects.select_related("provider").filter(provider__name=provider, name=name).first()
 
 
-def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+_iso = statistics.iso
 
 
 def _availability(stats: ModelStats | None, windows: tuple[str, ...]) -> dict[str, float | None]:
@@ -95,6 +94,8 @@ def stats_payload() -> dict[str, Any]:
                 "energy_wh": probe.energy_wh if probe else None,
                 "checked_at": _iso(probe.checked_at) if probe else None,
                 "availability": _availability(stats, ("1h", "24h", "7d", "30d")),
+                "percentiles": {w: _percentiles(stats, w) for w in statistics.LATENCY_WINDOWS},
+                "validity_24h": _validity(stats),
                 **{
                     f"{p}_{metric}": getattr(stats, f"{p}_{metric}") if stats else None
                     for metric in ("ttfb_ms", "total_ms", "tokens_per_sec")
@@ -140,8 +141,20 @@ def platform_status() -> dict[str, Any]:
     }
 
 
-def model_status(row: ModelRow) -> dict[str, Any]:
-    """``GET /api/v1/platform-status?model=<id>``."""
+def _validity(stats: ModelStats | None) -> dict[str, float | None]:
+    """Percent of valid answers per checked kind over 24 h; null for a kind not probed then."""
+    stored = stats.validity_24h if stats else {}
+    return {kind: stored.get(kind) for kind in statistics.VALIDITY_KINDS}
+
+
+def _percentiles(stats: ModelStats | None, window: str) -> dict[str, Any]:
+    """The model's p50/p95/p99 over ``window`` as the last statistics refresh merged them (probes and traffic)."""
+    stored = stats.percentiles.get(window) if stats else None
+    return stored if stored else statistics.LatencyWindow.empty(window).payload()
+
+
+def model_status(row: ModelRow, *, window: str = "24h") -> dict[str, Any]:
+    """``GET /api/v1/platform-status?model=<id>[&window=1h|24h|7d]``."""
     probe = row.probe
     total_tokens = None
     if probe is not None and probe.prompt_tokens is not None and probe.completion_tokens is not None:
@@ -158,13 +171,30 @@ def model_status(row: ModelRow) -> dict[str, Any]:
         "energy_wh": probe.energy_wh if probe else None,
         "checked_at": _iso(probe.checked_at) if probe else None,
         "availability": _availability(row.stats, ("1h", "24h", "7d")),
+        "percentiles": _percentiles(row.stats, window),
     }
+
+
+def latency_figures(window: str = "1h", *, now: datetime | None = None) -> dict[str, LatencyFigure]:
+    """Per model id, the p50 TTFT over ``window`` (probes and traffic), its sample count and newest sample,
+    from the hourly latency roll-ups: what the latency routing strategy ranks by (``tasks.refresh_stats``
+    publishes it to routing). Every model with a TTFT sample in the window; ``samples`` counts the samples
+    that measured a TTFT (streamed ones)."""
+    windows = statistics.latency_windows(None, window, now or timezone.now())
+    figures = {}
+    for model_id, latency in windows.items():
+        p50 = percentiles.quantile(latency.ttft_ms, 0.5)
+        if p50 is not None and latency.newest_at is not None:
+            figures[model_id] = LatencyFigure(p50, sum(latency.ttft_ms.values()), latency.newest_at)
+    return figures
 
 
 def history(model: LLMModel, *, hours: int, now: datetime | None = None) -> dict[str, Any]:
     """``GET /api/v1/monitoring/history``: the model's probes of the last ``hours``, oldest first."""
     since = (now or timezone.now()) - timedelta(hours=hours)
-    probes = Probe.objects.filter(model=model, checked_at__gte=since).order_by("checked_at", "id")
+    probes = Probe.objects.filter(model=model, kind=ProbeKind.STREAM, checked_at__gte=since).order_by(
+        "checked_at", "id"
+    )
     return {
         "model": model.model_id,
         "points": [
@@ -181,7 +211,12 @@ def history(model: LLMModel, *, hours: int, now: datetime | None = None) -> dict
 
 
 def probes_filtered(
-    *, model_id: str | None, provider: str | None, since: datetime | None, bucket: str | None
+    *,
+    model_id: str | None,
+    provider: str | None,
+    since: datetime | None,
+    bucket: str | None,
+    kind: str | None = None,
 ) -> QuerySet[Probe]:
     """The probe log, newest first."""
     probes = Probe.objects.select_related("model__provider").order_by("-checked_at", "-id")
@@ -194,4 +229,6 @@ def probes_filtered(
         probes = probes.filter(checked_at__gte=since)
     if bucket:
         probes = probes.filter(status=bucket)
+    if kind:
+        probes = probes.filter(kind=kind)
     return probes

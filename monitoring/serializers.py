@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from .models import Bucket, Probe
+from .models import Bucket, Probe, ProbeKind
 
 BUCKETS = [b.value for b in Bucket]
 
@@ -16,6 +16,7 @@ class ResultsQuery(serializers.Serializer[Any]):
     provider = serializers.CharField(required=False, allow_blank=True, max_length=50)
     since = serializers.DateTimeField(required=False)
     bucket = serializers.ChoiceField(choices=BUCKETS, required=False, allow_blank=True)
+    kind = serializers.ChoiceField(choices=ProbeKind.values, required=False, allow_blank=True)
 
 
 class HistoryQuery(serializers.Serializer[Any]):
@@ -25,6 +26,7 @@ class HistoryQuery(serializers.Serializer[Any]):
 
 class PlatformStatusQuery(serializers.Serializer[Any]):
     model = serializers.CharField(required=False, max_length=260)
+    window = serializers.ChoiceField(choices=["1h", "24h", "7d"], default="24h")
 
 
 class RefreshInput(serializers.Serializer[Any]):
@@ -45,6 +47,7 @@ class ProbeOutput(serializers.ModelSerializer[Probe]):
             "id",
             "model",
             "provider",
+            "kind",
             "status",
             "ok",
             "http_status",

@@ -16,12 +16,13 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Count, Q, Sum
 
-from .models import Probe, Rollup
+from . import percentiles
+from .models import LatencyRollup, Probe, ProbeKind, Rollup
 
 RATE_LIMITED = Q(http_status=429) | Q(error_type="rate_limited")
 # Availability windows: the API's key and its length.
@@ -33,6 +34,10 @@ WINDOWS: dict[str, timedelta] = {
 }
 # The percentiles of the statistics cover this much time.
 PERCENTILE_WINDOW = timedelta(hours=24)
+# The windows of the merged percentiles (probes and traffic), from the hourly latency roll-ups.
+LATENCY_WINDOWS: dict[str, timedelta] = {"1h": WINDOWS["1h"], "24h": WINDOWS["24h"], "7d": WINDOWS["7d"]}
+# The latency roll-ups are kept this long: the longest window, its partial first hour and a day of slack.
+LATENCY_RETENTION = timedelta(days=8)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -128,7 +133,9 @@ def window_counts(model_pks: Sequence[int], start: datetime, now: datetime) -> d
     cut = raw_cut(now)
     counts: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     raw = (
-        Probe.objects.filter(model_id__in=model_pks, checked_at__gte=max(start, cut), checked_at__lte=now)
+        Probe.objects.filter(
+            model_id__in=model_pks, kind=ProbeKind.STREAM, checked_at__gte=max(start, cut), checked_at__lte=now
+        )
         .values("model_id")
         .annotate(
             successes=Count("id", filter=Q(ok=True)),
@@ -163,12 +170,116 @@ def availabilities(model_pks: Sequence[int], now: datetime) -> dict[int, dict[st
     return result
 
 
+# The probe kinds that check an answer, whose validity rate the statistics show.
+VALIDITY_KINDS = (ProbeKind.TOOL_CALL.value, ProbeKind.STRUCTURED_OUTPUT.value)
+
+
+def validity_rates(model_pks: Sequence[int], now: datetime) -> dict[int, dict[str, float | None]]:
+    """Percent of valid answers per answer-checking kind and model over the last 24 h; like availability,
+    a 429 counts as neither valid nor invalid, and None means no such probe."""
+    rows = (
+        Probe.objects.filter(
+            model_id__in=model_pks, kind__in=VALIDITY_KINDS, checked_at__gte=now - WINDOWS["24h"], checked_at__lte=now
+        )
+        .values("model_id", "kind")
+        .annotate(valid=Count("id", filter=Q(ok=True)), invalid=Count("id", filter=Q(ok=False) & ~RATE_LIMITED))
+    )
+    rates: dict[int, dict[str, float | None]] = {pk: dict.fromkeys(VALIDITY_KINDS) for pk in model_pks}
+    for row in rows:
+        rates[row["model_id"]][row["kind"]] = availability(row["valid"], row["invalid"])
+    return rates
+
+
 def recent_summaries(model_pks: Sequence[int], now: datetime) -> dict[int, Summary]:
     """Percentiles (and counts) per model over the last ``PERCENTILE_WINDOW``."""
     probes: dict[int, list[Probe]] = defaultdict(list)
     rows = Probe.objects.filter(
-        model_id__in=model_pks, checked_at__gte=now - PERCENTILE_WINDOW, checked_at__lte=now
+        model_id__in=model_pks, kind=ProbeKind.STREAM, checked_at__gte=now - PERCENTILE_WINDOW, checked_at__lte=now
     ).only("model_id", "ok", "http_status", "error_type", "ttfb_ms", "total_ms", "tokens_per_sec", "energy_wh")
     for probe in rows:
         probes[probe.model_id].append(probe)
     return {pk: summarize(probes.get(pk, [])) for pk in model_pks}
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyWindow:
+    """One model's latency over one window: the hourly histograms of both sources added together."""
+
+    window: str
+    samples_by_source: dict[str, int]
+    newest_at: datetime | None
+    ttft_ms: percentiles.Histogram
+    total_ms: percentiles.Histogram
+    tokens_per_sec: percentiles.Histogram
+
+    @classmethod
+    def empty(cls, window: str) -> LatencyWindow:
+        by_source = {source.value: 0 for source in LatencyRollup.Source}
+        return cls(window, by_source, None, {}, {}, {})
+
+    @property
+    def samples(self) -> int:
+        return sum(self.samples_by_source.values())
+
+    @property
+    def source(self) -> str | None:
+        """Which sources gave samples: ``both``, ``probes``, ``traffic``, or None without any."""
+        present = [name for name, count in self.samples_by_source.items() if count]
+        return "both" if len(present) == 2 else (present[0] if present else None)
+
+    def payload(self) -> dict[str, object]:
+        """The ``percentiles`` object of the status API (``newest_at`` is the freshness: ISO 8601, UTC)."""
+        return {
+            "window": self.window,
+            "source": self.source,
+            "samples": self.samples,
+            "samples_by_source": dict(self.samples_by_source),
+            "newest_at": iso(self.newest_at),
+            "ttft_ms": percentiles.quantiles(self.ttft_ms),
+            "total_ms": percentiles.quantiles(self.total_ms),
+            "tokens_per_sec": percentiles.quantiles(self.tokens_per_sec),
+        }
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def latency_window_start(window: str, now: datetime) -> datetime:
+    """Windows are whole hours: the one holding ``now − length`` through the current one (so "1h" covers
+    between 60 and 120 minutes). A sample is in one hour, so none is counted twice."""
+    return floor_hour(now - LATENCY_WINDOWS[window])
+
+
+def latency_windows(model_ids: Sequence[str] | None, window: str, now: datetime) -> dict[str, LatencyWindow]:
+    """Each model's merged latency over ``window`` (one of ``LATENCY_WINDOWS``), from the hourly roll-ups;
+    ``model_ids`` None: every model with samples in the window.
+
+    At most 2 x 169 small rows a model, however much traffic there was.
+    """
+    rows = LatencyRollup.objects.filter(hour__gte=latency_window_start(window, now), hour__lte=now).only(
+        "model", "source", "samples", "newest_at", "ttft_ms", "total_ms", "tokens_per_sec"
+    )
+    if model_ids is not None:
+        rows = rows.filter(model__in=model_ids)
+    grouped: dict[str, list[LatencyRollup]] = defaultdict(list)
+    for row in rows:
+        grouped[row.model].append(row)
+    result = {}
+    for model_id in sorted(grouped) if model_ids is None else model_ids:
+        hours = grouped.get(model_id, [])
+        by_source = {source.value: 0 for source in LatencyRollup.Source}
+        for row in hours:
+            by_source[row.source] += row.samples
+        newest = [row.newest_at for row in hours if row.newest_at is not None]
+        result[model_id] = LatencyWindow(
+            window=window,
+            samples_by_source=by_source,
+            newest_at=max(newest) if newest else None,
+            ttft_ms=percentiles.merge(row.ttft_ms for row in hours),
+            total_ms=percentiles.merge(row.total_ms for row in hours),
+            tokens_per_sec=percentiles.merge(row.tokens_per_sec for row in hours),
+        )
+    return result

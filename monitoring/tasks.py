@@ -7,10 +7,16 @@ Beat sends them from rows of django-celery-beat (seeded by ``monitoring.seed``, 
 
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from django.utils import timezone
 
-from . import services
+from routing.services import publish_latency_figures
+
+from . import selectors, services
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="monitoring.probe_due", ignore_result=True)
@@ -28,7 +34,10 @@ def probe_models(model_pks: list[int]) -> list[int]:
 def refresh_stats() -> int:
     now = timezone.now()
     services.rollups_update(now=now)
-    return services.stats_refresh(now=now)
+    refreshed = services.stats_refresh(now=now)  # the latency roll-ups too
+    # The latency routing strategy's figures: routing cannot import monitoring, so monitoring pushes them.
+    publish_latency_figures(selectors.latency_figures("1h", now=now))
+    return refreshed
 
 
 @shared_task(name="monitoring.prune", ignore_result=True)

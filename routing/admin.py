@@ -94,8 +94,10 @@ class LLMModelAdmin(ReloadsRouting, admin.ModelAdmin[LLMModel]):
         "tpm_budget",
         "enabled",
         "monitor",
+        "supports_tools",
+        "supports_structured_output",
     ]
-    list_filter = ["provider", "kind", "enabled", "monitor"]
+    list_filter = ["provider", "kind", "enabled", "monitor", "supports_tools", "supports_structured_output"]
     search_fields = ["name", "provider__name"]
     list_select_related = ["provider"]
 

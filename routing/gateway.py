@@ -739,6 +739,10 @@ def _meta(prepared: Prepared, result: GenerationResult | None, model_id: str | N
         "energy_wh_high": cost.energy_wh_high,
         "energy_estimated": cost.estimated,
         "_energy": cost.usage_fields(),  # copied onto the usage record by _book(), never sent
+        # Decoding speed for the traffic percentiles (monitoring), on the usage record only: never sent.
+        "_tokens_per_sec": round(result.timings.tokens_per_sec, 2)
+        if result and result.timings.tokens_per_sec is not None
+        else None,
     }
 
 
@@ -761,6 +765,7 @@ async def _book(
     ``final=False``: the call will be tried again (a job's retry), so its reservation stays for that try.
     """
     energy = meta.pop("_energy", {})
+    tokens_per_sec = meta.pop("_tokens_per_sec", None)
     reservation, prepared.reservation = prepared.reservation, None
     used = int(meta["prompt_tokens"]) + int(meta["completion_tokens"])
     if final and prepared.settle_in_background:  # a server's request: its response need not wait for Redis
@@ -787,6 +792,7 @@ async def _book(
             completion_tokens=meta["completion_tokens"],
             ttft_ms=meta["ttft_ms"],
             latency_ms=meta["response_time_ms"],
+            tokens_per_sec=tokens_per_sec,
             **energy,  # cost, energy and CO2e as build_meta accounted them (Cost.usage_fields)
             created_at=datetime.now(UTC),
         )

@@ -116,6 +116,11 @@ class LLMModel(models.Model):
     )
     enabled = models.BooleanField(default=True)
     monitor = models.BooleanField(default=True, help_text="Probed by the availability monitor.")
+    # What the model is known to honour: the monitor probes these too (a tool call; a JSON-schema answer).
+    supports_tools = models.BooleanField(default=False, help_text="Calls tools (OpenAI tools, tool_choice).")
+    supports_structured_output = models.BooleanField(
+        default=False, help_text="Answers in a given JSON schema (response_format json_schema)."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

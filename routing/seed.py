@@ -152,10 +152,18 @@ def _provider(name: str, kind: str, base_url: str, api_key_env: str = "", is_dem
 
 
 def _model(provider: str, name: str, price_in: float, price_out: float, kwh: float | None) -> bool:
+    # The demo upstream honours tools and JSON schemas: its models are probed for both.
+    demo = provider == "demo"
     _, created = LLMModel.objects.get_or_create(
         provider=Provider.objects.get(name=provider),
         name=name,
-        defaults={"price_in_per_m": price_in, "price_out_per_m": price_out, "energy_kwh_per_m": kwh},
+        defaults={
+            "price_in_per_m": price_in,
+            "price_out_per_m": price_out,
+            "energy_kwh_per_m": kwh,
+            "supports_tools": demo,
+            "supports_structured_output": demo,
+        },
     )
     return created
 

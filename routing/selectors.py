@@ -38,6 +38,8 @@ class ModelInfo:
     tpm_budget: int | None
     monitor: bool
     kind: str = "chat"
+    supports_tools: bool = False
+    supports_structured_output: bool = False
     # Every energy coefficient that may apply, by precedence (energy.selectors.energy_profiles).
     energy: EnergyProfile | None = None
     # Its provider's grid intensity and PUE, the defaults resolved (the carbon strategy reads them).
@@ -135,6 +137,8 @@ def load_routing_config() -> RoutingConfig:
             tpm_budget=m.tpm_budget,
             monitor=m.monitor,
             kind=m.kind,
+            supports_tools=m.supports_tools,
+            supports_structured_output=m.supports_structured_output,
             energy=energy.get(m.model_id),
             grid_gco2e_per_kwh=carbon[m.provider.name][0],
             pue=carbon[m.provider.name][1],

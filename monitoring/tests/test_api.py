@@ -121,6 +121,17 @@ def test_one_models_status_has_the_contract_shape(gateway: Gateway, monitored: F
         "energy_wh": 0.0015,
         "checked_at": iso(at),
         "availability": {"1h": 50.0, "24h": 50.0, "7d": 50.0},
+        "percentiles": {
+            "window": "24h",
+            "source": "probes",
+            "samples": 1,
+            "samples_by_source": {"probes": 1, "traffic": 0},
+            "newest_at": iso(at),
+            # One sample: its bin's value, within 1 % of it (monitoring.percentiles).
+            "ttft_ms": {"p50": 1224.38, "p95": 1224.38, "p99": 1224.38},
+            "total_ms": {"p50": 9047.59, "p95": 9047.59, "p99": 9047.59},
+            "tokens_per_sec": {"p50": 31.5, "p95": 31.5, "p99": 31.5},
+        },
     }
 
 
@@ -143,6 +154,7 @@ def test_a_failed_or_never_probed_model_shows_nulls_not_zeros(gateway: Gateway, 
         "energy_wh": None,
         "checked_at": iso(at),
         "availability": {"1h": None, "24h": None, "7d": None},
+        "percentiles": NO_PERCENTILES,
     }
     assert never == {
         "model": "demo/demo-smart",
@@ -156,7 +168,45 @@ def test_a_failed_or_never_probed_model_shows_nulls_not_zeros(gateway: Gateway, 
         "energy_wh": None,
         "checked_at": None,
         "availability": {"1h": None, "24h": None, "7d": None},
+        "percentiles": NO_PERCENTILES,
     }
+
+
+NO_PERCENTILES = {
+    "window": "24h",
+    "source": None,
+    "samples": 0,
+    "samples_by_source": {"probes": 0, "traffic": 0},
+    "newest_at": None,
+    "ttft_ms": {"p50": None, "p95": None, "p99": None},
+    "total_ms": {"p50": None, "p95": None, "p99": None},
+    "tokens_per_sec": {"p50": None, "p95": None, "p99": None},
+}
+
+
+def test_a_models_percentiles_cover_the_window_asked_for(gateway: Gateway, monitored: Fake) -> None:
+    fast = demo("demo-fast")
+    now = timezone.now().replace(microsecond=0)
+    make_probe(fast, now - timedelta(minutes=5), ttfb_ms=100.0)
+    make_probe(fast, now - timedelta(hours=5), ttfb_ms=300.0)
+    make_probe(fast, now - timedelta(days=3), ttfb_ms=900.0)
+    from monitoring.services import stats_refresh
+
+    stats_refresh()
+    path = "/api/v1/platform-status?model=demo/demo-fast"
+
+    windows = {w: get(gateway, f"{path}&window={w}")["percentiles"] for w in ("1h", "24h", "7d")}
+
+    assert get(gateway, path)["percentiles"] == windows["24h"]
+    assert {w: (p["window"], p["samples"], p["ttft_ms"]["p99"]) for w, p in windows.items()} == {
+        "1h": ("1h", 1, 100.49),
+        "24h": ("24h", 2, 301.91),
+        "7d": ("7d", 3, 907.03),
+    }
+    assert windows["7d"]["newest_at"] == iso(now - timedelta(minutes=5))
+    reply = call("GET", gateway.url + path + "&window=30d")
+    assert reply.status == 400
+    assert (reply.json()["error"]["type"], reply.json()["error"]["param"]) == ("invalid_request_error", "window")
 
 
 def test_an_unknown_model_is_a_404_envelope(gateway: Gateway, monitored: Fake) -> None:
@@ -201,7 +251,22 @@ def test_stats_lists_every_monitored_model_in_the_agreed_shape(gateway: Gateway,
         "p95_total_ms": 900.1,
         "p50_tokens_per_sec": 45.2,
         "p95_tokens_per_sec": 45.2,
+        "validity_24h": {"tool_call": None, "structured_output": None},
+        "percentiles": {
+            window: {
+                "window": window,
+                "source": "probes",
+                "samples": 1,
+                "samples_by_source": {"probes": 1, "traffic": 0},
+                "newest_at": iso(at),
+                "ttft_ms": {"p50": 120.31, "p95": 120.31, "p99": 120.31},
+                "total_ms": {"p50": 907.03, "p95": 907.03, "p99": 907.03},
+                "tokens_per_sec": {"p50": 45.15, "p95": 45.15, "p99": 45.15},
+            }
+            for window in ("1h", "24h", "7d")
+        },
     }
+    assert smart["percentiles"]["7d"] == {**NO_PERCENTILES, "window": "7d"}
     assert (smart["model"], smart["status"], smart["ok"], smart["checked_at"]) == (
         "demo/demo-smart",
         "unknown",
@@ -295,6 +360,7 @@ def test_results_filter_by_model_provider_since_and_bucket_and_paginate(gateway:
         "id": probes["fast-error"].pk,
         "model": "demo/demo-fast",
         "provider": "demo",
+        "kind": "stream",
         "status": "unknown",
         "ok": False,
         "http_status": 503,
@@ -335,8 +401,15 @@ def test_refresh_by_staff_probes_on_the_worker(
     body = reply.json()
     assert set(body) == {"status", "task_id", "models"}
     assert (body["status"], body["models"]) == ("queued", ["demo/demo-fast", "demo/demo-smart"])
-    assert wait_until(lambda: Probe.objects.count() == 2, timeout=30)
-    assert wait_until(lambda: all(m["checked_at"] for m in get(gateway, "/api/v1/monitoring/stats", raw)["models"]))
+    # Each demo model: a streaming, a tool-call and a structured-output probe.
+    assert wait_until(lambda: Probe.objects.count() == 6, timeout=30)
+    # The statistics are refreshed just after the probes are stored: wait for both.
+    assert wait_until(
+        lambda: all(
+            m["checked_at"] and m["availability"]["1h"] is not None
+            for m in get(gateway, "/api/v1/monitoring/stats", raw)["models"]
+        )
+    )
     fast, smart = get(gateway, "/api/v1/monitoring/stats", raw)["models"]
     assert (fast["ok"], fast["status"], fast["http_status"]) == (True, "smooth", 200)
     assert (smart["ok"], smart["status"], smart["http_status"], smart["ttfb_ms"]) == (False, "unknown", 503, None)
@@ -353,8 +426,12 @@ def test_refresh_of_chosen_models_probes_only_those(
     assert reply.status == 202, reply.text
     assert reply.json()["models"] == ["demo/demo-smart"]
     assert wait_until(lambda: Probe.objects.exists(), timeout=30)
-    assert wait_until(lambda: monitored.stats()["requests"] == {"demo-smart": 1})
-    assert [p.model.name for p in Probe.objects.all()] == ["demo-smart"]
+    assert wait_until(lambda: monitored.stats()["requests"] == {"demo-smart": 3})
+    assert sorted((p.model.name, p.kind) for p in Probe.objects.all()) == [
+        ("demo-smart", "stream"),
+        ("demo-smart", "structured_output"),
+        ("demo-smart", "tool_call"),
+    ]
 
 
 def test_refresh_is_for_staff_and_known_models_only(gateway: Gateway, monitored: Fake) -> None:

@@ -77,9 +77,9 @@ def beat(redis_url: str, log: Path) -> subprocess.Popen[bytes]:
 
 
 def probe_times() -> dict[str, list[float]]:
-    """Each model's probe start times (seconds, oldest first)."""
+    """Each model's streaming probe start times (seconds, oldest first); its other kinds run beside it."""
     times: dict[str, list[float]] = {}
-    for probe in Probe.objects.select_related("model").order_by("checked_at"):
+    for probe in Probe.objects.filter(kind="stream").select_related("model").order_by("checked_at"):
         times.setdefault(probe.model.name, []).append(probe.checked_at.timestamp())
     return times
 

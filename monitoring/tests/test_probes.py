@@ -19,6 +19,7 @@ from monitoring.models import ModelStats, Probe
 from monitoring.services import probe_run
 from routing.models import LLMModel
 from routing.selectors import routing_config
+from routing.services import routing_changed
 from tests.fixtures import Fake
 
 from .factories import NOW, add_model, demo
@@ -34,8 +35,14 @@ def fast_clock() -> float:
 
 
 def probe(*models: LLMModel, clock: Callable[[], float] = time.monotonic) -> dict[str, Probe]:
+    """The streaming probe of each model, by name (the demo models get a tool-call and a JSON-schema one too)."""
     rows = probe_run(model_pks=[m.pk for m in models], clock=clock, now=lambda: NOW)
-    return {row.model.name: row for row in rows}
+    return {row.model.name: row for row in rows if row.kind == "stream"}
+
+
+def only_the_plain_probe(model: LLMModel) -> None:
+    LLMModel.objects.filter(pk=model.pk).update(supports_tools=False, supports_structured_output=False)
+    routing_changed()
 
 
 def test_it_classifies_each_bucket_from_the_fakes_latency(monitored: Fake) -> None:
@@ -66,6 +73,7 @@ def test_it_classifies_each_bucket_from_the_fakes_latency(monitored: Fake) -> No
 
 def test_it_measures_ttfb_tokens_per_second_tokens_and_energy(monitored: Fake, settings: Settings) -> None:
     monitored.configure(**{"demo-fast": {"ttft_ms": 150, "tps": 20, "tokens": 6}})
+    only_the_plain_probe(demo("demo-fast"))
 
     row = probe(demo("demo-fast"))["demo-fast"]
 

@@ -67,8 +67,13 @@ def test_the_scheduled_run_probes_only_the_due_models(monitored: Fake) -> None:
 
     rows = probe_due_models(now=lambda: NOW)
 
-    assert [row.model.name for row in rows] == ["demo-smart"]
-    assert monitored.stats()["requests"] == {"demo-smart": 1}
+    # A demo model is probed for a plain answer, a tool call and a JSON-schema answer.
+    assert [(row.model.name, row.kind) for row in rows] == [
+        ("demo-smart", "stream"),
+        ("demo-smart", "tool_call"),
+        ("demo-smart", "structured_output"),
+    ]
+    assert monitored.stats()["requests"] == {"demo-smart": 3}
     assert probe_due_models(now=lambda: NOW + timedelta(seconds=60)) == []
 
 
@@ -87,8 +92,8 @@ def test_a_run_that_overlaps_another_does_not_probe_what_the_other_just_probed(m
 
     rows = probe_due_models(now=now)
 
-    assert [row.model.name for row in rows] == ["demo-fast"]
-    assert monitored.stats()["requests"] == {"demo-fast": 1}
+    assert {row.model.name for row in rows} == {"demo-fast"}
+    assert monitored.stats()["requests"] == {"demo-fast": 3}
 
 
 def test_seeding_twice_changes_nothing(monitored: Fake) -> None:

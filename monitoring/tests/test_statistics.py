@@ -132,7 +132,12 @@ def test_roll_ups_are_written_once_per_finished_hour_and_day_and_then_pruning_ke
     Rollup.objects.create(model=fast, period="hour", start=NOW - 300 * DAY, probes=1, successes=1)
 
     later = NOW + 2 * DAY  # the cut moves to 2026-11-18 09:00
-    assert services.prune(now=later) == {"rollups_written": 2, "probes_deleted": 5, "rollups_deleted": 1}
+    assert services.prune(now=later) == {
+        "rollups_written": 2,
+        "probes_deleted": 5,
+        "rollups_deleted": 1,
+        "latency_rollups_deleted": 0,
+    }
     assert sorted(p.checked_at for p in fast.probes.all()) == [
         day + 10 * MINUTE,
         day + 20 * MINUTE,
@@ -146,4 +151,9 @@ def test_roll_ups_are_written_once_per_finished_hour_and_day_and_then_pruning_ke
     services.stats_refresh(now=later)
     # h1: 1 ok 1 error; h2: 2 ok (429 excluded); 2026-11-22: 2 ok 1 error; 2026-11-23: 1 ok -> 6 / 8.
     assert ModelStats.objects.get(model=fast).availability_30d == 75.0
-    assert services.prune(now=later) == {"rollups_written": 0, "probes_deleted": 0, "rollups_deleted": 0}
+    assert services.prune(now=later) == {
+        "rollups_written": 0,
+        "probes_deleted": 0,
+        "rollups_deleted": 0,
+        "latency_rollups_deleted": 0,
+    }

@@ -102,6 +102,11 @@ def test_it_streams_chunks_then_complete(gateway: Gateway, fake: Fake) -> None:
     assert complete["meta"]["ttft_ms"] is not None
     assert len("".join(c["content"] for c in chunks).split()) == 4
     assert complete["meta"]["attempts"] == [{"model": "demo/demo-fast", "outcome": "ok"}]
+    # The usage record keeps the stream's timings for the traffic percentiles (monitoring); tokens/s is not sent.
+    [row] = usage_rows(complete["meta"]["request_id"])
+    assert row.ttft_ms == complete["meta"]["ttft_ms"]
+    assert row.tokens_per_sec is not None and row.tokens_per_sec > 0
+    assert "tokens_per_sec" not in complete["meta"] and "_tokens_per_sec" not in complete["meta"]
 
 
 def test_it_refuses_a_request_without_a_key(gateway: Gateway) -> None:

@@ -547,6 +547,24 @@ def test_it_refuses_a_drop_params_that_is_not_a_boolean(tmp_path: Path) -> None:
     )
 
 
+def test_it_marks_what_a_model_supports_for_the_monitors_probes(tmp_path: Path) -> None:
+    marked = CONTRACT_EXAMPLE.replace(
+        "        monitor: true\n",
+        "        monitor: true\n        supports_tools: true\n        supports_structured_output: true\n",
+    )
+    sync(tmp_path, LOCAL)
+    sync(tmp_path, marked)
+
+    flags = {m.name: (m.supports_tools, m.supports_structured_output) for m in LLMModel.objects.all()}
+
+    assert flags == {"gpt-4o-mini": (True, True), "llama3.2": (False, False), "qwen2.5": (False, False)}
+    assert_refused(
+        tmp_path,
+        CONTRACT_EXAMPLE.replace("        monitor: true\n", "        monitor: true\n        supports_tools: 'yes'\n"),
+        "providers[0] (openai).models[0].supports_tools: expected true or false, got 'yes'",
+    )
+
+
 # --- where a provider runs, and a category's strategy ------------------------------------------------------
 
 CARBON = """

@@ -18,8 +18,9 @@ from accounts.services import apikey_create
 from ledger.models import UsageRecord
 from monitoring.models import Probe
 from monitoring.services import probe_run
+from routing.models import LLMModel
 from routing.selectors import routing_config
-from routing.services import providers_sync
+from routing.services import providers_sync, routing_changed
 from tests.fixtures import ARTIFACTS, Fake, Gateway
 from tests.helpers import wait_until
 from tests.http import call
@@ -27,6 +28,13 @@ from tests.http import call
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
 FAST, SMART = "demo/demo-fast", "demo/demo-smart"
+
+
+@pytest.fixture(autouse=True)
+def plain_probes_only(seeded: Fake) -> None:
+    """The demo models are probed for a streamed answer only: these pages are about that probe's rows."""
+    LLMModel.objects.update(supports_tools=False, supports_structured_output=False)
+    routing_changed()
 
 
 def probe(*model_ids: str, now: Callable[[], datetime] = timezone.now) -> list[Probe]:

@@ -11,12 +11,21 @@ from django.utils import timezone
 
 from monitoring.models import Probe
 from monitoring.services import probe_run
+from routing.models import LLMModel
 from routing.selectors import routing_config
+from routing.services import routing_changed
 from tests.fixtures import ARTIFACTS, Fake, Gateway
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
 FAST, SMART = "demo/demo-fast", "demo/demo-smart"
+
+
+@pytest.fixture(autouse=True)
+def plain_probes_only(seeded: Fake) -> None:
+    """The demo models are probed for a streamed answer only: these pages are about that probe's rows."""
+    LLMModel.objects.update(supports_tools=False, supports_structured_output=False)
+    routing_changed()
 
 
 def probe(*model_ids: str, now: Callable[[], datetime] = timezone.now) -> list[Probe]:
@@ -101,3 +110,25 @@ def test_the_probe_log_pages_through_older_probes(logged_in_page: Any, gateway: 
     page.wait_for_function("document.getElementById('page-info').textContent === '1–4 of 6 probes'")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "results.png"), full_page=True)
+
+
+def test_the_probe_log_names_the_kind_of_a_tool_call_or_structured_output_probe(
+    logged_in_page: Any, gateway: Gateway, fake: Fake
+) -> None:
+    LLMModel.objects.filter(name="demo-fast").update(supports_tools=True, supports_structured_output=True)
+    routing_changed()
+    probe(FAST)
+    page = logged_in_page
+
+    page.goto(gateway.url + "/results/")
+    shown(page)
+
+    rows = page.eval_on_selector_all(
+        "#results-body tr.probe-row",
+        "rows => rows.map(r => [r.dataset.kind, (r.querySelector('.probe-kind') || {}).textContent || null])",
+    )
+    assert sorted(rows, key=lambda row: row[0]) == [
+        ["stream", None],
+        ["structured_output", "structured output"],
+        ["tool_call", "tool call"],
+    ]

@@ -77,6 +77,7 @@
     row.dataset.id = String(probe.id);
     row.dataset.model = probe.model;
     row.dataset.status = probe.status;
+    row.dataset.kind = probe.kind;
     const when = td(shortTime(probe.checked_at));
     when.title = M.absoluteTime(probe.checked_at) + " (" + M.relativeTime(probe.checked_at) + ")";
     const model = td("");
@@ -84,6 +85,13 @@
     id.className = "model-id";
     id.textContent = probe.model;
     model.appendChild(id);
+    if (probe.kind !== "stream") {
+      // A tool-call or structured-output probe: its row says so (the plain streaming probe is the default).
+      const kind = document.createElement("span");
+      kind.className = "probe-kind";
+      kind.textContent = probe.kind === "tool_call" ? "tool call" : "structured output";
+      model.append(" ", kind);
+    }
     const bucket = td("");
     const badge = document.createElement("span");
     badge.className = "badge";
