@@ -19,13 +19,12 @@ from accounts.services import apikey_create
 from audit.registry import AUDITED, Audited, register_all, secret_fields_logged
 from energy.models import EnergyCoefficient
 from routing.breaker import Breakers
-from routing.models import Category, ChainEntry, CircuitBreaker, LLMModel, Provider
+from routing.models import Category, ChainEntry, CircuitBreaker, LLMModel, ModelAlias, Provider
 from routing.seed import seed_defaults
 from tests.helpers import admin_form_data
 
 pytestmark = pytest.mark.django_db
 
-OPS_ACTOR = {"type": "key", "name": "ops", "prefix": None, "user": "alice"}  # prefix: filled by the fixture
 ADMIN_ACTOR = {"type": "user", "name": "admin", "prefix": None, "user": "admin"}
 
 
@@ -40,11 +39,15 @@ def ops(seeded_db: None) -> tuple[ApiKey, APIClient]:
     """A staff key owned by the user alice, and a client that sends it."""
     alice = User.objects.create_user("alice", email="alice@example.com")
     key, raw = apikey_create(name="ops", is_staff=True, owner=alice)
-    OPS_ACTOR["prefix"] = key.prefix
     LogEntry.objects.all().delete()
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     return key, client
+
+
+def ops_actor(key: ApiKey) -> dict[str, Any]:
+    """How an entry names the ops key: its name and prefix, and its owner."""
+    return {"type": "key", "name": "ops", "prefix": key.prefix, "user": "alice"}
 
 
 def audit(client: APIClient | Client, **params: Any) -> list[dict[str, Any]]:
@@ -105,7 +108,7 @@ def test_a_category_created_from_the_api_is_logged_with_its_chain_and_the_key_as
             {"category": [None, "animals"], "model": [None, "demo/demo-fast"], "position": [None, 0]},
         ),
     ]
-    assert actors(client) == [OPS_ACTOR, OPS_ACTOR]
+    assert actors(client) == [ops_actor(ops[0])] * 2
     [entry] = audit(client, model="category")
     category = Category.objects.get(name="animals")
     assert (entry["object_id"], entry["id"]) == (str(category.pk), LogEntry.objects.get(object_repr="animals").pk)
@@ -176,7 +179,7 @@ def test_an_alias_created_retargeted_and_deleted_from_the_api(ops: tuple[ApiKey,
         ("update", "alias", "gpt-4o → demo/demo-fast", {"category": ["code", None], "model": [None, "demo/demo-fast"]}),
         ("delete", "alias", "gpt-4o → demo/demo-fast", {"name": ["gpt-4o", None], "model": ["demo/demo-fast", None]}),
     ]
-    assert actors(client) == [OPS_ACTOR] * 3
+    assert actors(client) == [ops_actor(ops[0])] * 3
 
 
 def test_a_breaker_reset_from_the_api_is_one_reset_entry_and_traffic_makes_none(
@@ -196,7 +199,7 @@ def test_a_breaker_reset_from_the_api_is_one_reset_entry_and_traffic_makes_none(
         "object_type": "circuit_breaker",
         "object_id": str(breaker.pk),
         "object_repr": "demo/demo-smart",
-        "actor": OPS_ACTOR,
+        "actor": ops_actor(ops[0]),
         "changes": {
             "state": ["open", "closed"],
             "consecutive_failures": [3, 0],
@@ -323,6 +326,22 @@ def test_a_breaker_reset_from_the_admin_action(admin_client: Client, seeded_db: 
         ADMIN_ACTOR,
         ["open", "closed"],
     )
+
+
+def test_aliases_deleted_together_from_the_admin_list_are_each_logged(admin_client: Client, seeded_db: None) -> None:
+    code = Category.objects.get(name="code")
+    aliases = [ModelAlias.objects.create(name=name, category=code) for name in ("gpt-4o", "sonnet")]
+    LogEntry.objects.all().delete()
+    response = admin_client.post(
+        "/admin/routing/modelalias/",
+        {"action": "delete_selected", "_selected_action": [a.pk for a in aliases], "post": "yes"},
+    )
+    assert response.status_code == 302
+    assert sorted(log(admin_client)) == [
+        ("delete", "alias", "gpt-4o → code", {"name": ["gpt-4o", None], "category": ["code", None]}),
+        ("delete", "alias", "sonnet → code", {"name": ["sonnet", None], "category": ["code", None]}),
+    ]
+    assert actors(admin_client) == [ADMIN_ACTOR, ADMIN_ACTOR]
 
 
 def test_the_admin_shows_the_log_read_only(admin_client: Client, ops: tuple[ApiKey, APIClient]) -> None:

@@ -85,6 +85,7 @@ def expected(
             continue
         if key_ids is not None and r.api_key_id not in key_ids:
             continue
+        group: str | None
         if group_by == "key":
             group, label = key_group(r.api_key_id)
         elif group_by == "team":
