@@ -307,7 +307,10 @@
       })
     );
 
+    let latest = 0;  // the newest load: an older one that answers later (a filter changed meanwhile) is dropped
+
     async function load() {
+      const mine = ++latest;
       const since = sinceFor(days);
       const chosen = chosenFilters(filters);
       csv.href = API + "?" + query({ group_by: "model", format: "csv", since: since, ...chosen });
@@ -317,6 +320,7 @@
           fetchSummary("day", since, chosen),
           fetchSummary("model", since, chosen),
         ]);
+        if (mine !== latest) return;
         const grid = byModel.grid_g_co2e_per_kwh;
         content.replaceChildren(
           totalsBlock(byModel.totals),
@@ -328,11 +332,12 @@
         status.textContent = `Ranges are low–high estimates; CO₂e at ${number(grid)} g/kWh for new requests.`;
         panel.dataset.loaded = "true";
       } catch (err) {
+        if (mine !== latest) return;
         status.textContent =
           err.status === 401 || err.status === 403 ? "Sign in to see energy and cost." : "Energy summary unavailable: " + err.message;
         panel.dataset.loaded = "error";
       } finally {
-        panel.removeAttribute("aria-busy");
+        if (mine === latest) panel.removeAttribute("aria-busy");
       }
     }
 
