@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from auditlog.models import LogEntry
 from django.apps import apps
+from django.db import models
 from django.db.models import Q, QuerySet
 
 from .registry import audited_named, object_type_of
@@ -69,8 +70,29 @@ def entry_action(entry: LogEntry) -> str:
     return ACTIONS.get(entry.action, str(entry.action))
 
 
+def _datetime_fields(entry: LogEntry) -> set[str]:
+    model = entry.content_type.model_class()
+    if model is None:
+        return set()
+    return {f.name for f in model._meta.concrete_fields if isinstance(f, models.DateTimeField)}
+
+
+def _iso(value: Any) -> Any:
+    """auditlog keeps a date-time as its naive UTC ``str()`` ("2026-12-05 00:58:22.346246"): ISO 8601 in UTC."""
+    if not isinstance(value, str):
+        return value
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).isoformat().replace("+00:00", "Z")
+
+
 def entry_payload(entry: LogEntry) -> dict[str, Any]:
     changes = entry.changes if isinstance(entry.changes, dict) else {}
+    datetimes = _datetime_fields(entry) & set(changes)
+    if datetimes:
+        changes = {name: [_iso(v) for v in values] if name in datetimes else values for name, values in changes.items()}
     return {
         "id": entry.pk,
         "at": entry.timestamp,

@@ -302,6 +302,8 @@ def test_an_energy_coefficient_corrected_in_the_admin(admin_client: Client, seed
     )
     [created] = audit(admin_client, model="energy_coefficient")
     assert (created["action"], created["actor"]) == ("create", None)  # made outside any request: no actor
+    # A date-time reads as ISO 8601 in UTC.
+    assert created["changes"]["valid_from"] == [None, row.valid_from.isoformat().replace("+00:00", "Z")]
     admin_save(admin_client, f"/admin/energy/energycoefficient/{row.pk}/change/", source="IEA 2026", notes="typo")
     [entry, _] = audit(admin_client, model="energy_coefficient")
     assert (entry["action"], entry["actor"], entry["changes"]) == (
