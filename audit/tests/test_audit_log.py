@@ -284,13 +284,15 @@ def test_a_provider_and_a_model_price_changed_in_the_admin(admin_client: Client,
     assert actors(admin_client) == [ADMIN_ACTOR, ADMIN_ACTOR]
 
 
-def test_a_chain_reordered_from_the_category_page(admin_client: Client, seeded_db: None) -> None:
+def test_a_category_and_its_chain_changed_from_the_category_page(admin_client: Client, seeded_db: None) -> None:
     code = Category.objects.get(name="code")
     url = f"/admin/routing/category/{code.pk}/change/"
     data = admin_form_data(admin_client.get(url))
     data["chain-0-position"], data["chain-1-position"] = 1, 0
+    data["description"] = "Programming"
     assert admin_client.post(url, data).status_code == 302
     assert log(admin_client) == [
+        ("update", "category", "code", {"description": [code.description, "Programming"]}),
         ("update", "chain_entry", "code#1: demo/demo-smart", {"position": [0, 1]}),
         ("update", "chain_entry", "code#0: demo/demo-fast", {"position": [1, 0]}),
     ]
