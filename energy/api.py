@@ -1,4 +1,6 @@
-"""``GET /api/v1/energy/summary``: usage, energy, carbon and cost per model, provider, key, end user or day.
+"""``GET /api/v1/energy/summary``: usage, energy, carbon and cost per model, provider, key, team, end user or
+day, optionally of one team's or one key's usage (``?team=``, ``?key=``); ``GET /api/v1/energy/filters``: the
+teams and keys those filters may name.
 
 A normal key sees its own usage only; a staff key (or staff session) sees everyone's; a dashboard user's
 session sees the usage of the keys they own. ``?format=csv`` answers the same rows as CSV.
@@ -25,10 +27,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import ApiKeyPrincipal
+from accounts.models import DISPLAY_PREFIX_LENGTH, ApiKey
 from ledger.models import MEASURES
 from spignosapi.api.errors import InvalidRequest
 
-from .selectors import GROUP_BYS, energy_summary, summary_totals
+from .selectors import GROUP_BYS, energy_summary, prefix_key_ids, summary_filters, summary_totals, team_key_ids
 
 CSV_COLUMNS = ("group", "label", *MEASURES)
 
@@ -86,6 +89,32 @@ def parse_when(value: str | None, param: str) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+class SummaryFilters(serializers.Serializer[Any]):
+    team = serializers.CharField(required=False, max_length=100, help_text="a team's name: its keys' usage")
+    key = serializers.CharField(required=False, max_length=DISPLAY_PREFIX_LENGTH, help_text="a key's prefix")
+
+
+def filtered_key_ids(request: Request) -> list[int] | None:
+    """The keys whose usage the summary adds up: those the caller may see (``visible_key_ids``), narrowed by
+    ``?team=`` and ``?key=``; None = every key. A filter never widens what a non-staff caller sees."""
+    query = SummaryFilters(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    key_ids = visible_key_ids(request)
+    if query.validated_data.get("team"):
+        name = query.validated_data["team"]
+        team_ids = team_key_ids(name)
+        if team_ids is None:
+            raise InvalidRequest(f"There is no team {name!r}.", code="team_not_found", param="team")
+        key_ids = team_ids if key_ids is None else [i for i in key_ids if i in team_ids]
+    if query.validated_data.get("key"):
+        prefix = query.validated_data["key"]
+        prefix_ids = prefix_key_ids(prefix)
+        if not prefix_ids:
+            raise InvalidRequest(f"There is no key {prefix!r}.", code="key_not_found", param="key")
+        key_ids = prefix_ids if key_ids is None else [i for i in key_ids if i in prefix_ids]
+    return key_ids
+
+
 def visible_key_ids(request: Request) -> list[int] | None:
     """The keys whose usage the caller may see; None = every key (staff)."""
     user = request.user
@@ -93,13 +122,15 @@ def visible_key_ids(request: Request) -> list[int] | None:
         return None
     if isinstance(user, ApiKeyPrincipal):
         return [user.key_id]
-    from accounts.models import ApiKey
-
     return list(ApiKey.objects.filter(owner_id=user.pk).values_list("pk", flat=True))
 
 
 SUMMARY_ROW_FIELDS: dict[str, serializers.Field[Any, Any, Any, Any]] = {
-    "group": serializers.CharField(help_text="model id, provider, key prefix, user_id or YYYY-MM-DD"),
+    "group": serializers.CharField(
+        allow_null=True,
+        help_text="model id, provider, key prefix, team name (null: usage of keys without a team), user_id "
+        "or YYYY-MM-DD",
+    ),
     "label": serializers.CharField(required=False, help_text="group_by=key: the key's name"),
     "requests": serializers.IntegerField(),
     "prompt_tokens": serializers.IntegerField(),
@@ -121,9 +152,12 @@ class EnergySummaryView(APIView):
 
     @extend_schema(
         operation_id="energy_summary",
-        summary="Usage, energy, CO2e and cost totals by model, provider, key, user_id or day",
+        summary="Usage, energy, CO2e and cost totals by model, provider, key, team, user_id or day",
+        description="A non-staff key sees its own usage only, whatever it asks; `group_by=team` counts a "
+        "key's usage for the team it is in now, and the usage of keys without a team under `null`.",
         parameters=[
             OpenApiParameter("group_by", OpenApiTypes.STR, enum=list(GROUP_BYS), default="model"),
+            SummaryFilters,
             OpenApiParameter("since", OpenApiTypes.STR, description="ISO 8601 date or date-time, inclusive (UTC)"),
             OpenApiParameter("until", OpenApiTypes.STR, description="ISO 8601 date or date-time, exclusive (UTC)"),
             OpenApiParameter("format", OpenApiTypes.STR, enum=["json", "csv"], default="json"),
@@ -152,7 +186,7 @@ class EnergySummaryView(APIView):
         until = parse_when(request.query_params.get("until"), "until")
         if since is not None and until is not None and since > until:
             raise InvalidRequest("since must not be after until.", code="invalid_range", param="since")
-        rows = energy_summary(group_by=group_by, since=since, until=until, key_ids=visible_key_ids(request))
+        rows = energy_summary(group_by=group_by, since=since, until=until, key_ids=filtered_key_ids(request))
         payload = {
             "group_by": group_by,
             "since": since.isoformat() if since else None,
@@ -172,3 +206,28 @@ class EnergySummaryView(APIView):
         self.request.accepted_renderer = JSONRenderer()
         self.request.accepted_media_type = JSONRenderer.media_type
         return response
+
+
+FILTER_KEY_FIELDS: dict[str, serializers.Field[Any, Any, Any, Any]] = {
+    "prefix": serializers.CharField(),
+    "name": serializers.CharField(),
+    "team": serializers.CharField(allow_null=True),
+}
+
+
+class EnergyFiltersView(APIView):
+    @extend_schema(
+        operation_id="energy_filters",
+        summary="The teams and keys the energy summary may be filtered by (those the caller may see)",
+        responses={
+            200: inline_serializer(
+                "EnergyFilters",
+                {
+                    "teams": serializers.ListField(child=serializers.CharField()),
+                    "keys": inline_serializer("EnergyFilterKey", FILTER_KEY_FIELDS, many=True),
+                },
+            )
+        },
+    )
+    def get(self, request: Request) -> Response:
+        return Response(summary_filters(visible_key_ids(request)))

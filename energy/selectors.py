@@ -1,4 +1,4 @@
-"""Reads: which coefficient applies to a model, and the usage summary by model, provider, key, user or day.
+"""Reads: which coefficient applies to a model, and the usage summary by model, provider, key, team, user or day.
 
 The gateway never queries coefficients per request: ``energy_profiles()`` is called when the routing
 snapshot loads (``routing.selectors``), and each model's profile travels in its ``ModelInfo``.
@@ -26,7 +26,7 @@ from ledger.models import MEASURES, UsageDaily, UsageDailyByUser, UsageRecord
 
 from .models import EnergyCoefficient
 
-GROUP_BYS = ("model", "provider", "key", "user_id", "day")
+GROUP_BYS = ("model", "provider", "key", "team", "user_id", "day")
 
 
 # --- coefficients --------------------------------------------------------------------------------------------
@@ -99,7 +99,7 @@ def energy_profiles(models: Iterable[ModelRef]) -> dict[str, EnergyProfile]:
 
 @dataclass
 class SummaryRow:
-    group: str
+    group: str | None  # None: the team of keys that have none (group_by=team)
     label: str = ""
     totals: dict[str, Any] = field(default_factory=dict)
 
@@ -202,14 +202,27 @@ def _from_records(group_by: str, spn: Span, key_ids: Collection[int] | None) -> 
     return out
 
 
-def _labels(group_by: str, groups: Iterable[Any]) -> dict[Any, tuple[str, str]]:
+def _teams_of(key_ids: Iterable[int | None]) -> dict[int | None, str | None]:
+    """Each key's team's name (None: no team, no key, or a deleted key): a key's usage counts for the team it
+    is in now."""
+    from accounts.models import ApiKey
+
+    teams: dict[int | None, str | None] = {key_id: None for key_id in key_ids}
+    ids = [key_id for key_id in teams if key_id]
+    teams.update(ApiKey.objects.filter(pk__in=ids, team__isnull=False).values_list("pk", "team__name"))
+    return teams
+
+
+def _labels(group_by: str, groups: Iterable[Any]) -> dict[Any, tuple[str | None, str]]:
     """(group, label) for each raw group value: keys are shown by prefix and name, days as ISO dates."""
+    if group_by == "team":
+        return {g: (g, "") for g in groups}
     if group_by == "key":
         from accounts.models import ApiKey
 
         ids = [g for g in groups if g]
         keys = {k.pk: k for k in ApiKey.objects.filter(pk__in=ids).only("pk", "name", "prefix")}
-        labels: dict[Any, tuple[str, str]] = {}
+        labels: dict[Any, tuple[str | None, str]] = {}
         for g in groups:
             key = keys.get(g)
             if not g:
@@ -233,16 +246,23 @@ def energy_summary(
 ) -> list[dict[str, Any]]:
     """Usage totals per group over [since, until); ``key_ids`` limits it to those keys (None = every key).
 
-    Rows are ordered by day for ``day``, else by energy (highest first) then group.
+    ``team`` sums the keys of each team (read by key, then added up): usage without a team (its key has
+    none, or it had no key) is the group None. Rows are ordered by day for ``day``, else by energy (highest
+    first) then group.
     """
     if group_by not in GROUP_BYS:
         raise ValueError(f"group_by must be one of {GROUP_BYS}")
     spn = span(since, until)
+    read_by = "key" if group_by == "team" else group_by
+    parts = [*_from_rollups(read_by, spn, key_ids), *_from_records(read_by, spn, key_ids)]
+    teams = _teams_of(values["group"] for values in parts) if group_by == "team" else {}
     merged: dict[Any, SummaryRow] = {}
-    for values in [*_from_rollups(group_by, spn, key_ids), *_from_records(group_by, spn, key_ids)]:
+    for values in parts:
         group = values["group"]
         if group_by == "day" and isinstance(group, datetime):
             group = group.date()
+        elif group_by == "team":
+            group = teams[group]
         merged.setdefault(group, SummaryRow(group="")).add(values)
     labels = _labels(group_by, merged)
     rows: list[dict[str, Any]] = []
@@ -252,7 +272,7 @@ def energy_summary(
     if group_by == "day":
         rows.sort(key=lambda r: r["group"])
     else:
-        rows.sort(key=lambda r: (-r["energy_wh"], r["group"]))
+        rows.sort(key=lambda r: (-r["energy_wh"], r["group"] or ""))
     return rows
 
 
@@ -263,3 +283,37 @@ def summary_totals(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out = total.as_dict()
     del out["group"]
     return out
+
+
+# --- the summary's filters ----------------------------------------------------------------------------------
+
+
+def team_key_ids(name: str) -> list[int] | None:
+    """The ids of the keys in the team ``name`` (None: there is no such team)."""
+    from accounts.models import ApiKey, Team
+
+    if not Team.objects.filter(name=name).exists():
+        return None
+    return list(ApiKey.objects.filter(team__name=name).values_list("pk", flat=True))
+
+
+def prefix_key_ids(prefix: str) -> list[int]:
+    """The ids of the keys shown by ``prefix`` (one, but for the rare prefix two keys share)."""
+    from accounts.models import ApiKey
+
+    return list(ApiKey.objects.filter(prefix=prefix).values_list("pk", flat=True))
+
+
+def summary_filters(key_ids: Collection[int] | None) -> dict[str, Any]:
+    """The teams and keys the summary may be filtered by, among ``key_ids`` (None = every key and team)."""
+    from accounts.models import ApiKey, Team
+
+    keys = ApiKey.objects.select_related("team").order_by("name", "prefix")
+    if key_ids is not None:
+        keys = keys.filter(pk__in=list(key_ids))
+    rows = [{"prefix": k.prefix, "name": k.name, "team": k.team.name if k.team else None} for k in keys]
+    if key_ids is None:
+        teams = list(Team.objects.order_by("name").values_list("name", flat=True))
+    else:
+        teams = sorted({row["team"] for row in rows if row["team"]})
+    return {"teams": teams, "keys": rows}

@@ -6,4 +6,5 @@ from . import api
 
 urlpatterns = [
     path("energy/summary", api.EnergySummaryView.as_view(), name="energy-summary"),
+    path("energy/filters", api.EnergyFiltersView.as_view(), name="energy-filters"),
 ]

@@ -7,9 +7,8 @@ from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
-from .breaker import default_breakers
 from .models import Category, ChainEntry, CircuitBreaker, LLMModel, ModelAlias, ModelLatency, Provider
-from .services import routing_changed
+from .services import breaker_reset, routing_changed
 
 
 class ReloadsRouting:
@@ -114,10 +113,9 @@ class ModelAliasAdmin(ReloadsRouting, admin.ModelAdmin[ModelAlias]):
 
 @admin.action(description="Reset (close) the selected breakers")
 def reset_breakers(modeladmin: Any, request: HttpRequest, queryset: QuerySet[CircuitBreaker]) -> None:
-    breakers = default_breakers()
     count = 0
-    for breaker in queryset:
-        breakers.reset(breaker.model_id)
+    for breaker in queryset.select_related("model__provider"):
+        breaker_reset(model=breaker.model)
         count += 1
     messages.success(request, f"{count} breaker(s) reset.")
 

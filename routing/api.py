@@ -287,5 +287,5 @@ class BreakerResetView(APIView):
 
     @extend_schema(summary="Close a model's breaker", request=None, responses={200: dict})
     def post(self, request: Request, model: str) -> Response:
-        services.breaker_reset(model_id=model)
+        services.breaker_reset(model=services.model_by_id(model))
         return Response({"model": model, "state": "closed"})

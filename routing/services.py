@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import DecimalField
 
+from audit.services import audit_reset
 from energy.services import CoefficientConflict, coefficient_sync, energy_spec_errors
 from spignosapi.api.errors import Conflict, InvalidRequest, NotFound
 
@@ -23,6 +24,7 @@ from .models import (
     RESERVED_MODEL_NAMES,
     Category,
     ChainEntry,
+    CircuitBreaker,
     LLMModel,
     ModelAlias,
     ModelLatency,
@@ -55,10 +57,20 @@ def _set_chain(category: Category, model_ids: Sequence[str]) -> None:
     if len(set(model_ids)) != len(model_ids):
         raise InvalidRequest("A model may appear only once in a chain.", code="duplicate_model", param="models")
     models = [model_by_id(model_id, param="models") for model_id in model_ids]
-    ChainEntry.objects.filter(category=category).delete()
-    ChainEntry.objects.bulk_create(
-        [ChainEntry(category=category, model=model, position=index) for index, model in enumerate(models)]
-    )
+    # Row by row, keeping the entries that stay: each change is one audit entry (a model moved, added or
+    # removed), which a delete-all-and-bulk-create would neither log nor make readable.
+    current = {entry.model_id: entry for entry in ChainEntry.objects.filter(category=category)}
+    wanted = {model.pk for model in models}
+    for model_pk, entry in current.items():
+        if model_pk not in wanted:
+            entry.delete()
+    for index, model in enumerate(models):
+        kept = current.get(model.pk)
+        if kept is None:
+            ChainEntry.objects.create(category=category, model=model, position=index)
+        elif kept.position != index:
+            kept.position = index
+            kept.save(update_fields=["position"])
 
 
 @transaction.atomic
@@ -73,16 +85,21 @@ def category_upsert(
 ) -> tuple[Category, bool]:
     if ModelAlias.objects.filter(name=name).exists():
         raise Conflict(f"{name!r} is a model alias: a category cannot shadow it.", code="alias_conflict", param="name")
-    category, created = Category.objects.get_or_create(name=name)
+    values: dict[str, Any] = {}
     if description is not None:
-        category.description = description
+        values["description"] = description
     if keywords is not None:
-        category.keywords = normalized_keywords(keywords)
+        values["keywords"] = normalized_keywords(keywords)
     if examples is not None:
-        category.examples = [e.strip() for e in examples if e.strip()]
+        values["examples"] = [e.strip() for e in examples if e.strip()]
     if strategy is not None:
-        category.strategy = Strategy(strategy)  # (the API's serializer checked it: a wrong one raises here)
-    category.save()
+        values["strategy"] = Strategy(strategy)  # (the API's serializer checked it: a wrong one raises here)
+    # Created with its values (one audit entry, not a create and then an update).
+    category, created = Category.objects.get_or_create(name=name, defaults=values)
+    if not created:
+        for field_name, value in values.items():
+            setattr(category, field_name, value)
+        category.save()
     if models is not None:
         _set_chain(category, models)
     routing_changed()
@@ -118,8 +135,19 @@ def model_mapping_set(*, category: str, models: Sequence[str]) -> Category:
     return found
 
 
-def breaker_reset(*, model_id: str) -> None:
-    default_breakers().reset(model_by_id(model_id).pk)
+BREAKER_RESET_FIELDS = ("state", "consecutive_failures", "opened_at", "trial_started_at", "last_error")
+
+
+@transaction.atomic
+def breaker_reset(*, model: LLMModel) -> None:
+    """Close ``model``'s breaker by hand (the API and the admin), recorded in the audit log with its before/after
+    (the breaker's own transitions under traffic are not: they are not anyone's change)."""
+    before = CircuitBreaker.objects.filter(model=model).values(*BREAKER_RESET_FIELDS).first()
+    default_breakers().reset(model.pk)
+    breaker = CircuitBreaker.objects.get(model=model)
+    after = {name: getattr(breaker, name) for name in BREAKER_RESET_FIELDS}
+    # No row yet: the breaker was closed, as the reset leaves it.
+    audit_reset(breaker, before=before or after, after=after, object_repr=model.model_id)
 
 
 # --- latency figures (monitoring publishes, the latency strategy reads) -------------------------------------

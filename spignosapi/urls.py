@@ -21,6 +21,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("jobs.urls")),
     path("", include("monitoring.urls")),
     path("", include("rag.urls")),
+    path("", include("audit.urls")),
 ]
 
 openai_v1 = [

@@ -15,7 +15,7 @@ from django.contrib.auth.models import User
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, Team
 from accounts.services import apikey_create
 from energy.selectors import GROUP_BYS
 from ledger.models import UsageRecord
@@ -85,8 +85,11 @@ def expected(
             continue
         if key_ids is not None and r.api_key_id not in key_ids:
             continue
+        group: str | None
         if group_by == "key":
             group, label = key_group(r.api_key_id)
+        elif group_by == "team":
+            group, label = TEAMS.get(r.api_key_id), ""
         elif group_by == "day":
             group, label = r.created_at.astimezone(UTC).date().isoformat(), ""
         else:
@@ -109,7 +112,7 @@ def expected(
         rows.append(row)
     if group_by == "day":
         return sorted(rows, key=lambda r: r["group"])
-    return sorted(rows, key=lambda r: (-r["energy_wh"], r["group"]))
+    return sorted(rows, key=lambda r: (-r["energy_wh"], r["group"] or ""))
 
 
 def client(raw_key: str) -> APIClient:
@@ -124,13 +127,20 @@ def summary(c: APIClient, **params: str) -> Any:
     return reply.json()
 
 
+# group_by=team: the team of each key that has one (the others', and no key's, usage is the group None).
+TEAMS: dict[int | None, str] = {}
+
+
 @pytest.fixture
 def keys() -> dict[str, tuple[ApiKey, str]]:
-    return {
+    made = {
         "staff": apikey_create(name="ops", is_staff=True),
-        "a": apikey_create(name="app a"),
+        "a": apikey_create(name="app a", team=Team.objects.create(name="ml")),
         "b": apikey_create(name="app b"),
     }
+    TEAMS.clear()
+    TEAMS[made["a"][0].pk] = "ml"
+    return made
 
 
 def key_group_for(keys: dict[str, tuple[ApiKey, str]]) -> Callable[[int | None], tuple[str, str]]:

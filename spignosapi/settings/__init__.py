@@ -15,6 +15,7 @@ from .monitoring import *  # noqa: F403
 from .rag import *  # noqa: F403
 from .observability import *  # noqa: F403
 from .webhooks import *  # noqa: F403
+from .audit import *  # noqa: F403
 
 # Lets admin and querysets be subscripted for type checking (ModelAdmin[ApiKey]) at run time too.
 django_stubs_ext.monkeypatch()

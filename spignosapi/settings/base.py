@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "django_celery_beat",
+    "auditlog",
     "spignosapi",
     "accounts",
     "ledger",
@@ -56,6 +57,7 @@ INSTALLED_APPS = [
     "jobs",
     "monitoring",
     "rag",
+    "audit",
 ]
 
 # Django's usual stack, each one async-native (spignosapi/fastpath/middleware.py): under ASGI, Django's own
@@ -69,6 +71,7 @@ MIDDLEWARE = [
     "spignosapi.fastpath.middleware.CommonMiddleware",
     "spignosapi.fastpath.middleware.CsrfViewMiddleware",
     "spignosapi.fastpath.middleware.AuthenticationMiddleware",
+    "audit.middleware.AuditActorMiddleware",
     "spignosapi.fastpath.middleware.MessageMiddleware",
     "spignosapi.fastpath.middleware.XFrameOptionsMiddleware",
 ]

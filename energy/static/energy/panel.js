@@ -1,12 +1,14 @@
 /*
  * The dashboard's energy and cost panel: totals, a chart by day and one by model, each with its low–high
- * range, from GET /api/v1/energy/summary (the browser's session). Renders into <section id="energy-panel">;
+ * range, from GET /api/v1/energy/summary (the browser's session), of every team and key or of the team or key
+ * chosen in the filters (their choices from GET /api/v1/energy/filters). Renders into <section id="energy-panel">;
  * no library, no build step. Include it with templates/energy_panel.html.
  */
 (function () {
   "use strict";
 
   const API = "/api/v1/energy/summary";
+  const FILTERS_API = "/api/v1/energy/filters";
   const RANGES = [
     { days: 1, label: "24 h" },
     { days: 7, label: "7 days" },
@@ -94,8 +96,15 @@
     return out;
   }
 
-  async function fetchSummary(groupBy, since) {
-    const url = API + "?group_by=" + encodeURIComponent(groupBy) + "&since=" + encodeURIComponent(since);
+  function query(params) {
+    // Empty values (a filter left at "All") are left out.
+    return Object.entries(params)
+      .filter(([, value]) => value)
+      .map(([name, value]) => name + "=" + encodeURIComponent(value))
+      .join("&");
+  }
+
+  async function fetchJSON(url) {
     const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
     let body = null;
     try {
@@ -110,6 +119,37 @@
       throw error;
     }
     return body;
+  }
+
+  function fetchSummary(groupBy, since, filters) {
+    return fetchJSON(API + "?" + query({ group_by: groupBy, since: since, ...filters }));
+  }
+
+  // --- the team and key filters: their choices are the teams and keys the viewer may see ---------------------
+
+  function filterSelect(name, label, options) {
+    const select = el("select", { name: name, "aria-label": label }, [el("option", { value: "", text: "All " + label.toLowerCase() })]);
+    for (const [value, text] of options) select.append(el("option", { value: value, text: text }));
+    return el("label", { class: "energy-filter" }, [label + " ", select]);
+  }
+
+  async function loadFilters(holder, onChange) {
+    const choices = await fetchJSON(FILTERS_API);
+    const teams = filterSelect("team", "Teams", choices.teams.map((t) => [t, t]));
+    const keys = filterSelect("key", "Keys", choices.keys.map((k) => [k.prefix, `${k.name} (${k.prefix}…)`]));
+    // A viewer with one key and no team has nothing to choose between.
+    teams.hidden = choices.teams.length === 0;
+    keys.hidden = choices.keys.length < 2;
+    holder.replaceChildren(teams, keys);
+    holder.querySelectorAll("select").forEach((select) => select.addEventListener("change", onChange));
+  }
+
+  function chosenFilters(holder) {
+    const out = {};
+    holder.querySelectorAll("select").forEach((select) => {
+      if (select.value) out[select.name] = select.value;
+    });
+    return out;
   }
 
   // --- charts -----------------------------------------------------------------------------------------------
@@ -248,8 +288,10 @@
       el("button", { type: "button", "data-days": String(r.days), "aria-pressed": String(r.days === days), text: r.label })
     );
     const csv = el("a", { class: "energy-csv", href: "#", text: "CSV" });
+    const filters = el("div", { class: "energy-filters" });
     const head = el("div", { class: "energy-head" }, [
       el("div", { class: "segmented", role: "group", "aria-label": "Energy period" }, buttons),
+      filters,
       csv,
     ]);
     const status = el("p", { class: "muted energy-status", role: "status", "aria-live": "polite", text: "Loading…" });
@@ -265,12 +307,20 @@
       })
     );
 
+    let latest = 0;  // the newest load: an older one that answers later (a filter changed meanwhile) is dropped
+
     async function load() {
+      const mine = ++latest;
       const since = sinceFor(days);
-      csv.href = API + "?group_by=model&format=csv&since=" + encodeURIComponent(since);
+      const chosen = chosenFilters(filters);
+      csv.href = API + "?" + query({ group_by: "model", format: "csv", since: since, ...chosen });
       panel.setAttribute("aria-busy", "true");
       try {
-        const [byDay, byModel] = await Promise.all([fetchSummary("day", since), fetchSummary("model", since)]);
+        const [byDay, byModel] = await Promise.all([
+          fetchSummary("day", since, chosen),
+          fetchSummary("model", since, chosen),
+        ]);
+        if (mine !== latest) return;
         const grid = byModel.grid_g_co2e_per_kwh;
         content.replaceChildren(
           totalsBlock(byModel.totals),
@@ -282,11 +332,12 @@
         status.textContent = `Ranges are low–high estimates; CO₂e at ${number(grid)} g/kWh for new requests.`;
         panel.dataset.loaded = "true";
       } catch (err) {
+        if (mine !== latest) return;
         status.textContent =
           err.status === 401 || err.status === 403 ? "Sign in to see energy and cost." : "Energy summary unavailable: " + err.message;
         panel.dataset.loaded = "error";
       } finally {
-        panel.removeAttribute("aria-busy");
+        if (mine === latest) panel.removeAttribute("aria-busy");
       }
     }
 
@@ -302,6 +353,7 @@
     });
     load();
     schedule();
+    loadFilters(filters, load).catch(() => filters.replaceChildren());  // without them, the panel shows everything
   }
 
   function init() {
