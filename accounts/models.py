@@ -23,7 +23,8 @@ PREFIX_CHARS = "[-A-Za-z0-9_~]"  # the key's own alphabet (URL-safe base64), and
 # character class that an admin typing a name never meant.
 MODEL_PATTERN = re.compile(r"[A-Za-z0-9*?][A-Za-z0-9._:@+*?/-]*")
 MODEL_PATTERN_MAX_LENGTH = 200
-TAG = re.compile(r"[^\s,][^,]*")
+# No commas (the admin and createapikey separate tags by them), no control characters.
+TAG = re.compile(r"[^\s,\x00-\x1f\x7f][^,\x00-\x1f\x7f]*")
 TAG_MAX_LENGTH = 64
 MAX_LIST_ITEMS = 100
 
