@@ -105,3 +105,19 @@ def test_createapikey_refuses_bad_flags(flags: list[str], message: str) -> None:
         call_command("createapikey", "bot", *flags, stdout=StringIO(), stderr=StringIO())
     assert str(caught.value) == message
     assert not ApiKey.objects.exists()
+
+
+def test_the_admin_edits_a_teams_limits_and_allowed_models(admin_client: Client) -> None:
+    response = admin_client.post(
+        "/admin/accounts/team/add/",
+        {"name": "research", "rpm_limit": "30", "max_parallel_requests": "2", "allowed_models": "demo/*\ncode"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    team = Team.objects.get()
+    assert (team.name, team.rpm_limit, team.max_parallel_requests, team.allowed_models) == (
+        "research", 30, 2, ["demo/*", "code"],
+    )  # fmt: skip
+    _, raw = apikey_create(name="member", team=team)
+    info = apikey_lookup(raw)
+    assert info is not None and (info.rpm_limit, info.team_allowed_models) == (30, ("demo/*", "code"))
