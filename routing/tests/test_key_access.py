@@ -17,7 +17,7 @@ from accounts.selectors import key_info_by_id
 from accounts.services import apikey_create
 from routing import limits
 from routing.errors import GatewayError
-from tests.fixtures import Fake, Gateway
+from tests.fixtures import Fake, Gateway, _stop, start_gateway
 from tests.helpers import wait_until
 from tests.http import Reply, call
 
@@ -147,16 +147,19 @@ def test_a_teams_tokens_per_minute_are_shared_by_its_keys(gateway: Gateway, seed
     assert refused.json()["error"]["message"] == "Token limit reached: 100 tokens per minute for its team."
 
 
-def test_a_key_over_its_parallel_requests_gets_a_429_until_one_ends(gateway: Gateway, seeded: Fake) -> None:
+def test_a_key_over_its_parallel_requests_gets_a_429_from_any_process_until_one_ends(
+    gateway: Gateway, seeded: Fake
+) -> None:
     _, key = apikey_create(name="one-at-a-time", max_parallel_requests=1)
     seeded.configure(**{"demo-fast": {"latency_ms": 1500}})
+    other = start_gateway()  # a second web process: the slots are shared through Redis
     replies: list[Reply] = []
     holder = threading.Thread(target=lambda: replies.append(chat(gateway, key, "demo/demo-fast")))
     holder.start()
     try:
         assert wait_until(lambda: seeded.stats()["requests"] == {"demo-fast": 1})
 
-        refused = chat(gateway, key, "demo/demo-fast")
+        refused = chat(other, key, "demo/demo-fast")
 
         assert refused.status == 429
         assert refused.json()["error"] == {
@@ -166,12 +169,14 @@ def test_a_key_over_its_parallel_requests_gets_a_429_until_one_ends(gateway: Gat
             "param": None,
         }
         assert refused.headers["retry-after"] == "1"
+        holder.join()
+        assert replies[0].status == 200
+        seeded.configure(**{"demo-fast": {}})
+        # The slot was given back when the call was booked (just after its answer left: hence the wait).
+        assert wait_until(lambda: chat(other, key, "demo/demo-fast").status == 200, timeout=10)
     finally:
         holder.join()
-    assert replies[0].status == 200
-    seeded.configure(**{"demo-fast": {}})
-    # The slot was given back when the call was booked.
-    assert wait_until(lambda: chat(gateway, key, "demo/demo-fast").status == 200, timeout=10)
+        _stop(other.proc)
     assert seeded.stats()["requests"] == {"demo-fast": 2}
 
 
