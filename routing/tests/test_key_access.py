@@ -203,3 +203,23 @@ def test_a_slot_never_given_back_lapses_with_its_lease(gateway: Gateway, setting
         return outcomes
 
     assert asyncio.run(scenario()) == ["parallel_limit_exceeded", "parallel_limit_exceeded", "admitted"]
+
+
+def test_the_models_list_shows_only_what_leads_to_an_allowed_model(gateway: Gateway) -> None:
+    _, key = apikey_create(name="smart-only", allowed_models=["demo/demo-smart"])
+
+    listed = call("GET", gateway.url + "/v1/models", key=key)
+    refused = call("GET", gateway.url + "/v1/models/demo/demo-fast", key=key)
+
+    # Every seeded category's chain holds demo-smart; demo-fast and the embedding model are not for this key.
+    assert [entry["id"] for entry in listed.json()["data"]] == [
+        "router",
+        "auto",
+        "code",
+        "conversation",
+        "reasoning",
+        "tools",
+        "demo/demo-smart",
+    ]
+    assert (refused.status, refused.json()) == (403, not_allowed("demo/demo-fast"))
+    assert call("GET", gateway.url + "/v1/models/demo/demo-smart", key=key).json()["id"] == "demo/demo-smart"
