@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from .selectors import KeyInfo, apikey_lookup
+from .selectors import KeyInfo, apikey_find, key_refusal
 
 
 @dataclass(frozen=True)
@@ -44,11 +44,20 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             if request.META.get("HTTP_AUTHORIZATION") or request.META.get("HTTP_X_API_KEY") is not None:
                 raise exceptions.AuthenticationFailed("Malformed API key header.", code="invalid_api_key")
             return None
-        key = apikey_lookup(raw)
-        if key is None:
-            raise exceptions.AuthenticationFailed("Invalid API key.", code="invalid_api_key")
+        key = usable_key(apikey_find(raw))
         return ApiKeyPrincipal(key_id=key.id, name=key.name, is_staff=key.is_staff), key
 
     def authenticate_header(self, request: Request) -> str:
         # A value here makes DRF answer 401 (not 403) to a request without credentials.
         return 'Bearer realm="api"'
+
+
+def usable_key(key: KeyInfo | None) -> KeyInfo:
+    """``key`` if it may be used now, else the 401 that says why: unknown, disabled, expired."""
+    if key is None:
+        raise exceptions.AuthenticationFailed("Invalid API key.", code="invalid_api_key")
+    refusal = key_refusal(key)
+    if refusal is not None:
+        code, message = refusal
+        raise exceptions.AuthenticationFailed(message, code=code)
+    return key

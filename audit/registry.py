@@ -26,7 +26,7 @@ class Audited:
 
 
 AUDITED: tuple[Audited, ...] = (
-    Audited("accounts.ApiKey", "key", exclude=("hashed_key",)),
+    Audited("accounts.ApiKey", "key", exclude=("hashed_key", "previous_hashed_key")),
     Audited("accounts.Team", "team"),
     Audited("routing.Category", "category"),
     Audited("routing.ChainEntry", "chain_entry"),

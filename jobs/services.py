@@ -13,8 +13,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import ApiKey
-from accounts.selectors import KeyInfo
+from accounts.selectors import KeyInfo, key_info_by_id
 from llm import LLMError
 from routing import gateway, quota
 from routing.errors import GatewayError
@@ -82,22 +81,8 @@ def job_cancel(*, job: Job) -> Job:
 
 
 def _key_info(job: Job) -> KeyInfo | None:
-    if job.api_key_id is None:
-        return None
-    key = ApiKey.objects.filter(pk=job.api_key_id).first()
-    if key is None:
-        return None
-    return KeyInfo(
-        key.pk,
-        key.name,
-        key.is_staff,
-        key.rpm_limit,
-        key.tpm_limit,
-        key.max_tokens_cap,
-        key.max_prompt_tokens,
-        key.owner_id,
-        key.hashed_key,
-    )
+    # As it is now, team and allow-list included: a run walks only the models its key may still use.
+    return key_info_by_id(job.api_key_id) if job.api_key_id is not None else None
 
 
 def _finish(job_id: Any, delivery: int, **fields: Any) -> bool:

@@ -17,6 +17,7 @@ from rest_framework.views import APIView
 from accounts.selectors import KeyInfo
 from llm import count_tokens
 from routing import gateway, limits
+from routing.access import check_model
 from routing.api import serve_generation
 from routing.embedding import aembed, embedding_model, shortened
 from routing.selectors import routing_config
@@ -57,6 +58,7 @@ async def _embeddings(request: HttpRequest, endpoint: str) -> HttpResponseBase:
     texts: list[str] = data["input"]
     config = await routing_config.aget()
     info = embedding_model(config, data.get("model"))
+    check_model(key, info.model_id, config)
     estimate = sum(count_tokens(t) for t in texts)
     admitted = await limits.admit_key(key, prompt_tokens=estimate, max_tokens=0)
     request_id = request.request_id  # type: ignore[attr-defined]
@@ -66,12 +68,14 @@ async def _embeddings(request: HttpRequest, endpoint: str) -> HttpResponseBase:
         embedded = await aembed(texts, info.model_id, config=config)
     except BaseException as exc:
         limits.settle_tokens_soon(admitted.reservation, 0)  # as booked: a failed call used nothing
+        limits.release_slot_soon(admitted.slot)
         if isinstance(exc, ServiceError):
             error = exc.code
             embedding_usage_book(**book, tokens=0, error=error)
         raise
     # The key's tokens are what the model counted, as the usage record books them.
     limits.settle_tokens_soon(admitted.reservation, embedded.prompt_tokens)
+    limits.release_slot_soon(admitted.slot)
     error = ""
     try:
         vectors = shortened(embedded.vectors, data.get("dimensions"))

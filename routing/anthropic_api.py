@@ -38,6 +38,7 @@ from spignosapi.api.errors import error_parts
 from spignosapi.api.schema import SSE_EVENT
 
 from . import gateway
+from .access import allowed_route
 from .anthropic_messages import (
     MessagesRequest,
     StreamEncoder,
@@ -203,10 +204,14 @@ def _stream_error(exc: LLMError | GatewayError) -> Exception:
 
 
 async def _count_tokens(request: HttpRequest) -> HttpResponseBase:
-    await authenticate(request)
+    key = await authenticate(request)
     data = messages_request(json_body(request), require_max_tokens=False)
-    # The model must be one the gateway could route to, as Anthropic refuses an unknown model here too.
-    explicit_route(await routing_config.aget(), model=data.model, category=None)
+    # The model must be one the gateway could route to (and the key use), as Anthropic refuses an unknown
+    # model here too.
+    config = await routing_config.aget()
+    route = explicit_route(config, model=data.model, category=None)
+    if route is not None:
+        allowed_route(key, route, config)
     tokens = await sync_to_async(count_request_tokens, thread_sensitive=False)(data)
     return JsonResponse({"input_tokens": tokens})
 

@@ -50,6 +50,7 @@ from llm import (
 )
 
 from . import breaker, limits, metrics, quota, spans
+from .access import allowed_route
 from .breaker import BreakerState, default_breakers
 from .engine import SINGLE_ATTEMPT, handler_for
 from .errors import GatewayError, Reason, final_error
@@ -167,6 +168,7 @@ class Prepared:
     started: float
     attempts: list[dict[str, Any]] = field(default_factory=list)
     reservation: quota.Reservation | None = None  # settled (and cleared) by _book()
+    slot: limits.Slot | None = None  # the key's parallel-request slot, given back (and cleared) by _book()
     # Admitted by the request itself, in a server: _book() need not wait for the settle (see there).
     settle_in_background: bool = False
 
@@ -182,7 +184,7 @@ def admit(call: Call) -> quota.Reservation | None:
         call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens, choices=call.choices
     )
     try:
-        explicit_route(routing_config.get(), model=call.model, category=call.category)
+        _check_named_route(call, routing_config.get())
     except BaseException:
         limits.settle_tokens_sync(reservation, 0)
         raise
@@ -196,14 +198,21 @@ async def aadmit(call: Call) -> quota.Reservation | None:
         return None
     prompt_tokens = count_message_tokens(call.messages)
     admitted = await limits.admit_key(
-        call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens, choices=call.choices
+        call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens, choices=call.choices, hold_slot=False
     )
     try:
-        explicit_route(await routing_config.aget(), model=call.model, category=call.category)
+        _check_named_route(call, await routing_config.aget())
     except BaseException:
         await limits.settle_tokens(admitted.reservation, 0)
         raise
     return admitted.reservation
+
+
+def _check_named_route(call: Call, config: RoutingConfig) -> None:
+    """A model or category the call names must exist, and the key may use it (or one model of its chain)."""
+    route = explicit_route(config, model=call.model, category=call.category)
+    if route is not None:
+        allowed_route(call.key, route, config)
 
 
 async def _config() -> RoutingConfig:
@@ -229,17 +238,25 @@ async def _prepare(call: Call) -> Prepared:
         states = await breaker.states_for(config, route.chain)
         return Prepared(call, config, route, states, prompt_tokens, started, reservation=reservation)
     if ROUTING_MODES[mode].routes_before_limits:
-        route, states, reservation = await _limits_after_route(call, config, mode, prompt_tokens)
+        route, states, admitted = await _limits_after_route(call, config, mode, prompt_tokens)
     else:
-        route, states, reservation = await _limits_then_route(call, config, mode, prompt_tokens)
+        route, states, admitted = await _limits_then_route(call, config, mode, prompt_tokens)
     return Prepared(
-        call, config, route, states, prompt_tokens, started, reservation=reservation, settle_in_background=True
+        call,
+        config,
+        route,
+        states,
+        prompt_tokens,
+        started,
+        reservation=admitted.reservation,
+        slot=admitted.slot,
+        settle_in_background=True,
     )
 
 
 async def _limits_then_route(
     call: Call, config: RoutingConfig, mode: str, prompt_tokens: int
-) -> tuple[Route, dict[int, BreakerState], quota.Reservation | None]:
+) -> tuple[Route, dict[int, BreakerState], limits.Admitted]:
     assert call.key is not None
     admitted = await limits.admit_key(
         call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens, choices=call.choices
@@ -249,13 +266,14 @@ async def _limits_then_route(
         states = await breaker.states_for(config, route.chain)
     except BaseException:  # no call will be made: nothing was used
         await limits.settle_tokens(admitted.reservation, 0)
+        await limits.release_slot(admitted.slot)
         raise
-    return route, states, admitted.reservation
+    return route, states, admitted
 
 
 async def _limits_after_route(
     call: Call, config: RoutingConfig, mode: str, prompt_tokens: int
-) -> tuple[Route, dict[int, BreakerState], quota.Reservation | None]:
+) -> tuple[Route, dict[int, BreakerState], limits.Admitted]:
     assert call.key is not None
     route_error: Exception | None = None
     keys: list[str] = []
@@ -273,8 +291,9 @@ async def _limits_after_route(
         states = await breaker.states_for(config, route.chain, admitted.reads)
     except BaseException:
         await limits.settle_tokens(admitted.reservation, 0)
+        await limits.release_slot(admitted.slot)
         raise
-    return route, states, admitted.reservation
+    return route, states, admitted
 
 
 async def _route(call: Call, config: RoutingConfig, mode: str, prompt_tokens: int) -> Route:
@@ -296,6 +315,8 @@ async def _route(call: Call, config: RoutingConfig, mode: str, prompt_tokens: in
             classify=classify,
             similar=similar,
         )
+        # The chain walks only the models the key may use (403 when none is left).
+        route = allowed_route(call.key, route, config)
         route = await _by_strategy(call, config, route, prompt_tokens)
         traced.chosen(route)
     return route
@@ -767,9 +788,11 @@ async def _book(
     energy = meta.pop("_energy", {})
     tokens_per_sec = meta.pop("_tokens_per_sec", None)
     reservation, prepared.reservation = prepared.reservation, None
+    slot, prepared.slot = prepared.slot, None
     used = int(meta["prompt_tokens"]) + int(meta["completion_tokens"])
     if final and prepared.settle_in_background:  # a server's request: its response need not wait for Redis
         limits.settle_tokens_soon(reservation, used)
+        limits.release_slot_soon(slot)
     elif final:  # a job's run: its worker's loop would cancel a settle still under way when the task returns
         await limits.settle_tokens(reservation, used)
     if status == "ok":

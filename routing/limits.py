@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -59,12 +60,13 @@ def _rpm_limited(limit: int, time_left: int) -> GatewayError:
 
 
 def _tpm_limited(counter: quota.Counter, retry_after: int, choices: int) -> GatewayError:
-    message = f"Token limit reached: {counter.limit} tokens per minute for this key."
+    whose = "its team" if ":team:" in counter.name else "this key"
+    message = f"Token limit reached: {counter.limit} tokens per minute for {whose}."
     if counter.amount > counter.limit:  # no minute will ever admit it: say why
         completion = "max_tokens" if choices == 1 else f"max_tokens for each of its {choices} choices"
         fewer = "" if choices == 1 else ", ask for fewer choices"
         message = (
-            f"This request may use {counter.amount} tokens (its prompt and {completion}); this key allows "
+            f"This request may use {counter.amount} tokens (its prompt and {completion}); {whose} allows "
             f"{counter.limit} tokens per minute. Lower max_tokens{fewer} or shorten the prompt."
         )
     return GatewayError(
@@ -140,12 +142,15 @@ return allowed
 """
 
 
-# One round trip for a key's admission: requests/minute (django-ratelimit's counter: set to 1 if new,
-# else incremented; skipped when ARGV[1] is 0, the rate limiter disabled), then (unless refused) the caps
-# verdict computed by the caller, then the quota reservation (tokens/minute) from ARGV[4] on, its counters'
-# keys from KEYS[2]. Returns {verdict, n}: 0 admitted, 1 over RPM (n: the count), 2 over a cap, 3 over a
-# quota (n: which counter); when admitted, followed by the values of the keys after the counters' (the
-# gateway's breaker entries).
+# One round trip for a key's admission. KEYS: the key's requests/minute counter (django-ratelimit's), its
+# team's, its parallel-request slots, then the quota counters (from KEYS[4]), then keys to read.
+# ARGV: [1] the key's RPM limit (0: the rate limiter is disabled, count nothing), [2] that counter's TTL,
+# [3] the caps verdict computed by the caller (1 ok), [4] the team's RPM limit (0: none), [5] the parallel
+# limit (0: none), [6] a slot's lease end, [7] the slot's id, [8] now, then the quota reservation's arguments
+# from ARGV[9] (its counters: the key's tokens/minute, and its team's). In that order: RPM (key, team), caps,
+# parallel requests, quota. Returns {verdict, n}: 0 admitted, 1 over the key's RPM (n: the count), 2 over a
+# cap, 3 over a quota (n: which counter), 4 over the team's RPM, 5 over the parallel limit; when admitted,
+# followed by the values of the keys after the counters' (the gateway's breaker entries).
 _ADMIT_LUA = (
     quota.RESERVE_LUA
     + """
@@ -153,49 +158,111 @@ local count = 0
 if ARGV[1] ~= '0' then
   if redis.call('SET', KEYS[1], 1, 'EX', ARGV[2], 'NX') then count = 1 else count = redis.call('INCR', KEYS[1]) end
   if count > tonumber(ARGV[1]) then return {1, count} end
+  if ARGV[4] ~= '0' then
+    local team = 1
+    if not redis.call('SET', KEYS[2], 1, 'EX', ARGV[2], 'NX') then team = redis.call('INCR', KEYS[2]) end
+    if team > tonumber(ARGV[4]) then return {4, team} end
+  end
 end
 if ARGV[3] == '0' then return {2, count} end
-local over = quota_reserve(2, 4)
+local parallel = tonumber(ARGV[5])
+if parallel > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[8])
+  if redis.call('ZCARD', KEYS[3]) >= parallel then
+    return {5, parallel}
+  end
+end
+local over = quota_reserve(4, 9)
 if over > 0 then return {3, over} end
+if parallel > 0 then
+  redis.call('ZADD', KEYS[3], ARGV[6], ARGV[7])
+  redis.call('EXPIRE', KEYS[3], math.ceil(tonumber(ARGV[6]) - tonumber(ARGV[8])) + 60)
+end
 local out = {0, count}
-for i = 2 + 2 * tonumber(ARGV[7]), #KEYS do out[#out + 1] = redis.call('GET', KEYS[i]) end
+for i = 4 + 2 * tonumber(ARGV[12]), #KEYS do out[#out + 1] = redis.call('GET', KEYS[i]) end
 return out
 """
 )
 
+_RELEASE_SLOT_LUA = "return redis.call('ZREM', KEYS[1], ARGV[1])"
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One of a key's parallel-request slots, held from admission until the call is booked (or its lease
+    lapses: a process killed mid-call does not hold it for ever)."""
+
+    name: str  # the key's sorted set of slots
+    id: str
+
 
 @dataclass(frozen=True, slots=True)
 class Admitted:
-    """A key's admission: its tokens reservation (None when the limiter was unavailable: nothing to settle)
-    and the raw values of the keys it was asked to read (None each when they could not be read)."""
+    """A key's admission: its tokens reservation (None when the limiter was unavailable: nothing to settle),
+    its parallel-request slot (None: no such limit), and the raw values of the keys it was asked to read
+    (None each when they could not be read)."""
 
     reservation: quota.Reservation | None
     reads: list[bytes | None] | None
+    slot: Slot | None = None
+
+
+def parallel_slots_name(key_id: int) -> str:
+    return cache_redis.make_key(f"parallel:{key_id}")
+
+
+def team_rpm_counter_name(team_id: int, now: float) -> str:
+    return cache_redis.make_key(f"rpm:team:{team_id}:{int(now // 60)}")
+
+
+def team_tpm_counter_name(team_id: int, now: float) -> str:
+    return cache_redis.make_key(f"tpm:team:{team_id}:{int(now // TPM_WINDOW_S)}")
 
 
 class _Admission:
     """One admission's keys and arguments for ``_ADMIT_LUA``, and how to read its verdict."""
 
     def __init__(
-        self, key: KeyInfo, prompt_tokens: int, max_tokens: int, choices: int, clock: Callable[[], float]
+        self,
+        key: KeyInfo,
+        prompt_tokens: int,
+        max_tokens: int,
+        choices: int,
+        clock: Callable[[], float],
+        *,
+        hold_slot: bool = True,
     ) -> None:
+        self.key = key
         self.caps = caps_error(key, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
         self.choices = choices
         self.limit, rate = _rpm_rate(key)
         value = str(key.id)
         self.window = _get_window(value, 60)
         rpm_key = cache_redis.make_key(_make_cache_key(RPM_GROUP, self.window, rate, value, get_usage.ALL))
-        now = clock()
+        now = self.now = clock()
         # The most the call can use: its prompt and every token it may generate (max_tokens, at most the
         # key's cap, else the caps refuse it, for each of its choices).
-        self.tpm = _tpm_counter(key, max(prompt_tokens, 0) + max(max_tokens, 0) * max(choices, 1), now)
+        most = max(prompt_tokens, 0) + max(max_tokens, 0) * max(choices, 1)
+        self.tpm = [_tpm_counter(key, most, now)]
+        if key.team_id is not None and key.team_tpm_limit:
+            # The team's minute: every key of the team reserves on the one counter.
+            self.tpm.append(
+                quota.Counter(team_tpm_counter_name(key.team_id, now), most, key.team_tpm_limit, self.tpm[0].expires_at)
+            )
         self.retry_after = int(TPM_WINDOW_S - now % TPM_WINDOW_S) + 1
         # A hold lives as long as its minute's counter: a reservation never settled ends with the minute.
-        self.reserve = quota.plan([self.tpm], now=now, hold_until=self.tpm.expires_at)
-        self.keys = [rpm_key, *self.reserve.keys]
+        self.reserve = quota.plan(self.tpm, now=now, hold_until=self.tpm[0].expires_at)
+        team_rpm = key.team_rpm_limit if key.team_id is not None and key.team_rpm_limit else 0
+        team_rpm_key = team_rpm_counter_name(key.team_id or 0, now)
+        parallel = (key.max_parallel_requests or 0) if hold_slot else 0
+        self.slot = Slot(parallel_slots_name(key.id), os.urandom(8).hex()) if parallel else None
+        self.keys = [rpm_key, team_rpm_key, parallel_slots_name(key.id), *self.reserve.keys]
         caps_ok = 0 if self.caps else 1
         rpm_limit = self.limit if _limits_enabled() else 0  # django-ratelimit counts nothing when disabled
-        self.args = [rpm_limit, 60 + EXPIRATION_FUDGE, caps_ok, *self.reserve.args]
+        lease_end = now + settings.KEY_PARALLEL_LEASE_S
+        slot_id = self.slot.id if self.slot else ""
+        self.args = [rpm_limit, 60 + EXPIRATION_FUDGE, caps_ok, team_rpm, parallel, repr(lease_end), slot_id]
+        self.args += [repr(now), *self.reserve.args]
 
     def unavailable(self) -> Admitted:
         logger.warning("rate limiter unavailable; letting the request through", exc_info=True)
@@ -211,8 +278,32 @@ class _Admission:
             assert self.caps is not None
             raise self.caps
         if verdict == 3:
-            raise _tpm_limited(self.tpm, self.retry_after, self.choices)
-        return Admitted(self.reserve.reservation, list(reply[2:]))
+            raise _tpm_limited(self.tpm[reply[1] - 1], self.retry_after, self.choices)
+        if verdict == 4:
+            raise _team_rpm_limited(self.key, int(60 - self.now % 60) + 1)
+        if verdict == 5:
+            raise _parallel_limited(self.key)
+        return Admitted(self.reserve.reservation, list(reply[2:]), self.slot)
+
+
+def _team_rpm_limited(key: KeyInfo, retry_after: int) -> GatewayError:
+    return GatewayError(
+        f"Rate limit reached: {key.team_rpm_limit} requests per minute for the team {key.team_name!r}.",
+        reason=Reason.RATE_LIMITED,
+        code="rpm_limit_exceeded",
+        retryable=True,
+        retry_after=retry_after,
+    )
+
+
+def _parallel_limited(key: KeyInfo) -> GatewayError:
+    return GatewayError(
+        f"Too many requests at once: this key may have {key.max_parallel_requests} under way.",
+        reason=Reason.RATE_LIMITED,
+        code="parallel_limit_exceeded",
+        retryable=True,
+        retry_after=1,  # a slot frees as soon as one of the key's requests ends
+    )
 
 
 def _limits_enabled() -> bool:
@@ -228,7 +319,8 @@ def admit_key_sync(
     clock: Callable[[], float] = time.time,
 ) -> quota.Reservation | None:
     """``admit_key`` for synchronous callers (the session's async-job submission), on the process's pool."""
-    admission = _Admission(key, prompt_tokens, max_tokens, choices, clock)
+    # No parallel-request slot: the call runs later, in a worker (the workers' concurrency bounds it).
+    admission = _Admission(key, prompt_tokens, max_tokens, choices, clock, hold_slot=False)
     try:
         reply = cache_redis.sync_script(_ADMIT_LUA)(keys=admission.keys, args=admission.args)
     except Exception:
@@ -243,16 +335,19 @@ async def admit_key(
     max_tokens: int,
     choices: int = 1,
     read: Sequence[str] = (),
+    hold_slot: bool = True,
     clock: Callable[[], float] = time.time,
 ) -> Admitted:
-    """The key's requests/minute, its caps and its tokens/minute reservation, in one round trip.
+    """The key's (and its team's) requests/minute, its caps, a parallel-request slot and its (and its team's)
+    tokens/minute reservation, in one round trip.
 
     In that order: a request refused on its caps still counts against the key's requests/minute, and one
-    refused on either limit reserves nothing. The reservation (the prompt plus ``max_tokens`` for each of
+    refused on any limit reserves nothing. The reservation (the prompt plus ``max_tokens`` for each of
     the call's ``choices``) must be settled with ``settle_tokens`` once the call is over, whatever its
-    outcome. The same round trip reads the (already prefixed) cache keys ``read``.
+    outcome, and the slot given back with ``release_slot``. ``hold_slot=False``: the call runs later, in a
+    worker, and takes no slot. The same round trip reads the (already prefixed) cache keys ``read``.
     """
-    admission = _Admission(key, prompt_tokens, max_tokens, choices, clock)
+    admission = _Admission(key, prompt_tokens, max_tokens, choices, clock, hold_slot=hold_slot)
     try:
         reply = await cache_redis.client().script(_ADMIT_LUA, [*admission.keys, *read], admission.args)
     except Exception:
@@ -266,7 +361,7 @@ async def settle_tokens(reservation: quota.Reservation | None, used: int) -> Non
     if reservation is None:
         return
     try:
-        await quota.reconcile(cache_redis.client(), reservation, [used])
+        await quota.reconcile(cache_redis.client(), reservation, [used] * len(reservation.holds))
     except Exception:  # the hold lapses with its minute
         logger.warning("token limiter unavailable; the reservation lapses on its own", exc_info=True)
 
@@ -289,12 +384,31 @@ def settle_tokens_soon(reservation: quota.Reservation | None, used: int) -> None
     task.add_done_callback(_settling.discard)
 
 
+async def release_slot(slot: Slot | None) -> None:
+    """Give back a parallel-request slot (once the call is booked). Idempotent."""
+    if slot is None:
+        return
+    try:
+        await cache_redis.client().script(_RELEASE_SLOT_LUA, [slot.name], [slot.id])
+    except Exception:  # the slot lapses with its lease
+        logger.warning("limiter unavailable; the parallel-request slot lapses on its own", exc_info=True)
+
+
+def release_slot_soon(slot: Slot | None) -> None:
+    """``release_slot`` without waiting for Redis's answer (a server's requests only: see ``settle_tokens_soon``)."""
+    if slot is None:
+        return
+    task = asyncio.get_running_loop().create_task(release_slot(slot))
+    _settling.add(task)
+    task.add_done_callback(_settling.discard)
+
+
 def settle_tokens_sync(reservation: quota.Reservation | None, used: int) -> None:
     """``settle_tokens`` for synchronous callers."""
     if reservation is None:
         return
     try:
-        quota.reconcile_sync(cache_redis.sync_client(), reservation, [used])
+        quota.reconcile_sync(cache_redis.sync_client(), reservation, [used] * len(reservation.holds))
     except Exception:
         logger.warning("token limiter unavailable; the reservation lapses on its own", exc_info=True)
 

@@ -24,10 +24,11 @@ from spignosapi.api.errors import NotFound
 from spignosapi.api.schema import SSE_EVENT
 
 from . import gateway
+from .access import model_allowed, not_allowed, restricts
 from .api import SSE_HEADERS, stream_error_payload
 from .errors import GatewayError
 from .router import ROUTER_ALIASES
-from .selectors import routing_config
+from .selectors import RoutingConfig, routing_config
 from .serializers import ChatCompletionInput, ChatCompletionSchema, chat_params
 
 
@@ -286,9 +287,10 @@ class ChatCompletionsAliasView(APIView):
 chat_completions_alias_view = async_endpoint(ChatCompletionsAliasView, {"POST": _chat})
 
 
-def _model_entries() -> dict[str, dict[str, Any]]:
+def _model_entries(key: KeyInfo | None = None) -> dict[str, dict[str, Any]]:
     """What ``GET /v1/models`` lists, by id: the router, the categories, the model aliases that lead somewhere
-    (not those naming a disabled model), then the concrete models."""
+    (not those naming a disabled model), then the concrete models; for a ``key`` with an allow-list, only
+    those that lead to a model it may use."""
     config = routing_config.get()
     entries = {alias: _model_entry(alias, "spignosapi") for alias in ("router", "auto")}
     entries.update((name, _model_entry(name, "spignosapi")) for name in sorted(config.categories))
@@ -299,32 +301,50 @@ def _model_entries() -> dict[str, dict[str, Any]]:
     )
     models = sorted(config.models.items())
     entries.update((model_id, _model_entry(model_id, info.provider)) for model_id, info in models)
+    if restricts(key):
+        entries = {name: entry for name, entry in entries.items() if _leads_to_allowed(key, name, config)}
     return entries
+
+
+def _leads_to_allowed(key: KeyInfo | None, name: str, config: RoutingConfig) -> bool:
+    """Does the listed name ``name`` lead to a model ``key`` may use? (The router always may: it is refused
+    per request, when the chain it picks has none.)"""
+    if name in config.models:
+        return model_allowed(key, name, config)
+    alias = config.aliases.get(name) if name not in config.categories else None
+    if alias is not None and alias.model is not None:
+        return model_allowed(key, alias.model, config)
+    category = config.categories.get(alias.category if alias is not None and alias.category else name)
+    if category is None:
+        return name in ROUTER_ALIASES
+    return any(model_allowed(key, model_id, config) for model_id in category.chain)
 
 
 def _model_entry(model_id: str, owned_by: str) -> dict[str, Any]:
     return {"id": model_id, "object": "model", "created": 0, "owned_by": owned_by}
 
 
-def models_payload() -> dict[str, Any]:
-    return {"object": "list", "data": list(_model_entries().values())}
+def models_payload(key: KeyInfo | None = None) -> dict[str, Any]:
+    return {"object": "list", "data": list(_model_entries(key).values())}
 
 
 async def _models(request: HttpRequest) -> HttpResponseBase:
-    await authenticate(request)
+    key = await authenticate(request)
     from asgiref.sync import sync_to_async
 
-    return JsonResponse(await sync_to_async(models_payload, thread_sensitive=False)())
+    return JsonResponse(await sync_to_async(models_payload, thread_sensitive=False)(key))
 
 
 async def _model(request: HttpRequest, model: str) -> HttpResponseBase:
-    await authenticate(request)
+    key = await authenticate(request)
     from asgiref.sync import sync_to_async
 
-    entry = (await sync_to_async(_model_entries, thread_sensitive=False)()).get(model)
-    if entry is None:
+    entries = await sync_to_async(_model_entries, thread_sensitive=False)()
+    if model not in entries:
         raise NotFound(f"The model {model!r} does not exist.", code="model_not_found", param="model")
-    return JsonResponse(entry)
+    if not _leads_to_allowed(key, model, await routing_config.aget()):
+        raise not_allowed(f"This API key may not use the model {model!r}.")
+    return JsonResponse(entries[model])
 
 
 class ModelsView(APIView):

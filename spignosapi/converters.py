@@ -21,12 +21,14 @@ def _converter(name: str, regex: str) -> type[StringConverter]:
 
 
 def register() -> None:
-    """Register ``<model_id:…>``, ``<model_name:…>``, ``<alias:…>``, ``<category:…>``, ``<collection:…>``,
+    """Register ``<key_prefix:…>``, ``<team:…>``,
+    ``<model_id:…>``, ``<model_name:…>``, ``<alias:…>``, ``<category:…>``, ``<collection:…>``,
     ``<document:…>``, ``<session:…>`` and ``<response_id:…>``.
 
     Called once, from the platform's ``AppConfig.ready()``: after every model is loaded, before any URL conf
     (HTTP or WebSocket) is imported.
     """
+    from accounts.models import KEY_PREFIX, PREFIX_CHARS, PREFIX_MAX_LENGTH, ApiKey, Team
     from jobs.models import Job
     from rag.models import Collection, Document
     from routing.models import ALIAS_NAME_CHARS, Category, LLMModel, ModelAlias, Provider, StoredResponse
@@ -52,6 +54,11 @@ def register() -> None:
     # A document's id is the client's own (any characters, slashes too), bounded by its column.
     register_converter(_converter("DocumentConverter", f".{{1,{max_length(Document, 'external_id')}}}"), "document")
     register_converter(_converter("SessionConverter", f"{SLUG}{{1,{max_length(Job, 'session_id')}}}"), "session")
+    # A key's prefix (``spg-`` and up to 12 characters) and a team's name.
+    rest = max_length(ApiKey, "prefix") - len(KEY_PREFIX)
+    assert rest == PREFIX_MAX_LENGTH - len(KEY_PREFIX)
+    register_converter(_converter("KeyPrefixConverter", f"{KEY_PREFIX}{PREFIX_CHARS}{{1,{rest}}}"), "key_prefix")
+    register_converter(_converter("TeamConverter", f"{SLUG}{{1,{max_length(Team, 'name')}}}"), "team")
     # A Responses API id (``resp_`` and hex, as the door makes them; any slug, so an unknown one is the door's 404).
     register_converter(
         _converter("ResponseIdConverter", f"{SLUG}{{1,{max_length(StoredResponse, 'id')}}}"), "response_id"

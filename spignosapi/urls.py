@@ -16,6 +16,7 @@ from .metrics import metrics_view
 
 api_v1: list[URLPattern | URLResolver] = [
     path("status", views.StatusView.as_view(), name="status"),
+    path("", include("accounts.urls")),
     path("", include("routing.urls")),
     path("", include("energy.urls")),
     path("", include("jobs.urls")),

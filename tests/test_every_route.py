@@ -69,7 +69,7 @@ def routes_of(patterns: Sequence[URLPattern | URLResolver], parents: tuple[Any, 
 HTTP_ROUTES = [route for route in routes_of(get_resolver().url_patterns) if route.params]
 WEBSOCKET_ROUTES = [route for route in routes_of(websocket_urlpatterns) if route.params]
 # Values some id of the seeded platform takes (each route's parameters get the first that its converter takes).
-SAMPLES = ["demo/demo-fast", "code", "routing", "1", str(uuid.uuid4()), "A" * 32]
+SAMPLES = ["demo/demo-fast", "code", "routing", "1", str(uuid.uuid4()), "A" * 32, "spg-AbCd-123"]
 # Ids no route may take: NUL and other control characters (C0, DEL, C1), escapes that are not UTF-8 (an
 # invalid byte, an overlong slash, an encoded surrogate, a cut sequence), and a path longer than any route's.
 IMPOSSIBLE_IDS = [
@@ -97,6 +97,9 @@ def test_the_walk_finds_the_routes_with_ids() -> None:
         "api/v1/jobs/%(job_id)s",
         "api/v1/stream/%(session_id)s",
         "api/v1/routing/categories/%(name)s",
+        "api/v1/keys/%(prefix)s",
+        "api/v1/keys/%(prefix)s/rotate",
+        "api/v1/teams/%(name)s",
         "api/v1/routing/aliases/%(name)s",
         "api/v1/routing/circuit-breakers/%(model)s/reset",
         "api/v1/embeddings/batches/%(batch_id)s",
@@ -162,7 +165,8 @@ def test_an_id_longer_than_its_column_is_a_404_at_every_api_route(gateway: Gatew
             body = b'{"documents": [{"id": "d", "text": "hello"}]}' if method in ("POST", "PUT", "PATCH") else None
             problems.append(not_found_problem(call(method, gateway.url + path, raw=body, key=staff), method, path))
     assert [problem for problem in problems if problem] == []
-    assert len(problems) == 12 * len(API_METHODS)  # the API's twelve ids: eleven routes, a document's has two
+    # The API's fifteen ids: fourteen routes, a document's has two.
+    assert len(problems) == 15 * len(API_METHODS)
 
 
 def ws_close_code(gateway: Gateway, path: str, key: str) -> int:

@@ -84,13 +84,18 @@ def test_the_stored_hash_does_not_authenticate() -> None:
     assert response.status_code == 401
 
 
-def test_a_deactivated_key_is_refused() -> None:
+def test_a_deactivated_key_is_refused_as_disabled() -> None:
     key, raw = apikey_create(name="k")
     key.is_active = False
     key.save()
     response = APIClient().get("/api/v1/status", HTTP_AUTHORIZATION=f"Bearer {raw}")
     assert response.status_code == 401
-    assert response.json()["error"]["code"] == "invalid_api_key"
+    assert response.json()["error"] == {
+        "message": "This API key is disabled.",
+        "type": "authentication_error",
+        "code": "key_disabled",
+        "param": None,
+    }
 
 
 def test_a_non_bearer_authorization_scheme_is_refused() -> None:

@@ -242,6 +242,8 @@ def test_a_key_added_and_changed_in_the_admin_is_logged_without_its_secret(
                 "is_staff": [None, False],
                 "is_active": [None, True],
                 "rpm_limit": [None, 60],
+                "tags": [None, []],
+                "allowed_models": [None, []],
             },
         ),
         ("update", "key", str(key), {"rpm_limit": [60, 120], "team": [None, "research"]}),
@@ -268,7 +270,7 @@ def test_a_team_added_and_renamed_in_the_admin(admin_client: Client, seeded_db: 
     team = Team.objects.get(name="ml")
     admin_save(admin_client, f"/admin/accounts/team/{team.pk}/change/", name="research")
     assert log(admin_client, model="team", object=str(team.pk)) == [
-        ("create", "team", "ml", {"name": [None, "ml"]}),
+        ("create", "team", "ml", {"name": [None, "ml"], "allowed_models": [None, []]}),
         ("update", "team", "research", {"name": ["ml", "research"]}),
     ]
 
@@ -431,7 +433,7 @@ def test_bad_filters_are_a_400_naming_the_parameter(
 def test_every_audited_model_leaves_its_secret_looking_fields_out(db: None) -> None:
     assert [(entry.model, secret_fields_logged(entry)) for entry in AUDITED if secret_fields_logged(entry)] == []
     careless = Audited("accounts.ApiKey", "key")
-    assert secret_fields_logged(careless) == ["hashed_key"]
+    assert secret_fields_logged(careless) == ["hashed_key", "previous_hashed_key"]
 
 
 def test_start_up_refuses_a_registry_that_would_log_a_secret(db: None, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -443,5 +445,5 @@ def test_start_up_refuses_a_registry_that_would_log_a_secret(db: None, monkeypat
 def test_a_change_outside_any_request_has_no_actor(seeded_db: None, admin_client: Client) -> None:
     Team.objects.create(name="cli")
     [entry] = audit(admin_client)
-    assert (entry["actor"], entry["action"], entry["changes"]) == (None, "create", {"name": [None, "cli"]})
+    assert (entry["actor"], entry["action"], entry["changes"]) == (None, "create", {"name": [None, "cli"], "allowed_models": [None, []]})
     assert datetime.fromisoformat(entry["at"]) == LogEntry.objects.get().timestamp

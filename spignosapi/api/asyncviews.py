@@ -19,8 +19,8 @@ from django.http import HttpRequest, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 
-from accounts.authentication import raw_key_from
-from accounts.selectors import KeyInfo, active_keys, apikey_lookup, apikey_match, apikey_may_exist
+from accounts.authentication import raw_key_from, usable_key
+from accounts.selectors import KeyInfo, active_keys, apikey_find, apikey_match, apikey_may_exist
 from spignosapi.fastpath.validation import validated as validated  # the views' one validation step
 
 from .errors import InvalidRequest, error_response
@@ -39,10 +39,8 @@ async def authenticate(request: HttpRequest) -> KeyInfo:
     # in it may have been created a moment ago by another process: only then look at the version now.
     key = apikey_match(raw, await active_keys.aget())
     if key is None and apikey_may_exist(raw):
-        key = await sync_to_async(apikey_lookup, thread_sensitive=False)(raw)
-    if key is None:
-        raise exceptions.AuthenticationFailed("Invalid API key.", code="invalid_api_key")
-    return key
+        key = await sync_to_async(apikey_find, thread_sensitive=False)(raw)
+    return usable_key(key)  # a disabled or expired key: the 401 that says so
 
 
 def json_body(request: HttpRequest) -> dict[str, Any]:

@@ -28,6 +28,11 @@ DEFAULT_RPM_LIMIT = env_int("DEFAULT_RPM_LIMIT", 600, minimum=1)
 DEFAULT_TPM_LIMIT = env_int("DEFAULT_TPM_LIMIT", 1_000_000, minimum=1)
 DEFAULT_MAX_TOKENS_CAP = env_int("DEFAULT_MAX_TOKENS_CAP", 16_384, minimum=1)
 DEFAULT_MAX_PROMPT_TOKENS = env_int("DEFAULT_MAX_PROMPT_TOKENS", 128_000, minimum=1)
+# A key's parallel-request slot is a lease: a process killed mid-request frees it when the lease lapses. It
+# outlasts the longest call (the providers' timeouts are at most 300 s by default).
+KEY_PARALLEL_LEASE_S = env_int("KEY_PARALLEL_LEASE_S", 600, minimum=1)
+# After a rotation, how long the old secret keeps working (a request may ask for another grace period).
+KEY_ROTATION_GRACE_S = env_int("KEY_ROTATION_GRACE_S", 24 * 3600, minimum=0)
 # How long a request may wait for a model's outbound budget before the model is skipped.
 OUTBOUND_BUDGET_WAIT_S = env_float("OUTBOUND_BUDGET_WAIT_S", 0.0, minimum=0.0)
 
