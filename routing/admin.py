@@ -83,8 +83,9 @@ class LLMModelAdmin(ReloadsRouting, admin.ModelAdmin[LLMModel]):
         "tpm_budget",
         "enabled",
         "monitor",
+        "public",
     ]
-    list_filter = ["provider", "kind", "enabled", "monitor"]
+    list_filter = ["provider", "kind", "enabled", "monitor", "public"]
     search_fields = ["name", "provider__name"]
     list_select_related = ["provider"]
 

@@ -100,6 +100,9 @@ class LLMModel(models.Model):
     )
     enabled = models.BooleanField(default=True)
     monitor = models.BooleanField(default=True, help_text="Probed by the availability monitor.")
+    public = models.BooleanField(
+        default=False, help_text="Listed on the public status page (/status/); only monitored models are."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
