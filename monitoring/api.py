@@ -15,9 +15,11 @@ from accounts.permissions import IsStaff
 from spignosapi.api.errors import NotFound
 
 from . import selectors, services
-from .models import Probe
+from .models import Incident, Probe
 from .serializers import (
     HistoryQuery,
+    IncidentOutput,
+    IncidentsQuery,
     PlatformStatusQuery,
     ProbeOutput,
     RefreshAccepted,
@@ -52,6 +54,31 @@ class PlatformStatusView(APIView):
         if not rows:
             raise NotFound(f"No monitored model {query['model']!r}.", code="model_not_found", param="model")
         return Response(selectors.model_status(rows[0]))
+
+
+class IncidentsView(ListAPIView[Incident]):
+    """Public like the platform status: what a status page's readers see, read-only."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    serializer_class = IncidentOutput
+
+    @extend_schema(
+        summary="Incidents (public), newest first: automatic and manual, each with its timeline",
+        parameters=[IncidentsQuery],
+        auth=[],
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self) -> Any:
+        query = _query(IncidentsQuery, self.request)
+        model = None
+        if query.get("model"):
+            model = selectors.find_model(query["model"])
+            if model is None:
+                raise NotFound(f"No model {query['model']!r}.", code="model_not_found", param="model")
+        return selectors.incidents(model=model, state=query.get("state") or None)
 
 
 class StatsView(APIView):

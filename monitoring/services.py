@@ -26,7 +26,7 @@ from routing.selectors import ModelInfo, routing_config
 from spignosapi import loops
 from spignosapi.api.errors import InvalidRequest
 
-from . import statistics
+from . import incidents, statistics
 from .models import ModelStats, Probe, Rollup
 from .probes import Outcome, ProbeSpec, Thresholds, classify, probe_all
 
@@ -77,7 +77,7 @@ def probe_run(
 ) -> list[Probe]:
     """Probe these models now (concurrently, bounded) and store one probe each; disabled ones are skipped.
 
-    Each model's ``last_probe`` and statistics are updated at once, so ``/stats`` shows the result.
+    Each model's ``last_probe``, statistics and incidents are updated at once, so ``/stats`` shows the result.
     """
     config = routing_config.get()
     by_pk = {m.pk: m for m in config.models.values()}
@@ -103,7 +103,9 @@ def probe_run(
         )
         for row in rows:
             _set_last_probe(row)
-    stats_refresh(model_pks=[m.pk for m in targets], now=now())
+    moment = now()
+    stats_refresh(model_pks=[m.pk for m in targets], now=moment)
+    incidents.incidents_update(model_pks=[m.pk for m in targets], now=moment)
     return rows
 
 
