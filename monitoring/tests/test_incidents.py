@@ -69,7 +69,10 @@ def test_an_incident_opens_after_n_consecutive_failed_probes_and_not_before(moni
 def test_an_open_breaker_opens_an_incident_while_it_refuses_traffic(monitored: Fake) -> None:
     make_probe(demo("demo-fast"), NOW - timedelta(minutes=1), last=True)  # the probes still pass
     CircuitBreaker.objects.create(
-        model=demo("demo-fast"), state="open", opened_at=(NOW - timedelta(seconds=60)).timestamp(), last_error="HTTP 500"
+        model=demo("demo-fast"),
+        state="open",
+        opened_at=(NOW - timedelta(seconds=60)).timestamp(),
+        last_error="HTTP 500",
     )
     # demo-smart's breaker opened longer ago than its open period: its next request is a trial, not refused.
     CircuitBreaker.objects.create(
