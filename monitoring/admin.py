@@ -129,17 +129,19 @@ class IncidentAdmin(admin.ModelAdmin[Incident]):
     readonly_fields = ["automatic", "updated_at"]
     inlines = [IncidentUpdateInline]
 
-    def save_model(self, request: HttpRequest, obj: Incident, form: ModelForm[Incident], change: bool) -> None:
-        was_open = not change or Incident.objects.filter(pk=obj.pk, resolved_at__isnull=True).exists()
-        super().save_model(request, obj, form, change)
-        if not change:
-            webhooks.notify("incident.opened", incident_payload(obj))
-        elif was_open and obj.resolved_at is not None:
-            webhooks.notify("incident.resolved", incident_payload(obj))
-
     def save_related(self, request: HttpRequest, form: ModelForm[Incident], formsets: Any, change: bool) -> None:
         super().save_related(request, form, formsets, change)
-        # The incident's "updated at" is its newest update's time.
-        newest = form.instance.updates.order_by("-created_at").first()
-        if newest is not None and newest.created_at > form.instance.updated_at:
-            Incident.objects.filter(pk=form.instance.pk).update(updated_at=newest.created_at)
+        # "Updated at" (the feed entry's <updated>) is when the incident last changed for its readers: its start,
+        # its newest update or its resolution, whichever is latest; not when the form was saved.
+        incident = form.instance
+        moments = [incident.started_at, *(u.created_at for u in incident.updates.all())]
+        if incident.resolved_at is not None:
+            moments.append(incident.resolved_at)
+        Incident.objects.filter(pk=incident.pk).update(updated_at=max(moments))
+        incident.refresh_from_db()
+        # Announced once its timeline is saved, so the webhook carries it.
+        was_open = not change or form.initial.get("resolved_at") is None
+        if not change:
+            webhooks.notify("incident.opened", incident_payload(incident))
+        if was_open and incident.resolved_at is not None:
+            webhooks.notify("incident.resolved", incident_payload(incident))
