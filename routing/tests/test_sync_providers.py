@@ -543,3 +543,22 @@ def test_it_refuses_a_drop_params_that_is_not_a_boolean(tmp_path: Path) -> None:
         CONTRACT_EXAMPLE.replace("    timeout_s: 300\n", "    timeout_s: 300\n    drop_params: sometimes\n"),
         "providers[0] (openai).drop_params: expected true or false, got 'sometimes'",
     )
+
+
+def test_a_model_is_put_on_the_public_status_page_by_public_true(tmp_path: Path) -> None:
+    sync(tmp_path, CONTRACT_EXAMPLE)
+    assert LLMModel.objects.get().public is False  # not public unless the file says so
+
+    sync(tmp_path, CONTRACT_EXAMPLE.replace("        monitor: true\n", "        monitor: true\n        public: true\n"))
+    assert LLMModel.objects.get().public is True
+
+    assert_refused(
+        tmp_path,
+        CONTRACT_EXAMPLE.replace("        monitor: true\n", "        monitor: true\n        public: yes please\n"),
+        "providers[0] (openai).models[0].public: expected true or false, got 'yes please'",
+    )
+
+
+def test_the_demo_models_are_public(db: None) -> None:
+    seed_defaults()
+    assert sorted(m.model_id for m in LLMModel.objects.filter(public=True)) == ["demo/demo-fast", "demo/demo-smart"]
