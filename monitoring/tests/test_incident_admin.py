@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from datetime import timedelta
 
 import pytest
@@ -11,7 +13,9 @@ from pytest_django import Settings
 
 from monitoring.models import Incident, MaintenanceWindow
 from monitoring.selectors import model_states, monitored_rows
+from spignosapi.tests.test_webhooks import Receiver, receiver  # noqa: F401 (a fixture)
 from tests.fixtures import Fake
+from tests.helpers import wait_until
 
 from .factories import demo
 
@@ -33,8 +37,8 @@ def test_the_pages_render(admin_client: Client, monitored: Fake) -> None:
         assert admin_client.get(f"/admin/monitoring/{page}/add/").status_code == 200, page
 
 
-def test_an_operator_reports_an_incident_with_an_update_then_resolves_it(admin_client: Client, monitored: Fake) -> None:
-    form = {
+def report_form() -> dict[str, object]:
+    return {
         "title": "Slow answers",
         "model": demo("demo-fast").pk,
         "cause": "manual",
@@ -45,6 +49,10 @@ def test_an_operator_reports_an_incident_with_an_update_then_resolves_it(admin_c
         "updates-0-status": "investigating",
         "updates-0-message": "We are looking into it.",
     }
+
+
+def test_an_operator_reports_an_incident_with_an_update_then_resolves_it(admin_client: Client, monitored: Fake) -> None:
+    form = report_form()
     reply = admin_client.post("/admin/monitoring/incident/add/", form)
     assert reply.status_code == 302, reply.content.decode()[-3000:]
 
@@ -115,3 +123,21 @@ def test_a_window_that_ends_before_it_starts_is_refused(admin_client: Client, mo
     )
     assert reply.status_code == 200  # the form again, with the error
     assert MaintenanceWindow.objects.count() == 0
+
+
+def test_a_reported_incident_is_announced_with_its_timeline(
+    celery_worker: subprocess.Popen[bytes],
+    admin_client: Client,
+    monitored: Fake,
+    receiver: Receiver,  # noqa: F811 (the fixture imported above)
+    settings: Settings,
+) -> None:
+    settings.WEBHOOK_URLS = [receiver.url]
+    assert admin_client.post("/admin/monitoring/incident/add/", report_form()).status_code == 302
+
+    assert wait_until(lambda: len(receiver.received) == 1, timeout=30)
+    body = json.loads(receiver.received[0][1])
+    assert (body["type"], body["data"]["title"], body["data"]["state"]) == ("incident.opened", "Slow answers", "open")
+    assert body["data"]["updates"] == [
+        {"status": "investigating", "message": "We are looking into it.", "created_at": "2026-12-01T09:05:00Z"}
+    ]

@@ -137,3 +137,23 @@ def test_the_status_page_fits_the_screen_and_is_screenshotted(
         page.screenshot(path=str(SCREENSHOTS / f"status-{width}.png"), full_page=True)
     finally:
         context.close()
+
+
+def test_with_javascript_the_page_reloads_itself_in_place(browser: Any, gateway: Gateway, fake: Fake) -> None:
+    make_probe(demo("demo-fast"), timezone.now(), last=True)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.clock.install()
+        page.goto(gateway.url + "/status/")
+        page.evaluate("document.body.dataset.marker = 'same page'")  # survives only an in-place refresh
+        assert page.locator(".incidents.open").count() == 0
+        Incident.objects.create(model=demo("demo-fast"), title="Fast is failing", started_at=timezone.now())
+
+        page.clock.run_for(61_000)
+
+        page.wait_for_selector(".incidents.open .incident h3")
+        assert page.locator(".incidents.open .incident h3").inner_text() == "Fast is failing"
+        assert page.evaluate("document.body.dataset.marker") == "same page"
+    finally:
+        context.close()
