@@ -1,9 +1,9 @@
 """Reads of the monitor: what the status API, the status page, the dashboard's JSON and the probe log show.
 
 Platform status (Statuspage vocabulary), from each monitored model's state (``monitoring.states``):
-maintenance when the admin's flag is on; otherwise major_outage when every model is down, partial_outage
-when some are, degraded when none is down but some are degraded, rate limited or not probed yet, else
-operational.
+maintenance when the admin's flag is on or every model is in a maintenance window; otherwise major_outage
+when every model is down, partial_outage when some are, degraded when none is down but some are degraded,
+rate limited or not probed yet, else operational.
 """
 
 from __future__ import annotations
@@ -135,6 +135,8 @@ def platform_summary(rows: list[ModelRow], states: dict[int, ModelState]) -> dic
         status, message = "maintenance", flag.maintenance_message or "Scheduled maintenance in progress."
     elif total == 0:
         status, message = "operational", "No models are monitored."
+    elif len(by_state[State.MAINTENANCE]) == total:
+        status, message = "maintenance", "Every model is in a maintenance window."
     elif len(down) == total:
         status, message = "major_outage", "Every model is down."
     elif down:
@@ -147,6 +149,8 @@ def platform_summary(rows: list[ModelRow], states: dict[int, ModelState]) -> dic
         )
         message = " ".join(f"{label}: {', '.join(by_state[s])}." for s, label in notes if by_state[s])
         status = "degraded"
+    elif by_state[State.MAINTENANCE]:
+        status, message = "operational", f"In maintenance: {', '.join(by_state[State.MAINTENANCE])}."
     else:
         status, message = "operational", "All models are operational."
     return {

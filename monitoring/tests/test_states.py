@@ -33,7 +33,7 @@ def state_of(*recent: Probe, p95: float | None = 300.0, breaker: str | None = No
     return found.state, found.reason
 
 
-CASES = {
+CASES: dict[str, tuple[tuple[Probe, ...], dict[str, Any], tuple[State, str]]] = {
     "operational": ((ok(), failed()), {}, (State.OPERATIONAL, "Probes succeed")),
     "unknown": ((), {}, (State.UNKNOWN, "Not probed yet")),
     "down-one": ((failed("timeout"), ok()), {}, (State.DOWN, "1 consecutive probe failure: timeout")),

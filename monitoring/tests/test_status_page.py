@@ -13,6 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from monitoring.models import Incident, IncidentUpdate, MaintenanceWindow, Rollup
+from monitoring.selectors import platform_status
 from monitoring.statistics import floor_day
 from routing.models import LLMModel
 from tests.fixtures import Fake, Gateway
@@ -213,3 +214,21 @@ def test_a_models_status_carries_its_open_incident(gateway: Gateway, monitored: 
     assert body["open_incident"]["id"] == opened.pk
     assert body["open_incident"]["state"] == "open"
     assert (body["state"], body["state_reason"]) == ("operational", "Probes succeed")
+
+
+def test_the_platform_is_in_maintenance_when_a_window_covers_every_model(monitored: Fake) -> None:
+    now = timezone.now()
+    for name in ("demo-fast", "demo-smart"):
+        make_probe(demo(name), now - timedelta(minutes=1), last=True)
+    window = MaintenanceWindow.objects.create(title="Move", starts_at=now, ends_at=now + timedelta(hours=1))
+    window.affected_models.set([demo("demo-fast")])
+    assert (platform_status(now=now)["status"], platform_status(now=now)["message"]) == (
+        "operational",
+        "In maintenance: demo/demo-fast.",
+    )
+
+    window.affected_models.clear()  # none named: every model
+
+    body = platform_status(now=now)
+    assert (body["status"], body["message"]) == ("maintenance", "Every model is in a maintenance window.")
+    assert body["stats"] == {"operational_models": 2, "total_models": 2}

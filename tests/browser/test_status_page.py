@@ -13,7 +13,8 @@ from django.utils import timezone
 from monitoring.models import Incident, IncidentUpdate, MaintenanceWindow, ModelStats, Rollup
 from monitoring.statistics import floor_day
 from monitoring.tests.factories import demo, make_probe
-from tests.fixtures import ROOT, Fake, Gateway
+from tests.fixtures import Fake, Gateway
+from tests.helpers import ROOT
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
