@@ -57,14 +57,15 @@ class PlatformStatusView(APIView):
 
 
 class IncidentsView(ListAPIView[Incident]):
-    """Public like the platform status: what a status page's readers see, read-only."""
+    """Public like the platform status, a key ignored: the incidents of ``/status/`` (public models and the
+    whole platform), read-only."""
 
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
     serializer_class = IncidentOutput
 
     @extend_schema(
-        summary="Incidents (public), newest first: automatic and manual, each with its timeline",
+        summary="Incidents of the public status page, newest first: automatic and manual, with their timelines",
         parameters=[IncidentsQuery],
         auth=[],
     )
@@ -76,9 +77,12 @@ class IncidentsView(ListAPIView[Incident]):
         model = None
         if query.get("model"):
             model = selectors.find_model(query["model"])
-            if model is None:
-                raise NotFound(f"No model {query['model']!r}.", code="model_not_found", param="model")
-        return selectors.incidents(model=model, state=query.get("state") or None)
+            # A model off the status page is answered as if it did not exist: the public learns nothing of it.
+            if model is None or not (model.public and model.monitor):
+                raise NotFound(
+                    f"No model {query['model']!r} on the status page.", code="model_not_found", param="model"
+                )
+        return selectors.public_incidents(model=model, state=query.get("state") or None)
 
 
 class StatsView(APIView):

@@ -8,6 +8,7 @@ rate limited or not probed yet, else operational.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -177,7 +178,7 @@ def model_evidence(model_pks: list[int], *, now: datetime) -> dict[int, Evidence
     # trial, and a model nobody calls would otherwise look down for ever.
     refusing_since = now.timestamp() - settings.BREAKER_OPEN_SECONDS
     breakers = {
-        b.model_id: b.last_error
+        b.model_id: _breaker_cause(b.last_error)
         for b in CircuitBreaker.objects.filter(
             model_id__in=model_pks, state=CircuitBreaker.State.OPEN, opened_at__gt=refusing_since
         )
@@ -189,6 +190,14 @@ def model_evidence(model_pks: list[int], *, now: datetime) -> dict[int, Evidence
         )
         for pk in model_pks
     }
+
+
+def _breaker_cause(last_error: str) -> str:
+    """The error code and HTTP status of a breaker's last error ("upstream_error (HTTP 500)"), without the
+    provider's message: states are shown on the public page, and a message may quote what the caller sent."""
+    code, _, rest = last_error.partition(":")
+    status = re.search(r"\(HTTP \d{3}\)$", rest)
+    return f"{code.strip()} {status.group(0)}" if status else code.strip()
 
 
 def model_states(rows: list[ModelRow], *, now: datetime) -> dict[int, ModelState]:
@@ -343,9 +352,12 @@ UPTIME_DAYS = 90
 PAST_INCIDENTS = 20
 
 
-def public_incidents() -> QuerySet[Incident]:
-    """Incidents the public may see: those of public models, and those of the whole platform."""
-    return incidents().filter(Q(model__isnull=True) | Q(model__public=True, model__monitor=True))
+def public_incidents(*, model: LLMModel | None = None, state: str | None = None) -> QuerySet[Incident]:
+    """Incidents the public may see (``/status/``, its feed, ``GET /api/v1/incidents``): those of public
+    models, and those of the whole platform. The admin lists them all."""
+    return incidents(model=model, state=state).filter(
+        Q(model__isnull=True) | Q(model__public=True, model__monitor=True)
+    )
 
 
 @dataclass(frozen=True)

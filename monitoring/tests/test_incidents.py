@@ -72,7 +72,7 @@ def test_an_open_breaker_opens_an_incident_while_it_refuses_traffic(monitored: F
         model=demo("demo-fast"),
         state="open",
         opened_at=(NOW - timedelta(seconds=60)).timestamp(),
-        last_error="HTTP 500",
+        last_error="upstream_error: bad key sk-live-123 quoted back (HTTP 500)",
     )
     # demo-smart's breaker opened longer ago than its open period: its next request is a trial, not refused.
     CircuitBreaker.objects.create(
@@ -83,7 +83,8 @@ def test_an_open_breaker_opens_an_incident_while_it_refuses_traffic(monitored: F
 
     incident = Incident.objects.get()
     assert (incident.model, incident.cause) == (demo("demo-fast"), "breaker")
-    assert timeline(incident) == [("investigating", "Circuit breaker open: HTTP 500")]
+    # The provider's message stays out: the timeline is public.
+    assert timeline(incident) == [("investigating", "Circuit breaker open: upstream_error (HTTP 500)")]
 
 
 def test_a_failing_model_gets_a_still_failing_update_once_an_interval(monitored: Fake) -> None:

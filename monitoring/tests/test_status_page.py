@@ -155,8 +155,9 @@ def test_the_feed_is_atom_with_one_entry_per_public_incident(monitored: Fake, pr
 # --- GET /api/v1/incidents and platform-status?model= ---------------------------------------------------
 
 
-def test_incidents_are_public_filtered_and_paginated(gateway: Gateway, monitored: Fake) -> None:
+def test_incidents_are_public_filtered_and_paginated(gateway: Gateway, monitored: Fake, private: LLMModel) -> None:
     opened = incident(demo("demo-fast"), "Fast is slow", hours_ago=2)
+    incident(private, "Secret model broke", hours_ago=1)  # never listed
     incident(demo("demo-smart"), "Smart was down", hours_ago=5, resolved_hours_ago=4)
     incident(None, "Login outage", hours_ago=30, resolved_hours_ago=29)
 
@@ -193,10 +194,15 @@ def test_incidents_are_public_filtered_and_paginated(gateway: Gateway, monitored
 
 @pytest.mark.parametrize(
     ("query", "code", "status"),
-    [("?state=closed", "invalid_choice", 400), ("?model=nope/none", "model_not_found", 404), ("?page=9", None, 404)],
+    [
+        ("?state=closed", "invalid_choice", 400),
+        ("?model=nope/none", "model_not_found", 404),
+        ("?model=demo/secret-internal", "model_not_found", 404),  # not public: as if it did not exist
+        ("?page=9", None, 404),
+    ],
 )
 def test_bad_incident_queries_are_4xx_envelopes(
-    gateway: Gateway, monitored: Fake, query: str, code: str | None, status: int
+    gateway: Gateway, monitored: Fake, private: LLMModel, query: str, code: str | None, status: int
 ) -> None:
     reply = call("GET", gateway.url + "/api/v1/incidents" + query)
     assert reply.status == status
