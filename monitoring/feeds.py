@@ -21,6 +21,8 @@ class IncidentsFeed(Feed[Incident, None]):
     feed_type = Atom1Feed
     title = "spignosapi status: incidents"
     subtitle = "Incidents of the models on the public status page, with their updates."
+    # Atom requires an author on the feed when its entries have none (RFC 4287, 4.1.1).
+    author_name = "spignosapi status"
 
     def link(self) -> str:
         return reverse("status-page")

@@ -141,14 +141,16 @@ def test_the_feed_is_atom_with_one_entry_per_public_incident(monitored: Fake, pr
     assert response["Content-Type"].startswith("application/atom+xml")
     feed = ET.fromstring(response.content)
     assert feed.tag == f"{ATOM}feed"
-    for required in ("id", "title", "updated"):
-        assert feed.find(f"{ATOM}{required}") is not None
+    # RFC 4287's required elements: a feed's id, title, updated and (its entries having none) author.
+    for required in ("atom:id", "atom:title", "atom:updated", "atom:author/atom:name"):
+        assert feed.find(required, {"atom": ATOM[1:-1]}) is not None, required
     assert feed.find(f"{ATOM}link[@rel='alternate']").get("href") == "http://testserver/status/"  # type: ignore[union-attr]
     entries = feed.findall(f"{ATOM}entry")
     assert [e.findtext(f"{ATOM}title") for e in entries] == ["Fast is slow", "Login outage (resolved)"]
     for entry, row in zip(entries, (opened, resolved), strict=True):
         assert entry.findtext(f"{ATOM}id") == f"http://testserver/status/#incident-{row.pk}"
         assert entry.findtext(f"{ATOM}updated") == row.updated_at.isoformat()
+        assert entry.find(f"{ATOM}author") is None  # the feed's author stands for it
     assert "Login outage: fixed" in (entries[1].findtext(f"{ATOM}summary") or "")
 
 
