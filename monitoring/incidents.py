@@ -7,7 +7,7 @@ beat tick, so an open breaker is seen without a probe) then:
 * opens an incident for a failing model without one — unless a maintenance window covers it: the work was
   announced, so its failures are expected;
 * posts a "still failing" update to an open one at most every ``MONITORING_INCIDENT_UPDATE_S``;
-* resolves the open one of a model that is no longer failing and whose last probe succeeded.
+* resolves the open one of a model that is no longer failing and whose last probe succeeded in time.
 
 Opening and resolving announce ``incident.opened`` / ``incident.resolved`` through ``spignosapi.webhooks``
 (after the commit). Two workers may evaluate the same failures at once: the database allows one open
@@ -27,7 +27,7 @@ from routing.models import LLMModel
 from spignosapi import webhooks
 
 from . import selectors
-from .models import Incident, IncidentUpdate
+from .models import Bucket, Incident, IncidentUpdate
 from .states import Evidence, consecutive_failures, describe_failure
 
 logger = logging.getLogger(__name__)
@@ -62,8 +62,13 @@ def incidents_update(*, now: datetime, model_pks: Sequence[int] | None = None) -
             incident_open(model=models[pk], cause=failure[0], reason=failure[1], now=now)
         elif failure is not None and incident is not None:
             _still_failing(incident, failure[1], now=now)
-        elif failure is None and incident is not None and evidence[pk].recent and evidence[pk].recent[0].ok:
+        elif failure is None and incident is not None and _recovered(evidence[pk]):
             incident_resolve(incident, message="Probes succeed again.", now=now)
+
+
+def _recovered(evidence: Evidence) -> bool:
+    """Its last probe answered in time (a 429 says nothing either way: the incident stays open)."""
+    return bool(evidence.recent) and evidence.recent[0].ok and evidence.recent[0].status != Bucket.UNKNOWN
 
 
 def incident_open(*, model: LLMModel, cause: Incident.Cause, reason: str, now: datetime) -> Incident | None:

@@ -193,3 +193,17 @@ def test_a_real_outage_opens_and_resolves_an_incident_announced_by_signed_webhoo
     assert [u["status"] for u in bodies[1]["data"]["updates"]] == ["investigating", "resolved"]
     for headers, body in receiver.received:
         assert headers["webhook-signature"] == _expected_signature(headers, body)
+
+
+def test_a_rate_limited_or_too_slow_probe_does_not_resolve_it(monitored: Fake) -> None:
+    for minutes in (0, 10, 20):
+        fail("demo-fast", minutes)
+    incidents_update(now=NOW + timedelta(minutes=20))
+    make_probe(
+        demo("demo-fast"), NOW + timedelta(minutes=30), status="unknown", http_status=429, error_type="rate_limited"
+    )
+    incidents_update(now=NOW + timedelta(minutes=31))
+    make_probe(demo("demo-fast"), NOW + timedelta(minutes=40), ok=True, status="unknown", total_ms=150_000.0)
+    incidents_update(now=NOW + timedelta(minutes=41))
+
+    assert Incident.objects.get().resolved_at is None
