@@ -19,8 +19,6 @@ from tests.helpers import wait_until
 
 from .factories import demo
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
 
 @pytest.fixture(autouse=True)
 def no_webhooks(settings: Settings) -> None:
@@ -31,7 +29,7 @@ def split(moment: str) -> dict[str, str]:
     return {"0": moment[:10], "1": moment[11:]}
 
 
-def test_the_pages_render(admin_client: Client, monitored: Fake) -> None:
+def test_the_pages_render(admin_client: Client, monitored_db: None) -> None:
     for page in ("incident", "maintenancewindow"):
         assert admin_client.get(f"/admin/monitoring/{page}/").status_code == 200, page
         assert admin_client.get(f"/admin/monitoring/{page}/add/").status_code == 200, page
@@ -51,7 +49,9 @@ def report_form() -> dict[str, object]:
     }
 
 
-def test_an_operator_reports_an_incident_with_an_update_then_resolves_it(admin_client: Client, monitored: Fake) -> None:
+def test_an_operator_reports_an_incident_with_an_update_then_resolves_it(
+    admin_client: Client, monitored_db: None
+) -> None:
     form = report_form()
     reply = admin_client.post("/admin/monitoring/incident/add/", form)
     assert reply.status_code == 302, reply.content.decode()[-3000:]
@@ -88,7 +88,7 @@ def test_an_operator_reports_an_incident_with_an_update_then_resolves_it(admin_c
 
 
 def test_a_maintenance_window_from_the_admin_puts_its_models_in_maintenance(
-    admin_client: Client, monitored: Fake
+    admin_client: Client, monitored_db: None
 ) -> None:
     now = timezone.now()
     reply = admin_client.post(
@@ -112,7 +112,7 @@ def test_a_maintenance_window_from_the_admin_puts_its_models_in_maintenance(
     }
 
 
-def test_a_window_that_ends_before_it_starts_is_refused(admin_client: Client, monitored: Fake) -> None:
+def test_a_window_that_ends_before_it_starts_is_refused(admin_client: Client, monitored_db: None) -> None:
     reply = admin_client.post(
         "/admin/monitoring/maintenancewindow/add/",
         {
@@ -125,6 +125,7 @@ def test_a_window_that_ends_before_it_starts_is_refused(admin_client: Client, mo
     assert MaintenanceWindow.objects.count() == 0
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_reported_incident_is_announced_with_its_timeline(
     celery_worker: subprocess.Popen[bytes],
     admin_client: Client,

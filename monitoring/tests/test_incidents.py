@@ -23,7 +23,7 @@ from tests.helpers import wait_until
 
 from .factories import NOW, demo, make_probe
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Most tests run in a transaction of their own (cheap); the two that need commits say so.
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +42,7 @@ def timeline(incident: Incident) -> list[tuple[str, str]]:
     return [(u.status, u.message) for u in incident.updates.all()]
 
 
-def test_an_incident_opens_after_n_consecutive_failed_probes_and_not_before(monitored: Fake) -> None:
+def test_an_incident_opens_after_n_consecutive_failed_probes_and_not_before(monitored_db: None) -> None:
     make_probe(demo("demo-fast"), NOW - timedelta(minutes=10), last=True)
     fail("demo-fast", 0)
     fail("demo-fast", 10)
@@ -66,7 +66,7 @@ def test_an_incident_opens_after_n_consecutive_failed_probes_and_not_before(moni
     assert Incident.objects.count() == 1 and timeline(incident) == timeline(Incident.objects.get())
 
 
-def test_an_open_breaker_opens_an_incident_while_it_refuses_traffic(monitored: Fake) -> None:
+def test_an_open_breaker_opens_an_incident_while_it_refuses_traffic(monitored_db: None) -> None:
     make_probe(demo("demo-fast"), NOW - timedelta(minutes=1), last=True)  # the probes still pass
     CircuitBreaker.objects.create(
         model=demo("demo-fast"),
@@ -87,7 +87,7 @@ def test_an_open_breaker_opens_an_incident_while_it_refuses_traffic(monitored: F
     assert timeline(incident) == [("investigating", "Circuit breaker open: upstream_error (HTTP 500)")]
 
 
-def test_a_failing_model_gets_a_still_failing_update_once_an_interval(monitored: Fake) -> None:
+def test_a_failing_model_gets_a_still_failing_update_once_an_interval(monitored_db: None) -> None:
     for minutes in (0, 10, 20):
         fail("demo-fast", minutes)
     incidents_update(now=NOW + timedelta(minutes=20))
@@ -106,7 +106,7 @@ def test_a_failing_model_gets_a_still_failing_update_once_an_interval(monitored:
     assert incident.updated_at == NOW + timedelta(minutes=80)
 
 
-def test_the_incident_is_resolved_when_the_probes_succeed_again(monitored: Fake) -> None:
+def test_the_incident_is_resolved_when_the_probes_succeed_again(monitored_db: None) -> None:
     for minutes in (0, 10, 20):
         fail("demo-fast", minutes)
     incidents_update(now=NOW + timedelta(minutes=20))
@@ -127,7 +127,7 @@ def test_the_incident_is_resolved_when_the_probes_succeed_again(monitored: Fake)
     assert Incident.objects.count() == 2
 
 
-def test_a_maintenance_window_suppresses_the_incidents_of_its_models(monitored: Fake) -> None:
+def test_a_maintenance_window_suppresses_the_incidents_of_its_models(monitored_db: None) -> None:
     window = MaintenanceWindow.objects.create(
         title="Upgrade", starts_at=NOW - timedelta(hours=1), ends_at=NOW + timedelta(hours=1)
     )
@@ -144,6 +144,7 @@ def test_a_maintenance_window_suppresses_the_incidents_of_its_models(monitored: 
     assert sorted(Incident.objects.values_list("model__name", flat=True)) == ["demo-fast", "demo-smart"]
 
 
+@pytest.mark.django_db(transaction=True)
 def test_two_workers_opening_the_same_incident_open_one(monitored: Fake) -> None:
     model = demo("demo-fast")
     barrier = threading.Barrier(2)
@@ -168,6 +169,7 @@ def test_two_workers_opening_the_same_incident_open_one(monitored: Fake) -> None
     assert Incident.objects.get().updates.count() == 1
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_real_outage_opens_and_resolves_an_incident_announced_by_signed_webhooks(
     celery_worker: subprocess.Popen[bytes],
     monitored: Fake,
@@ -195,7 +197,7 @@ def test_a_real_outage_opens_and_resolves_an_incident_announced_by_signed_webhoo
         assert headers["webhook-signature"] == _expected_signature(headers, body)
 
 
-def test_a_rate_limited_or_too_slow_probe_does_not_resolve_it(monitored: Fake) -> None:
+def test_a_rate_limited_or_too_slow_probe_does_not_resolve_it(monitored_db: None) -> None:
     for minutes in (0, 10, 20):
         fail("demo-fast", minutes)
     incidents_update(now=NOW + timedelta(minutes=20))

@@ -21,7 +21,8 @@ from tests.http import call
 
 from .factories import add_model, demo, make_probe
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The pages are read through Django's test client inside a test's transaction (cheap); the API through the
+# real server, which needs committed rows.
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 
@@ -42,8 +43,8 @@ def incident(
 
 
 @pytest.fixture
-def private(monitored: Fake) -> LLMModel:
-    """A monitored model that is not public: the status page never names it."""
+def private(db: None) -> LLMModel:
+    """A monitored model that is not public: the status page never names it (requested after the seeding)."""
     return add_model("secret-internal")
 
 
@@ -54,7 +55,7 @@ def text(html: str) -> str:
 # --- /status/ -------------------------------------------------------------------------------------------
 
 
-def test_the_status_page_needs_no_login_and_shows_each_public_model(monitored: Fake, private: LLMModel) -> None:
+def test_the_status_page_needs_no_login_and_shows_each_public_model(monitored_db: None, private: LLMModel) -> None:
     now = timezone.now()
     make_probe(demo("demo-fast"), now - timedelta(minutes=5), last=True)
     for minutes in (25, 15, 5):
@@ -99,7 +100,7 @@ def test_the_status_page_needs_no_login_and_shows_each_public_model(monitored: F
 
 
 def test_it_lists_open_and_past_incidents_and_maintenance_but_nothing_private(
-    monitored: Fake, private: LLMModel
+    monitored_db: None, private: LLMModel
 ) -> None:
     incident(demo("demo-fast"), "Fast is slow", hours_ago=2)
     incident(None, "Login outage", hours_ago=30, resolved_hours_ago=29)
@@ -130,7 +131,7 @@ def test_it_lists_open_and_past_incidents_and_maintenance_but_nothing_private(
 # --- /status/feed/ --------------------------------------------------------------------------------------
 
 
-def test_the_feed_is_atom_with_one_entry_per_public_incident(monitored: Fake, private: LLMModel) -> None:
+def test_the_feed_is_atom_with_one_entry_per_public_incident(monitored_db: None, private: LLMModel) -> None:
     opened = incident(demo("demo-fast"), "Fast is slow", hours_ago=2)
     resolved = incident(None, "Login outage", hours_ago=30, resolved_hours_ago=29)
     incident(private, "Secret model broke", hours_ago=3)
@@ -157,6 +158,7 @@ def test_the_feed_is_atom_with_one_entry_per_public_incident(monitored: Fake, pr
 # --- GET /api/v1/incidents and platform-status?model= ---------------------------------------------------
 
 
+@pytest.mark.django_db(transaction=True)
 def test_incidents_are_public_filtered_and_paginated(gateway: Gateway, monitored: Fake, private: LLMModel) -> None:
     opened = incident(demo("demo-fast"), "Fast is slow", hours_ago=2)
     incident(private, "Secret model broke", hours_ago=1)  # never listed
@@ -194,6 +196,7 @@ def test_incidents_are_public_filtered_and_paginated(gateway: Gateway, monitored
     assert (page["count"], len(page["results"]), page["next"] is not None) == (3, 2, True)
 
 
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     ("query", "code", "status"),
     [
@@ -213,6 +216,7 @@ def test_bad_incident_queries_are_4xx_envelopes(
         assert reply.json()["error"]["code"] == code
 
 
+@pytest.mark.django_db(transaction=True)
 def test_a_models_status_carries_its_open_incident(gateway: Gateway, monitored: Fake) -> None:
     opened = incident(demo("demo-fast"), "Fast is slow", hours_ago=2)
     make_probe(demo("demo-fast"), timezone.now(), last=True)
@@ -224,7 +228,7 @@ def test_a_models_status_carries_its_open_incident(gateway: Gateway, monitored: 
     assert (body["state"], body["state_reason"]) == ("operational", "Probes succeed")
 
 
-def test_the_platform_is_in_maintenance_when_a_window_covers_every_model(monitored: Fake) -> None:
+def test_the_platform_is_in_maintenance_when_a_window_covers_every_model(monitored_db: None) -> None:
     now = timezone.now()
     for name in ("demo-fast", "demo-smart"):
         make_probe(demo(name), now - timedelta(minutes=1), last=True)
