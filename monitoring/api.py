@@ -15,9 +15,11 @@ from accounts.permissions import IsStaff
 from spignosapi.api.errors import NotFound
 
 from . import selectors, services
-from .models import Probe
+from .models import Incident, Probe
 from .serializers import (
     HistoryQuery,
+    IncidentOutput,
+    IncidentsQuery,
     PlatformStatusQuery,
     ProbeOutput,
     RefreshAccepted,
@@ -61,6 +63,35 @@ class PlatformStatusView(APIView):
         if not rows:
             raise NotFound(f"No monitored model {query['model']!r}.", code="model_not_found", param="model")
         return Response(selectors.model_status(rows[0], window=query["window"]))
+
+
+class IncidentsView(ListAPIView[Incident]):
+    """Public like the platform status, a key ignored: the incidents of ``/status/`` (public models and the
+    whole platform), read-only."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    serializer_class = IncidentOutput
+
+    @extend_schema(
+        summary="Incidents of the public status page, newest first: automatic and manual, with their timelines",
+        parameters=[IncidentsQuery],
+        auth=[],
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    def get_queryset(self) -> Any:
+        query = _query(IncidentsQuery, self.request)
+        model = None
+        if query.get("model"):
+            model = selectors.find_model(query["model"])
+            # A model off the status page is answered as if it did not exist: the public learns nothing of it.
+            if model is None or not (model.public and model.monitor):
+                raise NotFound(
+                    f"No model {query['model']!r} on the status page.", code="model_not_found", param="model"
+                )
+        return selectors.public_incidents(model=model, state=query.get("state") or None)
 
 
 class StatsView(APIView):

@@ -1,5 +1,5 @@
-"""Probes of the monitored models, their hourly and daily roll-ups, per-model statistics and the
-maintenance flag.
+"""Probes of the monitored models, their hourly and daily roll-ups, per-model statistics, the maintenance
+flag and windows, and incidents with their timelines.
 
 A probe is one streaming request the monitor made to one model; it is not a usage record of any key. Its
 kind says what it asked (a plain answer, a tool call, a JSON-schema answer); a probe of the last two is ok
@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 
 class Bucket(models.TextChoices):
@@ -191,3 +192,92 @@ class MonitoringSettings(models.Model):
     def load(cls) -> MonitoringSettings:
         row, _ = cls.objects.get_or_create(pk=1)
         return row
+
+
+class MaintenanceWindow(models.Model):
+    """Planned work an admin announces: its models show ``maintenance`` and open no incident meanwhile."""
+
+    title = models.CharField(max_length=200)
+    message = models.TextField(blank=True, help_text="Shown on the status page.")
+    starts_at = models.DateTimeField(db_index=True)
+    ends_at = models.DateTimeField(db_index=True)
+    affected_models = models.ManyToManyField(
+        "routing.LLMModel", blank=True, related_name="maintenance_windows", help_text="None selected: every model."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["starts_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(ends_at__gt=models.F("starts_at")), name="maintenance_ends_after")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.starts_at:%Y-%m-%d %H:%M}–{self.ends_at:%Y-%m-%d %H:%M} UTC)"
+
+
+class Incident(models.Model):
+    """Something that went wrong with a model (or, for a manual incident, possibly the whole platform).
+
+    Open while ``resolved_at`` is null. The monitor opens one automatically (``automatic``) and resolves it on
+    recovery; at most one automatic incident per model is open at a time, a database constraint, so two
+    workers seeing the same failures open one incident between them.
+    """
+
+    class Cause(models.TextChoices):
+        PROBES = "probes", "Consecutive failed probes"
+        BREAKER = "breaker", "Circuit breaker open"
+        MANUAL = "manual", "Reported by an operator"
+
+    model = models.ForeignKey(
+        "routing.LLMModel",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="incidents",
+        help_text="Empty: the incident concerns the whole platform.",
+    )
+    title = models.CharField(max_length=200)
+    cause = models.CharField(max_length=10, choices=Cause.choices, default=Cause.MANUAL)
+    automatic = models.BooleanField(default=False, editable=False)
+    started_at = models.DateTimeField(db_index=True, default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True, help_text="Empty while the incident is open.")
+    updated_at = models.DateTimeField(default=timezone.now, help_text="When its last update was posted.")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["model"],
+                condition=models.Q(automatic=True, resolved_at__isnull=True),
+                name="one_open_automatic_incident_per_model",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_open(self) -> bool:
+        return self.resolved_at is None
+
+
+class IncidentUpdate(models.Model):
+    """One entry of an incident's timeline (Statuspage's vocabulary)."""
+
+    class Status(models.TextChoices):
+        INVESTIGATING = "investigating"
+        IDENTIFIED = "identified"
+        MONITORING = "monitoring"
+        RESOLVED = "resolved"
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="updates")
+    status = models.CharField(max_length=13, choices=Status.choices)
+    message = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.status}: {self.message[:60]}"

@@ -7,6 +7,7 @@ from typing import Any
 from rest_framework import serializers
 
 from .models import Bucket, Probe, ProbeKind
+from .selectors import incident_payload
 
 BUCKETS = [b.value for b in Bucket]
 
@@ -80,3 +81,32 @@ class RefreshAccepted(serializers.Serializer[Any]):
     status = serializers.CharField()
     task_id = serializers.CharField()
     models = serializers.ListField(child=serializers.CharField())
+
+
+class IncidentsQuery(serializers.Serializer[Any]):
+    model = serializers.CharField(required=False, allow_blank=True, max_length=260)
+    state = serializers.ChoiceField(choices=["open", "resolved"], required=False, allow_blank=True)
+
+
+class IncidentUpdateOutput(serializers.Serializer[Any]):
+    status = serializers.ChoiceField(choices=["investigating", "identified", "monitoring", "resolved"])
+    message = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class IncidentOutput(serializers.Serializer[Any]):
+    """``monitoring.selectors.incident_payload``'s shape, for the schema."""
+
+    id = serializers.IntegerField()
+    model = serializers.CharField(allow_null=True, help_text="null: the whole platform")
+    title = serializers.CharField()
+    state = serializers.ChoiceField(choices=["open", "resolved"])
+    cause = serializers.ChoiceField(choices=["probes", "breaker", "manual"])
+    automatic = serializers.BooleanField()
+    started_at = serializers.DateTimeField()
+    resolved_at = serializers.DateTimeField(allow_null=True)
+    updated_at = serializers.DateTimeField()
+    updates = IncidentUpdateOutput(many=True)
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        return incident_payload(instance)

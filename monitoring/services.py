@@ -28,7 +28,7 @@ from routing.selectors import ModelInfo, routing_config
 from spignosapi import loops
 from spignosapi.api.errors import InvalidRequest
 
-from . import percentiles, statistics
+from . import incidents, percentiles, statistics
 from .models import LatencyRollup, ModelStats, Probe, ProbeKind, Rollup
 from .probes import Outcome, ProbeSpec, Thresholds, classify, probe_all
 
@@ -81,8 +81,8 @@ def probe_run(
     """Probe these models now (concurrently, bounded) and store one probe of each kind each model supports
     (``probe_kinds``); disabled ones are skipped.
 
-    Each model's ``last_probe`` (its streaming probe) and statistics are updated at once, so ``/stats``
-    shows the result.
+    Each model's ``last_probe`` (its streaming probe), statistics and incidents are updated at once, so
+    ``/stats`` shows the result.
     """
     config = routing_config.get()
     by_pk = {m.pk: m for m in config.models.values()}
@@ -109,7 +109,10 @@ def probe_run(
         for row in rows:
             if row.kind == ProbeKind.STREAM:
                 _set_last_probe(row)
-    stats_refresh(model_pks=list(dict.fromkeys(m.pk for m, _ in targets)), now=now())
+    moment = now()
+    model_pks = list(dict.fromkeys(m.pk for m, _ in targets))
+    stats_refresh(model_pks=model_pks, now=moment)
+    incidents.incidents_update(model_pks=model_pks, now=moment)
     return rows
 
 

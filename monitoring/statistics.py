@@ -283,3 +283,43 @@ def latency_windows(model_ids: Sequence[str] | None, window: str, now: datetime)
             tokens_per_sec=percentiles.merge(row.tokens_per_sec for row in hours),
         )
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class Day:
+    """One cell of an uptime bar: a UTC day and its availability (None: no probe that counts)."""
+
+    day: datetime
+    availability: float | None
+    probes: int
+
+
+def daily_availability(model_pks: Sequence[int], now: datetime, days: int) -> dict[int, list[Day]]:
+    """Each model's last ``days`` days, oldest first (today so far included): from the daily roll-ups, and
+    from the raw probes for today, which is rolled up only once it is over."""
+    today = floor_day(now)
+    first = today - timedelta(days=days - 1)
+    counts: dict[tuple[int, datetime], tuple[int, int, int]] = {}
+    for rollup in Rollup.objects.filter(
+        model_id__in=model_pks, period=Rollup.Period.DAY, start__gte=first, start__lt=today
+    ).only("model_id", "start", "successes", "errors", "probes"):
+        counts[(rollup.model_id, rollup.start)] = (rollup.successes, rollup.errors, rollup.probes)
+    for row in (
+        Probe.objects.filter(model_id__in=model_pks, kind=ProbeKind.STREAM, checked_at__gte=today, checked_at__lte=now)
+        .values("model_id")
+        .annotate(
+            successes=Count("id", filter=Q(ok=True)),
+            errors=Count("id", filter=Q(ok=False) & ~RATE_LIMITED),
+            probes=Count("id"),
+        )
+    ):
+        counts[(row["model_id"], today)] = (row["successes"], row["errors"], row["probes"])
+    result: dict[int, list[Day]] = {}
+    for pk in model_pks:
+        cells = []
+        for offset in range(days):
+            day = first + timedelta(days=offset)
+            successes, errors, probes = counts.get((pk, day), (0, 0, 0))
+            cells.append(Day(day=day, availability=availability(successes, errors), probes=probes))
+        result[pk] = cells
+    return result

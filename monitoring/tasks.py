@@ -1,27 +1,26 @@
 """Celery tasks of the monitor: thin wrappers over ``monitoring.services``.
 
 Beat sends them from rows of django-celery-beat (seeded by ``monitoring.seed``, edited in the admin):
-``probe_due`` every tick (probes the models whose own interval has elapsed), ``refresh_stats`` every
+``probe_due`` every tick (probes the models whose own interval has elapsed, then looks at every model's
+incident: a breaker opened by real traffic is seen within a tick), ``refresh_stats`` every
 15 minutes and ``prune`` daily. ``probe_models`` is the on-demand refresh (``POST /monitoring/refresh``).
 """
 
 from __future__ import annotations
-
-import logging
 
 from celery import shared_task
 from django.utils import timezone
 
 from routing.services import publish_latency_figures
 
-from . import selectors, services
-
-logger = logging.getLogger(__name__)
+from . import incidents, selectors, services
 
 
 @shared_task(name="monitoring.probe_due", ignore_result=True)
 def probe_due() -> int:
-    return len(services.probe_due_models())
+    probed = len(services.probe_due_models())
+    incidents.incidents_update(now=timezone.now())
+    return probed
 
 
 @shared_task(name="monitoring.probe_models")

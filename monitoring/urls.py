@@ -8,6 +8,7 @@ from . import api
 
 urlpatterns = [
     path("platform-status", api.PlatformStatusView.as_view(), name="platform-status"),
+    path("incidents", api.IncidentsView.as_view(), name="incidents"),
     path("monitoring/stats", api.StatsView.as_view(), name="monitoring-stats"),
     path("monitoring/history", api.HistoryView.as_view(), name="monitoring-history"),
     path("monitoring/results", api.ResultsView.as_view(), name="monitoring-results"),

@@ -1,7 +1,9 @@
-"""The monitoring pages: the dashboard at ``/`` and the probe log at ``/results/`` (login required).
+"""The monitoring pages: the dashboard at ``/`` and the probe log at ``/results/`` (login required), and the
+public status page at ``/status/``.
 
-The pages are server-rendered shells; their small scripts (``monitoring/static/monitoring/``) read the JSON
-API with the session and update the page in place.
+The dashboard and the log are server-rendered shells; their small scripts (``monitoring/static/monitoring/``)
+read the JSON API with the session and update the page in place. The status page is complete without
+JavaScript; its script only reloads it in place now and then.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from typing import Any
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.cache import cache_control
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from routing.selectors import routing_config
 
 from . import selectors
 from .models import Bucket
+from .states import State
 
 # (sort key = the /stats field it sorts on, header, numeric column)
 COLUMNS = [
@@ -71,3 +76,16 @@ def results(request: HttpRequest) -> HttpResponse:
         "page_size": PAGE_SIZE,
     }
     return render(request, "results.html", context)
+
+
+# How often the status page reloads itself (with JavaScript on).
+STATUS_POLL_SECONDS = 60
+
+
+@cache_control(public=True, max_age=30)
+def status_page(request: HttpRequest) -> HttpResponse:
+    """``/status/``: public, no login; what a customer is pointed at."""
+    context = selectors.status_page(now=timezone.now())
+    context["poll_seconds"] = STATUS_POLL_SECONDS
+    context["states"] = [state.value for state in State]
+    return render(request, "status.html", context)

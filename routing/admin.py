@@ -95,8 +95,9 @@ class LLMModelAdmin(ReloadsRouting, admin.ModelAdmin[LLMModel]):
         "monitor",
         "supports_tools",
         "supports_structured_output",
+        "public",
     ]
-    list_filter = ["provider", "kind", "enabled", "monitor", "supports_tools", "supports_structured_output"]
+    list_filter = ["provider", "kind", "enabled", "monitor", "public", "supports_tools", "supports_structured_output"]
     search_fields = ["name", "provider__name"]
     list_select_related = ["provider"]
 

@@ -121,6 +121,9 @@ class LLMModel(models.Model):
     supports_structured_output = models.BooleanField(
         default=False, help_text="Answers in a given JSON schema (response_format json_schema)."
     )
+    public = models.BooleanField(
+        default=False, help_text="Listed on the public status page (/status/); only monitored models are."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

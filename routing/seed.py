@@ -151,7 +151,9 @@ def _provider(name: str, kind: str, base_url: str, api_key_env: str = "", is_dem
     return created
 
 
-def _model(provider: str, name: str, price_in: float, price_out: float, kwh: float | None) -> bool:
+def _model(
+    provider: str, name: str, price_in: float, price_out: float, kwh: float | None, *, public: bool = False
+) -> bool:
     # The demo upstream honours tools and JSON schemas: its models are probed for both.
     demo = provider == "demo"
     _, created = LLMModel.objects.get_or_create(
@@ -163,6 +165,7 @@ def _model(provider: str, name: str, price_in: float, price_out: float, kwh: flo
             "energy_kwh_per_m": kwh,
             "supports_tools": demo,
             "supports_structured_output": demo,
+            "public": public,
         },
     )
     return created
@@ -176,7 +179,8 @@ def seed_defaults() -> str:
         base_url=settings.DEMO_UPSTREAM_URL
     )
     for name, (price_in, price_out, kwh) in DEMO_MODELS.items():
-        created += _model("demo", name, price_in, price_out, kwh)
+        # The demo models are on the public status page out of the box, so /status/ shows something.
+        created += _model("demo", name, price_in, price_out, kwh, public=True)
     created += _provider("local", "local", "")
     for (provider, name), price_in in EMBEDDING_MODELS.items():
         _, was_created = LLMModel.objects.get_or_create(

@@ -286,6 +286,7 @@ MODEL_KEYS = {
     "monitor",
     "supports_tools",
     "supports_structured_output",
+    "public",
     "context_window",
     "rpm_budget",
     "tpm_budget",
@@ -473,7 +474,7 @@ def _check_model(check: _Checker, model: Any, where: str, seen: set[str]) -> Non
         check.number(model, key, where, minimum=0)
     check.number(model, "energy_kwh_per_m", where, minimum=0, nullable=True)
     check.errors.extend(energy_spec_errors(model, where))
-    for key in ("monitor", "enabled", "supports_tools", "supports_structured_output"):
+    for key in ("monitor", "public", "enabled", "supports_tools", "supports_structured_output"):
         check.boolean(model, key, where)
     if "kind" in model and model["kind"] not in LLMModel.Kind.values:
         check.errors.append(f"{where}.kind: {model['kind']!r} is not one of chat, embedding")

@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from jobs.views import chat
 from monitoring import views as monitoring_views
+from monitoring.feeds import IncidentsFeed
 from rag import api as rag_api
 from routing import anthropic_api, openai_api, responses_api
 
@@ -51,6 +52,8 @@ urlpatterns = [
     path("chat/", chat, name="chat"),
     path("", monitoring_views.dashboard, name="dashboard"),
     path("results/", monitoring_views.results, name="results"),
+    path("status/", monitoring_views.status_page, name="status-page"),
+    path("status/feed/", IncidentsFeed(), name="status-feed"),
 ]
 
 handler400 = "spignosapi.api.errors.json_400"

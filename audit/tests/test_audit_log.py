@@ -445,5 +445,9 @@ def test_start_up_refuses_a_registry_that_would_log_a_secret(db: None, monkeypat
 def test_a_change_outside_any_request_has_no_actor(seeded_db: None, admin_client: Client) -> None:
     Team.objects.create(name="cli")
     [entry] = audit(admin_client)
-    assert (entry["actor"], entry["action"], entry["changes"]) == (None, "create", {"name": [None, "cli"], "allowed_models": [None, []]})
+    assert (entry["actor"], entry["action"], entry["changes"]) == (
+        None,
+        "create",
+        {"name": [None, "cli"], "allowed_models": [None, []]},
+    )
     assert datetime.fromisoformat(entry["at"]) == LogEntry.objects.get().timestamp

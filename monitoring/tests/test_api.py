@@ -42,7 +42,7 @@ SCENARIOS = {
     "degraded-lagging": (("lagging", "lagging"), False, "Slow: demo/demo-fast, demo/demo-smart.", []),
     "partial_outage": (("unknown", "smooth"), False, "Down: demo/demo-fast.", ["demo/demo-fast"]),
     "major_outage": (("unknown", "unknown"), False, "Every model is down.", ["demo/demo-fast", "demo/demo-smart"]),
-    "never-probed": ((None, None), False, "Every model is down.", ["demo/demo-fast", "demo/demo-smart"]),
+    "never-probed": ((None, None), False, "Not probed yet: demo/demo-fast, demo/demo-smart.", []),
     "maintenance": (("unknown", "smooth"), True, "Upgrading the database until 10:00 UTC.", ["demo/demo-fast"]),
 }
 
@@ -52,8 +52,8 @@ def test_platform_status_follows_the_models_last_probes(gateway: Gateway, monito
     (fast_status, smart_status), maintenance, message, failed = SCENARIOS[scenario]
     now = timezone.now()
     for name, status in (("demo-fast", fast_status), ("demo-smart", smart_status)):
-        make_probe(demo(name), now - timedelta(hours=1), last=True, status="smooth")  # older: ignored
         if status is not None:
+            make_probe(demo(name), now - timedelta(hours=1), last=True, status="smooth")  # older: ignored
             make_probe(demo(name), now - timedelta(minutes=2), last=True, status=status)
         else:
             ModelStats.objects.filter(model=demo(name)).update(last_probe=None)
@@ -62,10 +62,12 @@ def test_platform_status_follows_the_models_last_probes(gateway: Gateway, monito
 
     body = get(gateway, "/api/v1/platform-status")
 
-    expected_status = scenario.split("-")[0] if scenario != "never-probed" else "major_outage"
+    expected_status = scenario.split("-")[0] if scenario != "never-probed" else "degraded"
     assert set(body) == {"status", "message", "updated_at", "stats", "failed_models"}
     assert (body["status"], body["message"], body["failed_models"]) == (expected_status, message, failed)
-    assert body["stats"] == {"operational_models": 2 - len(failed), "total_models": 2}
+    # A model not probed yet is neither failed nor operational.
+    operational = 0 if scenario == "never-probed" else 2 - len(failed)
+    assert body["stats"] == {"operational_models": operational, "total_models": 2}
 
 
 def test_platform_status_is_public_and_ignores_a_wrong_key(gateway: Gateway, monitored: Fake) -> None:
@@ -132,6 +134,9 @@ def test_one_models_status_has_the_contract_shape(gateway: Gateway, monitored: F
             "total_ms": {"p50": 9047.59, "p95": 9047.59, "p99": 9047.59},
             "tokens_per_sec": {"p50": 31.5, "p95": 31.5, "p99": 31.5},
         },
+        "state": "operational",
+        "state_reason": "Probes succeed",
+        "open_incident": None,
     }
 
 
@@ -155,6 +160,9 @@ def test_a_failed_or_never_probed_model_shows_nulls_not_zeros(gateway: Gateway, 
         "checked_at": iso(at),
         "availability": {"1h": None, "24h": None, "7d": None},
         "percentiles": NO_PERCENTILES,
+        "state": "down",
+        "state_reason": "1 consecutive probe failure: timeout",
+        "open_incident": None,
     }
     assert never == {
         "model": "demo/demo-smart",
@@ -169,6 +177,9 @@ def test_a_failed_or_never_probed_model_shows_nulls_not_zeros(gateway: Gateway, 
         "checked_at": None,
         "availability": {"1h": None, "24h": None, "7d": None},
         "percentiles": NO_PERCENTILES,
+        "state": "unknown",
+        "state_reason": "Not probed yet",
+        "open_incident": None,
     }
 
 
@@ -236,6 +247,8 @@ def test_stats_lists_every_monitored_model_in_the_agreed_shape(gateway: Gateway,
         "model": "demo/demo-fast",
         "provider": "demo",
         "status": "smooth",
+        "state": "operational",
+        "state_reason": "Probes succeed",
         "ok": True,
         "http_status": 200,
         "error": None,
@@ -274,6 +287,7 @@ def test_stats_lists_every_monitored_model_in_the_agreed_shape(gateway: Gateway,
         None,
     )
     assert smart["availability"] == {"1h": None, "24h": None, "7d": None, "30d": None}
+    assert (smart["state"], smart["state_reason"]) == ("unknown", "Not probed yet")
     assert call("GET", gateway.url + "/api/v1/monitoring/stats").status == 401
 
 

@@ -48,6 +48,7 @@ def test_it_prints_the_platform_status_and_a_row_per_model(gateway: Gateway, mon
     assert lines[1] == "Failed models: demo/demo-smart"
     assert lines[3].split() == [
         "MODEL",
+        "STATE",
         "STATUS",
         "OK",
         "HTTP",
@@ -61,10 +62,12 @@ def test_it_prints_the_platform_status_and_a_row_per_model(gateway: Gateway, mon
         "Wh",
         "AVAIL",
         "24h",
+        "WHY",
     ]
     assert set(lines[4]) == {"-", " "}
     assert lines[5].split() == [
         "demo/demo-fast",
+        "operational",
         "smooth",
         "yes",
         "200",
@@ -74,8 +77,12 @@ def test_it_prints_the_platform_status_and_a_row_per_model(gateway: Gateway, mon
         "30",
         "0.001500",
         "50.00%",
+        "-",
     ]
-    assert lines[6].split() == ["demo/demo-smart", "unknown", "no", "503", "-", "500", "-", "-", "-", "0.00%"]
+    assert lines[6].split() == [
+        *("demo/demo-smart", "down", "unknown", "no", "503", "-", "500", "-", "-", "-", "0.00%"),
+        *("1", "consecutive", "probe", "failure:", "upstream_error", "(HTTP", "503)"),
+    ]
     assert len(lines) == 7
     assert err == ""
 
@@ -85,8 +92,9 @@ def test_it_shows_only_the_chosen_models_and_names_unknown_ones(gateway: Gateway
 
     out, err = run("--url", gateway.url, "--models", "demo/demo-smart,nope/none")
 
-    rows = out.splitlines()[3:]
-    assert [row.split()[0] for row in rows[2:]] == ["demo/demo-smart"]
+    lines = out.splitlines()
+    assert lines[0].startswith("Platform: degraded - Not probed yet: demo/demo-fast. (1/2 models operational, ")
+    assert [row.split()[:2] for row in lines[4:]] == [["demo/demo-smart", "operational"]]
     assert err == "nope/none: not monitored\n"
 
 

@@ -648,3 +648,22 @@ def test_it_refuses_an_impossible_grid_or_pue(tmp_path: Path) -> None:
         "providers[0] (hydro).grid_gco2e_per_kwh: expected a number >= 0, got -5",
         "providers[0] (hydro).pue: expected a number >= 1, got 0.8",
     )
+
+
+def test_a_model_is_put_on_the_public_status_page_by_public_true(tmp_path: Path) -> None:
+    sync(tmp_path, CONTRACT_EXAMPLE)
+    assert LLMModel.objects.get().public is False  # not public unless the file says so
+
+    sync(tmp_path, CONTRACT_EXAMPLE.replace("        monitor: true\n", "        monitor: true\n        public: true\n"))
+    assert LLMModel.objects.get().public is True
+
+    assert_refused(
+        tmp_path,
+        CONTRACT_EXAMPLE.replace("        monitor: true\n", "        monitor: true\n        public: yes please\n"),
+        "providers[0] (openai).models[0].public: expected true or false, got 'yes please'",
+    )
+
+
+def test_the_demo_models_are_public(db: None) -> None:
+    seed_defaults()
+    assert sorted(m.model_id for m in LLMModel.objects.filter(public=True)) == ["demo/demo-fast", "demo/demo-smart"]

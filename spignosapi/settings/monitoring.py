@@ -40,3 +40,11 @@ if MONITORING_QUEUE not in ("high", "default", "low"):
 # Retention: raw probes, then hourly and daily roll-ups.
 MONITORING_RAW_RETENTION_DAYS = env_int("MONITORING_RAW_RETENTION_DAYS", 7, minimum=1)
 MONITORING_ROLLUP_RETENTION_DAYS = env_int("MONITORING_ROLLUP_RETENTION_DAYS", 365, minimum=1)
+
+# States and incidents (monitoring.states, monitoring.incidents). A model is degraded when the p95 of its time
+# to first token is above this (milliseconds); an incident opens after this many consecutive failed probes (or
+# when the model's circuit breaker opens) and, while it stays open, gets a "still failing" update at most this
+# often.
+MONITORING_DEGRADED_P95_TTFT_MS = env_float("MONITORING_DEGRADED_P95_TTFT_MS", 5000.0, minimum=1.0)
+MONITORING_INCIDENT_AFTER_FAILURES = env_int("MONITORING_INCIDENT_AFTER_FAILURES", 3, minimum=1)
+MONITORING_INCIDENT_UPDATE_S = env_int("MONITORING_INCIDENT_UPDATE_S", 3600, minimum=60)

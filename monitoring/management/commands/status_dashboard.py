@@ -16,7 +16,20 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-COLUMNS = ("MODEL", "STATUS", "OK", "HTTP", "TTFB ms", "TOTAL ms", "TOK/S", "TOKENS", "ENERGY Wh", "AVAIL 24h")
+COLUMNS = (
+    "MODEL",
+    "STATE",
+    "STATUS",
+    "OK",
+    "HTTP",
+    "TTFB ms",
+    "TOTAL ms",
+    "TOK/S",
+    "TOKENS",
+    "ENERGY Wh",
+    "AVAIL 24h",
+    "WHY",
+)
 
 
 def _fetch(url: str, timeout: float) -> tuple[int, Any]:
@@ -40,6 +53,7 @@ def _number(value: Any, digits: int) -> str:
 def _row(body: dict[str, Any]) -> tuple[str, ...]:
     return (
         str(body["model"]),
+        str(body["state"]),
         str(body["status"]),
         "yes" if body["ok"] else "no",
         "-" if body["http_status"] is None else str(body["http_status"]),
@@ -49,6 +63,8 @@ def _row(body: dict[str, Any]) -> tuple[str, ...]:
         "-" if body["usage"]["total_tokens"] is None else str(body["usage"]["total_tokens"]),
         _number(body["energy_wh"], 6),
         "-" if body["availability"]["24h"] is None else f"{body['availability']['24h']:.2f}%",
+        # Why a model is not operational ("3 consecutive probe failures: timeout"); nothing to say otherwise.
+        "-" if body["state"] == "operational" else str(body["state_reason"]),
     )
 
 

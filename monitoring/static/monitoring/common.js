@@ -6,6 +6,11 @@
   const BUCKET_LABELS = {
     smooth: "Smooth", available: "Available", congestion: "Congestion", lagging: "Lagging", unknown: "Unknown",
   };
+  // A model's state (monitoring/states.py) when it says more than the bucket: a failing model is "Down",
+  // one never probed "No data" — not both "Unknown".
+  const STATE_LABELS = {
+    down: "Down", rate_limited: "Rate limited", maintenance: "Maintenance", unknown: "No data",
+  };
 
   function csrfToken() {
     const match = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
@@ -85,17 +90,22 @@
     return BUCKET_LABELS[status] || "…";
   }
 
-  /** A status badge; an error probe also says what went wrong in its tooltip. */
-  function setBadge(badge, status, detail) {
+  /** A status badge: the bucket's colour, named by the model's state when that says more (its reason in
+   * the tooltip); else an error probe says what went wrong in its tooltip. */
+  function setBadge(badge, status, detail, state, reason) {
     const known = BUCKETS.indexOf(status) >= 0 ? status : "pending";
     badge.dataset.status = known;
-    badge.textContent = bucketLabel(known);
-    if (detail) badge.title = detail; else badge.removeAttribute("title");
+    const stateLabel = state ? STATE_LABELS[state] : undefined;
+    if (state) badge.dataset.state = state; else delete badge.dataset.state;
+    badge.textContent = stateLabel || bucketLabel(known);
+    const tip = stateLabel && reason ? reason : detail;
+    if (tip) badge.title = tip; else badge.removeAttribute("title");
   }
 
   window.Monitoring = {
     BUCKETS: BUCKETS,
     BUCKET_LABELS: BUCKET_LABELS,
+    STATE_LABELS: STATE_LABELS,
     requestJSON: requestJSON,
     isNumber: isNumber,
     duration: duration,

@@ -98,7 +98,7 @@
     cell(row, "provider").textContent = data.provider;
 
     const statusCell = cell(row, "status");
-    M.setBadge(statusCell.querySelector(".badge"), data.status, errorDetail(data));
+    M.setBadge(statusCell.querySelector(".badge"), data.status, errorDetail(data), data.state, data.state_reason);
     let note = statusCell.querySelector(".error-note");
     if (data.ok === false) {
       if (!note) {
@@ -166,6 +166,13 @@
     const title = document.createElement("div");
     title.className = "model-id";
     title.textContent = data.model;
+    if (M.STATE_LABELS[data.state]) {
+      // A card in the "Unknown" column says whether the model is down (and why) or merely not probed yet.
+      const badge = document.createElement("span");
+      badge.className = "badge state-badge";
+      M.setBadge(badge, data.status, "", data.state, data.state_reason);
+      title.append(" ", badge);
+    }
     const facts = document.createElement("dl");
     facts.append(
       metric("TTFT", M.duration(data.ttfb_ms)),
@@ -247,7 +254,7 @@
   }
 
   function matches(entry, terms) {
-    const status = entry.data ? M.bucketLabel(entry.data.status) : "";
+    const status = entry.data ? M.bucketLabel(entry.data.status) + " " + (M.STATE_LABELS[entry.data.state] || "") : "";
     const text = (entry.id + " " + (entry.provider || "") + " " + status).toLowerCase();
     return terms.every(function (term) { return text.indexOf(term) >= 0; });
   }
