@@ -25,12 +25,18 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key, get_usage
 
 from accounts.selectors import KeyInfo
+from budgets.alerts import thresholds_check
+from budgets.counters import NOTHING, Charge, Spend, charge_for, hold_seconds, metric_of, over_budget
+from budgets.ledger import NEEDS_SYNC_LUA, counter_sync
+from budgets.selectors import BudgetInfo
 from spignosapi.fastpath.redis_client import cache_redis
 
 from . import quota
@@ -140,15 +146,23 @@ return allowed
 """
 
 
-# One round trip for a key's admission: requests/minute (django-ratelimit's counter: set to 1 if new,
-# else incremented; skipped when ARGV[1] is 0, the rate limiter disabled), then (unless refused) the caps
-# verdict computed by the caller, then the quota reservation (tokens/minute) from ARGV[4] on, its counters'
-# keys from KEYS[2]. Returns {verdict, n}: 0 admitted, 1 over RPM (n: the count), 2 over a cap, 3 over a
-# quota (n: which counter); when admitted, followed by the values of the keys after the counters' (the
-# gateway's breaker entries).
+# One round trip for a key's admission. First the budgets' counters (from the second counter on): one that
+# is not rebuilt from the ledger yet (or is due for its catch-up) stops the step before anything changed, as
+# {4, its positions}: the caller rebuilds it and tries again (budgets.ledger). Then requests/minute
+# (django-ratelimit's counter: set to 1 if new, else incremented; skipped when ARGV[1] is 0, the rate limiter
+# disabled), then (unless refused) the caps verdict computed by the caller, then the quota reservation
+# (tokens/minute, then each budget) from ARGV[4] on, its counters' keys from KEYS[2]. Returns {verdict, n}:
+# 0 admitted, 1 over RPM (n: the count), 2 over a cap, 3 over a quota (n: which counter); when admitted,
+# followed by the values of the keys after the counters' (the gateway's breaker entries).
 _ADMIT_LUA = (
     quota.RESERVE_LUA
+    + NEEDS_SYNC_LUA
     + """
+local unsynced = {4}
+for i = 1, tonumber(ARGV[7]) - 1 do
+  if budget_needs_sync(KEYS[2 + 2 * i], ARGV[4]) ~= 0 then unsynced[#unsynced + 1] = i end
+end
+if #unsynced > 1 then return unsynced end
 local count = 0
 if ARGV[1] ~= '0' then
   if redis.call('SET', KEYS[1], 1, 'EX', ARGV[2], 'NX') then count = 1 else count = redis.call('INCR', KEYS[1]) end
@@ -162,6 +176,17 @@ for i = 2 + 2 * tonumber(ARGV[7]), #KEYS do out[#out + 1] = redis.call('GET', KE
 return out
 """
 )
+# A counter rebuilt by another process between two tries is found ready; one that is not is tried again.
+_SYNC_TRIES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetCost:
+    """A budget the call is under and the most the call can cost against it (millionths of its unit)."""
+
+    budget: BudgetInfo
+    user_id: str
+    amount: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +202,13 @@ class _Admission:
     """One admission's keys and arguments for ``_ADMIT_LUA``, and how to read its verdict."""
 
     def __init__(
-        self, key: KeyInfo, prompt_tokens: int, max_tokens: int, choices: int, clock: Callable[[], float]
+        self,
+        key: KeyInfo,
+        prompt_tokens: int,
+        max_tokens: int,
+        choices: int,
+        clock: Callable[[], float],
+        budgets: Sequence[BudgetCost] = (),
     ) -> None:
         self.caps = caps_error(key, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
         self.choices = choices
@@ -190,8 +221,16 @@ class _Admission:
         # key's cap, else the caps refuse it, for each of its choices).
         self.tpm = _tpm_counter(key, max(prompt_tokens, 0) + max(max_tokens, 0) * max(choices, 1), now)
         self.retry_after = int(TPM_WINDOW_S - now % TPM_WINDOW_S) + 1
-        # A hold lives as long as its minute's counter: a reservation never settled ends with the minute.
-        self.reserve = quota.plan([self.tpm], now=now, hold_until=self.tpm.expires_at)
+        # Each budget in force, in the period of ``now``: its hold outlives the minute's (a long call must
+        # keep its budget reserved to its end).
+        self.now = datetime.fromtimestamp(now, UTC)
+        self.budgets = [(charge_for(cost.budget, user_id=cost.user_id, now=self.now), cost.amount) for cost in budgets]
+        hold_until = now + hold_seconds()
+        spend = [
+            quota.Counter(c.name, amount, c.budget.limit_micro, c.expires_at, hold_until) for c, amount in self.budgets
+        ]
+        # A tokens hold lives as long as its minute's counter: a reservation never settled ends with the minute.
+        self.reserve = quota.plan([self.tpm, *spend], now=now, hold_until=self.tpm.expires_at)
         self.keys = [rpm_key, *self.reserve.keys]
         caps_ok = 0 if self.caps else 1
         rpm_limit = self.limit if _limits_enabled() else 0  # django-ratelimit counts nothing when disabled
@@ -210,9 +249,30 @@ class _Admission:
         if verdict == 2:
             assert self.caps is not None
             raise self.caps
+        if verdict == 4:  # still not rebuilt after _SYNC_TRIES: the ledger could not be read in time
+            raise GatewayError(
+                "The budgets of this key could not be checked just now; try again.",
+                reason=Reason.UNAVAILABLE,
+                code="budget_unavailable",
+                retryable=True,
+                retry_after=1,
+            )
+        if verdict == 3 and reply[1] > 1:
+            charge, amount = self.budgets[reply[1] - 2]
+            raise over_budget(charge, amount=amount, now=self.now, error=GatewayError)
         if verdict == 3:
             raise _tpm_limited(self.tpm, self.retry_after, self.choices)
         return Admitted(self.reserve.reservation, list(reply[2:]))
+
+    def unsynced(self, reply: list[Any]) -> list[Charge]:
+        """The budget counters the reply asks to rebuild from the ledger (none: it is a verdict)."""
+        return [self.budgets[i - 1][0] for i in reply[1:]] if reply[0] == 4 else []
+
+    def sync(self, charges: Sequence[Charge]) -> None:
+        """Rebuild those counters from the ledger (database reads, off the hot path: once per period and
+        budget, and after Redis lost them)."""
+        for charge in charges:
+            counter_sync(charge, now=self.now.timestamp())
 
 
 def _limits_enabled() -> bool:
@@ -225,12 +285,18 @@ def admit_key_sync(
     prompt_tokens: int,
     max_tokens: int,
     choices: int = 1,
+    budgets: Sequence[BudgetCost] = (),
     clock: Callable[[], float] = time.time,
 ) -> quota.Reservation | None:
     """``admit_key`` for synchronous callers (the session's async-job submission), on the process's pool."""
-    admission = _Admission(key, prompt_tokens, max_tokens, choices, clock)
+    admission = _Admission(key, prompt_tokens, max_tokens, choices, clock, budgets)
     try:
-        reply = cache_redis.sync_script(_ADMIT_LUA)(keys=admission.keys, args=admission.args)
+        for _ in range(_SYNC_TRIES):
+            reply = cache_redis.sync_script(_ADMIT_LUA)(keys=admission.keys, args=admission.args)
+            unsynced = admission.unsynced(reply)
+            if not unsynced:
+                break
+            admission.sync(unsynced)
     except Exception:
         return admission.unavailable().reservation
     return admission.verdict(reply).reservation
@@ -243,6 +309,7 @@ async def admit_key(
     max_tokens: int,
     choices: int = 1,
     read: Sequence[str] = (),
+    budgets: Sequence[BudgetCost] = (),
     clock: Callable[[], float] = time.time,
 ) -> Admitted:
     """The key's requests/minute, its caps and its tokens/minute reservation, in one round trip.
@@ -251,31 +318,61 @@ async def admit_key(
     refused on either limit reserves nothing. The reservation (the prompt plus ``max_tokens`` for each of
     the call's ``choices``) must be settled with ``settle_tokens`` once the call is over, whatever its
     outcome. The same round trip reads the (already prefixed) cache keys ``read``.
+
+    ``budgets``: the budgets the call is under, each with the most the call can cost, reserved in the same
+    step (refused: 429 ``budget_exceeded``). A budget counter that Redis does not hold yet is rebuilt from
+    the ledger first (``budgets.ledger``: a thread, a query), then the step is tried again.
     """
-    admission = _Admission(key, prompt_tokens, max_tokens, choices, clock)
+    admission = _Admission(key, prompt_tokens, max_tokens, choices, clock, budgets)
     try:
-        reply = await cache_redis.client().script(_ADMIT_LUA, [*admission.keys, *read], admission.args)
+        for _ in range(_SYNC_TRIES):
+            reply = await cache_redis.client().script(_ADMIT_LUA, [*admission.keys, *read], admission.args)
+            unsynced = admission.unsynced(reply)
+            if not unsynced:
+                break
+            await sync_to_async(admission.sync, thread_sensitive=False)(unsynced)
     except Exception:
         return admission.unavailable()
     return admission.verdict(reply)
 
 
-async def settle_tokens(reservation: quota.Reservation | None, used: int) -> None:
-    """The call admitted with ``reservation`` used ``used`` tokens (0: release it). Once per reservation:
-    a second settle, from any process, changes nothing."""
+def _amounts(reservation: quota.Reservation, used: int, spend: Spend) -> list[int]:
+    """What the call used on each counter of its reservation: tokens on the key's minute, its cost on each
+    budget (in that budget's metric)."""
+    amounts = []
+    for name, _ in reservation.holds:
+        metric = metric_of(name)
+        amounts.append(used if metric is None else spend.micro(metric))
+    return amounts
+
+
+async def settle_tokens(
+    reservation: quota.Reservation | None, used: int, spend: Spend = NOTHING, *, booked_at: float = 0
+) -> None:
+    """The call admitted with ``reservation`` used ``used`` tokens and cost ``spend`` (nothing: release it),
+    as its usage record, created at ``booked_at`` (Unix seconds), books them. Once per reservation: a second
+    settle, from any process, changes nothing."""
     if reservation is None:
         return
     try:
-        await quota.reconcile(cache_redis.client(), reservation, [used])
+        await quota.reconcile(
+            cache_redis.client(), reservation, _amounts(reservation, used, spend), booked_at=booked_at
+        )
     except Exception:  # the hold lapses with its minute
         logger.warning("token limiter unavailable; the reservation lapses on its own", exc_info=True)
+        return
+    budgets = [name for name, _ in reservation.holds if metric_of(name) is not None]
+    if budgets and spend != NOTHING:
+        await thresholds_check(budgets)
 
 
 # Settles sent by settle_tokens_soon and not yet answered (a task nobody references may be collected).
 _settling: set[asyncio.Task[None]] = set()
 
 
-def settle_tokens_soon(reservation: quota.Reservation | None, used: int) -> None:
+def settle_tokens_soon(
+    reservation: quota.Reservation | None, used: int, spend: Spend = NOTHING, *, booked_at: float = 0
+) -> None:
     """``settle_tokens`` without waiting for Redis's answer, so that the response does not wait for it.
 
     For a server's requests only: a server's event loop outlives its requests, while a worker's task loop
@@ -284,17 +381,20 @@ def settle_tokens_soon(reservation: quota.Reservation | None, used: int) -> None
     """
     if reservation is None:
         return
-    task = asyncio.get_running_loop().create_task(settle_tokens(reservation, used))
+    task = asyncio.get_running_loop().create_task(settle_tokens(reservation, used, spend, booked_at=booked_at))
     _settling.add(task)
     task.add_done_callback(_settling.discard)
 
 
-def settle_tokens_sync(reservation: quota.Reservation | None, used: int) -> None:
+def settle_tokens_sync(
+    reservation: quota.Reservation | None, used: int, spend: Spend = NOTHING, *, booked_at: float = 0
+) -> None:
     """``settle_tokens`` for synchronous callers."""
     if reservation is None:
         return
     try:
-        quota.reconcile_sync(cache_redis.sync_client(), reservation, [used])
+        amounts = _amounts(reservation, used, spend)
+        quota.reconcile_sync(cache_redis.sync_client(), reservation, amounts, booked_at=booked_at)
     except Exception:
         logger.warning("token limiter unavailable; the reservation lapses on its own", exc_info=True)
 

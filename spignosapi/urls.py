@@ -18,6 +18,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("status", views.StatusView.as_view(), name="status"),
     path("", include("routing.urls")),
     path("", include("energy.urls")),
+    path("", include("budgets.urls")),
     path("", include("jobs.urls")),
     path("", include("monitoring.urls")),
     path("", include("rag.urls")),

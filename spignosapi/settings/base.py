@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "spignosapi",
     "accounts",
     "ledger",
+    "budgets",
     "routing",
     "energy",
     "jobs",
