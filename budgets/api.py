@@ -11,10 +11,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import IsStaff
+from routing.budgeting import budget_current
 from spignosapi.api.errors import NotFound
 
 from . import services
 from .models import Budget
+from .selectors import budget_info
 from .serializers import BudgetInput, BudgetUpdate
 
 _BUDGET_FIELDS: dict[str, serializers.Field[Any, Any, Any, Any]] = {
@@ -32,7 +34,11 @@ _BUDGET_FIELDS: dict[str, serializers.Field[Any, Any, Any, Any]] = {
 BudgetOutput = inline_serializer("Budget", _BUDGET_FIELDS)
 
 
+_CURRENT = ("spent", "reserved", "remaining", "resets_at")
+
+
 def budget_payload(budget: Budget) -> dict[str, Any]:
+    current = budget_current(budget_info(budget))
     return {
         "id": budget.pk,
         "scope": budget.scope,
@@ -44,6 +50,9 @@ def budget_payload(budget: Budget) -> dict[str, Any]:
         "team": budget.team.name if budget.team is not None else None,
         "user_id": budget.user_id,
         "created_at": budget.created_at.isoformat(),
+        "current": None
+        if current is None
+        else {k: current[k] for k in ("spent", "reserved", "remaining", "resets_at")},
     }
 
 

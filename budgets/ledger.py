@@ -101,13 +101,13 @@ def ledger_spent(charge: Charge, *, until: datetime) -> int:
 def counter_sync(charge: Charge, *, now: float) -> None:
     """Seed ``charge``'s counter from the ledger, or catch it up, if it needs it (see the module's docstring)."""
     client = cache_redis.sync_client()
-    seeded, caught_up = client.hmget(charge.name, "seeded", "caught_up")
+    seeded, caught_up, catch_up_due = client.hmget(charge.name, "seeded", "caught_up", "catchup_at")
     if seeded is None:
         watermark = int(now * 1000)
         spent = ledger_spent(charge, until=utc_from_ms(watermark))
         ttl = max(int(charge.expires_at - now), 1) if charge.expires_at else 0
         catch_up_at = now + float(settings.BUDGET_LEDGER_CATCHUP_SECONDS)
         client.eval(_SEED_LUA, 1, charge.name, watermark, spent, ttl, repr(catch_up_at))
-    elif caught_up is None:
+    elif caught_up is None and now >= float(catch_up_due or 0):
         spent = ledger_spent(charge, until=utc_from_ms(int(seeded)))
         client.eval(_CATCH_UP_LUA, 1, charge.name, int(seeded), spent)

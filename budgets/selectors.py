@@ -47,7 +47,7 @@ class BudgetTable:
     by_team: dict[int, tuple[BudgetInfo, ...]] = field(default_factory=dict)
 
 
-def _info(budget: Budget) -> BudgetInfo:
+def budget_info(budget: Budget) -> BudgetInfo:
     return BudgetInfo(
         budget.pk,
         budget.scope,
@@ -65,7 +65,7 @@ def _load_budgets() -> BudgetTable:
     by_key: dict[int, list[BudgetInfo]] = {}
     by_team: dict[int, list[BudgetInfo]] = {}
     for budget in Budget.objects.order_by("id"):
-        info = _info(budget)
+        info = budget_info(budget)
         if info.api_key_id is not None:
             by_key.setdefault(info.api_key_id, []).append(info)
         elif info.team_id is not None:

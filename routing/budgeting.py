@@ -19,7 +19,7 @@ from typing import Any
 from accounts.selectors import KeyInfo
 from budgets.counters import Charge, Spend, charge_for
 from budgets.ledger import counter_sync
-from budgets.selectors import BudgetTable, budget_table, budgets_for
+from budgets.selectors import BudgetInfo, BudgetTable, budget_table, budgets_for
 from ledger.accounting import account
 from spignosapi.fastpath.redis_client import cache_redis
 
@@ -101,3 +101,15 @@ def budgets_in_force(key: KeyInfo, *, user_id: str = "", now: float | None = Non
         counter_sync(charge, now=moment)
     states = quota.state_sync(cache_redis.sync_client(), [c.name for c in charges], now=moment) if charges else []
     return [_report(charge, spent, reserved) for charge, (spent, reserved) in zip(charges, states, strict=True)]
+
+
+def budget_current(budget: BudgetInfo, *, now: float | None = None) -> dict[str, Any] | None:
+    """What ``budget`` has spent and holds in its current period (rebuilt from the ledger first if need be);
+    None for a user budget that applies to each end user separately (one figure per end user)."""
+    if budget.scope == "user" and not budget.user_id:
+        return None
+    moment = time.time() if now is None else now
+    charge = charge_for(budget, user_id=budget.user_id, now=datetime.fromtimestamp(moment, UTC))
+    counter_sync(charge, now=moment)
+    [(spent, reserved)] = quota.state_sync(cache_redis.sync_client(), [charge.name], now=moment)
+    return _report(charge, spent, reserved)
