@@ -114,7 +114,7 @@ def platform(
 ) -> tuple[OwnRedis, list[Gateway], Spend]:
     """Seeded routes with a model whose every call costs a visible amount; what a call costs at most."""
     redis, servers = cluster
-    LLMModel.objects.filter(provider__name="demo", name="demo-fast").update(
+    LLMModel.objects.filter(provider__name="demo", name__in=["demo-fast", "demo-embed"]).update(
         price_in_per_m=Decimal(1000), price_out_per_m=Decimal(3000), energy_kwh_per_m=2.0
     )
     routing_config.invalidate()
@@ -290,3 +290,37 @@ def test_a_stopped_stream_a_failed_call_and_a_cancelled_job_settle_once(
     assert call("DELETE", job_url, key=raw).status == 200  # again: nothing more to give back
     after = current(server, staff, row.pk)
     assert (after["spent"], after["reserved"]) == (held["spent"], 0)
+
+
+DOORS = [
+    ("/api/v1/generate", {"prompt": PROMPT, "model": MODEL, "max_tokens": 4}),
+    ("/api/v1/generate", {"prompt": PROMPT, "model": MODEL, "max_tokens": 4, "stream": True}),
+    ("/api/v1/generate/async", {"prompt": PROMPT, "model": MODEL, "max_tokens": 4}),
+    ("/v1/chat/completions", {"model": MODEL, "messages": MESSAGES, "max_tokens": 4}),
+    ("/v1/responses", {"model": MODEL, "input": PROMPT, "max_output_tokens": 16}),
+    ("/v1/embeddings", {"model": "demo/demo-embed", "input": PROMPT}),
+    ("/api/v1/embeddings", {"model": "demo/demo-embed", "input": [PROMPT]}),
+]
+
+
+def test_every_door_refuses_a_spent_budget_in_its_own_envelope(platform: tuple[OwnRedis, list[Gateway], Spend]) -> None:
+    _, servers, _ = platform
+    key, raw = new_key("door")
+    budget("usd", 1, api_key=key)  # a millionth of a dollar: no call fits
+    url = servers[1].url
+    for path, body in DOORS:
+        reply = call("POST", url + path, body, key=raw)
+        assert reply.status == 429, (path, reply.text)
+        error = reply.json()["error"]
+        assert (error["type"], error["code"]) == ("insufficient_quota", "budget_exceeded"), path
+        assert "the key's budget of 0.000001 USD per day" in error["message"]
+        assert 1 <= int(reply.headers["retry-after"]) <= 86_400
+
+    messages = {"model": MODEL, "max_tokens": 4, "messages": MESSAGES}
+    reply = call("POST", url + "/v1/messages", messages, headers={"x-api-key": raw, "anthropic-version": "2023-06-01"})
+    assert reply.status == 429
+    body = reply.json()
+    assert body["type"] == "error" and body["error"]["type"] == "rate_limit_error"
+    assert "the key's budget of 0.000001 USD per day" in body["error"]["message"]
+    time.sleep(0.2)  # anything booked would be written by now (the servers flush every 50 ms)
+    assert not UsageRecord.objects.filter(api_key=key).exists()  # refused before any call
