@@ -1,8 +1,8 @@
 """A budget's soft threshold: crossing it sends one ``budget.threshold`` webhook per period (and end user).
 
-Checked after each call that was under a budget is settled: one Lua step reads each counter's spent figure
-and, for those past their threshold, sets a marker beside the counter (``<counter>:alerted``, living as long
-as the counter) with ``SET NX``: of every process that sees the crossing, one sends the webhook.
+Checked after each call that was under a budget is settled, on the spent figures the reconcile answered:
+for the counters past their threshold, one Lua step sets a marker beside each (``<counter>:alerted``, living
+as long as the counter) with ``SET NX``: of every process that sees the crossing, one sends the webhook.
 """
 
 from __future__ import annotations
@@ -48,29 +48,34 @@ return out
 
 def _budget_of(name: str) -> BudgetInfo | None:
     found = _BUDGET_ID.search(name)
-    if found is None:
-        return None
-    budget_id = int(found.group(1))
-    table = budget_table.get()
-    for budgets in (*table.by_key.values(), *table.by_team.values()):
-        for budget in budgets:
-            if budget.id == budget_id:
-                return budget
-    return None  # deleted meanwhile
+    return budget_table.get().by_id.get(int(found.group(1))) if found else None
 
 
 def threshold_of(budget: BudgetInfo) -> int:
     return int(budget.limit * budget.soft_threshold * MICRO)
 
 
-async def thresholds_check(counter_names: Sequence[str]) -> None:
-    """Send ``budget.threshold`` for each of these budget counters whose spent figure just passed its soft
-    threshold (once per counter: its period). Never raises: an alert lost must not fail a call's booking."""
+# Counters this process saw past their threshold (and alerted, or found alerted): not asked about again. Only
+# a shortcut: the marker in Redis is what makes the webhook one per period.
+_past: set[str] = set()
+
+
+async def thresholds_check(counters: Sequence[tuple[str, int]]) -> None:
+    """Send ``budget.threshold`` for each budget counter (name, spent figure just after a call was settled on
+    it) past its soft threshold, once per counter: its period. Other counters (a key's tokens) are ignored. One
+    Redis step only when a counter is past its threshold. Never raises: an alert lost must not fail a call."""
     try:
-        watched = [(name, budget) for name in counter_names if (budget := _budget_of(name)) is not None]
+        watched = [
+            (name, budget)
+            for name, spent in counters
+            if name not in _past and (budget := _budget_of(name)) is not None and spent >= threshold_of(budget)
+        ]
         if not watched:
             return
         names = [name for name, _ in watched]
+        _past.update(names)
+        if len(_past) > 100_000:  # periods go by: forget the old ones rather than grow for ever
+            _past.clear()
         reply = await cache_redis.client().script(_CROSSED_LUA, names, [threshold_of(b) for _, b in watched])
         for position, spent in zip(reply[::2], reply[1::2], strict=True):
             name, budget = watched[int(position) - 1]

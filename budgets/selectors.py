@@ -45,6 +45,7 @@ class BudgetTable:
 
     by_key: dict[int, tuple[BudgetInfo, ...]] = field(default_factory=dict)
     by_team: dict[int, tuple[BudgetInfo, ...]] = field(default_factory=dict)
+    by_id: dict[int, BudgetInfo] = field(default_factory=dict)
 
 
 def budget_info(budget: Budget) -> BudgetInfo:
@@ -73,6 +74,7 @@ def _load_budgets() -> BudgetTable:
     return BudgetTable(
         {k: tuple(v) for k, v in by_key.items()},
         {t: tuple(v) for t, v in by_team.items()},
+        {b.id: b for group in (*by_key.values(), *by_team.values()) for b in group},
     )
 
 

@@ -75,7 +75,7 @@ async def _embeddings(request: HttpRequest, endpoint: str) -> HttpResponseBase:
     # The key's budgets (its team's, the end user's) on the same step as its limits: the input tokens at
     # this model's prices and coefficient.
     budgets = budget_costs(
-        await budget_table.aget(), config, key, user_id=user, models=[info], prompt_tokens=estimate, completion_tokens=0
+        await budget_table.aget(), key, user_id=user, models=[info], prompt_tokens=estimate, completion_tokens=0
     )
     admitted = await limits.admit_key(key, prompt_tokens=estimate, max_tokens=0, budgets=budgets)
     request_id = request.request_id  # type: ignore[attr-defined]

@@ -48,7 +48,6 @@ def reachable_models(
 
 def budget_costs(
     table: BudgetTable,
-    config: RoutingConfig,
     key: KeyInfo,
     *,
     user_id: str,

@@ -216,7 +216,6 @@ def _budgets_of(
     models = reachable_models(config, model=call.model, category=call.category, route=route)
     return budget_costs(
         table,
-        config,
         call.key,
         user_id=call.user_id,
         models=models,

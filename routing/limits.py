@@ -355,15 +355,14 @@ async def settle_tokens(
     if reservation is None:
         return
     try:
-        await quota.reconcile(
+        _, spent = await quota.reconcile_spent(
             cache_redis.client(), reservation, _amounts(reservation, used, spend), booked_at=booked_at
         )
     except Exception:  # the hold lapses with its minute
         logger.warning("token limiter unavailable; the reservation lapses on its own", exc_info=True)
         return
-    budgets = [name for name, _ in reservation.holds if metric_of(name) is not None]
-    if budgets and spend != NOTHING:
-        await thresholds_check(budgets)
+    if len(reservation.holds) > 1:  # budgets: the reconcile said where each stands
+        await thresholds_check([(name, s) for (name, _), s in zip(reservation.holds, spent, strict=True)])
 
 
 # Settles sent by settle_tokens_soon and not yet answered (a task nobody references may be collected).

@@ -90,11 +90,13 @@ end
 _RESERVE_ONLY_LUA = RESERVE_LUA + "return quota_reserve(1, 1)\n"
 
 # KEYS: (counter, holds) per counter; ARGV: reservation id, booked at (ms; 0: unknown), then (amount reserved,
-# amount used) per counter. Returns how many holds it settled (0: already reconciled, or lost).
+# amount used) per counter. Returns how many holds it settled (0: already reconciled, or lost), then each
+# counter's spent figure after it.
 _RECONCILE_LUA = """
 local id, booked = ARGV[1], tonumber(ARGV[2])
 local made = tonumber(string.match(id, '^(%d+)%.'))
 local settled = 0
+local out = {0}
 for i = 0, #KEYS / 2 - 1 do
   local counter, holds, reserved = KEYS[1 + 2 * i], KEYS[2 + 2 * i], ARGV[3 + 2 * i]
   local hold = reserved .. ':' .. id
@@ -118,8 +120,10 @@ for i = 0, #KEYS / 2 - 1 do
     if used ~= 0 then redis.call('HINCRBY', counter, 'spent', used) end
     settled = settled + 1
   end
+  out[#out + 1] = tonumber(redis.call('HGET', counter, 'spent') or '0')
 end
-return settled
+out[1] = settled
+return out
 """
 
 # KEYS: (counter, holds) per counter; ARGV: now. Each counter's {spent, reserved}, lapsed holds taken out.
@@ -226,8 +230,16 @@ async def reconcile(
 
     ``booked_at`` (Unix seconds; 0: unknown) is when the call's usage record was created: see the module's
     docstring for what it decides."""
+    return (await reconcile_spent(client, reservation, used, booked_at=booked_at))[0]
+
+
+async def reconcile_spent(
+    client: ScriptClient, reservation: Reservation, used: Sequence[int], *, booked_at: float = 0
+) -> tuple[int, list[int]]:
+    """``reconcile``, and each counter's spent figure after it (in the reservation's order)."""
     keys, args = _reconcile_inputs(reservation, used, booked_at)
-    return int(await client.script(_RECONCILE_LUA, keys, args))
+    reply = await client.script(_RECONCILE_LUA, keys, args)
+    return int(reply[0]), [int(spent) for spent in reply[1:]]
 
 
 async def state(client: ScriptClient, names: Sequence[str], *, now: float) -> list[tuple[int, int]]:
@@ -241,7 +253,7 @@ async def state(client: ScriptClient, names: Sequence[str], *, now: float) -> li
 
 def reconcile_sync(client: Any, reservation: Reservation, used: Sequence[int], *, booked_at: float = 0) -> int:
     keys, args = _reconcile_inputs(reservation, used, booked_at)
-    return int(client.eval(_RECONCILE_LUA, len(keys), *keys, *args))
+    return int(client.eval(_RECONCILE_LUA, len(keys), *keys, *args)[0])
 
 
 def state_sync(client: Any, names: Sequence[str], *, now: float) -> list[tuple[int, int]]:
