@@ -20,6 +20,7 @@ from budgets.selectors import BudgetInfo, budget_info
 from ledger.models import UsageRecord
 from ledger.writer import usage_records_create
 from routing import quota
+from routing.budgeting import budgets_in_force
 from routing.errors import GatewayError
 from routing.limits import BudgetCost, admit_key_sync, settle_tokens_sync
 from spignosapi.fastpath.redis_client import cache_redis
@@ -154,3 +155,24 @@ def test_the_micro_units_match_the_ledgers_sum() -> None:
     assert Spend(1.23456789).micro("usd") == 1_234_568
     assert Spend(energy_wh=0.0000004).micro("wh") == 0
     assert Spend(co2e_g=2.5).micro("co2e_g") == 2_500_000
+
+
+def test_budgets_in_force_reports_each_budget_for_keys_me(budget: tuple[KeyInfo, BudgetInfo]) -> None:
+    key, info = budget
+    reservation = admit(key, info, 400_000, NOON)
+    settle_tokens_sync(reservation, 2, Spend(0.25), booked_at=NOON.timestamp())
+    admit(key, info, 100_000, NOON)  # still running
+
+    assert budgets_in_force(key, now=NOON.timestamp()) == [
+        {
+            "id": info.id,
+            "scope": "key",
+            "metric": "usd",
+            "period": "day",
+            "limit": 1.0,
+            "spent": 0.25,
+            "reserved": 0.1,
+            "remaining": 0.65,
+            "resets_at": "2026-12-06T00:00:00+00:00",
+        }
+    ]
