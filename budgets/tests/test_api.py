@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, Team
@@ -101,3 +103,20 @@ def test_a_non_staff_key_may_not_use_it(api_client: APIClient) -> None:
 def test_an_unknown_or_huge_id_is_a_404(staff_client: APIClient) -> None:
     assert staff_client.delete("/api/v1/budgets/99").status_code == 404
     assert staff_client.patch("/api/v1/budgets/99999999999999999999999", {}, format="json").status_code == 404
+
+
+def test_the_admin_adds_and_bulk_deletes_budgets_that_every_process_sees(
+    api_key: tuple[ApiKey, str], admin_client: Client
+) -> None:
+    key = api_key[0]
+    form = {"scope": "key", "metric": "wh", "period": "week", "limit": "7.5", "soft_threshold": "0.8"}
+    added = admin_client.post("/admin/budgets/budget/add/", {**form, "api_key": key.pk, "user_id": ""})
+    assert added.status_code == 302, added.content[:2000]
+    budget = Budget.objects.get()
+    assert (budget.metric, budget.limit) == ("wh", Decimal("7.5"))
+    assert budget_table.get().by_key[key.pk][0].id == budget.pk
+
+    action = {"action": "delete_selected", "_selected_action": [budget.pk], "post": "yes"}
+    assert admin_client.post("/admin/budgets/budget/", action).status_code == 302
+    assert not Budget.objects.exists()
+    assert key.pk not in budget_table.get().by_key
