@@ -19,10 +19,12 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
+from routing.budgeting import budgets_in_force
+
 from . import services
 from .models import ApiKey, Team
 from .permissions import IsStaff
-from .selectors import KeyInfo, key_budgets
+from .selectors import KeyInfo
 from .serializers import (
     CreatedKeySerializer,
     KeyMeOutput,
@@ -45,7 +47,7 @@ def key_me_payload(key: KeyInfo) -> dict[str, Any]:
         "team_allowed_models": list(key.team_allowed_models),
         "expires_at": expires_at,
         "tags": list(key.tags),
-        "budgets": key_budgets(key),
+        "budgets": budgets_in_force(key),
     }
 
 

@@ -11,7 +11,6 @@ import hmac
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
 
 from spignosapi.snapshots import Snapshot
 
@@ -153,11 +152,3 @@ def apikey_lookup(raw: str) -> KeyInfo | None:
 def apikey_may_exist(raw: str) -> bool:
     """False for a value that can never be a key (so there is nothing to look up again)."""
     return _well_formed(raw)
-
-
-def key_budgets(key: KeyInfo) -> list[dict[str, Any]]:
-    """The budgets in force for ``key`` as ``GET /api/v1/keys/me`` lists them (contract section 3).
-
-    None yet: the budgets (issue 16, part 2) fill this in.
-    """
-    return []

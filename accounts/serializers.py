@@ -145,6 +145,7 @@ class LimitsOutput(serializers.Serializer[dict[str, Any]]):
 
 
 class BudgetOutput(serializers.Serializer[dict[str, Any]]):
+    id = serializers.IntegerField(help_text="The budget's id (staff: /api/v1/budgets/<id>).")
     scope = serializers.CharField()
     metric = serializers.ChoiceField(choices=["usd", "wh", "co2e_g"])
     period = serializers.ChoiceField(choices=["day", "week", "month", "total"])

@@ -28,6 +28,7 @@ class Audited:
 AUDITED: tuple[Audited, ...] = (
     Audited("accounts.ApiKey", "key", exclude=("hashed_key", "previous_hashed_key")),
     Audited("accounts.Team", "team"),
+    Audited("budgets.Budget", "budget"),
     Audited("routing.Category", "category"),
     Audited("routing.ChainEntry", "chain_entry"),
     Audited("routing.Provider", "provider"),
@@ -43,12 +44,13 @@ SECRET_FIELD = re.compile(r"hash|secret|password|raw_key|api_key$")
 
 
 def secret_fields_logged(entry: Audited) -> list[str]:
-    """The fields of ``entry``'s model that look like secrets and that the log would copy."""
+    """The fields of ``entry``'s model that look like secrets and that the log would copy. A relation is
+    logged as the row it points at (a budget's ``api_key`` is the key's name), never a secret."""
     model = apps.get_model(entry.model)
     return [
         field.name
         for field in model._meta.concrete_fields
-        if SECRET_FIELD.search(field.name) and field.name not in entry.exclude
+        if SECRET_FIELD.search(field.name) and field.name not in entry.exclude and not field.is_relation
     ]
 
 

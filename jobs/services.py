@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from accounts.selectors import KeyInfo, key_info_by_id
 from llm import LLMError
-from routing import gateway, quota
+from routing import gateway, limits, quota
 from routing.errors import GatewayError
 from spignosapi.api.errors import error_parts
 
@@ -67,11 +67,16 @@ def job_cancel(*, job: Job) -> Job:
         locked = Job.objects.select_for_update().get(pk=job.pk)
         if locked.is_finished:
             return locked
+        # Queued, no run holds it (a claim takes this lock): nothing will book the call, so the reservation
+        # made at submission (tokens, budgets) is released here. A running job's run books it as cancelled.
+        unclaimed = locked.status == Job.Status.QUEUED
         locked.status = Job.Status.CANCELLED
         locked.finished_at = timezone.now()
         locked.lease_expires_at = None
         locked.error = {"message": "The job was cancelled.", "type": "cancelled", "code": "cancelled", "param": None}
         locked.save(update_fields=["status", "finished_at", "lease_expires_at", "error"])
+    if unclaimed and locked.request.get("reservation"):
+        limits.settle_tokens_sync(quota.Reservation.from_dict(locked.request["reservation"]), 0)
     with contextlib.suppress(Exception):  # Redis down: the worker's lease renewal sees the cancel instead
         cache.set(cancel_flag(job.pk), 1, timeout=3600)
     with contextlib.suppress(*lifecycle.BROKER_ERRORS):  # a queued task is dropped; a running one sees the flag

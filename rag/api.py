@@ -15,10 +15,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import KeyInfo
+from budgets.counters import Spend
+from budgets.selectors import budget_table
+from ledger.rows import UsageRow
 from llm import count_tokens
 from routing import gateway, limits
 from routing.access import check_model
 from routing.api import serve_generation
+from routing.budgeting import budget_costs
 from routing.embedding import aembed, embedding_model, shortened
 from routing.selectors import routing_config
 from spignosapi.api.asyncviews import async_endpoint, authenticate, json_body, validated
@@ -51,6 +55,17 @@ def _json(data: Any, status: int = 200) -> JsonResponse:
     return JsonResponse(data, status=status, json_dumps_params={"ensure_ascii": False})
 
 
+def _settle(admitted: limits.Admitted, booked: UsageRow | None) -> None:
+    """Settle the key's tokens and budgets as the usage record books them, and give back its parallel slot."""
+    limits.release_slot_soon(admitted.slot)
+    if booked is None:
+        limits.settle_tokens_soon(admitted.reservation, 0)
+        return
+    spend = Spend(booked.cost_usd, booked.energy_wh, booked.co2e_g)
+    booked_at = booked.created_at.timestamp()
+    limits.settle_tokens_soon(admitted.reservation, booked.prompt_tokens, spend, booked_at=booked_at)
+
+
 async def _embeddings(request: HttpRequest, endpoint: str) -> HttpResponseBase:
     started = time.perf_counter()
     key = await authenticate(request)
@@ -60,22 +75,22 @@ async def _embeddings(request: HttpRequest, endpoint: str) -> HttpResponseBase:
     info = embedding_model(config, data.get("model"))
     check_model(key, info.model_id, config)
     estimate = sum(count_tokens(t) for t in texts)
-    admitted = await limits.admit_key(key, prompt_tokens=estimate, max_tokens=0)
+    user = data.get("user", "")
+    # The key's budgets (its team's, the end user's) on the same step as its limits: the input tokens at
+    # this model's prices and coefficient.
+    budgets = budget_costs(
+        await budget_table.aget(), key, user_id=user, models=[info], prompt_tokens=estimate, completion_tokens=0
+    )
+    admitted = await limits.admit_key(key, prompt_tokens=estimate, max_tokens=0, budgets=budgets)
     request_id = request.request_id  # type: ignore[attr-defined]
     book = {"key_id": key.id, "request_id": request_id, "endpoint": endpoint, "model_id": info.model_id}
-    book.update(started=started, user=data.get("user", ""))
+    book.update(started=started, user=user)
     try:
         embedded = await aembed(texts, info.model_id, config=config)
     except BaseException as exc:
-        limits.settle_tokens_soon(admitted.reservation, 0)  # as booked: a failed call used nothing
-        limits.release_slot_soon(admitted.slot)
-        if isinstance(exc, ServiceError):
-            error = exc.code
-            embedding_usage_book(**book, tokens=0, error=error)
+        booked = embedding_usage_book(**book, tokens=0, error=exc.code) if isinstance(exc, ServiceError) else None
+        _settle(admitted, booked)  # as booked: a failed call used nothing
         raise
-    # The key's tokens are what the model counted, as the usage record books them.
-    limits.settle_tokens_soon(admitted.reservation, embedded.prompt_tokens)
-    limits.release_slot_soon(admitted.slot)
     error = ""
     try:
         vectors = shortened(embedded.vectors, data.get("dimensions"))
@@ -83,7 +98,8 @@ async def _embeddings(request: HttpRequest, endpoint: str) -> HttpResponseBase:
         error = exc.code
         raise
     finally:
-        embedding_usage_book(**book, tokens=embedded.prompt_tokens, error=error)
+        # The key's tokens and budgets are what the model counted, as the usage record books them.
+        _settle(admitted, embedding_usage_book(**book, tokens=embedded.prompt_tokens, error=error))
     rows = embedding_rows(vectors, data["encoding_format"])
     usage = {"prompt_tokens": embedded.prompt_tokens, "total_tokens": embedded.prompt_tokens}
     return _json({"object": "list", "data": rows, "model": embedded.model, "usage": usage})

@@ -34,6 +34,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from accounts.selectors import KeyInfo
+from budgets.selectors import BudgetTable, budget_table
 from ledger.accounting import account
 from ledger.buffer import usage_buffer
 from ledger.rows import UsageRow
@@ -52,6 +53,7 @@ from llm import (
 from . import breaker, limits, metrics, quota, spans
 from .access import allowed_route
 from .breaker import BreakerState, default_breakers
+from .budgeting import budget_costs, reachable_models, spend_of
 from .engine import SINGLE_ATTEMPT, handler_for
 from .errors import GatewayError, Reason, final_error
 from .models import Strategy
@@ -180,8 +182,9 @@ def admit(call: Call) -> quota.Reservation | None:
         explicit_route(routing_config.get(), model=call.model, category=call.category)
         return None
     prompt_tokens = count_message_tokens(call.messages)
+    budgets = _budgets_of(call, budget_table.get(), routing_config.get(), None, prompt_tokens)
     reservation = limits.admit_key_sync(
-        call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens, choices=call.choices
+        call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens, choices=call.choices, budgets=budgets
     )
     try:
         _check_named_route(call, routing_config.get())
@@ -197,8 +200,14 @@ async def aadmit(call: Call) -> quota.Reservation | None:
         explicit_route(await routing_config.aget(), model=call.model, category=call.category)
         return None
     prompt_tokens = count_message_tokens(call.messages)
+    budgets = _budgets_of(call, await budget_table.aget(), await routing_config.aget(), None, prompt_tokens)
     admitted = await limits.admit_key(
-        call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens, choices=call.choices, hold_slot=False
+        call.key,
+        prompt_tokens=prompt_tokens,
+        max_tokens=call.max_tokens,
+        choices=call.choices,
+        budgets=budgets,
+        hold_slot=False,
     )
     try:
         _check_named_route(call, await routing_config.aget())
@@ -213,6 +222,24 @@ def _check_named_route(call: Call, config: RoutingConfig) -> None:
     route = explicit_route(config, model=call.model, category=call.category)
     if route is not None:
         allowed_route(call.key, route, config)
+
+
+def _budgets_of(
+    call: Call, table: BudgetTable, config: RoutingConfig, route: Route | None, prompt_tokens: int
+) -> list[limits.BudgetCost]:
+    """The budgets the call is under, each with the most the call can cost on the models it may reach."""
+    assert call.key is not None
+    if not table.by_key.get(call.key.id) and not (call.key.team_id and table.by_team.get(call.key.team_id)):
+        return []  # the common case: no budget, nothing to account
+    models = reachable_models(config, model=call.model, category=call.category, route=route)
+    return budget_costs(
+        table,
+        call.key,
+        user_id=call.user_id,
+        models=models,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=call.most_completion_tokens,
+    )
 
 
 async def _config() -> RoutingConfig:
@@ -258,8 +285,9 @@ async def _limits_then_route(
     call: Call, config: RoutingConfig, mode: str, prompt_tokens: int
 ) -> tuple[Route, dict[int, BreakerState], limits.Admitted]:
     assert call.key is not None
+    budgets = _budgets_of(call, await budget_table.aget(), config, None, prompt_tokens)
     admitted = await limits.admit_key(
-        call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens, choices=call.choices
+        call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens, choices=call.choices, budgets=budgets
     )
     try:
         route = await _route(call, config, mode, prompt_tokens)
@@ -277,13 +305,20 @@ async def _limits_after_route(
     assert call.key is not None
     route_error: Exception | None = None
     keys: list[str] = []
+    chosen: Route | None = None
     try:
-        route = await _route(call, config, mode, prompt_tokens)
+        route = chosen = await _route(call, config, mode, prompt_tokens)
         keys = breaker.cache_keys(config, route.chain)
     except Exception as exc:
         route_error = exc
+    budgets = _budgets_of(call, await budget_table.aget(), config, chosen, prompt_tokens)
     admitted = await limits.admit_key(
-        call.key, prompt_tokens=prompt_tokens, max_tokens=call.max_tokens, choices=call.choices, read=keys
+        call.key,
+        prompt_tokens=prompt_tokens,
+        max_tokens=call.max_tokens,
+        choices=call.choices,
+        read=keys,
+        budgets=budgets,
     )
     try:
         if route_error is not None:
@@ -790,11 +825,13 @@ async def _book(
     reservation, prepared.reservation = prepared.reservation, None
     slot, prepared.slot = prepared.slot, None
     used = int(meta["prompt_tokens"]) + int(meta["completion_tokens"])
+    # The budgets are settled with what the usage record books, and when (see budgets.ledger).
+    spend, booked_at = spend_of(meta), datetime.now(UTC)
     if final and prepared.settle_in_background:  # a server's request: its response need not wait for Redis
-        limits.settle_tokens_soon(reservation, used)
+        limits.settle_tokens_soon(reservation, used, spend, booked_at=booked_at.timestamp())
         limits.release_slot_soon(slot)
     elif final:  # a job's run: its worker's loop would cancel a settle still under way when the task returns
-        await limits.settle_tokens(reservation, used)
+        await limits.settle_tokens(reservation, used, spend, booked_at=booked_at.timestamp())
     if status == "ok":
         await _settle_budget(prepared, meta)
     usage_buffer.add(
@@ -817,7 +854,7 @@ async def _book(
             latency_ms=meta["response_time_ms"],
             tokens_per_sec=tokens_per_sec,
             **energy,  # cost, energy and CO2e as build_meta accounted them (Cost.usage_fields)
-            created_at=datetime.now(UTC),
+            created_at=booked_at,
         )
     )
     metrics.observe(prepared, meta, status)

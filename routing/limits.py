@@ -26,12 +26,18 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django_ratelimit.core import EXPIRATION_FUDGE, _get_window, _make_cache_key, get_usage
 
 from accounts.selectors import KeyInfo
+from budgets.alerts import thresholds_check
+from budgets.counters import NOTHING, Charge, Spend, charge_for, hold_seconds, metric_of, over_budget
+from budgets.ledger import NEEDS_SYNC_LUA, counter_sync
+from budgets.selectors import BudgetInfo
 from spignosapi.fastpath.redis_client import cache_redis
 
 from . import quota
@@ -143,17 +149,27 @@ return allowed
 
 
 # One round trip for a key's admission. KEYS: the key's requests/minute counter (django-ratelimit's), its
-# team's, its parallel-request slots, then the quota counters (from KEYS[4]), then keys to read.
-# ARGV: [1] the key's RPM limit (0: the rate limiter is disabled, count nothing), [2] that counter's TTL,
-# [3] the caps verdict computed by the caller (1 ok), [4] the team's RPM limit (0: none), [5] the parallel
-# limit (0: none), [6] a slot's lease end, [7] the slot's id, [8] now, then the quota reservation's arguments
-# from ARGV[9] (its counters: the key's tokens/minute, and its team's). In that order: RPM (key, team), caps,
-# parallel requests, quota. Returns {verdict, n}: 0 admitted, 1 over the key's RPM (n: the count), 2 over a
-# cap, 3 over a quota (n: which counter), 4 over the team's RPM, 5 over the parallel limit; when admitted,
-# followed by the values of the keys after the counters' (the gateway's breaker entries).
+# team's, its parallel-request slots, then the quota counters (from KEYS[4]: the key's tokens/minute, its
+# team's, then one per budget in force), then keys to read. ARGV: [1] the key's RPM limit (0: the rate
+# limiter is disabled, count nothing), [2] that counter's TTL, [3] the caps verdict computed by the caller
+# (1 ok), [4] the team's RPM limit (0: none), [5] the parallel limit (0: none), [6] a slot's lease end, [7] the
+# slot's id, [8] now, [9] the position of the first budget among the quota counters, then the quota
+# reservation's arguments from ARGV[10]. First the budgets' counters: one that is not rebuilt from the ledger
+# yet (or is due for its catch-up) stops the step before anything changed, as {6, its budget positions}: the
+# caller rebuilds it and tries again (budgets.ledger). Then, in that order: RPM (key, team), caps, parallel
+# requests, quota. Returns {verdict, n}: 0 admitted, 1 over the key's RPM (n: the count), 2 over a cap, 3 over
+# a quota (n: which counter), 4 over the team's RPM, 5 over the parallel limit; when admitted, followed by
+# the values of the keys after the counters' (the gateway's breaker entries).
 _ADMIT_LUA = (
     quota.RESERVE_LUA
+    + NEEDS_SYNC_LUA
     + """
+local counters, first_budget = tonumber(ARGV[13]), tonumber(ARGV[9])
+local unsynced = {6}
+for i = first_budget, counters do
+  if budget_needs_sync(KEYS[2 + 2 * i], ARGV[10]) ~= 0 then unsynced[#unsynced + 1] = i - first_budget + 1 end
+end
+if #unsynced > 1 then return unsynced end
 local count = 0
 if ARGV[1] ~= '0' then
   if redis.call('SET', KEYS[1], 1, 'EX', ARGV[2], 'NX') then count = 1 else count = redis.call('INCR', KEYS[1]) end
@@ -172,17 +188,29 @@ if parallel > 0 then
     return {5, parallel}
   end
 end
-local over = quota_reserve(4, 9)
+local over = quota_reserve(4, 10)
 if over > 0 then return {3, over} end
 if parallel > 0 then
   redis.call('ZADD', KEYS[3], ARGV[6], ARGV[7])
   redis.call('EXPIRE', KEYS[3], math.ceil(tonumber(ARGV[6]) - tonumber(ARGV[8])) + 60)
 end
 local out = {0, count}
-for i = 4 + 2 * tonumber(ARGV[12]), #KEYS do out[#out + 1] = redis.call('GET', KEYS[i]) end
+for i = 4 + 2 * counters, #KEYS do out[#out + 1] = redis.call('GET', KEYS[i]) end
 return out
 """
 )
+# A counter rebuilt by another process between two tries is found ready; one that is not is tried again.
+_SYNC_TRIES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetCost:
+    """A budget the call is under and the most the call can cost against it (millionths of its unit)."""
+
+    budget: BudgetInfo
+    user_id: str
+    amount: int
+
 
 _RELEASE_SLOT_LUA = "return redis.call('ZREM', KEYS[1], ARGV[1])"
 
@@ -229,6 +257,7 @@ class _Admission:
         max_tokens: int,
         choices: int,
         clock: Callable[[], float],
+        budgets: Sequence[BudgetCost] = (),
         *,
         hold_slot: bool = True,
     ) -> None:
@@ -250,8 +279,19 @@ class _Admission:
                 quota.Counter(team_tpm_counter_name(key.team_id, now), most, key.team_tpm_limit, self.tpm[0].expires_at)
             )
         self.retry_after = int(TPM_WINDOW_S - now % TPM_WINDOW_S) + 1
-        # A hold lives as long as its minute's counter: a reservation never settled ends with the minute.
-        self.reserve = quota.plan(self.tpm, now=now, hold_until=self.tpm[0].expires_at)
+        # Each budget in force, in the period of ``now``: its hold outlives the minute's (a long call must
+        # keep its budget reserved to its end).
+        self.moment = datetime.fromtimestamp(now, UTC)
+        self.budgets = [
+            (charge_for(cost.budget, user_id=cost.user_id, now=self.moment), cost.amount) for cost in budgets
+        ]
+        budget_hold_until = now + hold_seconds()
+        spend = [
+            quota.Counter(c.name, amount, c.budget.limit_micro, c.expires_at, budget_hold_until)
+            for c, amount in self.budgets
+        ]
+        # A tokens hold lives as long as its minute's counter: a reservation never settled ends with the minute.
+        self.reserve = quota.plan([*self.tpm, *spend], now=now, hold_until=self.tpm[0].expires_at)
         team_rpm = key.team_rpm_limit if key.team_id is not None and key.team_rpm_limit else 0
         team_rpm_key = team_rpm_counter_name(key.team_id or 0, now)
         parallel = (key.max_parallel_requests or 0) if hold_slot else 0
@@ -262,7 +302,7 @@ class _Admission:
         lease_end = now + settings.KEY_PARALLEL_LEASE_S
         slot_id = self.slot.id if self.slot else ""
         self.args = [rpm_limit, 60 + EXPIRATION_FUDGE, caps_ok, team_rpm, parallel, repr(lease_end), slot_id]
-        self.args += [repr(now), *self.reserve.args]
+        self.args += [repr(now), len(self.tpm) + 1, *self.reserve.args]
 
     def unavailable(self) -> Admitted:
         logger.warning("rate limiter unavailable; letting the request through", exc_info=True)
@@ -277,6 +317,17 @@ class _Admission:
         if verdict == 2:
             assert self.caps is not None
             raise self.caps
+        if verdict == 6:  # still not rebuilt after _SYNC_TRIES: the ledger could not be read in time
+            raise GatewayError(
+                "The budgets of this key could not be checked just now; try again.",
+                reason=Reason.UNAVAILABLE,
+                code="budget_unavailable",
+                retryable=True,
+                retry_after=1,
+            )
+        if verdict == 3 and reply[1] > len(self.tpm):
+            charge, amount = self.budgets[reply[1] - len(self.tpm) - 1]
+            raise over_budget(charge, amount=amount, now=self.moment, error=GatewayError)
         if verdict == 3:
             raise _tpm_limited(self.tpm[reply[1] - 1], self.retry_after, self.choices)
         if verdict == 4:
@@ -284,6 +335,16 @@ class _Admission:
         if verdict == 5:
             raise _parallel_limited(self.key)
         return Admitted(self.reserve.reservation, list(reply[2:]), self.slot)
+
+    def unsynced(self, reply: list[Any]) -> list[Charge]:
+        """The budget counters the reply asks to rebuild from the ledger (none: it is a verdict)."""
+        return [self.budgets[i - 1][0] for i in reply[1:]] if reply[0] == 6 else []
+
+    def sync(self, charges: Sequence[Charge]) -> None:
+        """Rebuild those counters from the ledger (database reads, off the hot path: once per period and
+        budget, and after Redis lost them)."""
+        for charge in charges:
+            counter_sync(charge, now=self.now)
 
 
 def _team_rpm_limited(key: KeyInfo, retry_after: int) -> GatewayError:
@@ -316,13 +377,19 @@ def admit_key_sync(
     prompt_tokens: int,
     max_tokens: int,
     choices: int = 1,
+    budgets: Sequence[BudgetCost] = (),
     clock: Callable[[], float] = time.time,
 ) -> quota.Reservation | None:
     """``admit_key`` for synchronous callers (the session's async-job submission), on the process's pool."""
     # No parallel-request slot: the call runs later, in a worker (the workers' concurrency bounds it).
-    admission = _Admission(key, prompt_tokens, max_tokens, choices, clock, hold_slot=False)
+    admission = _Admission(key, prompt_tokens, max_tokens, choices, clock, budgets, hold_slot=False)
     try:
-        reply = cache_redis.sync_script(_ADMIT_LUA)(keys=admission.keys, args=admission.args)
+        for _ in range(_SYNC_TRIES):
+            reply = cache_redis.sync_script(_ADMIT_LUA)(keys=admission.keys, args=admission.args)
+            unsynced = admission.unsynced(reply)
+            if not unsynced:
+                break
+            admission.sync(unsynced)
     except Exception:
         return admission.unavailable().reservation
     return admission.verdict(reply).reservation
@@ -335,6 +402,7 @@ async def admit_key(
     max_tokens: int,
     choices: int = 1,
     read: Sequence[str] = (),
+    budgets: Sequence[BudgetCost] = (),
     hold_slot: bool = True,
     clock: Callable[[], float] = time.time,
 ) -> Admitted:
@@ -346,31 +414,60 @@ async def admit_key(
     the call's ``choices``) must be settled with ``settle_tokens`` once the call is over, whatever its
     outcome, and the slot given back with ``release_slot``. ``hold_slot=False``: the call runs later, in a
     worker, and takes no slot. The same round trip reads the (already prefixed) cache keys ``read``.
+
+    ``budgets``: the budgets the call is under, each with the most the call can cost, reserved in the same
+    step (refused: 429 ``budget_exceeded``). A budget counter that Redis does not hold yet is rebuilt from
+    the ledger first (``budgets.ledger``: a thread, a query), then the step is tried again.
     """
-    admission = _Admission(key, prompt_tokens, max_tokens, choices, clock, hold_slot=hold_slot)
+    admission = _Admission(key, prompt_tokens, max_tokens, choices, clock, budgets, hold_slot=hold_slot)
     try:
-        reply = await cache_redis.client().script(_ADMIT_LUA, [*admission.keys, *read], admission.args)
+        for _ in range(_SYNC_TRIES):
+            reply = await cache_redis.client().script(_ADMIT_LUA, [*admission.keys, *read], admission.args)
+            unsynced = admission.unsynced(reply)
+            if not unsynced:
+                break
+            await sync_to_async(admission.sync, thread_sensitive=False)(unsynced)
     except Exception:
         return admission.unavailable()
     return admission.verdict(reply)
 
 
-async def settle_tokens(reservation: quota.Reservation | None, used: int) -> None:
-    """The call admitted with ``reservation`` used ``used`` tokens (0: release it). Once per reservation:
-    a second settle, from any process, changes nothing."""
+def _amounts(reservation: quota.Reservation, used: int, spend: Spend) -> list[int]:
+    """What the call used on each counter of its reservation: tokens on the key's minute, its cost on each
+    budget (in that budget's metric)."""
+    amounts = []
+    for name, _ in reservation.holds:
+        metric = metric_of(name)
+        amounts.append(used if metric is None else spend.micro(metric))
+    return amounts
+
+
+async def settle_tokens(
+    reservation: quota.Reservation | None, used: int, spend: Spend = NOTHING, *, booked_at: float = 0
+) -> None:
+    """The call admitted with ``reservation`` used ``used`` tokens and cost ``spend`` (nothing: release it),
+    as its usage record, created at ``booked_at`` (Unix seconds), books them. Once per reservation: a second
+    settle, from any process, changes nothing."""
     if reservation is None:
         return
     try:
-        await quota.reconcile(cache_redis.client(), reservation, [used] * len(reservation.holds))
+        _, spent = await quota.reconcile_spent(
+            cache_redis.client(), reservation, _amounts(reservation, used, spend), booked_at=booked_at
+        )
     except Exception:  # the hold lapses with its minute
         logger.warning("token limiter unavailable; the reservation lapses on its own", exc_info=True)
+        return
+    if len(reservation.holds) > 1:  # budgets: the reconcile said where each stands
+        await thresholds_check([(name, s) for (name, _), s in zip(reservation.holds, spent, strict=True)])
 
 
 # Settles sent by settle_tokens_soon and not yet answered (a task nobody references may be collected).
 _settling: set[asyncio.Task[None]] = set()
 
 
-def settle_tokens_soon(reservation: quota.Reservation | None, used: int) -> None:
+def settle_tokens_soon(
+    reservation: quota.Reservation | None, used: int, spend: Spend = NOTHING, *, booked_at: float = 0
+) -> None:
     """``settle_tokens`` without waiting for Redis's answer, so that the response does not wait for it.
 
     For a server's requests only: a server's event loop outlives its requests, while a worker's task loop
@@ -379,7 +476,7 @@ def settle_tokens_soon(reservation: quota.Reservation | None, used: int) -> None
     """
     if reservation is None:
         return
-    task = asyncio.get_running_loop().create_task(settle_tokens(reservation, used))
+    task = asyncio.get_running_loop().create_task(settle_tokens(reservation, used, spend, booked_at=booked_at))
     _settling.add(task)
     task.add_done_callback(_settling.discard)
 
@@ -403,12 +500,15 @@ def release_slot_soon(slot: Slot | None) -> None:
     task.add_done_callback(_settling.discard)
 
 
-def settle_tokens_sync(reservation: quota.Reservation | None, used: int) -> None:
+def settle_tokens_sync(
+    reservation: quota.Reservation | None, used: int, spend: Spend = NOTHING, *, booked_at: float = 0
+) -> None:
     """``settle_tokens`` for synchronous callers."""
     if reservation is None:
         return
     try:
-        quota.reconcile_sync(cache_redis.sync_client(), reservation, [used] * len(reservation.holds))
+        amounts = _amounts(reservation, used, spend)
+        quota.reconcile_sync(cache_redis.sync_client(), reservation, amounts, booked_at=booked_at)
     except Exception:
         logger.warning("token limiter unavailable; the reservation lapses on its own", exc_info=True)
 

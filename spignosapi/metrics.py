@@ -13,10 +13,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import REGISTRY, Collector, CollectorRegistry
 
+from budgets.metrics import BudgetCollector
 from jobs.metrics import QueueCollector
 from routing.metrics import BreakerCollector
 
-SCRAPE_COLLECTORS: tuple[type[Collector], ...] = (BreakerCollector, QueueCollector)
+SCRAPE_COLLECTORS: tuple[type[Collector], ...] = (BreakerCollector, QueueCollector, BudgetCollector)
 
 
 def _scrape_registry() -> CollectorRegistry:

@@ -20,6 +20,7 @@ api_v1: list[URLPattern | URLResolver] = [
     path("", include("accounts.urls")),
     path("", include("routing.urls")),
     path("", include("energy.urls")),
+    path("", include("budgets.urls")),
     path("", include("jobs.urls")),
     path("", include("monitoring.urls")),
     path("", include("rag.urls")),

@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "spignosapi",
     "accounts",
     "ledger",
+    "budgets",
     "routing",
     "energy",
     "jobs",

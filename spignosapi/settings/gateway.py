@@ -43,6 +43,15 @@ SNAPSHOT_CHECK_SECONDS = env_float("SNAPSHOT_CHECK_SECONDS", 1.0, minimum=0.0)
 USAGE_FLUSH_SECONDS = env_float("USAGE_FLUSH_SECONDS", 1.0, minimum=0.05)
 USAGE_FLUSH_BATCH = env_int("USAGE_FLUSH_BATCH", 500, minimum=1)
 
+# Budgets (the budgets app): how long a call's budget hold lasts if it is never reconciled (its process was
+# killed; a call still running then is charged when it ends, but no longer holds capacity), and how long
+# after a budget counter is rebuilt from the usage ledger it is read again, for the rows every process still
+# held in its buffer (at least a few USAGE_FLUSH_SECONDS).
+BUDGET_HOLD_SECONDS = env_float("BUDGET_HOLD_SECONDS", 3600.0, minimum=1.0)
+BUDGET_LEDGER_CATCHUP_SECONDS = env_float(
+    "BUDGET_LEDGER_CATCHUP_SECONDS", max(10.0, 5 * USAGE_FLUSH_SECONDS), minimum=0.0
+)
+
 # The demo upstream `make run` starts, which the default routes use until a real provider is configured.
 DEMO_UPSTREAM_URL = env_str("DEMO_UPSTREAM_URL", f"http://127.0.0.1:{env_int('FAKE_UPSTREAM_PORT', 8900)}/v1")
 
