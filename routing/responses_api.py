@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import KeyInfo
-from llm import GenerationResult, LLMError, StreamEvent
+from llm import GenerationResult, LLMError, StreamEvent, ToolCall
+from llm.providers.openai_responses import NATIVE_FORMAT
+from llm.types import NativeEvent
 from spignosapi.api.asyncviews import async_endpoint, authenticate, dumps, json_body, validated
 from spignosapi.api.errors import InvalidRequest, NotFound
 from spignosapi.api.schema import SSE_EVENT
@@ -257,10 +259,62 @@ def _params(data: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def responses_items(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chat messages (a stored conversation) as Responses input items: what an upstream that serves the
+    Responses API is sent in place of a ``previous_response_id`` only the gateway knows."""
+    items: list[dict[str, Any]] = []
+    for message in messages:
+        role = message["role"]
+        if role == "tool":
+            items.append(
+                {"type": "function_call_output", "call_id": message["tool_call_id"], "output": message["content"]}
+            )
+            continue
+        content = message.get("content")
+        if isinstance(content, list):  # a user's text and image parts
+            content = [
+                {"type": "input_text", "text": part["text"]}
+                if part["type"] == "text"
+                else {"type": "input_image", "image_url": part["image_url"]["url"]}
+                for part in content
+            ]
+        if content or not message.get("tool_calls"):
+            items.append({"type": "message", "role": role, "content": content or ""})
+        for call in message.get("tool_calls") or ():
+            function = call["function"]
+            items.append(
+                {
+                    "type": "function_call",
+                    "call_id": call["id"],
+                    "name": function["name"],
+                    "arguments": function["arguments"],
+                }
+            )
+    return items
+
+
+def native_body(raw: dict[str, Any], previous: list[dict[str, Any]]) -> dict[str, Any]:
+    """The body an OpenAI-kind model is sent as it came (``Call.native``), but for what only the gateway
+    knows: a ``previous_response_id`` becomes the stored conversation's items before the input, and the
+    upstream keeps nothing (``store`` false): the gateway stores the answer, under its own id."""
+    body = {k: v for k, v in raw.items() if k not in ("model", "previous_response_id", "stream")}
+    if previous:
+        new = raw["input"] if isinstance(raw["input"], list) else [{"role": "user", "content": raw["input"]}]
+        body["input"] = [*responses_items(previous), *new]
+    body["store"] = False
+    return body
+
+
 def responses_request(
-    data: dict[str, Any], *, key: KeyInfo, request_id: str, previous: list[dict[str, Any]]
+    data: dict[str, Any],
+    *,
+    key: KeyInfo,
+    request_id: str,
+    previous: list[dict[str, Any]],
+    raw: dict[str, Any] | None = None,
 ) -> Translated:
-    """The request of a body validated by ``ResponsesInput``, continuing the ``previous`` conversation."""
+    """The request of a body validated by ``ResponsesInput``, continuing the ``previous`` conversation.
+    ``raw``: the body as it came, for a model that serves the Responses API itself (``native_body``)."""
     conversation = [*previous, *input_messages(data["input"])]
     if not conversation:
         raise _invalid("input must hold at least one item.", "input", "empty")
@@ -281,6 +335,7 @@ def responses_request(
         model=None if model in ROUTER_ALIASES else model,
         stream=bool(data.get("stream")),
         params=_params(data),
+        native=None if raw is None else {NATIVE_FORMAT: native_body(raw, previous)},
     )
     return Translated(call, _echo(data), conversation, store=data["store"] is not False)
 
@@ -367,27 +422,39 @@ def response_object(
     }
 
 
-def _assistant_message(text: str, calls: list[dict[str, Any]]) -> dict[str, Any]:
+def _assistant_message(text: str, calls: tuple[ToolCall, ...]) -> dict[str, Any]:
     """The answer as a chat message, the next turn's context (``previous_response_id``)."""
     message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
     if calls:
         message["tool_calls"] = [
-            {"id": c["call_id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
-            for c in calls
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls
         ]
     return message
 
 
-async def _store(request: Translated, body: dict[str, Any]) -> None:
+async def _store(request: Translated, body: dict[str, Any], result: GenerationResult | None) -> None:
     """Keep a finished answer (``store``): its body and its conversation, one INSERT."""
     if not request.store:
         return
-    calls = [item for item in body["output"] if item["type"] == "function_call"]
-    text = "".join(item["content"][0]["text"] for item in body["output"] if item["type"] == "message")
-    conversation = [*request.conversation, _assistant_message(text, calls)]
+    answer = _assistant_message(result.text, result.tool_calls) if result is not None else _assistant_message("", ())
+    conversation = [*request.conversation, answer]
     key = request.call.key
     assert key is not None
     await sync_to_async(responses_store.save, thread_sensitive=False)(request.response_id, key.id, body, conversation)
+
+
+def own_response(request: Translated, upstream: Mapping[str, Any], model_id: str) -> dict[str, Any]:
+    """An upstream's Response object as the gateway answers it: its id (the one stored), the model that
+    answered, and the request's own fields the upstream was sent otherwise (``native_body``)."""
+    echo = request.echo
+    return {
+        **upstream,
+        "id": request.response_id,
+        "model": model_id,
+        "max_output_tokens": echo["max_output_tokens"],
+        "previous_response_id": echo["previous_response_id"],
+        "store": echo["store"],
+    }
 
 
 def _route_header(category: str, model_id: str, attempts: int) -> str:
@@ -414,21 +481,26 @@ async def _previous_conversation(data: dict[str, Any], key: KeyInfo) -> list[dic
 
 async def _create(request: HttpRequest) -> HttpResponseBase:
     key = await authenticate(request)
-    data = validated(ResponsesInput, json_body(request))
+    raw = json_body(request)
+    data = validated(ResponsesInput, raw)
     previous = await _previous_conversation(data, key)
-    translated = responses_request(data, key=key, request_id=request.request_id, previous=previous)  # type: ignore[attr-defined]
+    request_id = request.request_id  # type: ignore[attr-defined]
+    translated = responses_request(data, key=key, request_id=request_id, previous=previous, raw=raw)
     if translated.call.stream:
         return await _create_stream(translated)
     completion = await gateway.complete(translated.call)
     result = completion.result
-    status = _status(result)
-    output: list[dict[str, Any]] = []
-    if result.text or not result.tool_calls:
-        output.append(_message_output(_new_id("msg"), result.text, status))
-    for call in result.tool_calls:
-        output.append(_call_output(_new_id("fc"), call.id, call.name, call.arguments, "completed"))
-    body = response_object(translated, model=completion.model_id, status=status, output=output, result=result)
-    await _store(translated, body)
+    if result.native is not None:  # an OpenAI model's own Response object
+        body = own_response(translated, result.native, completion.model_id)
+    else:
+        status = _status(result)
+        output: list[dict[str, Any]] = []
+        if result.text or not result.tool_calls:
+            output.append(_message_output(_new_id("msg"), result.text, status))
+        for call in result.tool_calls:
+            output.append(_call_output(_new_id("fc"), call.id, call.name, call.arguments, "completed"))
+        body = response_object(translated, model=completion.model_id, status=status, output=output, result=result)
+    await _store(translated, body, result)
     response = JsonResponse(body, json_dumps_params={"ensure_ascii": False})
     response["X-Spignos-Route"] = _route_header(completion.category, completion.model_id, completion.attempts)
     for header, name in (("Cost-USD", "cost_usd"), ("Energy-Wh", "energy_wh"), ("CO2e-g", "co2e_g")):
@@ -526,6 +598,12 @@ class _Events:
             self.event("response.output_item.done", output_index=index, item=message),
         ]
 
+    def failed(self, error: dict[str, Any], result: GenerationResult | None = None) -> str:
+        """``response.failed``: the response as it stood (with its usage, if it was over)."""
+        failed = self.response("failed", result)
+        failed["error"] = error
+        return self.event("response.failed", response=failed)
+
     def finish(self, result: GenerationResult | None) -> tuple[list[str], dict[str, Any]]:
         """The closing events but the last, and the final Response object."""
         status = _status(result)
@@ -548,40 +626,90 @@ class _Events:
         return events, self.response(status, result)
 
 
+class _NativeEvents:
+    """An OpenAI model's own event stream, relayed as it came but for the Response objects it carries
+    (``own_response``); its last event (``response.completed`` or ``.incomplete``) waits for the store."""
+
+    def __init__(self, request: Translated, model: str) -> None:
+        self.request = request
+        self.model = model
+        self.last: tuple[str, dict[str, Any]] | None = None
+        self.sequence = 0  # the next event's number, for one the gateway adds (response.failed)
+
+    def relay(self, native: tuple[NativeEvent, ...]) -> list[str]:
+        out: list[str] = []
+        for kind, payload in native:
+            if isinstance(payload.get("response"), dict):
+                payload = {**payload, "response": own_response(self.request, payload["response"], self.model)}
+            if isinstance(payload.get("sequence_number"), int):
+                self.sequence = payload["sequence_number"] + 1
+            if kind in ("response.completed", "response.incomplete"):
+                self.last = (kind, dict(payload))
+                continue
+            out.append(f"event: {kind}\ndata: {dumps(payload)}\n\n")
+        return out
+
+    def final(self) -> dict[str, Any]:
+        assert self.last is not None  # the provider ends a stream on it, or raises
+        response: dict[str, Any] = self.last[1]["response"]
+        return response
+
+    def end(self) -> str:
+        assert self.last is not None
+        kind, payload = self.last
+        return f"event: {kind}\ndata: {dumps(payload)}\n\n"
+
+    def failed(self, error: dict[str, Any], response: dict[str, Any] | None = None) -> str:
+        """``response.failed``, after the events relayed (with ``response`` as it stood, if it was over)."""
+        base = response or own_response(self.request, {"output": [], "usage": None}, self.model)
+        response = {**base, "status": "failed", "error": error}
+        payload = {"type": "response.failed", "response": response, "sequence_number": self.sequence}
+        return f"event: response.failed\ndata: {dumps(payload)}\n\n"
+
+
 async def _create_stream(request: Translated) -> HttpResponseBase:
     stream = gateway.streaming(request.call)
     await stream.start()  # errors before any token are plain HTTP errors
     events = _Events(request, stream.model_id)
+    native = _NativeEvents(request, stream.model_id)
 
     async def body() -> AsyncIterator[str]:
+        relayed: bool | None = None  # whether the model streams its own events: known from its first one
         try:
             async with stream:  # first, so that a client gone during the opening events is booked too
-                for chunk in events.start():
-                    yield chunk
                 async for event in stream:
-                    if event.type == "delta":
+                    if relayed is None:
+                        relayed = event.native is not None
+                        if not relayed:
+                            for chunk in events.start():
+                                yield chunk
+                    if event.native is not None:
+                        for chunk in native.relay(event.native):
+                            yield chunk
+                    elif event.type == "delta":
                         for chunk in events.delta(event):
                             yield chunk
         except (LLMError, GatewayError) as exc:
             # The status line was sent: the stream ends as OpenAI's does when a response fails (nothing stored).
-            failed = events.response("failed")
-            failed["error"] = {key: stream_error_payload(exc)[key] for key in ("code", "message")}
-            yield events.event("response.failed", response=failed)
+            error = {key: stream_error_payload(exc)[key] for key in ("code", "message")}
+            yield native.failed(error) if relayed else events.failed(error)
             return
-        closing, final = events.finish(stream.result)
-        for chunk in closing:
-            yield chunk
+        if relayed:
+            final = native.final()
+        else:
+            closing, final = events.finish(stream.result)
+            for chunk in closing:
+                yield chunk
         try:
-            await _store(request, final)
+            await _store(request, final, stream.result)
         except DatabaseError:
             # Asked to keep it and could not: the client must not count on a previous_response_id that is not
             # there (a JSON answer would be a 503 database_unavailable; the status line was sent already).
             logger.warning("a streamed response could not be stored", exc_info=True)
-            failed = events.response("failed", stream.result)
-            failed["error"] = {"code": "database_unavailable", "message": "The response could not be stored."}
-            yield events.event("response.failed", response=failed)
+            error = {"code": "database_unavailable", "message": "The response could not be stored."}
+            yield native.failed(error, final) if relayed else events.failed(error, stream.result)
             return
-        yield events.event(f"response.{final['status']}", response=final)
+        yield native.end() if relayed else events.event(f"response.{final['status']}", response=final)
 
     response = StreamingHttpResponse(body(), content_type="text/event-stream", headers=SSE_HEADERS)
     response["X-Spignos-Route"] = _route_header(stream.category, stream.model_id, stream.attempts)
