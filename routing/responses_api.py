@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import KeyInfo
-from llm import GenerationResult, LLMError, StreamEvent, ToolCall
+from llm import GenerationResult, LLMError, StreamEvent, ToolCall, count_message_tokens
 from llm.providers.openai_responses import NATIVE_FORMAT
 from llm.types import NativeEvent
 from spignosapi.api.asyncviews import async_endpoint, authenticate, dumps, json_body, validated
@@ -40,10 +40,12 @@ from . import gateway, responses_store
 from .api import SSE_HEADERS, stream_error_payload
 from .errors import GatewayError
 from .router import ROUTER_ALIASES
+from .selectors import RoutingConfig, routing_config
 from .serializers import ResponsesInput
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_CONTEXT_WINDOW = 8192  # a model's, unless its row says (LLMModel.context_window)
 DEFAULT_MAX_TOKENS = 256  # as /v1/chat/completions: the most a call may use is reserved on the key's limits
 MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 
@@ -220,6 +222,7 @@ class Translated:
     echo: dict[str, Any]
     conversation: list[dict[str, Any]]  # previous response's conversation + this input (no instructions)
     store: bool
+    input_items: list[dict[str, Any]] = field(default_factory=list)  # this request's input, with ids
     response_id: str = field(default_factory=lambda: _new_id("resp"))
     created_at: int = field(default_factory=lambda: int(time.time()))
 
@@ -241,7 +244,7 @@ def _echo(data: dict[str, Any]) -> dict[str, Any]:
         "tool_choice": "auto" if data.get("tool_choice") is None else data["tool_choice"],
         "tools": data.get("tools") or [],
         "top_p": 1.0 if data.get("top_p") is None else data["top_p"],
-        "truncation": "disabled",
+        "truncation": data.get("truncation") or "disabled",
         "user": data.get("user"),
         "metadata": data.get("metadata") or {},
     }
@@ -257,6 +260,46 @@ def _params(data: dict[str, Any]) -> dict[str, Any]:
     if (effort := (data.get("reasoning") or {}).get("effort")) is not None:
         params["reasoning_effort"] = effort
     return params
+
+
+def _refuse_unsupported(data: dict[str, Any]) -> None:
+    """What the door cannot promise on every backend is refused rather than ignored.
+
+    ``background``: a response run detached, polled and cancelled, needs an in-progress state and a worker;
+    the platform has those for its async jobs (``/api/v1/jobs``), which is the one place for them.
+    ``include``: the extra output it asks for (reasoning's encrypted content, search results, logprobs) is
+    nothing a translated answer has.
+    """
+    if data.get("background"):
+        raise _invalid(
+            "background responses are not supported: use a streamed response, or the gateway's async jobs.",
+            "background",
+            "unsupported_parameter",
+        )
+    if data.get("include"):
+        values = ", ".join(repr(value) for value in data["include"])
+        raise _invalid(f"include {values} is not supported by this gateway.", "include", "unsupported_parameter")
+
+
+_ITEM_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+
+
+def stored_input_items(value: str | list[Any]) -> list[dict[str, Any]]:
+    """A request's ``input`` as the items ``GET /v1/responses/<id>/input_items`` lists: each with an id (its
+    own, or a new one) and a message's content as parts (``input_items`` of OpenAI's API reference)."""
+    raw_items = [{"type": "message", "role": "user", "content": value}] if isinstance(value, str) else value
+    items = []
+    for raw in raw_items:
+        item = {"type": raw.get("type", "message"), **raw}
+        if item["type"] == "message":
+            text_type = "output_text" if item["role"] == "assistant" else "input_text"
+            content = item.get("content")
+            if isinstance(content, str):
+                item["content"] = [{"type": text_type, "text": content}]
+        item.setdefault("id", _new_id(_ITEM_PREFIXES.get(item["type"], "item")))
+        item.setdefault("status", "completed")
+        items.append(item)
+    return items
 
 
 def responses_items(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -293,16 +336,58 @@ def responses_items(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return items
 
 
-def native_body(raw: dict[str, Any], previous: list[dict[str, Any]]) -> dict[str, Any]:
+def native_body(
+    raw: dict[str, Any], previous: list[dict[str, Any]], kept: list[dict[str, Any]] | None
+) -> dict[str, Any]:
     """The body an OpenAI-kind model is sent as it came (``Call.native``), but for what only the gateway
-    knows: a ``previous_response_id`` becomes the stored conversation's items before the input, and the
-    upstream keeps nothing (``store`` false): the gateway stores the answer, under its own id."""
+    knows: a ``previous_response_id`` becomes the stored conversation's items before the input (``kept``:
+    the conversation that is left once ``truncation`` dropped its oldest items), and the upstream keeps
+    nothing (``store`` false): the gateway stores the answer, under its own id."""
     body = {k: v for k, v in raw.items() if k not in ("model", "previous_response_id", "stream")}
-    if previous:
+    if kept is not None:
+        body["input"] = responses_items(kept)
+    elif previous:
         new = raw["input"] if isinstance(raw["input"], list) else [{"role": "user", "content": raw["input"]}]
         body["input"] = [*responses_items(previous), *new]
     body["store"] = False
     return body
+
+
+def context_window(config: RoutingConfig, model: str) -> int:
+    """The smallest context window of the chat models that may serve ``model`` (a model, a category, an
+    alias of either, or the router), for ``truncation: auto``."""
+    alias = config.aliases.get(model)
+    if alias is not None:
+        model = alias.model or alias.category or model
+    if model in config.models:
+        candidates: Sequence[str] = (model,)
+    elif model in config.categories:
+        candidates = config.categories[model].chain
+    else:  # routed: any chat model
+        candidates = list(config.models)
+    chat = [config.models[m] for m in candidates if m in config.models and config.models[m].kind == "chat"]
+    return min((info.context_window for info in chat), default=DEFAULT_CONTEXT_WINDOW)
+
+
+def truncate(
+    conversation: list[dict[str, Any]], instructions: str | None, max_tokens: int, window: int
+) -> list[dict[str, Any]]:
+    """``truncation: auto``: the conversation without its oldest items, as many as the prompt and the answer's
+    ``max_tokens`` need to fit ``window`` (a tool result is dropped with the call it answers). A last item
+    that does not fit alone is the client's error (400 ``context_length_exceeded``)."""
+    system = [{"role": "system", "content": instructions}] if instructions else []
+    kept = conversation
+    while count_message_tokens([*system, *kept]) + max_tokens > window:
+        if len(kept) <= 1:
+            raise _invalid(
+                f"The input does not fit the model's context window of {window} tokens, even truncated.",
+                "input",
+                "context_length_exceeded",
+            )
+        kept = kept[1:]
+        while len(kept) > 1 and kept[0]["role"] == "tool":
+            kept = kept[1:]
+    return kept
 
 
 def responses_request(
@@ -312,14 +397,23 @@ def responses_request(
     request_id: str,
     previous: list[dict[str, Any]],
     raw: dict[str, Any] | None = None,
+    window: int = 0,
 ) -> Translated:
     """The request of a body validated by ``ResponsesInput``, continuing the ``previous`` conversation.
-    ``raw``: the body as it came, for a model that serves the Responses API itself (``native_body``)."""
+    ``raw``: the body as it came, for a model that serves the Responses API itself (``native_body``);
+    ``window``: the context window ``truncation: auto`` fits the conversation to (``context_window``)."""
+    _refuse_unsupported(data)
     conversation = [*previous, *input_messages(data["input"])]
     if not conversation:
         raise _invalid("input must hold at least one item.", "input", "empty")
     instructions = data.get("instructions")
-    messages = [{"role": "system", "content": instructions}, *conversation] if instructions else list(conversation)
+    max_tokens = data.get("max_output_tokens") or DEFAULT_MAX_TOKENS
+    kept: list[dict[str, Any]] | None = None
+    if data.get("truncation") == "auto" and window:
+        kept = truncate(conversation, instructions, max_tokens, window)
+        kept = None if len(kept) == len(conversation) else kept
+    sent = conversation if kept is None else kept
+    messages = [{"role": "system", "content": instructions}, *sent] if instructions else list(sent)
     model = data["model"]
     call = gateway.Call(
         key=key,
@@ -328,16 +422,17 @@ def responses_request(
         messages=messages,
         temperature=1.0 if data.get("temperature") is None else data["temperature"],
         top_p=1.0 if data.get("top_p") is None else data["top_p"],
-        max_tokens=data.get("max_output_tokens") or DEFAULT_MAX_TOKENS,
+        max_tokens=max_tokens,
         tools=chat_tools(data.get("tools")),
         tool_choice=chat_tool_choice(data.get("tool_choice")),
         user_id=data.get("user") or "",
         model=None if model in ROUTER_ALIASES else model,
         stream=bool(data.get("stream")),
         params=_params(data),
-        native=None if raw is None else {NATIVE_FORMAT: native_body(raw, previous)},
+        native=None if raw is None else {NATIVE_FORMAT: native_body(raw, previous, kept)},
     )
-    return Translated(call, _echo(data), conversation, store=data["store"] is not False)
+    store = data["store"] is not False
+    return Translated(call, _echo(data), conversation, store=store, input_items=stored_input_items(data["input"]))
 
 
 # --- the answer ----------------------------------------------------------------------------------------------
@@ -440,7 +535,9 @@ async def _store(request: Translated, body: dict[str, Any], result: GenerationRe
     conversation = [*request.conversation, answer]
     key = request.call.key
     assert key is not None
-    await sync_to_async(responses_store.save, thread_sensitive=False)(request.response_id, key.id, body, conversation)
+    await sync_to_async(responses_store.save, thread_sensitive=False)(
+        request.response_id, key.id, body, conversation, request.input_items
+    )
 
 
 def own_response(request: Translated, upstream: Mapping[str, Any], model_id: str) -> dict[str, Any]:
@@ -485,7 +582,8 @@ async def _create(request: HttpRequest) -> HttpResponseBase:
     data = validated(ResponsesInput, raw)
     previous = await _previous_conversation(data, key)
     request_id = request.request_id  # type: ignore[attr-defined]
-    translated = responses_request(data, key=key, request_id=request_id, previous=previous, raw=raw)
+    window = context_window(await routing_config.aget(), data["model"]) if data.get("truncation") == "auto" else 0
+    translated = responses_request(data, key=key, request_id=request_id, previous=previous, raw=raw, window=window)
     if translated.call.stream:
         return await _create_stream(translated)
     completion = await gateway.complete(translated.call)
@@ -735,6 +833,45 @@ async def _delete(request: HttpRequest, response_id: str) -> HttpResponseBase:
     return JsonResponse({"id": response_id, "object": "response", "deleted": True})
 
 
+def _page_params(request: HttpRequest) -> tuple[str | None, int, str]:
+    """``after``, ``limit`` (1..100, default 20) and ``order`` (asc or desc, the default) of a list."""
+    after = request.GET.get("after") or None
+    order = request.GET.get("order") or "desc"
+    if order not in ("asc", "desc"):
+        raise _invalid("order must be asc or desc.", "order")
+    raw_limit = request.GET.get("limit") or "20"
+    limit = int(raw_limit) if raw_limit.isdigit() else 0
+    if not 1 <= limit <= 100:
+        raise _invalid("limit must be an integer between 1 and 100.", "limit")
+    return after, limit, order
+
+
+async def _input_items(request: HttpRequest, response_id: str) -> HttpResponseBase:
+    key = await authenticate(request)
+    after, limit, order = _page_params(request)
+    stored = await sync_to_async(responses_store.load, thread_sensitive=False)(response_id, key.id)
+    if stored is None:
+        raise _not_found(response_id)
+    items: list[dict[str, Any]] = stored.input_items if order == "asc" else stored.input_items[::-1]
+    start = 0
+    if after is not None:
+        ids = [item["id"] for item in items]
+        if after not in ids:
+            raise _invalid(f"No input item with id {after!r} in this response.", "after")
+        start = ids.index(after) + 1
+    page = items[start : start + limit]
+    return JsonResponse(
+        {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": start + limit < len(items),
+        },
+        json_dumps_params={"ensure_ascii": False},
+    )
+
+
 class ResponsesView(APIView):
     """Schema of ``POST /v1/responses`` (served by the async view below)."""
 
@@ -763,5 +900,18 @@ class ResponseView(APIView):
         raise NotImplementedError
 
 
+class ResponseInputItemsView(APIView):
+    """Schema of ``GET /v1/responses/<id>/input_items``."""
+
+    @extend_schema(
+        operation_id="list_response_input_items",
+        summary="A stored response's input items (paginated: after, limit, order)",
+        responses={200: dict},
+    )
+    def get(self, request: Request, response_id: str) -> Response:  # pragma: no cover - documentation only
+        raise NotImplementedError
+
+
 responses_view = async_endpoint(ResponsesView, {"POST": _create})
+input_items_view = async_endpoint(ResponseInputItemsView, {"GET": _input_items})
 response_view = async_endpoint(ResponseView, {"GET": _retrieve, "DELETE": _delete})
