@@ -43,7 +43,8 @@ def _usage(result: GenerationResult) -> dict[str, int]:
 def _message(text: str, tool_calls: tuple[ToolCall, ...], refusal: str | None) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
-        "content": text if text or not tool_calls else None,
+        # A refusal, or tool calls, and no text: no content (as OpenAI's).
+        "content": text if text or not (tool_calls or refusal) else None,
         "refusal": refusal,
     }
     if tool_calls:
