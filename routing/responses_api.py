@@ -595,6 +595,8 @@ async def _create(request: HttpRequest) -> HttpResponseBase:
         output: list[dict[str, Any]] = []
         if result.text or not result.tool_calls:
             output.append(_message_output(_new_id("msg"), result.text, status))
+            if result.refusal and not result.text:  # the model declined: a refusal part, as OpenAI's
+                output[-1]["content"] = [{"type": "refusal", "refusal": result.refusal}]
         for call in result.tool_calls:
             output.append(_call_output(_new_id("fc"), call.id, call.name, call.arguments, "completed"))
         body = response_object(translated, model=completion.model_id, status=status, output=output, result=result)

@@ -209,3 +209,14 @@ def test_the_messages_door_reports_the_stop_sequence_that_ended_the_answer(gatew
 
     plain = client.messages.create(model="demo/demo-fast", max_tokens=50, messages=question, stop_sequences=["beta"])
     assert (plain.stop_reason, plain.stop_sequence) == ("end_turn", None)
+
+
+def test_an_anthropic_refusal_is_a_refusal_part_of_a_response(gateway: Gateway, fake: Fake, claude: str) -> None:
+    fake.configure(**{"claude-fake": {"content_filter": 1}})
+    response = sdk(gateway).responses.create(model=claude, input="hello there")
+    direct = call("POST", fake.url + "/v1/messages", {"model": "claude-fake", "messages": HELLO, "max_tokens": 256})
+    [message] = response.output
+    assert message.type == "message" and response.status == "completed"
+    assert [part.to_dict() for part in message.content] == [
+        {"type": "refusal", "refusal": direct.json()["content"][0]["text"]}
+    ]

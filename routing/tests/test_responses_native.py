@@ -210,3 +210,21 @@ def test_a_chain_falls_back_from_a_native_model_by_translation(gateway: Gateway,
     assert fake.stats()["requests"] == {"gpt-fake": 1, "demo-fast": 1}
     assert last_sent(fake, "demo-fast")["messages"] == [{"role": "user", "content": "hello there"}]
     assert (response.model, response.status, len(response.output_text.split())) == ("demo/demo-fast", "completed", 16)
+
+
+def test_an_azure_model_is_sent_the_body_on_azures_path(gateway: Gateway, fake: Fake) -> None:
+    provider = Provider.objects.create(name="az", kind="azure", base_url=fake.url, api_version="2025-04-01-preview")
+    LLMModel.objects.create(provider=provider, name="gpt-az")
+    routing_changed()
+    client = sdk(gateway, new_key())
+    response = client.responses.create(model="az/gpt-az", input="hello there", max_output_tokens=3)
+    assert last_sent(fake, "gpt-az") == {
+        "input": "hello there",
+        "max_output_tokens": 3,
+        "model": "gpt-az",
+        "store": False,
+    }
+    assert (response.model, response.status, len(response.output_text.split())) == ("az/gpt-az", "incomplete", 3)
+    with client.responses.stream(model="az/gpt-az", input="hello there") as stream:
+        final = stream.get_final_response()
+    assert (final.model, final.status, len(final.output_text.split())) == ("az/gpt-az", "completed", 16)
