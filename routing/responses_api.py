@@ -23,7 +23,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -908,6 +908,11 @@ class ResponseInputItemsView(APIView):
     @extend_schema(
         operation_id="list_response_input_items",
         summary="A stored response's input items (paginated: after, limit, order)",
+        parameters=[
+            OpenApiParameter("after", str, description="The id of the item to list after."),
+            OpenApiParameter("limit", int, description="How many items (1..100, default 20)."),
+            OpenApiParameter("order", str, enum=["asc", "desc"], description="desc (newest first, the default)."),
+        ],
         responses={200: dict},
     )
     def get(self, request: Request, response_id: str) -> Response:  # pragma: no cover - documentation only
