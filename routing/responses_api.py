@@ -734,13 +734,15 @@ class _NativeEvents:
         self.request = request
         self.model = model
         self.last: tuple[str, dict[str, Any]] | None = None
+        self.current: dict[str, Any] | None = None  # the Response object as the last event that had one said
         self.sequence = 0  # the next event's number, for one the gateway adds (response.failed)
 
     def relay(self, native: tuple[NativeEvent, ...]) -> list[str]:
         out: list[str] = []
         for kind, payload in native:
             if isinstance(payload.get("response"), dict):
-                payload = {**payload, "response": own_response(self.request, payload["response"], self.model)}
+                self.current = own_response(self.request, payload["response"], self.model)
+                payload = {**payload, "response": self.current}
             if isinstance(payload.get("sequence_number"), int):
                 self.sequence = payload["sequence_number"] + 1
             if kind in ("response.completed", "response.incomplete"):
@@ -761,7 +763,7 @@ class _NativeEvents:
 
     def failed(self, error: dict[str, Any], response: dict[str, Any] | None = None) -> str:
         """``response.failed``, after the events relayed (with ``response`` as it stood, if it was over)."""
-        base = response or own_response(self.request, {"output": [], "usage": None}, self.model)
+        base = response or self.current or own_response(self.request, {"output": [], "usage": None}, self.model)
         response = {**base, "status": "failed", "error": error}
         payload = {"type": "response.failed", "response": response, "sequence_number": self.sequence}
         return f"event: response.failed\ndata: {dumps(payload)}\n\n"

@@ -13,7 +13,7 @@ from openai.types.responses import ResponseFunctionToolCall
 
 from accounts.services import apikey_create
 from ledger.models import UsageRecord
-from routing.models import LLMModel, Provider
+from routing.models import LLMModel, Provider, StoredResponse
 from routing.services import model_mapping_set, routing_changed
 from tests.fixtures import Fake, Gateway
 from tests.helpers import wait_until
@@ -228,3 +228,29 @@ def test_an_azure_model_is_sent_the_body_on_azures_path(gateway: Gateway, fake: 
     with client.responses.stream(model="az/gpt-az", input="hello there") as stream:
         final = stream.get_final_response()
     assert (final.model, final.status, len(final.output_text.split())) == ("az/gpt-az", "completed", 16)
+
+
+def test_a_native_stream_that_breaks_off_ends_with_response_failed(gateway: Gateway, fake: Fake, gpt: str) -> None:
+    fake.configure(**{"gpt-fake": {"error_after": 6}})  # six events, then an error event
+    reply = call(
+        "POST", gateway.url + "/v1/responses", {"model": gpt, "input": "hello there", "stream": True}, key=new_key()
+    )
+    events = sse_events(reply.text)
+    assert [name for name, _ in events] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.content_part.added",
+        "response.output_text.delta",
+        "response.output_text.delta",
+        "response.failed",
+    ]
+    failed = events[-1][1]
+    assert failed["sequence_number"] == 6
+    response = failed["response"]
+    assert (response["id"], response["model"], response["status"]) == (events[0][1]["response"]["id"], gpt, "failed")
+    assert response["error"] == {
+        "code": "upstream_error",
+        "message": "The upstream stream failed: fake upstream: simulated error mid-stream",
+    }
+    assert StoredResponse.objects.count() == 0
