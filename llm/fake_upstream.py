@@ -8,6 +8,7 @@ Routes (each also without the ``/v1`` prefix):
   POST /v1/embeddings         float or base64 (what the openai SDK asks for by default)
   GET  /v1/models             defaults + configured + seen model names
   POST /v1/messages           Anthropic Messages API, JSON or SSE
+  POST /v1/responses          OpenAI Responses API, JSON or the typed SSE events (function tools, text.format)
   POST /openai/deployments/{deployment}/chat/completions|embeddings   Azure-style paths
   GET  /health
 Control, for tests:
@@ -1403,6 +1404,210 @@ def _anthropic_events(message: Mapping[str, Any], plan: _Plan, *, garbage: bool)
     return events, token_events
 
 
+# --------------------------------------------------------------------------------------------------------
+# OpenAI Responses API
+
+
+def _responses_messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The chat messages a Responses body stands for (what the answer is drawn from), checked as OpenAI does."""
+    raw = body.get("input")
+    instructions = body.get("instructions")
+    messages: list[dict[str, Any]] = (
+        [{"role": "system", "content": instructions}] if isinstance(instructions, str) and instructions else []
+    )
+    if isinstance(raw, str):
+        return [*messages, {"role": "user", "content": raw}]
+    if not isinstance(raw, list) or not raw:
+        raise _BadRequest("Invalid 'input': expected a string or a non-empty array of items.", param="input")
+    for index, item in enumerate(raw):
+        kind = item.get("type", "message") if isinstance(item, dict) else None
+        if kind == "message" and isinstance(item, dict):
+            content = item.get("content")
+            if isinstance(content, list):
+                content = "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            messages.append({"role": item.get("role"), "content": content if isinstance(content, str) else ""})
+        elif kind == "function_call" and isinstance(item, dict):
+            function = {"name": item.get("name"), "arguments": item.get("arguments")}
+            call = {"id": item.get("call_id"), "type": "function", "function": function}
+            messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
+        elif kind == "function_call_output" and isinstance(item, dict):
+            messages.append({"role": "tool", "tool_call_id": item.get("call_id"), "content": str(item.get("output"))})
+        else:
+            raise _BadRequest(f"Invalid value for 'input[{index}].type': {_dumps(kind)}.", param=f"input[{index}].type")
+    return messages
+
+
+def _responses_tool(body: Mapping[str, Any], messages: list[Any]) -> tuple[str, dict[str, Any]] | None:
+    """The function tool to call, as for chat (``_openai_tool``), from the Responses tool shapes."""
+    tools = body.get("tools")
+    if not tools:
+        return None
+    if not isinstance(tools, list) or not all(isinstance(t, dict) and t.get("type") == "function" for t in tools):
+        raise _BadRequest("Invalid 'tools': the fake upstream serves function tools only.", param="tools")
+    chat_tools = [{"type": "function", "function": {k: v for k, v in t.items() if k != "type"}} for t in tools]
+    return _openai_tool({"tools": chat_tools, "tool_choice": body.get("tool_choice"), "messages": messages})
+
+
+def _responses_format(body: Mapping[str, Any], messages: list[Any]) -> _Format:
+    spec = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
+    if not isinstance(spec, dict) or spec.get("type") in (None, "text"):
+        return None
+    if spec.get("type") == "json_schema":
+        fields = {k: v for k, v in spec.items() if k != "type"}
+        return _answer_format({"type": "json_schema", "json_schema": fields}, messages)
+    return _answer_format({"type": spec.get("type")}, messages)
+
+
+def _response_object(
+    body: Mapping[str, Any], response_id: str, model: str, status: str, output: list[Any], usage: Any
+) -> dict[str, Any]:
+    """A Response object, its fields in OpenAI's order (routing/tests/fixtures/openai_responses_stream.sse)."""
+    text = body.get("text") if isinstance(body.get("text"), dict) else {"format": {"type": "text"}}
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": status,
+        "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "previous_response_id": body.get("previous_response_id"),
+        "reasoning": {"effort": None, "summary": None},
+        "store": body.get("store", True),
+        "temperature": body.get("temperature", 1.0),
+        "text": text,
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "top_p": body.get("top_p", 1.0),
+        "truncation": body.get("truncation", "disabled"),
+        "usage": usage,
+        "user": body.get("user"),
+        "metadata": body.get("metadata") or {},
+    }
+
+
+def _response_output(plan: _Plan, number: int) -> list[dict[str, Any]]:
+    if plan.tool is not None:
+        call_id, name, arguments = plan.tool
+        return [
+            {
+                "id": f"fc_fake{number}",
+                "type": "function_call",
+                "status": "completed",
+                "arguments": arguments,
+                "call_id": call_id,
+                "name": name,
+            }
+        ]
+    status = "incomplete" if plan.finish == "length" else "completed"
+    part = {"type": "output_text", "annotations": [], "text": "".join(plan.pieces)}
+    return [{"id": f"msg_fake{number}", "type": "message", "status": status, "role": "assistant", "content": [part]}]
+
+
+class _ResponseEvents:
+    """The typed events of one streamed response, numbered; which of them wait for the next token (tps)."""
+
+    def __init__(self) -> None:
+        self.events: list[bytes] = []
+        self.paced: set[int] = set()
+
+    def add(self, kind: str, paced: bool = False, **fields: Any) -> None:
+        if paced:
+            self.paced.add(len(self.events))
+        self.events.append(_sse_event(kind, {"type": kind, **fields, "sequence_number": len(self.events)}))
+
+
+def _response_events(response: dict[str, Any], plan: _Plan) -> _ResponseEvents:
+    """response.created, .in_progress, each output item (added, its deltas, done), then the final event."""
+    out = _ResponseEvents()
+    opening = {**response, "status": "in_progress", "output": [], "usage": None, "incomplete_details": None}
+    out.add("response.created", response=opening)
+    out.add("response.in_progress", response=opening)
+    for index, item in enumerate(response["output"]):
+        if item["type"] == "function_call":
+            out.add(
+                "response.output_item.added",
+                output_index=index,
+                item={**item, "status": "in_progress", "arguments": ""},
+            )
+            half = len(item["arguments"]) // 2
+            for part in (item["arguments"][:half], item["arguments"][half:]):
+                out.add(
+                    "response.function_call_arguments.delta", True, item_id=item["id"], output_index=index, delta=part
+                )
+            out.add(
+                "response.function_call_arguments.done",
+                item_id=item["id"],
+                output_index=index,
+                arguments=item["arguments"],
+            )
+        else:
+            where = {"item_id": item["id"], "output_index": index, "content_index": 0}
+            out.add(
+                "response.output_item.added", output_index=index, item={**item, "status": "in_progress", "content": []}
+            )
+            out.add("response.content_part.added", **where, part={"type": "output_text", "annotations": [], "text": ""})
+            for piece in plan.pieces:
+                out.add("response.output_text.delta", True, **where, delta=piece)
+            part = item["content"][0]
+            out.add("response.output_text.done", **where, text=part["text"])
+            out.add("response.content_part.done", **where, part=part)
+        out.add("response.output_item.done", output_index=index, item=item)
+    out.add(f"response.{response['status']}", response=response)
+    return out
+
+
+async def _responses(request: web.Request) -> web.StreamResponse:
+    """OpenAI Responses API (``POST /v1/responses``): function tools, ``text.format``, the typed event stream."""
+    state = request.app[STATE]
+    body = await _read_body(request)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _BadRequest("Missing required parameter: 'model'.", param="model")
+    if body.get("previous_response_id") is not None:
+        raise _BadRequest(
+            "The fake upstream keeps no responses: previous_response_id is not served.", param="previous_response_id"
+        )
+    messages = _responses_messages(body)
+    base, b = state.behaviour(model, request.headers)
+    stream = body.get("stream") is True
+    max_tokens = _max_tokens(body, "max_output_tokens")
+    tool = _responses_tool(body, messages)
+    answer_format = _responses_format(body, messages)
+    index = state.record(model, body)
+    if b.hang_after is not None and not stream:
+        b = Behaviour.from_knobs({"hang": 1})
+    failed = await _gate(request, state, "openai", model, b, index, _pre_ms(b) if stream else b.latency_ms)
+    if failed is not None:
+        return failed
+    plan = _plan(state, b, base, messages, max_tokens, tool, answer_format=answer_format)
+    usage = {
+        "input_tokens": plan.prompt_tokens,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": plan.completion_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": plan.prompt_tokens + plan.completion_tokens,
+    }
+    status = "incomplete" if plan.finish == "length" else "completed"
+    output = _response_output(plan, state.ids)
+    response = _response_object(body, f"resp_fake{state.ids}", model, status, output, usage if b.usage else None)
+    if not stream:
+        return _json(response)
+    events = _response_events(response, plan)
+    error = {
+        "type": "error",
+        "code": "server_error",
+        "message": "fake upstream: simulated error mid-stream",
+        "param": None,
+    }
+    error_event = _sse_event("error", {**error, "sequence_number": len(events.events)})
+    return await _stream_out(request, state, b, _pre_ms(b), events.events, frozenset(events.paced), error_event)
+
+
 def _embedding_inputs(raw: Any) -> list[str]:
     """Texts to embed; token arrays are keyed by their ids."""
     if isinstance(raw, str):
@@ -1543,10 +1748,12 @@ def create_app(seed: int = 0) -> web.Application:
             web.get(f"{prefix}/models", _models),
             web.get(prefix + "/models/{model:.+}", _model),
             web.post(f"{prefix}/messages", _guarded(_messages, "anthropic")),
+            web.post(f"{prefix}/responses", _guarded(_responses, "openai")),
         ]
     routes += [
         web.post("/openai/deployments/{deployment}/chat/completions", _guarded(_chat_completions, "openai")),
         web.post("/openai/deployments/{deployment}/embeddings", _guarded(_embeddings, "openai")),
+        web.post("/openai/responses", _guarded(_responses, "openai")),  # Azure's (api-version in the query)
         web.get("/health", _health),
         web.post("/_fake/models", _guarded(_control_set_models, "openai")),
         web.get("/_fake/models", _control_get_models),

@@ -143,7 +143,7 @@ async def _messages(request: HttpRequest) -> HttpResponseBase:
     if result.native is not None:  # an Anthropic model's own message (thinking blocks, cache usage, …)
         body = {**result.native, "id": message_id, "model": completion.model_id}
     else:
-        body = message_body(message_id, completion.model_id, result)
+        body = message_body(message_id, completion.model_id, result, call.stop)
     response = JsonResponse(body, json_dumps_params={"ensure_ascii": False})
     response["X-Spignos-Route"] = _route_header(completion.category, completion.model_id, completion.attempts)
     for header, name in (("Cost-USD", "cost_usd"), ("Energy-Wh", "energy_wh"), ("CO2e-g", "co2e_g")):
@@ -154,7 +154,7 @@ async def _messages(request: HttpRequest) -> HttpResponseBase:
 async def _stream(call: gateway.Call, message_id: str) -> HttpResponseBase:
     stream = gateway.streaming(call)
     await stream.start()  # errors before any token are plain HTTP errors
-    encoder = StreamEncoder(message_id, stream.model_id, stream.prompt_tokens)
+    encoder = StreamEncoder(message_id, stream.model_id, stream.prompt_tokens, call.stop)
 
     async def body() -> AsyncIterator[str]:
         started = False

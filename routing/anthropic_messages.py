@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -459,6 +459,18 @@ def stop_reason(finish_reason: str | None) -> str:
     return _STOP_REASONS.get(finish_reason or "stop", "end_turn")
 
 
+def ended_by(result: GenerationResult | None, stop: Sequence[str] | None) -> tuple[str, str | None]:
+    """(``stop_reason``, ``stop_sequence``) of an answer: a stop sequence ended it when the model stopped
+    and its text ends with one of the requested sequences (an OpenAI-kind model reports a plain "stop";
+    those of its servers that keep the sequence in the text tell which one it was)."""
+    finish_reason = result.finish_reason if result else None
+    if result is not None and stop and finish_reason == "stop" and not result.tool_calls:
+        for sequence in stop:
+            if result.text.endswith(sequence):
+                return "stop_sequence", sequence
+    return stop_reason(finish_reason), None
+
+
 def usage_body(result: GenerationResult) -> dict[str, int]:
     # No prompt caching happens on a translated call: Anthropic reports the cache counters all the same.
     return {
@@ -489,15 +501,18 @@ def content_blocks(result: GenerationResult) -> list[dict[str, Any]]:
     return blocks
 
 
-def message_body(message_id: str, model_id: str, result: GenerationResult) -> dict[str, Any]:
+def message_body(
+    message_id: str, model_id: str, result: GenerationResult, stop: Sequence[str] | None = None
+) -> dict[str, Any]:
+    reason, sequence = ended_by(result, stop)
     return {
         "id": message_id,
         "type": "message",
         "role": "assistant",
         "model": model_id,
         "content": content_blocks(result),
-        "stop_reason": stop_reason(result.finish_reason),
-        "stop_sequence": None,
+        "stop_reason": reason,
+        "stop_sequence": sequence,
         "usage": usage_body(result),
     }
 
@@ -510,10 +525,11 @@ class StreamEncoder:
     """The gateway's stream events as Anthropic's: blocks open as their content comes (text, or a tool call
     once its id and name arrive), one at a time, each closed before the next opens."""
 
-    def __init__(self, message_id: str, model_id: str, prompt_tokens: int) -> None:
+    def __init__(self, message_id: str, model_id: str, prompt_tokens: int, stop: Sequence[str] | None = None) -> None:
         self.message_id = message_id
         self.model_id = model_id
         self.prompt_tokens = prompt_tokens
+        self.stop = stop  # the request's stop sequences (``ended_by``)
         self._index = -1  # the open block's index (-1: none yet)
         self._open: str | None = None  # "text", or "tool:<index of the call>"
 
@@ -577,7 +593,8 @@ class StreamEncoder:
         if result is not None:
             # The upstream's own count of the prompt, which message_start could only estimate.
             usage = {"input_tokens": result.usage.prompt_tokens, **usage}
-        delta = {"stop_reason": stop_reason(result.finish_reason if result else None), "stop_sequence": None}
+        reason, sequence = ended_by(result, self.stop)
+        delta = {"stop_reason": reason, "stop_sequence": sequence}
         out += sse("message_delta", {"type": "message_delta", "delta": delta, "usage": usage})
         out += sse("message_stop", {"type": "message_stop"})
         return out

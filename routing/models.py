@@ -323,6 +323,8 @@ class StoredResponse(models.Model):
     created_at = models.DateTimeField(db_index=True)
     body = models.JSONField()
     conversation = models.JSONField()
+    # The request's own input, as items with ids (``GET /v1/responses/<id>/input_items``).
+    input_items = models.JSONField(default=list)
 
     def __str__(self) -> str:
         return self.id

@@ -44,7 +44,8 @@ def _usage(result: GenerationResult) -> dict[str, int]:
 def _message(text: str, tool_calls: tuple[ToolCall, ...], refusal: str | None) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
-        "content": text if text or not tool_calls else None,
+        # A refusal, or tool calls, and no text: no content (as OpenAI's).
+        "content": text if text or not (tool_calls or refusal) else None,
         "refusal": refusal,
     }
     if tool_calls:
@@ -144,9 +145,14 @@ def _chunk_template(completion_id: str, created: int, model_id: str, fingerprint
     return head, middle, tail
 
 
-def _delta(event: StreamEvent, first: bool) -> dict[str, Any]:
+# The delta of a choice's first chunk, before any of its text: OpenAI opens every streamed choice with it
+# (routing/tests/fixtures/openai_chat_stream.sse), whatever the backend, and some clients expect it.
+OPENING_DELTA: dict[str, Any] = {"role": "assistant", "content": "", "refusal": None}
+
+
+def _delta(event: StreamEvent) -> dict[str, Any]:
     """An OpenAI chunk's ``delta`` for ``event`` (empty when there is nothing to relay)."""
-    delta: dict[str, Any] = {"role": "assistant"} if first else {}
+    delta: dict[str, Any] = {}
     if event.content:
         delta["content"] = event.content
     if event.refusal:
@@ -176,32 +182,35 @@ class _ChunkWriter:
         self.completion_id, self.created, self.model_id = completion_id, created, model_id
         self.fingerprint: str | None = None
         self._template: tuple[str, str, str] | None = None
-        self._first = True  # the first choice's role is still to send
-        self._started: set[int] = set()  # the other choices whose first delta (with the role) was sent
+        self._opened: set[int] = set()  # the choices whose opening chunk (OPENING_DELTA) was sent
 
     def template(self) -> tuple[str, str, str]:
         if self._template is None:
             self._template = _chunk_template(self.completion_id, self.created, self.model_id, self.fingerprint)
         return self._template
 
+    def opening(self, index: int) -> str:
+        """The choice's opening chunk, unless it was sent ("")."""
+        if index in self._opened:
+            return ""
+        self._opened.add(index)
+        if index == 0:
+            return self.chunk(OPENING_DELTA)
+        return self.whole([{"index": index, "delta": OPENING_DELTA, "logprobs": None, "finish_reason": None}])
+
     def event(self, event: StreamEvent) -> str | None:
-        """The chunk of a delta event; None when it carries nothing to relay."""
+        """The chunk of a delta event (after its choice's opening chunk); None when it carries nothing."""
         if self._template is None and event.system_fingerprint:
             self.fingerprint = event.system_fingerprint
+        delta = _delta(event)
+        if not delta and event.logprobs is None:
+            return None
+        opening = self.opening(event.index)
         if event.index == 0 and event.logprobs is None:  # the common chunk: the per-token path
-            delta = _delta(event, self._first)
-            if not delta:
-                return None
-            self._first = False
             head, middle, tail = self._template or self.template()
-            return f"data: {head}{dumps(delta)}{middle}null{tail}\n\n"
-        if event.index == 0:
-            first, self._first = self._first, False
-        else:
-            first = event.index not in self._started
-            self._started.add(event.index)
-        delta = _delta(event, first)
-        return self.whole([{"index": event.index, "delta": delta, "logprobs": event.logprobs, "finish_reason": None}])
+            return f"{opening}data: {head}{dumps(delta)}{middle}null{tail}\n\n"
+        choice = {"index": event.index, "delta": delta, "logprobs": event.logprobs, "finish_reason": None}
+        return opening + self.whole([choice])
 
     def chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> str:
         head, middle, tail = self.template()
@@ -224,9 +233,14 @@ class _ChunkWriter:
         if self.fingerprint is None and result is not None:
             self.fingerprint = result.system_fingerprint
         if result is None or not result.choices:
-            return [self.chunk({}, (result.finish_reason if result else None) or "stop")]
+            closing = self.chunk({}, (result.finish_reason if result else None) or "stop")
+            return [self.opening(0) + closing]
+        # A choice that said nothing opens too.
         return [
-            self.whole([{"index": c.index, "delta": {}, "logprobs": None, "finish_reason": c.finish_reason or "stop"}])
+            self.opening(c.index)
+            + self.whole(
+                [{"index": c.index, "delta": {}, "logprobs": None, "finish_reason": c.finish_reason or "stop"}]
+            )
             for c in result.choices
         ]
 

@@ -16,20 +16,22 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHttpResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.selectors import KeyInfo
-from llm import GenerationResult, LLMError, StreamEvent
+from llm import GenerationResult, LLMError, StreamEvent, ToolCall, count_message_tokens
+from llm.providers.openai_responses import NATIVE_FORMAT
+from llm.types import NativeEvent
 from spignosapi.api.asyncviews import async_endpoint, authenticate, dumps, json_body, validated
 from spignosapi.api.errors import InvalidRequest, NotFound
 from spignosapi.api.schema import SSE_EVENT
@@ -38,10 +40,12 @@ from . import gateway, responses_store
 from .api import SSE_HEADERS, stream_error_payload
 from .errors import GatewayError
 from .router import ROUTER_ALIASES
+from .selectors import RoutingConfig, routing_config
 from .serializers import ResponsesInput
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_CONTEXT_WINDOW = 8192  # a model's, unless its row says (LLMModel.context_window)
 DEFAULT_MAX_TOKENS = 256  # as /v1/chat/completions: the most a call may use is reserved on the key's limits
 MESSAGE_ROLES = ("user", "assistant", "system", "developer")
 
@@ -218,6 +222,7 @@ class Translated:
     echo: dict[str, Any]
     conversation: list[dict[str, Any]]  # previous response's conversation + this input (no instructions)
     store: bool
+    input_items: list[dict[str, Any]] = field(default_factory=list)  # this request's input, with ids
     response_id: str = field(default_factory=lambda: _new_id("resp"))
     created_at: int = field(default_factory=lambda: int(time.time()))
 
@@ -239,7 +244,7 @@ def _echo(data: dict[str, Any]) -> dict[str, Any]:
         "tool_choice": "auto" if data.get("tool_choice") is None else data["tool_choice"],
         "tools": data.get("tools") or [],
         "top_p": 1.0 if data.get("top_p") is None else data["top_p"],
-        "truncation": "disabled",
+        "truncation": data.get("truncation") or "disabled",
         "user": data.get("user"),
         "metadata": data.get("metadata") or {},
     }
@@ -257,15 +262,158 @@ def _params(data: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def _refuse_unsupported(data: dict[str, Any]) -> None:
+    """What the door cannot promise on every backend is refused rather than ignored.
+
+    ``background``: a response run detached, polled and cancelled, needs an in-progress state and a worker;
+    the platform has those for its async jobs (``/api/v1/jobs``), which is the one place for them.
+    ``include``: the extra output it asks for (reasoning's encrypted content, search results, logprobs) is
+    nothing a translated answer has.
+    """
+    if data.get("background"):
+        raise _invalid(
+            "background responses are not supported: use a streamed response, or the gateway's async jobs.",
+            "background",
+            "unsupported_parameter",
+        )
+    if data.get("include"):
+        values = ", ".join(repr(value) for value in data["include"])
+        raise _invalid(f"include {values} is not supported by this gateway.", "include", "unsupported_parameter")
+
+
+_ITEM_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+
+
+def stored_input_items(value: str | list[Any]) -> list[dict[str, Any]]:
+    """A request's ``input`` as the items ``GET /v1/responses/<id>/input_items`` lists: each with an id (its
+    own, or a new one) and a message's content as parts (``input_items`` of OpenAI's API reference)."""
+    raw_items = [{"type": "message", "role": "user", "content": value}] if isinstance(value, str) else value
+    items = []
+    for raw in raw_items:
+        item = {"type": raw.get("type", "message"), **raw}
+        if item["type"] == "message":
+            text_type = "output_text" if item["role"] == "assistant" else "input_text"
+            content = item.get("content")
+            if isinstance(content, str):
+                item["content"] = [{"type": text_type, "text": content}]
+        item.setdefault("id", _new_id(_ITEM_PREFIXES.get(item["type"], "item")))
+        item.setdefault("status", "completed")
+        items.append(item)
+    return items
+
+
+def responses_items(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chat messages (a stored conversation) as Responses input items: what an upstream that serves the
+    Responses API is sent in place of a ``previous_response_id`` only the gateway knows."""
+    items: list[dict[str, Any]] = []
+    for message in messages:
+        role = message["role"]
+        if role == "tool":
+            items.append(
+                {"type": "function_call_output", "call_id": message["tool_call_id"], "output": message["content"]}
+            )
+            continue
+        content = message.get("content")
+        if isinstance(content, list):  # a user's text and image parts
+            content = [
+                {"type": "input_text", "text": part["text"]}
+                if part["type"] == "text"
+                else {"type": "input_image", "image_url": part["image_url"]["url"]}
+                for part in content
+            ]
+        if content or not message.get("tool_calls"):
+            items.append({"type": "message", "role": role, "content": content or ""})
+        for call in message.get("tool_calls") or ():
+            function = call["function"]
+            items.append(
+                {
+                    "type": "function_call",
+                    "call_id": call["id"],
+                    "name": function["name"],
+                    "arguments": function["arguments"],
+                }
+            )
+    return items
+
+
+def native_body(
+    raw: dict[str, Any], previous: list[dict[str, Any]], kept: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    """The body an OpenAI-kind model is sent as it came (``Call.native``), but for what only the gateway
+    knows: a ``previous_response_id`` becomes the stored conversation's items before the input (``kept``:
+    the conversation that is left once ``truncation`` dropped its oldest items), and the upstream keeps
+    nothing (``store`` false): the gateway stores the answer, under its own id."""
+    body = {k: v for k, v in raw.items() if k not in ("model", "previous_response_id", "stream")}
+    if kept is not None:
+        body["input"] = responses_items(kept)
+    elif previous:
+        new = raw["input"] if isinstance(raw["input"], list) else [{"role": "user", "content": raw["input"]}]
+        body["input"] = [*responses_items(previous), *new]
+    body["store"] = False
+    return body
+
+
+def context_window(config: RoutingConfig, model: str) -> int:
+    """The smallest context window of the chat models that may serve ``model`` (a model, a category, an
+    alias of either, or the router), for ``truncation: auto``."""
+    alias = config.aliases.get(model)
+    if alias is not None:
+        model = alias.model or alias.category or model
+    if model in config.models:
+        candidates: Sequence[str] = (model,)
+    elif model in config.categories:
+        candidates = config.categories[model].chain
+    else:  # routed: any chat model
+        candidates = list(config.models)
+    chat = [config.models[m] for m in candidates if m in config.models and config.models[m].kind == "chat"]
+    return min((info.context_window for info in chat), default=DEFAULT_CONTEXT_WINDOW)
+
+
+def truncate(
+    conversation: list[dict[str, Any]], instructions: str | None, max_tokens: int, window: int
+) -> list[dict[str, Any]]:
+    """``truncation: auto``: the conversation without its oldest items, as many as the prompt and the answer's
+    ``max_tokens`` need to fit ``window`` (a tool result is dropped with the call it answers). A last item
+    that does not fit alone is the client's error (400 ``context_length_exceeded``)."""
+    system = [{"role": "system", "content": instructions}] if instructions else []
+    kept = conversation
+    while count_message_tokens([*system, *kept]) + max_tokens > window:
+        if len(kept) <= 1:
+            raise _invalid(
+                f"The input does not fit the model's context window of {window} tokens, even truncated.",
+                "input",
+                "context_length_exceeded",
+            )
+        kept = kept[1:]
+        while len(kept) > 1 and kept[0]["role"] == "tool":
+            kept = kept[1:]
+    return kept
+
+
 def responses_request(
-    data: dict[str, Any], *, key: KeyInfo, request_id: str, previous: list[dict[str, Any]]
+    data: dict[str, Any],
+    *,
+    key: KeyInfo,
+    request_id: str,
+    previous: list[dict[str, Any]],
+    raw: dict[str, Any] | None = None,
+    window: int = 0,
 ) -> Translated:
-    """The request of a body validated by ``ResponsesInput``, continuing the ``previous`` conversation."""
+    """The request of a body validated by ``ResponsesInput``, continuing the ``previous`` conversation.
+    ``raw``: the body as it came, for a model that serves the Responses API itself (``native_body``);
+    ``window``: the context window ``truncation: auto`` fits the conversation to (``context_window``)."""
+    _refuse_unsupported(data)
     conversation = [*previous, *input_messages(data["input"])]
     if not conversation:
         raise _invalid("input must hold at least one item.", "input", "empty")
     instructions = data.get("instructions")
-    messages = [{"role": "system", "content": instructions}, *conversation] if instructions else list(conversation)
+    max_tokens = data.get("max_output_tokens") or DEFAULT_MAX_TOKENS
+    kept: list[dict[str, Any]] | None = None
+    if data.get("truncation") == "auto" and window:
+        kept = truncate(conversation, instructions, max_tokens, window)
+        kept = None if len(kept) == len(conversation) else kept
+    sent = conversation if kept is None else kept
+    messages = [{"role": "system", "content": instructions}, *sent] if instructions else list(sent)
     model = data["model"]
     call = gateway.Call(
         key=key,
@@ -274,15 +422,17 @@ def responses_request(
         messages=messages,
         temperature=1.0 if data.get("temperature") is None else data["temperature"],
         top_p=1.0 if data.get("top_p") is None else data["top_p"],
-        max_tokens=data.get("max_output_tokens") or DEFAULT_MAX_TOKENS,
+        max_tokens=max_tokens,
         tools=chat_tools(data.get("tools")),
         tool_choice=chat_tool_choice(data.get("tool_choice")),
         user_id=data.get("user") or "",
         model=None if model in ROUTER_ALIASES else model,
         stream=bool(data.get("stream")),
         params=_params(data),
+        native=None if raw is None else {NATIVE_FORMAT: native_body(raw, previous, kept)},
     )
-    return Translated(call, _echo(data), conversation, store=data["store"] is not False)
+    store = data["store"] is not False
+    return Translated(call, _echo(data), conversation, store=store, input_items=stored_input_items(data["input"]))
 
 
 # --- the answer ----------------------------------------------------------------------------------------------
@@ -367,27 +517,41 @@ def response_object(
     }
 
 
-def _assistant_message(text: str, calls: list[dict[str, Any]]) -> dict[str, Any]:
+def _assistant_message(text: str, calls: tuple[ToolCall, ...]) -> dict[str, Any]:
     """The answer as a chat message, the next turn's context (``previous_response_id``)."""
     message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
     if calls:
         message["tool_calls"] = [
-            {"id": c["call_id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
-            for c in calls
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls
         ]
     return message
 
 
-async def _store(request: Translated, body: dict[str, Any]) -> None:
+async def _store(request: Translated, body: dict[str, Any], result: GenerationResult | None) -> None:
     """Keep a finished answer (``store``): its body and its conversation, one INSERT."""
     if not request.store:
         return
-    calls = [item for item in body["output"] if item["type"] == "function_call"]
-    text = "".join(item["content"][0]["text"] for item in body["output"] if item["type"] == "message")
-    conversation = [*request.conversation, _assistant_message(text, calls)]
+    answer = _assistant_message(result.text, result.tool_calls) if result is not None else _assistant_message("", ())
+    conversation = [*request.conversation, answer]
     key = request.call.key
     assert key is not None
-    await sync_to_async(responses_store.save, thread_sensitive=False)(request.response_id, key.id, body, conversation)
+    await sync_to_async(responses_store.save, thread_sensitive=False)(
+        request.response_id, key.id, body, conversation, request.input_items
+    )
+
+
+def own_response(request: Translated, upstream: Mapping[str, Any], model_id: str) -> dict[str, Any]:
+    """An upstream's Response object as the gateway answers it: its id (the one stored), the model that
+    answered, and the request's own fields the upstream was sent otherwise (``native_body``)."""
+    echo = request.echo
+    return {
+        **upstream,
+        "id": request.response_id,
+        "model": model_id,
+        "max_output_tokens": echo["max_output_tokens"],
+        "previous_response_id": echo["previous_response_id"],
+        "store": echo["store"],
+    }
 
 
 def _route_header(category: str, model_id: str, attempts: int) -> str:
@@ -414,21 +578,29 @@ async def _previous_conversation(data: dict[str, Any], key: KeyInfo) -> list[dic
 
 async def _create(request: HttpRequest) -> HttpResponseBase:
     key = await authenticate(request)
-    data = validated(ResponsesInput, json_body(request))
+    raw = json_body(request)
+    data = validated(ResponsesInput, raw)
     previous = await _previous_conversation(data, key)
-    translated = responses_request(data, key=key, request_id=request.request_id, previous=previous)  # type: ignore[attr-defined]
+    request_id = request.request_id  # type: ignore[attr-defined]
+    window = context_window(await routing_config.aget(), data["model"]) if data.get("truncation") == "auto" else 0
+    translated = responses_request(data, key=key, request_id=request_id, previous=previous, raw=raw, window=window)
     if translated.call.stream:
         return await _create_stream(translated)
     completion = await gateway.complete(translated.call)
     result = completion.result
-    status = _status(result)
-    output: list[dict[str, Any]] = []
-    if result.text or not result.tool_calls:
-        output.append(_message_output(_new_id("msg"), result.text, status))
-    for call in result.tool_calls:
-        output.append(_call_output(_new_id("fc"), call.id, call.name, call.arguments, "completed"))
-    body = response_object(translated, model=completion.model_id, status=status, output=output, result=result)
-    await _store(translated, body)
+    if result.native is not None:  # an OpenAI model's own Response object
+        body = own_response(translated, result.native, completion.model_id)
+    else:
+        status = _status(result)
+        output: list[dict[str, Any]] = []
+        if result.text or not result.tool_calls:
+            output.append(_message_output(_new_id("msg"), result.text, status))
+            if result.refusal and not result.text:  # the model declined: a refusal part, as OpenAI's
+                output[-1]["content"] = [{"type": "refusal", "refusal": result.refusal}]
+        for call in result.tool_calls:
+            output.append(_call_output(_new_id("fc"), call.id, call.name, call.arguments, "completed"))
+        body = response_object(translated, model=completion.model_id, status=status, output=output, result=result)
+    await _store(translated, body, result)
     response = JsonResponse(body, json_dumps_params={"ensure_ascii": False})
     response["X-Spignos-Route"] = _route_header(completion.category, completion.model_id, completion.attempts)
     for header, name in (("Cost-USD", "cost_usd"), ("Energy-Wh", "energy_wh"), ("CO2e-g", "co2e_g")):
@@ -526,6 +698,12 @@ class _Events:
             self.event("response.output_item.done", output_index=index, item=message),
         ]
 
+    def failed(self, error: dict[str, Any], result: GenerationResult | None = None) -> str:
+        """``response.failed``: the response as it stood (with its usage, if it was over)."""
+        failed = self.response("failed", result)
+        failed["error"] = error
+        return self.event("response.failed", response=failed)
+
     def finish(self, result: GenerationResult | None) -> tuple[list[str], dict[str, Any]]:
         """The closing events but the last, and the final Response object."""
         status = _status(result)
@@ -548,40 +726,92 @@ class _Events:
         return events, self.response(status, result)
 
 
+class _NativeEvents:
+    """An OpenAI model's own event stream, relayed as it came but for the Response objects it carries
+    (``own_response``); its last event (``response.completed`` or ``.incomplete``) waits for the store."""
+
+    def __init__(self, request: Translated, model: str) -> None:
+        self.request = request
+        self.model = model
+        self.last: tuple[str, dict[str, Any]] | None = None
+        self.current: dict[str, Any] | None = None  # the Response object as the last event that had one said
+        self.sequence = 0  # the next event's number, for one the gateway adds (response.failed)
+
+    def relay(self, native: tuple[NativeEvent, ...]) -> list[str]:
+        out: list[str] = []
+        for kind, payload in native:
+            if isinstance(payload.get("response"), dict):
+                self.current = own_response(self.request, payload["response"], self.model)
+                payload = {**payload, "response": self.current}
+            if isinstance(payload.get("sequence_number"), int):
+                self.sequence = payload["sequence_number"] + 1
+            if kind in ("response.completed", "response.incomplete"):
+                self.last = (kind, dict(payload))
+                continue
+            out.append(f"event: {kind}\ndata: {dumps(payload)}\n\n")
+        return out
+
+    def final(self) -> dict[str, Any]:
+        assert self.last is not None  # the provider ends a stream on it, or raises
+        response: dict[str, Any] = self.last[1]["response"]
+        return response
+
+    def end(self) -> str:
+        assert self.last is not None
+        kind, payload = self.last
+        return f"event: {kind}\ndata: {dumps(payload)}\n\n"
+
+    def failed(self, error: dict[str, Any], response: dict[str, Any] | None = None) -> str:
+        """``response.failed``, after the events relayed (with ``response`` as it stood, if it was over)."""
+        base = response or self.current or own_response(self.request, {"output": [], "usage": None}, self.model)
+        response = {**base, "status": "failed", "error": error}
+        payload = {"type": "response.failed", "response": response, "sequence_number": self.sequence}
+        return f"event: response.failed\ndata: {dumps(payload)}\n\n"
+
+
 async def _create_stream(request: Translated) -> HttpResponseBase:
     stream = gateway.streaming(request.call)
     await stream.start()  # errors before any token are plain HTTP errors
     events = _Events(request, stream.model_id)
+    native = _NativeEvents(request, stream.model_id)
 
     async def body() -> AsyncIterator[str]:
+        relayed: bool | None = None  # whether the model streams its own events: known from its first one
         try:
             async with stream:  # first, so that a client gone during the opening events is booked too
-                for chunk in events.start():
-                    yield chunk
                 async for event in stream:
-                    if event.type == "delta":
+                    if relayed is None:
+                        relayed = event.native is not None
+                        if not relayed:
+                            for chunk in events.start():
+                                yield chunk
+                    if event.native is not None:
+                        for chunk in native.relay(event.native):
+                            yield chunk
+                    elif event.type == "delta":
                         for chunk in events.delta(event):
                             yield chunk
         except (LLMError, GatewayError) as exc:
             # The status line was sent: the stream ends as OpenAI's does when a response fails (nothing stored).
-            failed = events.response("failed")
-            failed["error"] = {key: stream_error_payload(exc)[key] for key in ("code", "message")}
-            yield events.event("response.failed", response=failed)
+            error = {key: stream_error_payload(exc)[key] for key in ("code", "message")}
+            yield native.failed(error) if relayed else events.failed(error)
             return
-        closing, final = events.finish(stream.result)
-        for chunk in closing:
-            yield chunk
+        if relayed:
+            final = native.final()
+        else:
+            closing, final = events.finish(stream.result)
+            for chunk in closing:
+                yield chunk
         try:
-            await _store(request, final)
+            await _store(request, final, stream.result)
         except DatabaseError:
             # Asked to keep it and could not: the client must not count on a previous_response_id that is not
             # there (a JSON answer would be a 503 database_unavailable; the status line was sent already).
             logger.warning("a streamed response could not be stored", exc_info=True)
-            failed = events.response("failed", stream.result)
-            failed["error"] = {"code": "database_unavailable", "message": "The response could not be stored."}
-            yield events.event("response.failed", response=failed)
+            error = {"code": "database_unavailable", "message": "The response could not be stored."}
+            yield native.failed(error, final) if relayed else events.failed(error, stream.result)
             return
-        yield events.event(f"response.{final['status']}", response=final)
+        yield native.end() if relayed else events.event(f"response.{final['status']}", response=final)
 
     response = StreamingHttpResponse(body(), content_type="text/event-stream", headers=SSE_HEADERS)
     response["X-Spignos-Route"] = _route_header(stream.category, stream.model_id, stream.attempts)
@@ -605,6 +835,45 @@ async def _delete(request: HttpRequest, response_id: str) -> HttpResponseBase:
     if not await sync_to_async(responses_store.delete, thread_sensitive=False)(response_id, key.id):
         raise _not_found(response_id)
     return JsonResponse({"id": response_id, "object": "response", "deleted": True})
+
+
+def _page_params(request: HttpRequest) -> tuple[str | None, int, str]:
+    """``after``, ``limit`` (1..100, default 20) and ``order`` (asc or desc, the default) of a list."""
+    after = request.GET.get("after") or None
+    order = request.GET.get("order") or "desc"
+    if order not in ("asc", "desc"):
+        raise _invalid("order must be asc or desc.", "order")
+    raw_limit = request.GET.get("limit") or "20"
+    limit = int(raw_limit) if raw_limit.isdigit() else 0
+    if not 1 <= limit <= 100:
+        raise _invalid("limit must be an integer between 1 and 100.", "limit")
+    return after, limit, order
+
+
+async def _input_items(request: HttpRequest, response_id: str) -> HttpResponseBase:
+    key = await authenticate(request)
+    after, limit, order = _page_params(request)
+    stored = await sync_to_async(responses_store.load, thread_sensitive=False)(response_id, key.id)
+    if stored is None:
+        raise _not_found(response_id)
+    items: list[dict[str, Any]] = stored.input_items if order == "asc" else stored.input_items[::-1]
+    start = 0
+    if after is not None:
+        ids = [item["id"] for item in items]
+        if after not in ids:
+            raise _invalid(f"No input item with id {after!r} in this response.", "after")
+        start = ids.index(after) + 1
+    page = items[start : start + limit]
+    return JsonResponse(
+        {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": start + limit < len(items),
+        },
+        json_dumps_params={"ensure_ascii": False},
+    )
 
 
 class ResponsesView(APIView):
@@ -635,5 +904,23 @@ class ResponseView(APIView):
         raise NotImplementedError
 
 
+class ResponseInputItemsView(APIView):
+    """Schema of ``GET /v1/responses/<id>/input_items``."""
+
+    @extend_schema(
+        operation_id="list_response_input_items",
+        summary="A stored response's input items (paginated: after, limit, order)",
+        parameters=[
+            OpenApiParameter("after", str, description="The id of the item to list after."),
+            OpenApiParameter("limit", int, description="How many items (1..100, default 20)."),
+            OpenApiParameter("order", str, enum=["asc", "desc"], description="desc (newest first, the default)."),
+        ],
+        responses={200: dict},
+    )
+    def get(self, request: Request, response_id: str) -> Response:  # pragma: no cover - documentation only
+        raise NotImplementedError
+
+
 responses_view = async_endpoint(ResponsesView, {"POST": _create})
+input_items_view = async_endpoint(ResponseInputItemsView, {"GET": _input_items})
 response_view = async_endpoint(ResponseView, {"GET": _retrieve, "DELETE": _delete})

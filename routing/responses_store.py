@@ -24,10 +24,21 @@ def load(response_id: str, key_id: int) -> StoredResponse | None:
     return StoredResponse.objects.filter(id=response_id, api_key_id=key_id, created_at__gte=_cutoff()).first()
 
 
-def save(response_id: str, key_id: int, body: dict[str, Any], conversation: list[dict[str, Any]]) -> None:
+def save(
+    response_id: str,
+    key_id: int,
+    body: dict[str, Any],
+    conversation: list[dict[str, Any]],
+    input_items: list[dict[str, Any]],
+) -> None:
     """Keep an answer once it is complete: one INSERT."""
     StoredResponse.objects.create(
-        id=response_id, api_key_id=key_id, created_at=timezone.now(), body=body, conversation=conversation
+        id=response_id,
+        api_key_id=key_id,
+        created_at=timezone.now(),
+        body=body,
+        conversation=conversation,
+        input_items=input_items,
     )
 
 

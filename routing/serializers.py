@@ -273,6 +273,9 @@ class ResponsesInput(serializers.Serializer[Any]):
     previous_response_id = serializers.CharField(max_length=64, required=False, allow_null=True)
     parallel_tool_calls = serializers.BooleanField(required=False, allow_null=True)
     reasoning = serializers.DictField(required=False, allow_null=True)
+    include = serializers.ListField(child=serializers.CharField(max_length=100), required=False, allow_null=True)
+    truncation = serializers.ChoiceField(choices=["auto", "disabled"], required=False, allow_null=True)
+    background = serializers.BooleanField(required=False, allow_null=True)
 
     def validate_input(self, value: Any) -> Any:
         if isinstance(value, str) or (isinstance(value, list) and len(value) <= 10_000):

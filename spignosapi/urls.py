@@ -34,6 +34,11 @@ openai_v1 = [
     path("embeddings", rag_api.openai_embeddings_view, name="openai-embeddings"),
     path("responses", responses_api.responses_view, name="openai-responses"),
     path("responses/<response_id:response_id>", responses_api.response_view, name="openai-response"),
+    path(
+        "responses/<response_id:response_id>/input_items",
+        responses_api.input_items_view,
+        name="openai-response-input-items",
+    ),
     # Anthropic-compatible (its SDKs' base_url is the host: they post to /v1/messages)
     path("messages", anthropic_api.messages_view, name="anthropic-messages"),
     path("messages/count_tokens", anthropic_api.count_tokens_view, name="anthropic-count-tokens"),

@@ -141,8 +141,8 @@ def test_a_stream_that_stalls_after_its_first_tokens_ends_with_an_error_at_the_t
     row = UsageRecord.objects.get(request_id="req-stalled")
     assert (row.status, row.error_code, row.model, row.completion_tokens) == ("error", "timeout", "demo/demo-fast", 3)
 
-    openai_events = sse_events(chat(gateway, raw, "hello", stream=True))
-    assert [bool(e.get("choices")) for e in openai_events] == [True] * 3 + [False]
+    openai_events = sse_events(chat(gateway, raw, "hello", stream=True))  # the opening chunk, three tokens
+    assert [bool(e.get("choices")) for e in openai_events] == [True] * 4 + [False]
     assert openai_events[-1]["error"]["code"] == "timeout"  # in-stream: the SDK raises APIError with it
 
     job, messages = run_job(gateway, raw, "hello")
@@ -235,8 +235,8 @@ def test_a_stream_that_breaks_off_after_output_ends_with_an_error_event(
     assert (error["type"], error["code"], error["param"]) == ("upstream_error", "invalid_response", None)
     assert error["message"].startswith("The upstream stream failed: ")
 
-    openai_events = sse_events(chat(gateway, raw, "hello", stream=True))
-    assert [bool(e.get("choices")) for e in openai_events] == [True] * sent + [False]
+    openai_events = sse_events(chat(gateway, raw, "hello", stream=True))  # the opening chunk, then what was sent
+    assert [bool(e.get("choices")) for e in openai_events] == [True] * (1 + sent) + [False]
     assert openai_events[-1]["error"]["code"] == "invalid_response"
 
     job, messages = run_job(gateway, raw, "hello")

@@ -42,6 +42,7 @@ __all__ = [
     "ANTHROPIC_VERSION",
     "KINDS",
     "NATIVE_FORMAT",
+    "REFUSAL",
     "TRANSLATED_PARAMS",
     "AnthropicProvider",
     "answer_tool_name",
@@ -60,6 +61,8 @@ _STOP_REASONS: Mapping[str, str] = {
     "refusal": "content_filter",
     "pause_turn": "stop",
 }
+# The refusal of an Anthropic model that declined (stop_reason "refusal") without a word.
+REFUSAL = "The model declined to answer this request."
 # In-stream `error` events carry a type but no HTTP status.
 _ERROR_TYPES: Mapping[str, type[LLMError]] = {
     "invalid_request_error": BadRequestError,
@@ -97,7 +100,17 @@ class AnthropicProvider(Provider):
         native request's body goes as it came: its door's params are a translation of that body, not asks."""
         if _native_body(request) is not None:
             return to_anthropic_body(request, stream=stream)
-        return to_anthropic_body(request, stream=stream, params=self.honoured_params(request, TRANSLATED_PARAMS))
+        params = self.honoured_params(request, TRANSLATED_PARAMS)
+        if params.get("service_tier") is not None and params["service_tier"] not in _SERVICE_TIERS:
+            self.unhonoured(request, "service_tier")  # priority, flex, scale: no Anthropic equivalent
+            del params["service_tier"]
+        body = to_anthropic_body(request, stream=stream, params=params)
+        effort = params.get("reasoning_effort")
+        if effort is not None and "thinking" not in body and effort not in _NO_THINKING:
+            # Anthropic thinks in at least 1024 tokens, fewer than max_tokens, and never with a forced tool
+            # (which a response_format is, but with tools of the client's own and tool_choice auto).
+            self.unhonoured(request, "reasoning_effort")
+        return body
 
     def close(self) -> None:
         self._http.close()
@@ -161,10 +174,14 @@ class AnthropicProvider(Provider):
             model = data.get("model")
         except _PARSE_ERRORS as exc:
             raise self._invalid(f"malformed Anthropic message: {exc!r}", request.model) from exc
+        text, refusal = "".join(texts), None
+        if stop_reason == "refusal":  # the model declined: its words are the chat refusal, not the content
+            text, refusal = "", text or REFUSAL
         result = build_result(
             provider=self.name,
             request=request,
-            text="".join(texts),
+            refusal=refusal,
+            text=text,
             finish_reason=_STOP_REASONS.get(stop_reason, stop_reason) if stop_reason else None,
             tool_calls=tuple(calls),
             usage=usage,
@@ -411,6 +428,9 @@ def _message_delta(payload: Mapping[str, Any], acc: StreamAccumulator, state: _S
         stop_reason = "end_turn"  # the structured answer is the answer, not a tool call
     if stop_reason:
         acc.finish_reason = _STOP_REASONS.get(stop_reason, stop_reason)
+    if stop_reason == "refusal":  # what it said (streamed as content already) is the result's refusal
+        acc.refusal.append("".join(acc.parts) or REFUSAL)
+        acc.parts.clear()
     usage = payload.get("usage")
     if isinstance(usage, dict):
         if isinstance(usage.get("input_tokens"), int):
@@ -450,11 +470,12 @@ def to_anthropic_body(request: ChatRequest, *, stream: bool, params: Mapping[str
     (thinking, cache_control, documents, …): only its model, max_tokens and stream are this call's.
 
     Otherwise `params` (default: the request's) are translated where Anthropic has an equivalent (`TRANSLATED_PARAMS`):
-    `response_format` json_schema / json_object becomes a tool whose input is the answer, forced unless the
-    request has tools of its own (`answer_tool_name`); `parallel_tool_calls: false` becomes
+    `response_format` json_schema / json_object becomes a tool whose input is the answer, forced as far as
+    the client's tool_choice allows (`_offer_answer_tool`); `parallel_tool_calls: false` becomes
     `disable_parallel_tool_use`; `top_k` (a chat client's extra body field) goes as it is, as does
-    `request.top_k`. Others are ignored here (`Provider.honoured_params`
-    refuses them first).
+    `request.top_k`; `reasoning_effort` becomes a `thinking` budget (`_thinking`); `metadata.user_id` becomes
+    Anthropic's (unless `user` gave it); `service_tier` auto / default becomes auto / standard_only. Others
+    are ignored here (`Provider.honoured_params` refuses them first).
     """
     native = _native_body(request)
     if native is not None:
@@ -501,7 +522,15 @@ def _native_body(request: ChatRequest) -> Mapping[str, Any] | None:
 
 
 # The OpenAI params `to_anthropic_body` translates (`top_k` is Anthropic's own, sent through `extra_body`).
-TRANSLATED_PARAMS = frozenset({"response_format", "parallel_tool_calls", "top_k"})
+TRANSLATED_PARAMS = frozenset(
+    {"response_format", "parallel_tool_calls", "top_k", "reasoning_effort", "metadata", "service_tier"}
+)
+# OpenAI's service_tier → Anthropic's: "default" is the standard capacity only (the others are refused).
+_SERVICE_TIERS: Mapping[str, str] = {"auto": "auto", "default": "standard_only"}
+# reasoning_effort → thinking budget_tokens (at most max_tokens - 1); minimal and none think not at all.
+_THINKING_BUDGETS: Mapping[str, int] = {"low": 1024, "medium": 4096, "high": 16384}
+_NO_THINKING = frozenset({"minimal", "none"})
+_MIN_THINKING_BUDGET = 1024
 _JSON_OBJECT_TOOL = "json_answer"
 
 
@@ -537,14 +566,42 @@ def _answer_tool(response_format: Mapping[str, Any], name: str) -> dict[str, Any
     }
 
 
+def _offer_answer_tool(body: dict[str, Any], response_format: Mapping[str, Any], name: str) -> None:
+    """Anthropic has no JSON mode: the answer is the input of a tool, forced as far as the client's own
+    tool_choice allows. No tools of its own (or ``none``): the answer tool is the one to call. ``auto``: a
+    tool must be used, the client's or the answer's (``any``), so the answer is a tool call or the JSON.
+    ``required`` or a named tool: the client asked for a tool call, which the answer is; no answer tool."""
+    choice = body.get("tool_choice")
+    kind = choice.get("type") if isinstance(choice, Mapping) else None
+    if kind in ("any", "tool"):
+        return
+    tool = _answer_tool(response_format, name)
+    if kind == "none" or not body.get("tools"):
+        body["tools"] = [*body.get("tools", ()), tool]
+        body["tool_choice"] = {"type": "tool", "name": name}
+        return
+    body["tools"].append(tool)
+    body["tool_choice"] = {"type": "any"}
+
+
+def _thinking(body: dict[str, Any], effort: Any) -> None:
+    """``reasoning_effort`` as a thinking budget, when Anthropic can think within this call (see ``_body``):
+    then its sampling is Anthropic's own (temperature, top_p and top_k cannot be set with thinking)."""
+    budget = min(_THINKING_BUDGETS.get(effort, 0), body["max_tokens"] - 1)
+    choice = body.get("tool_choice")
+    forced = isinstance(choice, Mapping) and choice.get("type") in ("any", "tool")
+    if budget < _MIN_THINKING_BUDGET or forced:
+        return
+    body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    for name in ("temperature", "top_p", "top_k"):
+        body.pop(name, None)
+
+
 def _translate_params(body: dict[str, Any], params: Mapping[str, Any], *, has_tools: bool) -> None:
     response_format = params.get("response_format")
     name = answer_tool_name(params)
     if name is not None and isinstance(response_format, Mapping):
-        body.setdefault("tools", []).append(_answer_tool(response_format, name))
-        if not has_tools:
-            # Anthropic has no JSON mode: forcing the one tool makes its input the answer, valid JSON.
-            body["tool_choice"] = {"type": "tool", "name": name}
+        _offer_answer_tool(body, response_format, name)
     if params.get("parallel_tool_calls") is False and body.get("tools"):
         choice = body.get("tool_choice") or {"type": "auto"}
         if choice.get("type") != "none":
@@ -552,6 +609,16 @@ def _translate_params(body: dict[str, Any], params: Mapping[str, Any], *, has_to
     top_k = params.get("top_k")
     if isinstance(top_k, int) and not isinstance(top_k, bool):
         body["top_k"] = top_k
+    metadata = params.get("metadata")
+    user_id = metadata.get("user_id") if isinstance(metadata, Mapping) else None
+    if isinstance(user_id, str) and user_id and "metadata" not in body:
+        # Anthropic's metadata holds a user id only; the other keys are the client's own labels, not asks.
+        body["metadata"] = {"user_id": user_id}
+    tier = _SERVICE_TIERS.get(str(params.get("service_tier")))
+    if tier is not None:
+        body["service_tier"] = tier
+    if params.get("reasoning_effort") is not None:
+        _thinking(body, params["reasoning_effort"])
 
 
 def _translate_messages(chat: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:

@@ -185,11 +185,12 @@ def build_result(
     system_fingerprint: str | None = None,
     choices: tuple[Choice, ...] = (),
 ) -> GenerationResult:
-    """The final result; raises ContentFilteredError when the upstream stopped on its content filter.
+    """The final result; raises ContentFilteredError when the upstream stopped on its content filter (unless
+    it said why, a ``refusal``: then that is the answer, as OpenAI's refusals are).
 
     `choices`: every choice when there are several (see `GenerationResult`); the other arguments are the
     first one's."""
-    if finish_reason == "content_filter":
+    if finish_reason == "content_filter" and refusal is None:
         raise ContentFilteredError(
             "the upstream stopped the generation on its content filter",
             provider=provider,

@@ -22,6 +22,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -43,6 +44,15 @@ from ..types import (
     Usage,
 )
 from .base import Clock, Provider, StreamAccumulator, build_result
+from .openai_responses import (
+    NATIVE_KINDS,
+    RESPONSES_PATH,
+    ResponseFailed,
+    ResponsesStreamState,
+    native_body,
+    parse_response,
+    responses_body,
+)
 
 __all__ = ["KINDS", "OpenAICompatProvider"]
 
@@ -344,6 +354,8 @@ class OpenAICompatProvider(Provider):
         return self._parse_completion(data, request, start, self._clock())
 
     async def agenerate(self, request: ChatRequest) -> GenerationResult:
+        if (native := self._native(request)) is not None:
+            return await self._aresponses_generate(request, native)
         if self._chat_url is not None:
             return await self._adirect_generate(request)
         start = self._clock()
@@ -441,6 +453,8 @@ class OpenAICompatProvider(Provider):
         yield self._finish_stream(acc, request, start)
 
     def astream(self, request: ChatRequest) -> AsyncGenerator[StreamEvent, None]:
+        if (native := self._native(request)) is not None:
+            return self._aresponses_stream(request, native)
         if self._chat_url is not None:
             return self._adirect_stream(request)
         return self._sdk_astream(request)
@@ -502,6 +516,112 @@ class OpenAICompatProvider(Provider):
         finally:
             await chunks.close()
         yield self._finish_stream(acc, request, start)
+
+    # -- the Responses API, as it came (openai_responses) ---------------------------------------------------
+
+    def _native(self, request: ChatRequest) -> Mapping[str, Any] | None:
+        """The Responses body to send as it came, when this provider serves that API (the async path: the
+        gateway's; a sync caller gets the chat translation)."""
+        body = native_body(request)
+        return body if body is not None and self.config.kind in NATIVE_KINDS else None
+
+    async def _aresponses_generate(self, request: ChatRequest, native: Mapping[str, Any]) -> GenerationResult:
+        start = self._clock()
+        try:
+            async with asyncio.timeout(self._http.total_timeout(request.timeout_s)):
+                data = await self._async.get().post(
+                    RESPONSES_PATH,
+                    cast_to=object,
+                    body=responses_body(native, request, stream=False),
+                    options=self._options(request),
+                )
+        except TimeoutError as exc:
+            raise self._timeout_error("total", request.model) from exc
+        except _SDK_ERRORS as exc:
+            raise self._map_error(exc, request.model) from exc
+        if not isinstance(data, dict):
+            raise self._invalid("the upstream answered with a body that is not a JSON object", request.model)
+        if data.get("status") == "failed":
+            raise self._error_from_body(data.get("error"), request.model, fallback="the upstream's response failed")
+        try:
+            text, calls, finish_reason, usage = parse_response(data)
+        except _PARSE_ERRORS as exc:
+            raise self._invalid(f"malformed response: {exc!r}", request.model) from exc
+        model = data.get("model")
+        result = build_result(
+            provider=self.name,
+            request=request,
+            text=text,
+            finish_reason=finish_reason,
+            tool_calls=calls,
+            usage=usage,
+            model=model if isinstance(model, str) else None,
+            start=start,
+            first_token_at=None,
+            end=self._clock(),
+        )
+        return replace(result, native=data)
+
+    async def _aresponses_stream(
+        self, request: ChatRequest, native: Mapping[str, Any]
+    ) -> AsyncGenerator[StreamEvent, None]:
+        start = self._clock()
+        first_deadline, total_deadline = self._http.stream_deadlines(request.timeout_s)
+        try:
+            async with asyncio.timeout_at(first_deadline):
+                events = await self._async.get().post(
+                    RESPONSES_PATH,
+                    cast_to=object,
+                    body=responses_body(native, request, stream=True),
+                    options=self._options(request),
+                    stream=True,
+                    stream_cls=openai.AsyncStream[object],
+                )
+        except TimeoutError as exc:
+            raise self._deadline_error(first_deadline, total_deadline, request.model) from exc
+        except _SDK_ERRORS as exc:
+            raise self._map_error(exc, request.model, first_token_pending=first_deadline < total_deadline) from exc
+        acc = StreamAccumulator()
+        state = ResponsesStreamState()
+        iterator = events.__aiter__()
+        try:
+            while True:
+                deadline = first_deadline if acc.first_token_at is None else total_deadline
+                try:
+                    async with asyncio.timeout_at(deadline):  # the read only, never a `yield` (see astream)
+                        payload = await iterator.__anext__()
+                except StopAsyncIteration:
+                    break
+                except TimeoutError as exc:
+                    if acc.first_token_at is None:
+                        raise self._deadline_error(first_deadline, total_deadline, request.model) from exc
+                    raise self._timeout_error("total", request.model) from exc
+                except _SDK_ERRORS as exc:
+                    pending = first_deadline < total_deadline and acc.first_token_at is None
+                    raise self._map_error(exc, request.model, in_body=True, first_token_pending=pending) from exc
+                event = self._apply_response_event(payload, acc, state, request.model)
+                if event is not None:
+                    yield event
+        finally:
+            await events.close()
+        if state.final is None:
+            raise self._invalid("the stream ended before the response did", request.model)
+        yield state.finish(acc.done_event(provider=self.name, request=request, start=start, end=self._clock()))
+
+    def _apply_response_event(
+        self, payload: object, acc: StreamAccumulator, state: ResponsesStreamState, model: str
+    ) -> StreamEvent | None:
+        if not isinstance(payload, dict):
+            raise self._invalid("the upstream sent an event that is not a JSON object", model)
+        try:
+            event = state.apply(payload, acc)
+        except ResponseFailed as exc:  # an error event, or a failed response: the upstream's own failure
+            raise UpstreamServerError(self._redact(str(exc)), provider=self.name, model=model) from exc
+        except _PARSE_ERRORS as exc:
+            raise self._invalid(f"malformed response event: {exc!r}", model) from exc
+        if event is not None and acc.first_token_at is None:
+            acc.first_token_at = self._clock()
+        return event
 
     def _apply_chunk(self, chunk: object, acc: StreamAccumulator, model: str) -> tuple[StreamEvent, ...]:
         """Fold one SSE chunk into `acc`; the delta events to yield (one per choice that carried something)."""

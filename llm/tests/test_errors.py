@@ -208,14 +208,25 @@ def test_it_maps_an_error_event_inside_a_stream(handler: LLMHandler, provider: s
 # ---------------------------------------------------------------------------------- content filter
 
 
-@pytest.mark.parametrize("provider", PROVIDERS)
-def test_it_maps_a_content_filter_stop_to_content_filtered(handler: LLMHandler, provider: str) -> None:
+def test_it_maps_a_content_filter_stop_to_content_filtered(handler: LLMHandler) -> None:
     with pytest.raises(ContentFilteredError) as caught:
-        _generate(handler, f"{provider}/filtered@content_filter=1")
+        _generate(handler, "oa/filtered@content_filter=1")
     assert (caught.value.code, caught.value.retryable) == ("content_filtered", False)
 
     with pytest.raises(ContentFilteredError):
-        _stream(handler, f"{provider}/filtered-stream@content_filter=1")
+        _stream(handler, "oa/filtered-stream@content_filter=1")
+
+
+def test_an_anthropic_refusal_is_the_answer_not_an_error(handler: LLMHandler) -> None:
+    """Anthropic's ``stop_reason: "refusal"`` says why it stopped, as OpenAI's ``refusal`` field does: what the
+    model said is the refusal, the content is empty and the finish_reason ``content_filter``."""
+    whole = handler.generate("an/filtered@content_filter=1", prompt="Say something.", retry=NO_RETRY)
+    *deltas, done = _stream(handler, "an/filtered@content_filter=1")
+    assert done.result is not None
+    streamed = "".join(event.content for event in deltas)
+    assert (whole.text, whole.finish_reason, whole.refusal) == ("", "content_filter", streamed)
+    assert (done.result.text, done.result.finish_reason, done.result.refusal) == ("", "content_filter", streamed)
+    assert len(streamed.split()) == 8  # half of the fake's 16 words, then it refused
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

@@ -162,7 +162,8 @@ def test_response_format_json_schema_becomes_a_forced_tool() -> None:
     assert body["tool_choice"] == {"type": "tool", "name": "Weather"}
 
 
-def test_response_format_beside_tools_of_its_own_is_offered_not_forced() -> None:
+def test_response_format_beside_tools_of_its_own_makes_some_tool_a_must() -> None:
+    """With tool_choice auto, the answer is a tool call or the structured answer: never plain text."""
     tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
     request = ChatRequest(
         model="c",
@@ -173,7 +174,7 @@ def test_response_format_beside_tools_of_its_own_is_offered_not_forced() -> None
     )
     body = to_anthropic_body(request, stream=False)
     assert [t["name"] for t in body["tools"]] == ["lookup", "json_answer"]
-    assert body["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
+    assert body["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
     assert body["top_k"] == 5
 
 

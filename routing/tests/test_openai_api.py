@@ -205,9 +205,9 @@ def test_it_streams_chunks_then_a_usage_chunk(gateway: Gateway, fake: Fake) -> N
     assert {c.model for c in chunks} == {"demo/demo-fast"}
     assert {c.id for c in chunks} == {"chatcmpl-req-oa-stream"}
     assert {c.object for c in chunks} == {"chat.completion.chunk"}
-    *content_chunks, finish_chunk, usage_chunk = chunks
-    assert content_chunks[0].choices[0].delta.role == "assistant"
-    assert [c.choices[0].delta.role for c in content_chunks[1:]] == [None] * (len(content_chunks) - 1)
+    opening, *content_chunks, finish_chunk, usage_chunk = chunks
+    assert (opening.choices[0].delta.role, opening.choices[0].delta.content) == ("assistant", "")
+    assert [c.choices[0].delta.role for c in content_chunks] == [None] * len(content_chunks)
     assert "".join(c.choices[0].delta.content or "" for c in content_chunks) == expected.choices[0].message.content
     assert [c.choices[0].finish_reason for c in content_chunks] == [None] * len(content_chunks)
     assert finish_chunk.choices[0].finish_reason == "length"
@@ -272,11 +272,16 @@ def test_the_stream_bytes_match_openais_published_reference(gateway: Gateway, fa
     }
     assert {c["system_fingerprint"] for c in ours} == {"fp_fake"}  # the upstream's, as OpenAI sends its own
 
-    # Content deltas, then one chunk with an empty delta and the finish_reason. OpenAI opens with a delta of the
-    # role and no content; ours carries the role on the first token's delta.
+    # An opening chunk (the role, empty content), content deltas, then one chunk with an empty delta and the
+    # finish_reason: the opening chunk's bytes are the reference's but for the id, created and model.
     expected = upstream_answer(fake, "demo-fast", HELLO, 256)  # the gateway's default max_tokens
+    assert ours[0]["choices"][0]["delta"] == reference[0]["choices"][0]["delta"]
     assert reference[0]["choices"][0]["delta"] == {"role": "assistant", "content": "", "refusal": None}
-    assert ours[0]["choices"][0]["delta"]["role"] == "assistant"
+    opening = OPENAI_REFERENCE_CHAT_STREAM.split(b"\n\n")[0]
+    for field in ("id", "created", "model", "system_fingerprint"):
+        opening = opening.replace(json.dumps(reference[0][field]).encode(), json.dumps(ours[0][field]).encode())
+    assert reply.text.encode().startswith(opening + b"\n\n")
+    assert all("role" not in c["choices"][0]["delta"] for c in ours[1:])
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in ours) == expected.choices[0].message.content
     assert [c["choices"][0]["finish_reason"] for c in ours] == [None] * (len(ours) - 1) + ["stop"]
     assert [c["choices"][0]["finish_reason"] for c in reference] == [None] * (len(reference) - 1) + ["stop"]
@@ -339,8 +344,10 @@ def test_it_books_what_a_stream_produced_when_the_client_leaves(gateway: Gateway
     stream = sdk(gateway, new_key()).chat.completions.create(
         model="router", messages=HELLO, max_tokens=8, stream=True, extra_headers={"X-Request-ID": "req-oa-gone"}
     )
+    opening = next(stream).choices[0].delta
     received = [next(stream).choices[0].delta.content, next(stream).choices[0].delta.content]
     stream.close()
+    assert (opening.role, opening.content) == ("assistant", "")
 
     row = usage_row("req-oa-gone")
     assert (row.model, row.status, row.error_code, row.stream) == (

@@ -249,6 +249,14 @@ def test_an_anthropic_provider_streams_a_json_schema_answer_as_text(gateway: Gat
     assert Weather.model_validate_json(text)
     assert all(not c.choices or c.choices[0].delta.tool_calls is None for c in chunks)
     assert chunks[-1].choices[0].finish_reason == "stop"
+    # OpenAI's opening chunk, on this backend too: the role and empty content, then the text without the role.
+    assert chunks[0].choices[0].delta.model_dump(exclude_unset=True) == {
+        "role": "assistant",
+        "content": "",
+        "refusal": None,
+    }
+    assert chunks[0].choices[0].delta.model_extra == {} and chunks[0].choices[0].finish_reason is None
+    assert [c.choices[0].delta.role for c in chunks[1:]] == [None] * (len(chunks) - 1)
 
 
 def test_an_anthropic_provider_answers_json_object_mode_with_json(gateway: Gateway, fake: Fake) -> None:
