@@ -152,9 +152,10 @@ class CircuitBreakerAdmin(admin.ModelAdmin[CircuitBreaker]):
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         # A breaker's row appears with its model's first failure; until then the model's breaker is closed. The
-        # list shows every model with its state, so the missing rows are written as what they stand for (a
-        # closed breaker: what a reset writes too), never on the gateway's path.
-        missing = LLMModel.objects.filter(breaker__isnull=True).values_list("pk", flat=True)
+        # list shows every chat model (what has a breaker: the models GET /api/v1/routing/circuit-breakers lists)
+        # with its state, so the missing rows are written as what they stand for (a closed breaker: what a reset
+        # writes too), never on the gateway's path.
+        missing = LLMModel.objects.filter(kind=LLMModel.Kind.CHAT, breaker__isnull=True).values_list("pk", flat=True)
         CircuitBreaker.objects.bulk_create([CircuitBreaker(model_id=pk) for pk in missing], ignore_conflicts=True)
         return super().changelist_view(request, extra_context)
 
