@@ -144,8 +144,12 @@ def test_the_dashboard_fits_a_phone_and_its_tables_reflow_into_cards(
     open_dashboard(page, gateway, DESKTOP)
     assert no_sideways_scroll(page)
     assert page.evaluate(reflowed, "tr.model-row") == ["table-row"] * 3
+    # Every column fits the card: nothing to scroll to inside it either.
+    assert page.eval_on_selector("#table-view", "card => card.scrollWidth <= card.clientWidth")
     assert page.evaluate(reflowed, ".energy-models tbody tr") == ["table-row"] * 2
     screenshot(page, "dashboard", DESKTOP)
+    page.evaluate("document.querySelector('.energy-models').scrollIntoView({block: 'center'})")
+    screenshot(page, "energy", DESKTOP)
 
     open_dashboard(page, gateway, PHONE)
     assert no_sideways_scroll(page)
@@ -163,6 +167,8 @@ def test_the_dashboard_fits_a_phone_and_its_tables_reflow_into_cards(
     ):
         assert box <= PHONE
     screenshot(page, "dashboard", PHONE)
+    page.evaluate("document.querySelector('.energy-models').scrollIntoView({block: 'center'})")
+    screenshot(page, "energy", PHONE)
     page.click("#view-kanban")
     assert no_sideways_scroll(page)
     columns = page.eval_on_selector_all(
@@ -283,6 +289,7 @@ def test_the_history_chart_spans_its_window_with_bucket_limits_and_failures(
         assert " · failed · HTTP 502" in (marks.locator("title").text_content() or "")
         assert page.locator("svg.history-chart .error-band").count() == 1
         assert no_sideways_scroll(page)
+        page.evaluate("document.querySelector('tr.history-row').scrollIntoView({block: 'center'})")
         screenshot(page, "history", width)
         page.click(f'tr[data-model="{FAST}"]')
 
