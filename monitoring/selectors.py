@@ -363,8 +363,11 @@ def history(model: LLMModel, *, hours: int, now: datetime | None = None) -> dict
                 "total_ms": p.total_ms,
                 "status": p.status,
                 "ok": p.ok,
+                # What went wrong, for the chart's mark of a failed probe.
+                "http_status": p.http_status,
+                "error": p.error,
             }
-            for p in probes.only("checked_at", "ttfb_ms", "total_ms", "status", "ok")
+            for p in probes.only("checked_at", "ttfb_ms", "total_ms", "status", "ok", "http_status", "error")
         ],
     }
 

@@ -21,6 +21,7 @@ from routing.selectors import routing_config
 
 from . import selectors
 from .models import Bucket
+from .probes import Thresholds
 from .states import State
 
 # (sort key = the /stats field it sorts on, header, numeric column)
@@ -38,6 +39,9 @@ COLUMNS = [
 # How often the dashboard polls /stats on its own.
 POLL_SECONDS = 15
 
+# The window of the history chart under a row.
+HISTORY_HOURS = 24
+
 # Probes per page of the log.
 PAGE_SIZE = 25
 
@@ -46,6 +50,16 @@ SINCE_CHOICES = [("", "Any time"), ("1h", "Last hour"), ("24h", "Last 24 hours")
 
 def _buckets() -> list[tuple[str, str]]:
     return [(str(bucket.value), str(bucket.label)) for bucket in Bucket]
+
+
+def _bucket_limits() -> list[dict[str, Any]]:
+    """The upper bound of each timed bucket (the history chart draws them as lines), in milliseconds."""
+    thresholds = Thresholds.from_settings()
+    bounds = [thresholds.smooth, thresholds.available, thresholds.congestion, thresholds.lagging]
+    return [
+        {"bucket": str(bucket.value), "label": str(bucket.label), "ms": seconds * 1000}
+        for bucket, seconds in zip(list(Bucket)[:4], bounds, strict=True)
+    ]
 
 
 @login_required
@@ -59,6 +73,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "demo_only": config.demo_only,
         "can_refresh": request.user.is_staff,
         "poll_seconds": POLL_SECONDS,
+        "history_hours": HISTORY_HOURS,
+        "bucket_limits": _bucket_limits(),
     }
     context["models"] = context["stats"]["models"]
     return render(request, "dashboard.html", context)

@@ -2,13 +2,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from adminsortable2.admin import SortableAdminBase, SortableTabularInline
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from .models import Category, ChainEntry, CircuitBreaker, LLMModel, ModelAlias, ModelLatency, Provider
-from .services import breaker_reset, routing_changed
+from .services import breaker_reset, normalized_keywords, routing_changed
 
 
 class ReloadsRouting:
@@ -34,7 +36,9 @@ class ReloadsRouting:
         routing_changed()
 
 
-class ChainInline(admin.TabularInline[ChainEntry, Category]):
+class ChainInline(SortableTabularInline):  # type: ignore[misc]  # adminsortable2 ships no types
+    """The chain, in order: rows are dragged into place (django-admin-sortable2 renumbers ``position``)."""
+
     model = ChainEntry
     extra = 1
     ordering = ["position"]
@@ -42,8 +46,44 @@ class ChainInline(admin.TabularInline[ChainEntry, Category]):
     fields = ["position", "model"]
 
 
+class KeywordListField(forms.CharField):
+    """A list of keywords edited as text, one per line (commas also separate), stored as the JSON list the
+    router reads: trimmed, lower-cased, without duplicates (``normalized_keywords``, as the API stores them)."""
+
+    widget = forms.Textarea(attrs={"rows": 6, "cols": 40})
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return "\n".join(str(keyword) for keyword in value)
+        return value
+
+    def to_python(self, value: Any) -> list[str]:  # type: ignore[override]  # a list, not CharField's str
+        text = super().to_python(value) or ""
+        return normalized_keywords(text.replace(",", "\n").splitlines())
+
+
+class CategoryForm(forms.ModelForm[Category]):
+    keywords = KeywordListField(
+        required=False, help_text="One keyword or phrase per line (or separated by commas); case does not matter."
+    )
+
+    class Meta:
+        model = Category
+        fields = "__all__"
+
+    def clean_keywords(self) -> list[str]:
+        keywords: list[str] = self.cleaned_data["keywords"]
+        stored = self.instance.keywords if self.instance.pk else None
+        # The same keywords in another order (a seeded list is not sorted) are no change: keep them as
+        # stored, so a save that edits something else does not rewrite them (nor log them as changed).
+        if isinstance(stored, list) and sorted(stored) == keywords:
+            return stored
+        return keywords
+
+
 @admin.register(Category)
-class CategoryAdmin(ReloadsRouting, admin.ModelAdmin[Category]):
+class CategoryAdmin(ReloadsRouting, SortableAdminBase, admin.ModelAdmin[Category]):  # type: ignore[misc]
+    form = CategoryForm
     list_display = ["name", "description", "strategy", "builtin", "chain_display"]
     list_filter = ["strategy"]
     search_fields = ["name", "description"]
@@ -128,6 +168,17 @@ class CircuitBreakerAdmin(admin.ModelAdmin[CircuitBreaker]):
     actions = [reset_breakers]
     readonly_fields = ["model", "state", "consecutive_failures", "opened_at", "trial_started_at", "last_error"]
     list_select_related = ["model__provider"]
+    search_fields = ["model__name", "model__provider__name"]
+    ordering = ["model__provider__name", "model__name"]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        # A breaker's row appears with its model's first failure; until then the model's breaker is closed. The
+        # list shows every chat model (what has a breaker: the models GET /api/v1/routing/circuit-breakers lists)
+        # with its state, so the missing rows are written as what they stand for (a closed breaker: what a reset
+        # writes too), never on the gateway's path.
+        missing = LLMModel.objects.filter(kind=LLMModel.Kind.CHAT, breaker__isnull=True).values_list("pk", flat=True)
+        CircuitBreaker.objects.bulk_create([CircuitBreaker(model_id=pk) for pk in missing], ignore_conflicts=True)
+        return super().changelist_view(request, extra_context)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -139,9 +139,11 @@ def generation_call(
     admission: Admission | None = None,
 ) -> Call:
     """The call of a generate-style body (``GenerateInput`` or a serializer extending it, or an async job's
-    stored request): its ``prompt`` and ``system``, unless the door built the ``messages`` (RAG)."""
+    stored request): its ``system``, the conversation's earlier turns (an async job's ``messages``) and
+    ``prompt``, unless the door built the ``messages`` (RAG)."""
     if messages is None:
         messages = [{"role": "system", "content": values["system"]}] if values.get("system") else []
+        messages.extend(values.get("messages") or [])
         messages.append({"role": "user", "content": values["prompt"]})
     return Call(
         key=key,

@@ -51,6 +51,7 @@ urlpatterns = [
     path("v1/", include(openai_v1)),
     path("chat/completions", openai_api.chat_completions_alias_view, name="chat-completions-alias"),
     path("metrics", metrics_view, name="metrics"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("swagger/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),

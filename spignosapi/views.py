@@ -1,8 +1,9 @@
-"""Health endpoints and the platform readiness summary."""
+"""Health endpoints, the platform readiness summary and the favicon."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponseRedirect, JsonResponse
+from django.templatetags.static import static
 from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -32,3 +33,8 @@ class StatusView(APIView):
     @extend_schema(summary="Platform readiness for generation", responses={200: dict})
     def get(self, request: Request) -> Response:
         return Response(readiness())
+
+
+def favicon(request: HttpRequest) -> HttpResponseRedirect:
+    """``/favicon.ico``, which browsers ask for on pages that name no icon (the admin, Swagger UI): the site's."""
+    return HttpResponseRedirect(static("spignosapi/favicon.svg"))

@@ -218,3 +218,44 @@ def test_a_browser_session_submits_with_its_csrf_token_and_owns_the_job(admin_us
     assert accepted["Location"] == accepted.json()["status_url"]
     job = Job.objects.get(pk=accepted.json()["job_id"])
     assert (job.owner_id, job.api_key_id, job.request["prompt"]) == (admin_user.pk, None, "hello there")
+
+
+def test_a_job_carries_the_conversation_before_its_prompt(
+    gateway: Gateway, fake: Fake, celery_worker: subprocess.Popen[bytes]
+) -> None:
+    _, raw = apikey_create(name="k")
+    turns = [{"role": "user", "content": "my name is Ada"}, {"role": "assistant", "content": "hello Ada"}]
+    body = submit(gateway, raw, system="be brief", messages=turns, model="demo/demo-fast", max_tokens=3)
+    job = wait_for_status(body["job_id"], "succeeded")
+    assert job.request["messages"] == turns
+    sent = fake.stats()["last"]
+    assert isinstance(sent, dict)
+    assert sent["demo-fast"]["messages"] == [
+        {"role": "system", "content": "be brief"},
+        *turns,
+        {"role": "user", "content": "hello there"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("messages", "message"),
+    [
+        ([{"role": "system", "content": "x"}], "messages[0].role must be one of user, assistant."),
+        ([{"role": "user", "content": ""}], "messages[0].content must be a non-empty string."),
+        (
+            [{"role": "user", "content": "a", "name": "b"}],
+            "messages[0] must be an object with exactly role and content.",
+        ),
+        (["hi"], "messages[0] must be an object with exactly role and content."),
+        ("hi", 'Expected a list of items but got type "str".'),
+    ],
+)
+def test_a_malformed_conversation_is_refused_and_nothing_is_queued(
+    gateway: Gateway, messages: Any, message: str
+) -> None:
+    _, raw = apikey_create(name="k")
+    reply = call("POST", gateway.url + "/api/v1/generate/async", {"prompt": "hi", "messages": messages}, key=raw)
+    assert reply.status == 400, reply.text
+    error = reply.json()["error"]
+    assert (error["message"], error["param"]) == (f"messages: {message}", "messages")
+    assert Job.objects.count() == 0

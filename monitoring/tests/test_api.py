@@ -320,8 +320,18 @@ def test_history_lists_a_models_probes_oldest_first(gateway: Gateway, monitored:
                 "total_ms": 1500.0,
                 "status": "unknown",
                 "ok": False,
+                "http_status": 503,
+                "error": "Service Unavailable",
             },
-            {"checked_at": iso(newer.checked_at), "ttfb_ms": 100.0, "total_ms": 800.0, "status": "smooth", "ok": True},
+            {
+                "checked_at": iso(newer.checked_at),
+                "ttfb_ms": 100.0,
+                "total_ms": 800.0,
+                "status": "smooth",
+                "ok": True,
+                "http_status": 200,
+                "error": "",
+            },
         ],
     }
     assert len(get(gateway, "/api/v1/monitoring/history?model=demo/demo-fast&hours=48", key=raw)["points"]) == 3

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "django_celery_beat",
+    "adminsortable2",
     "auditlog",
     "spignosapi",
     "accounts",

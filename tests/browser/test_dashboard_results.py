@@ -2,35 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.utils import timezone
 
 from monitoring.models import Probe
-from monitoring.services import probe_run
 from routing.models import LLMModel
-from routing.selectors import routing_config
 from routing.services import routing_changed
+from tests.browser.probing import probe
 from tests.fixtures import ARTIFACTS, Fake, Gateway
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.browser,
+    pytest.mark.usefixtures("plain_probes_only"),
+]
 
 FAST, SMART = "demo/demo-fast", "demo/demo-smart"
-
-
-@pytest.fixture(autouse=True)
-def plain_probes_only(seeded: Fake) -> None:
-    """The demo models are probed for a streamed answer only: these pages are about that probe's rows."""
-    LLMModel.objects.update(supports_tools=False, supports_structured_output=False)
-    routing_changed()
-
-
-def probe(*model_ids: str, now: Callable[[], datetime] = timezone.now) -> list[Probe]:
-    models = routing_config.get(recheck=True).models
-    return probe_run(model_pks=[models[m].pk for m in model_ids], now=now)
 
 
 def shown(page: Any) -> list[str]:

@@ -16,6 +16,9 @@
     { days: 90, label: "90 days" },
   ];
   const POLL_MS = 60000;
+  const NO_MODEL_HELP =
+    "Requests that ended before any model answered (every model of the chain failed, or the " +
+    "call was refused).";
   const SVG_NS = "http://www.w3.org/2000/svg";
 
   function el(tag, attrs, children) {
@@ -34,40 +37,10 @@
     return node;
   }
 
-  function scaled(value, units) {
-    // units: [[factor, suffix], ...] from the largest down; the last one is used for anything smaller.
-    const abs = Math.abs(value);
-    for (const [factor, suffix] of units) {
-      if (abs >= factor) return [value / factor, suffix];
-    }
-    const [factor, suffix] = units[units.length - 1];
-    return [value / factor, suffix];
-  }
-
-  function number(value) {
-    if (value === 0) return "0";
-    const abs = Math.abs(value);
-    const digits = abs >= 100 ? 0 : abs >= 10 ? 1 : abs >= 1 ? 2 : 3;
-    return value.toLocaleString(undefined, { minimumFractionDigits: 0, maximumFractionDigits: digits });
-  }
-
-  const ENERGY_UNITS = [[1e6, "MWh"], [1e3, "kWh"], [1, "Wh"], [1e-3, "mWh"]];
-  const MASS_UNITS = [[1e6, "t"], [1e3, "kg"], [1, "g"], [1e-3, "mg"]];
-
-  function withUnit(value, units) {
-    const [v, suffix] = scaled(value, units);
-    return number(v) + " " + suffix;
-  }
-
-  function rangeText(low, central, high, units) {
-    // One unit for all three values, chosen by the central value, so the range reads at a glance.
-    const [, suffix] = scaled(central || high, units);
-    const factor = units.find((u) => u[1] === suffix)[0];
-    return {
-      central: number(central / factor) + " " + suffix,
-      range: number(low / factor) + "–" + number(high / factor) + " " + suffix,
-    };
-  }
+  // Units, rounding and ranges are written the way every page writes them (spignosapi/format.js).
+  const F = window.Format;
+  const number = F.number;
+  const ENERGY_UNITS = F.ENERGY_UNITS;
 
   function money(value) {
     if (value === 0) return "$0";
@@ -163,8 +136,7 @@
     const height = 180;
     const pad = { left: 48, right: 8, top: 10, bottom: 24 };
     const max = Math.max(1e-9, ...data.map((d) => d.energy_wh_high));
-    const [, suffix] = scaled(max, ENERGY_UNITS);
-    const factor = ENERGY_UNITS.find((u) => u[1] === suffix)[0];
+    const [factor, suffix] = F.unitFor(max, ENERGY_UNITS);
     const plotW = width - pad.left - pad.right;
     const plotH = height - pad.top - pad.bottom;
     const step = plotW / Math.max(1, data.length);
@@ -194,7 +166,7 @@
         class: "bar",
       });
       const title = svg("title");
-      const text = rangeText(d.energy_wh_low, d.energy_wh, d.energy_wh_high, ENERGY_UNITS);
+      const text = F.energyRange(d.energy_wh_low, d.energy_wh, d.energy_wh_high);
       title.textContent = `${d.group}: ${text.central} (${text.range})`;
       bar.append(title);
       chart.append(bar);
@@ -219,8 +191,8 @@
     const max = Math.max(1e-9, ...rows.map((r) => r.energy_wh_high));
     const body = el("tbody");
     for (const r of rows) {
-      const energy = rangeText(r.energy_wh_low, r.energy_wh, r.energy_wh_high, ENERGY_UNITS);
-      const co2e = rangeText(r.co2e_g_low, r.co2e_g, r.co2e_g_high, MASS_UNITS);
+      const energy = F.energyRange(r.energy_wh_low, r.energy_wh, r.energy_wh_high);
+      const co2e = F.massRange(r.co2e_g_low, r.co2e_g, r.co2e_g_high);
       const track = el("div", { class: "energy-track", title: `${energy.central} (${energy.range})` }, [
         el("span", {
           class: "energy-band",
@@ -231,14 +203,20 @@
       const estimated = r.estimated_requests
         ? el("span", { class: "energy-estimated", title: `${r.estimated_requests} of ${r.requests} requests estimated`, text: "est." })
         : "";
+      // Usage booked without a model: the call ended before any model answered (every model of its chain
+      // failed, or it was refused); the row says so instead of an unexplained "(none)".
+      const name = r.group
+        ? el("span", { class: "model-id", title: r.group, text: r.group })
+        : el("span", { class: "no-model", title: NO_MODEL_HELP, text: "No model answered" });
+      const range = (text) => el("div", { class: "muted range", text: text });
       body.append(
-        el("tr", {}, [
-          el("td", {}, [el("span", { class: "model-id", text: r.group || "(none)" }), " ", estimated]),
-          el("td", { class: "num", text: r.requests.toLocaleString() }),
-          el("td", { class: "energy-cell" }, [track]),
-          el("td", { class: "num" }, [energy.central, el("div", { class: "muted range", text: energy.range })]),
-          el("td", { class: "num" }, [co2e.central, el("div", { class: "muted range", text: co2e.range })]),
-          el("td", { class: "num", text: money(r.cost_usd) }),
+        el("tr", { "data-group": r.group || "" }, [
+          el("td", { "data-label": "Model" }, [name, " ", estimated]),
+          el("td", { class: "num", "data-label": "Requests", text: r.requests.toLocaleString() }),
+          el("td", { class: "energy-cell", "data-label": "Energy range" }, [track]),
+          el("td", { class: "num", "data-label": "Energy" }, [energy.central, energy.range !== energy.central ? range(energy.range) : ""]),
+          el("td", { class: "num", "data-label": "CO₂e" }, [co2e.central, co2e.range !== co2e.central ? range(co2e.range) : ""]),
+          el("td", { class: "num", "data-label": "Cost", text: money(r.cost_usd) }),
         ])
       );
     }
@@ -256,8 +234,8 @@
   }
 
   function totalsBlock(totals) {
-    const energy = rangeText(totals.energy_wh_low || 0, totals.energy_wh || 0, totals.energy_wh_high || 0, ENERGY_UNITS);
-    const co2e = rangeText(totals.co2e_g_low || 0, totals.co2e_g || 0, totals.co2e_g_high || 0, MASS_UNITS);
+    const energy = F.energyRange(totals.energy_wh_low || 0, totals.energy_wh || 0, totals.energy_wh_high || 0);
+    const co2e = F.massRange(totals.co2e_g_low || 0, totals.co2e_g || 0, totals.co2e_g_high || 0);
     const requests = totals.requests || 0;
     const estimatedShare = requests ? Math.round(((totals.estimated_requests || 0) / requests) * 100) : 0;
     const tile = (name, value, sub, key) =>
@@ -268,8 +246,9 @@
       ]);
     return el("div", { class: "energy-totals" }, [
       tile("Requests", requests.toLocaleString(), estimatedShare ? `${estimatedShare}% estimated` : "measured coefficients", "requests"),
-      tile("Energy", energy.central, energy.range, "energy"),
-      tile("CO₂e", co2e.central, co2e.range, "co2e"),
+      // A range whose ends print as the central value says nothing more: it is left out.
+      tile("Energy", energy.central, energy.range !== energy.central ? energy.range : "", "energy"),
+      tile("CO₂e", co2e.central, co2e.range !== co2e.central ? co2e.range : "", "co2e"),
       tile("Cost", money(totals.cost_usd || 0), `${(totals.prompt_tokens || 0).toLocaleString()} in · ${(totals.completion_tokens || 0).toLocaleString()} out tokens`, "cost"),
     ]);
   }

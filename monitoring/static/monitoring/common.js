@@ -47,23 +47,11 @@
     return (ms / 1000).toFixed(1) + " s";
   }
 
-  function rate(tps) {
-    return isNumber(tps) ? tps.toFixed(1) : "–";
-  }
-
   function percent(value) {
     if (!isNumber(value)) return "–";
     // 100 and 50 read as "100 %" and "50 %"; 99.96 stays "99.96 %", never a rounded-up 100.
     const text = value > 99.9 && value < 100 ? value.toFixed(2) : value.toFixed(1).replace(/\.0$/, "");
     return text + " %";
-  }
-
-  /** Energies per probe are tiny: milliwatt-hours read better than 0.0012 Wh. */
-  function energy(wh) {
-    if (!isNumber(wh)) return "–";
-    if (wh >= 1) return wh.toFixed(2) + " Wh";
-    const mwh = wh * 1000;
-    return (mwh >= 10 ? mwh.toFixed(1) : mwh.toFixed(2)) + " mWh";
   }
 
   function relativeTime(iso, now) {
@@ -109,9 +97,10 @@
     requestJSON: requestJSON,
     isNumber: isNumber,
     duration: duration,
-    rate: rate,
+    // Figures with units are written the one way every page writes them (spignosapi/format.js).
+    rate: window.Format.rate,
     percent: percent,
-    energy: energy,
+    energy: window.Format.energy,
     relativeTime: relativeTime,
     absoluteTime: absoluteTime,
     bucketLabel: bucketLabel,

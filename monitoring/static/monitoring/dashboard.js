@@ -15,6 +15,10 @@
   const REFRESH_POLL_MS = 1000;
   const REFRESH_TIMEOUT_MS = 120000;
   const COLUMNS = 8;
+  const HISTORY_HOURS = parseFloat(root.dataset.historyHours) || 24;
+  // The upper bound of each timed bucket, from the monitoring settings (the view puts them in the page).
+  const limitsScript = document.getElementById("bucket-limits");
+  const BUCKET_LIMITS = limitsScript ? JSON.parse(limitsScript.textContent) : [];
 
   const tbody = document.getElementById("models-body");
   const rowTemplate = document.getElementById("row-template");
@@ -94,7 +98,9 @@
     const row = entry.row;
     row.dataset.provider = entry.provider = data.provider;
     row.dataset.status = data.status;
-    cell(row, "model").querySelector(".model-id").textContent = data.model;
+    const id = cell(row, "model").querySelector(".model-id");
+    id.textContent = data.model;
+    id.title = data.model; // the cell truncates a long id; the tooltip keeps it whole
     cell(row, "provider").textContent = data.provider;
 
     const statusCell = cell(row, "status");
@@ -166,12 +172,17 @@
     const title = document.createElement("div");
     title.className = "model-id";
     title.textContent = data.model;
+    title.title = data.model;
+    // The id truncates with an ellipsis: the state badge sits beside it, not inside it.
+    const head = document.createElement("div");
+    head.className = "card-head";
+    head.append(title);
     if (M.STATE_LABELS[data.state]) {
       // A card in the "Unknown" column says whether the model is down (and why) or merely not probed yet.
       const badge = document.createElement("span");
       badge.className = "badge state-badge";
       M.setBadge(badge, data.status, "", data.state, data.state_reason);
-      title.append(" ", badge);
+      head.append(" ", badge);
     }
     const facts = document.createElement("dl");
     facts.append(
@@ -187,9 +198,9 @@
       error.className = "error-note";
       error.textContent = errorDetail(data);
       error.title = errorDetail(data);
-      card.append(title, facts, error, foot);
+      card.append(head, facts, error, foot);
     } else {
-      card.append(title, facts, foot);
+      card.append(head, facts, foot);
     }
   }
 
@@ -457,34 +468,63 @@
     return 10 * magnitude;
   }
 
-  function timeLabel(ms, spanMs) {
-    const date = new Date(ms);
-    const time = date.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
-    return spanMs > 36 * 3600 * 1000 ? date.toLocaleDateString([], {month: "short", day: "numeric"}) + " " + time : time;
+  const HOUR_MS = 3600 * 1000;
+
+  /** Ticks at whole local hours, every 1, 2, 3, 6 or 12 hours so that about ``count`` fit; strictly inside the
+   * window, so no two read the same. Midnight is written as the date. */
+  function timeTicks(tMin, tMax, count) {
+    const span = tMax - tMin;
+    const step = [1, 2, 3, 6, 12, 24].find(function (hours) { return span / (hours * HOUR_MS) <= count; }) || 24;
+    const first = new Date(tMin);
+    first.setMinutes(0, 0, 0);
+    const ticks = [];
+    for (let t = first.getTime(); t < tMax; t += HOUR_MS) {
+      const date = new Date(t);
+      if (t <= tMin || date.getHours() % step !== 0) continue;
+      const label = date.getHours() === 0
+        ? date.toLocaleDateString([], {month: "short", day: "numeric"})
+        : date.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", hourCycle: "h23"});
+      ticks.push({t: t, label: label});
+    }
+    return ticks;
   }
 
-  /** Total time and TTFT of each probe over time; failed probes are red marks along the top. */
-  function drawChart(modelId, points, width) {
+  /** The bucket limits the chart draws: those under the highest value, and the next one above it. */
+  function visibleLimits(maxValue) {
+    const shown = [];
+    for (const limit of BUCKET_LIMITS) {
+      shown.push(limit);
+      if (limit.ms >= maxValue) break;
+    }
+    return shown;
+  }
+
+  /** Total time and TTFT of each probe over the last ``HISTORY_HOURS`` (the time axis spans that window),
+   * the bucket limits as dashed lines, failed probes as red marks along the top. */
+  function drawChart(modelId, points, width, now) {
     // Drawn at the width it is shown at (text is not stretched); a later resize scales it evenly.
-    const W = Math.max(480, Math.round(width) || 860), H = 240;
+    const W = Math.max(320, Math.round(width) || 860), H = 240;
     const pad = {left: 62, right: 18, top: 16, bottom: 30};
+    const tMax = now;
+    const tMin = now - HISTORY_HOURS * HOUR_MS;
     const parsed = points
       .map(function (p) { return Object.assign({t: Date.parse(p.checked_at)}, p); })
-      .filter(function (p) { return !isNaN(p.t); });
+      .filter(function (p) { return !isNaN(p.t) && p.t >= tMin && p.t <= tMax; });
     const chart = svg("svg", {
       viewBox: "0 0 " + W + " " + H, class: "history-chart", role: "img",
-      "aria-label": "Total time and TTFT of " + modelId + " over the last 24 hours",
+      "aria-label": "Total time and TTFT of " + modelId + " over the last " + HISTORY_HOURS + " hours",
       "data-model": modelId, "data-points": String(parsed.length),
+      "data-window-start": new Date(tMin).toISOString(), "data-window-end": new Date(tMax).toISOString(),
     });
-    let tMin = Math.min.apply(null, parsed.map(function (p) { return p.t; }));
-    let tMax = Math.max.apply(null, parsed.map(function (p) { return p.t; }));
-    if (tMax - tMin < 60000) { tMin -= 30 * 60000; tMax += 30 * 60000; }
     const values = [];
     parsed.forEach(function (p) {
       if (M.isNumber(p.total_ms)) values.push(p.total_ms);
       if (M.isNumber(p.ttfb_ms)) values.push(p.ttfb_ms);
     });
-    const yMax = niceCeiling(values.length ? Math.max.apply(null, values) * 1.05 : 1000);
+    const highest = values.length ? Math.max.apply(null, values) : 0;
+    const limits = visibleLimits(highest);
+    const top = Math.max(highest, limits.length ? limits[limits.length - 1].ms : 0, 1);
+    const yMax = niceCeiling(top * 1.05);
     const plotW = W - pad.left - pad.right;
     const plotH = H - pad.top - pad.bottom;
     const x = function (t) { return pad.left + ((t - tMin) / (tMax - tMin)) * plotW; };
@@ -497,12 +537,23 @@
       const label = svg("text", {x: pad.left - 8, y: y(value) + 4, "text-anchor": "end"}, grid);
       label.textContent = M.duration(value);
     }
-    for (let i = 0; i <= 4; i += 1) {
-      const t = tMin + ((tMax - tMin) * i) / 4;
-      const anchor = i === 0 ? "start" : i === 4 ? "end" : "middle";
-      const label = svg("text", {x: x(t), y: H - 8, "text-anchor": anchor}, grid);
-      label.textContent = timeLabel(t, tMax - tMin);
-    }
+    const axis = svg("g", {class: "time-axis"}, chart);
+    timeTicks(tMin, tMax, plotW < 500 ? 4 : 8).forEach(function (tick) {
+      svg("line", {x1: x(tick.t), x2: x(tick.t), y1: pad.top + plotH, y2: pad.top + plotH + 4}, axis);
+      const label = svg("text", {x: x(tick.t), y: H - 8, "text-anchor": "middle", "data-t": String(tick.t)}, axis);
+      label.textContent = tick.label;
+    });
+
+    const bounds = svg("g", {class: "bucket-limits"}, chart);
+    limits.forEach(function (limit) {
+      const line = svg("line", {
+        x1: pad.left, x2: W - pad.right, y1: y(limit.ms), y2: y(limit.ms),
+        "data-bucket": limit.bucket, "data-ms": String(limit.ms),
+      }, bounds);
+      svg("title", {}, line).textContent = limit.label + " up to " + M.duration(limit.ms);
+      const label = svg("text", {x: W - pad.right - 4, y: y(limit.ms) - 4, "text-anchor": "end"}, bounds);
+      label.textContent = limit.label + " ≤ " + M.duration(limit.ms);
+    });
 
     [["total_ms", "line-total", "Total"], ["ttfb_ms", "line-ttfb", "TTFT"]].forEach(function (series) {
       const key = series[0];
@@ -523,10 +574,13 @@
     const errors = svg("g", {class: "errors"}, chart);
     parsed.filter(function (p) { return p.ok === false; }).forEach(function (p) {
       const cx = x(p.t);
+      // A failed probe: a faint band down the plot and a red mark at the top, its error in the tooltip.
+      svg("line", {class: "error-band", x1: cx, x2: cx, y1: pad.top, y2: pad.top + plotH}, errors);
       const mark = svg("path", {
         class: "error-mark", d: "M" + (cx - 4) + "," + (pad.top - 2) + " l8,0 l-4,7 z",
       }, errors);
-      svg("title", {}, mark).textContent = M.absoluteTime(p.checked_at) + " · failed";
+      const why = [p.http_status ? "HTTP " + p.http_status : "", p.error || ""].filter(Boolean).join(": ");
+      svg("title", {}, mark).textContent = M.absoluteTime(p.checked_at) + " · failed" + (why ? " · " + why : "");
     });
     return chart;
   }
@@ -558,9 +612,9 @@
     td.innerHTML =
       '<div class="history"><div class="history-head"><strong class="history-title"></strong>' +
       '<span class="legend"><span class="key key-total"></span>Total time <span class="key key-ttfb"></span>TTFT' +
-      ' <span class="key key-error"></span>Failed</span></div>' +
+      ' <span class="key key-limit"></span>Bucket limits <span class="key key-error"></span>Failed</span></div>' +
       '<div class="chart-box" data-state="loading"><p class="muted">Loading history…</p></div></div>';
-    td.querySelector(".history-title").textContent = id + " · last 24 hours";
+    td.querySelector(".history-title").textContent = id + " · last " + HISTORY_HOURS + " hours";
     row.appendChild(td);
     entry.historyRow = row;
     entry.row.after(row);
@@ -569,7 +623,7 @@
   }
 
   async function loadHistory(id) {
-    const reply = await M.requestJSON(urls.history + "?model=" + encodeURIComponent(id) + "&hours=24");
+    const reply = await M.requestJSON(urls.history + "?model=" + encodeURIComponent(id) + "&hours=" + HISTORY_HOURS);
     const entry = entries.get(id);
     if (openHistory !== id || !entry || !entry.historyRow) return;
     const box = entry.historyRow.querySelector(".chart-box");
@@ -580,10 +634,10 @@
       box.firstChild.textContent = "Could not load the history (" + reply.message + ")";
     } else if (!points.length) {
       box.dataset.state = "empty";
-      box.innerHTML = '<p class="muted">No probes in the last 24 hours.</p>';
+      box.innerHTML = '<p class="muted">No probes in the last ' + HISTORY_HOURS + ' hours.</p>';
     } else {
       box.dataset.state = "ready";
-      box.replaceChildren(drawChart(id, points, box.clientWidth));
+      box.replaceChildren(drawChart(id, points, box.clientWidth, Date.now()));
     }
   }
 
