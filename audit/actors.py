@@ -13,12 +13,13 @@ from contextvars import ContextVar
 from typing import Any
 
 from auditlog.models import LogEntry
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.contenttypes.models import ContentType
 from django.http import HttpRequest
 
 from accounts.authentication import ApiKeyPrincipal
-from accounts.models import ApiKey
+from accounts.selectors import KeyInfo
 from spignosapi.logs import request_id_var
 
 current_request: ContextVar[HttpRequest | None] = ContextVar("audit_request", default=None)
@@ -33,12 +34,16 @@ def actor_of(request: HttpRequest) -> tuple[dict[str, Any], AbstractBaseUser | N
     """``({"type": "user"|"key", "name", "prefix", "user"}, the Django user or None)``, or None (anonymous)."""
     user = getattr(request, "user", None)  # DRF puts a key's principal here once it has authenticated it
     if isinstance(user, ApiKeyPrincipal):
-        key = ApiKey.objects.select_related("owner").filter(pk=user.key_id).first()
-        owner = key.owner if key is not None else None
+        # The key as it called (DRF keeps its KeyInfo on the request): its row may be gone or renamed by the
+        # very change being logged (a key that deletes or rotates itself).
+        key = getattr(request, "auth", None)
+        if not isinstance(key, KeyInfo):
+            return None
+        owner = get_user_model()._default_manager.filter(pk=key.owner_id).first() if key.owner_id else None
         payload = {
             "type": "key",
-            "name": user.name,
-            "prefix": key.prefix if key is not None else None,
+            "name": key.name,
+            "prefix": key.prefix or None,
             "user": owner.get_username() if owner is not None else None,
         }
         return payload, owner

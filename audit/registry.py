@@ -7,13 +7,17 @@ a key's hash, like the key, never reaches the log.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from auditlog.registry import auditlog
 from django.apps import apps
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ObjectDoesNotExist
+from django.db import models
+from django.db.models.signals import pre_delete
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,20 @@ def register_all() -> None:
         model = apps.get_model(entry.model)
         if entry.track_saves and not auditlog.contains(model):
             auditlog.register(model, include_fields=tracked_fields(entry))
+            pre_delete.connect(load_relations, sender=model, dispatch_uid=f"audit.load_relations.{entry.model}")
+
+
+def load_relations(sender: type[models.Model], instance: models.Model, **kwargs: Any) -> None:
+    """``pre_delete`` of an audited row: read the rows its relations point at while they still exist.
+
+    auditlog writes a delete's entry at ``post_delete``. In a cascade, Django deletes the row a nullable
+    relation points at first (a key before its budgets), and the entry would then lose the relation (whose
+    budget it was). Every ``pre_delete`` is sent before any row is deleted, so the related rows read here
+    are the ones the entry names."""
+    for field in instance._meta.concrete_fields:
+        if field.many_to_one or field.one_to_one:
+            with contextlib.suppress(ObjectDoesNotExist):  # already gone: nothing to name
+                getattr(instance, field.name)
 
 
 @cache

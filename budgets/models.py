@@ -16,9 +16,10 @@ Scopes:
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import Q
@@ -90,6 +91,10 @@ class Budget(models.Model):
         return f"{self.limit} {self.metric} per {self.period} ({owner}{who})"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
+        # Hold the figures as their columns store them, so that every door (the API, the admin, createapikey)
+        # logs and shows the same value: "50.000000" and "0.800", never "50" from one and "50.000000" from another.
+        self.limit = _as_stored(self, "limit")
+        self.soft_threshold = _as_stored(self, "soft_threshold")
         super().save(*args, **kwargs)
         _bump_on_commit()
 
@@ -97,6 +102,21 @@ class Budget(models.Model):
         deleted = super().delete(*args, **kwargs)
         _bump_on_commit()
         return deleted
+
+
+def _as_stored(budget: Budget, name: str) -> Any:
+    """``budget``'s decimal field ``name`` rounded as PostgreSQL rounds it into its column (half away from
+    zero); left as it is when it is no number (the database refuses it, as before)."""
+    field = budget._meta.get_field(name)
+    value = getattr(budget, name)
+    assert isinstance(field, models.DecimalField)
+    try:
+        number = field.to_python(value)
+    except ValidationError:
+        return value
+    if number is None or not number.is_finite():
+        return value
+    return number.quantize(Decimal(1).scaleb(-field.decimal_places), rounding=ROUND_HALF_UP)
 
 
 def _bump_on_commit() -> None:

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from auditlog.models import LogEntry
-from django.contrib.auth.models import User
 from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 from rest_framework.test import APIClient
@@ -17,54 +16,13 @@ from rest_framework.test import APIClient
 from accounts.models import ApiKey, Team
 from accounts.services import apikey_create
 from audit.registry import AUDITED, Audited, register_all, secret_fields_logged
+from audit.tests.helpers import ADMIN_ACTOR, actors, admin_save, audit, log, ops_actor
 from energy.models import EnergyCoefficient
 from routing.breaker import Breakers
 from routing.models import Category, ChainEntry, CircuitBreaker, LLMModel, ModelAlias, Provider
-from routing.seed import seed_defaults
 from tests.helpers import admin_form_data
 
 pytestmark = pytest.mark.django_db
-
-ADMIN_ACTOR = {"type": "user", "name": "admin", "prefix": None, "user": "admin"}
-
-
-@pytest.fixture
-def seeded_db(db: None) -> None:
-    seed_defaults()
-    LogEntry.objects.all().delete()  # the seed's own entries (no actor) are not what these tests look at
-
-
-@pytest.fixture
-def ops(seeded_db: None) -> tuple[ApiKey, APIClient]:
-    """A staff key owned by the user alice, and a client that sends it."""
-    alice = User.objects.create_user("alice", email="alice@example.com")
-    key, raw = apikey_create(name="ops", is_staff=True, owner=alice)
-    LogEntry.objects.all().delete()
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
-    return key, client
-
-
-def ops_actor(key: ApiKey) -> dict[str, Any]:
-    """How an entry names the ops key: its name and prefix, and its owner."""
-    return {"type": "key", "name": "ops", "prefix": key.prefix, "user": "alice"}
-
-
-def audit(client: APIClient | Client, **params: Any) -> list[dict[str, Any]]:
-    reply = client.get("/api/v1/audit", params)
-    assert reply.status_code == 200, reply.content
-    results: list[dict[str, Any]] = reply.json()["results"]
-    return results
-
-
-def log(client: APIClient | Client, **params: Any) -> list[tuple[str, str, str, dict[str, Any]]]:
-    """(action, object_type, object_repr, changes) of each entry, oldest first."""
-    rows = audit(client, page_size=500, **params)
-    return [(e["action"], e["object_type"], e["object_repr"], e["changes"]) for e in reversed(rows)]
-
-
-def actors(client: APIClient | Client) -> list[dict[str, Any]]:
-    return [e["actor"] for e in audit(client, page_size=500)]
 
 
 def post(client: APIClient, path: str, body: Any = None) -> Any:
@@ -213,13 +171,6 @@ def test_a_breaker_reset_from_the_api_is_one_reset_entry_and_traffic_makes_none(
 
 
 # --- from the admin, logged in as a staff user -----------------------------------------------------------------
-
-
-def admin_save(admin_client: Client, url: str, **changes: Any) -> None:
-    data = admin_form_data(admin_client.get(url))
-    data.update(changes)
-    response = admin_client.post(url, data)
-    assert response.status_code == 302, response.context and response.context["errors"]
 
 
 def test_a_key_added_and_changed_in_the_admin_is_logged_without_its_secret(
