@@ -38,6 +38,11 @@ SPECTACULAR_SETTINGS = {
         }
     },
     "COMPONENT_SPLIT_REQUEST": True,
+    # Fields named alike with other choices elsewhere (a roll-up's period, …): the budgets' get names of their own.
+    "ENUM_NAME_OVERRIDES": {
+        "BudgetMetricEnum": "budgets.models.Budget.Metric",
+        "BudgetPeriodEnum": "budgets.models.Budget.Period",
+    },
     # Security schemes come from the authentication classes (accounts/schema.py describes the API key).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

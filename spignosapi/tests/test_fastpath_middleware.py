@@ -67,6 +67,7 @@ def test_the_stock_list_holds_django_s_classes_in_the_same_places() -> None:
         "django.middleware.common.CommonMiddleware",
         "django.middleware.csrf.CsrfViewMiddleware",
         "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "audit.middleware.AuditActorMiddleware",  # ours: who makes a staff change (after authentication)
         "django.contrib.messages.middleware.MessageMiddleware",
         "django.middleware.clickjacking.XFrameOptionsMiddleware",
     ]
