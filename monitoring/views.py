@@ -31,6 +31,8 @@ COLUMNS = [
     ("status", "Status", False),
     ("availability_24h", "Availability 24 h", True),
     ("ttfb_ms", "TTFT", True),
+    # The 24 h percentiles (probes and traffic): the last probe's TTFT beside what is typical and what is slow.
+    ("ttft_p50_p95", "TTFT p50 / p95", True),
     ("tokens_per_sec", "Tokens/s", True),
     ("checked_at", "Last check", True),
     ("energy_wh", "Energy / probe", True),
