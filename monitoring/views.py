@@ -25,12 +25,16 @@ from .probes import Thresholds
 from .states import State
 
 # (sort key = the /stats field it sorts on, header, numeric column)
+# A column's name wraps where a space is (the nine fit a desktop that way); a no-break space keeps "24 h" and
+# "p50 / p95" whole.
 COLUMNS = [
     ("model", "Model", False),
     ("provider", "Provider", False),
     ("status", "Status", False),
-    ("availability_24h", "Availability 24 h", True),
+    ("availability_24h", "Availability 24\N{NO-BREAK SPACE}h", True),
     ("ttfb_ms", "TTFT", True),
+    # The 24 h percentiles (probes and traffic): the last probe's TTFT beside what is typical and what is slow.
+    ("ttft_p50_p95", "TTFT p50\N{NO-BREAK SPACE}/\N{NO-BREAK SPACE}p95", True),
     ("tokens_per_sec", "Tokens/s", True),
     ("checked_at", "Last check", True),
     ("energy_wh", "Energy / probe", True),

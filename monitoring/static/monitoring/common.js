@@ -39,14 +39,6 @@
     return typeof value === "number" && isFinite(value);
   }
 
-  /** 120 → "120 ms", 1534 → "1.53 s", 65000 → "65.0 s". */
-  function duration(ms) {
-    if (!isNumber(ms)) return "–";
-    if (ms < 1000) return Math.round(ms) + " ms";
-    if (ms < 10000) return (ms / 1000).toFixed(2) + " s";
-    return (ms / 1000).toFixed(1) + " s";
-  }
-
   function percent(value) {
     if (!isNumber(value)) return "–";
     // 100 and 50 read as "100 %" and "50 %"; 99.96 stays "99.96 %", never a rounded-up 100.
@@ -96,8 +88,8 @@
     STATE_LABELS: STATE_LABELS,
     requestJSON: requestJSON,
     isNumber: isNumber,
-    duration: duration,
     // Figures with units are written the one way every page writes them (spignosapi/format.js).
+    duration: window.Format.duration,
     rate: window.Format.rate,
     percent: percent,
     energy: window.Format.energy,

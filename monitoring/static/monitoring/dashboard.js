@@ -14,7 +14,7 @@
   const POLL_MS = (parseFloat(root.dataset.pollSeconds) || 15) * 1000;
   const REFRESH_POLL_MS = 1000;
   const REFRESH_TIMEOUT_MS = 120000;
-  const COLUMNS = 8;
+  const COLUMNS = 9;
   const HISTORY_HOURS = parseFloat(root.dataset.historyHours) || 24;
   // The upper bound of each timed bucket, from the monitoring settings (the view puts them in the page).
   const limitsScript = document.getElementById("bucket-limits");
@@ -83,6 +83,116 @@
     return "p50 " + format(p50) + " · p95 " + format(p95);
   }
 
+  // --- percentiles and validity ----------------------------------------------------------------------------
+
+  // The windows of the merged percentiles (probes and real traffic) in /stats, and how they are named.
+  const WINDOWS = [["1h", "1 h"], ["24h", "24 h"], ["7d", "7 d"]];
+  const METRICS = [
+    ["ttft_ms", "TTFT", M.duration], ["total_ms", "Total", M.duration], ["tokens_per_sec", "Tokens/s", M.rate],
+  ];
+  const QUANTILES = ["p50", "p95", "p99"];
+  // The probe kinds that check an answer (monitoring/statistics.py VALIDITY_KINDS), as an operator names them.
+  const VALIDITY = [["tool_call", "Tool calls"], ["structured_output", "JSON schema"]];
+
+  function latencyWindow(data, name) {
+    return (data.percentiles || {})[name] || {};
+  }
+
+  function figure(window, metric, q) {
+    return (window[metric] || {})[q];
+  }
+
+  function counted(count, noun) {
+    return (count || 0).toLocaleString() + " " + noun + (count === 1 ? "" : "s");
+  }
+
+  /** "14 samples (12 probes, 2 requests) · newest 3 min ago", or "no samples". */
+  function samplesText(window, now) {
+    if (!window.samples) return "no samples";
+    const by = window.samples_by_source || {};
+    return counted(window.samples, "sample") + " (" + counted(by.probes, "probe") + ", " +
+      counted(by.traffic, "request") + ") · newest " + M.relativeTime(window.newest_at, now);
+  }
+
+  /** The TTFT cell: "412 ms / 980 ms" (p50 / p95 over 24 h). */
+  function ttftPair(window) {
+    const p50 = figure(window, "ttft_ms", "p50");
+    const p95 = figure(window, "ttft_ms", "p95");
+    if (!M.isNumber(p50) && !M.isNumber(p95)) return "–";
+    return M.duration(p50) + " / " + M.duration(p95);
+  }
+
+  /** The TTFT cell's tooltip: every figure of the 24 h window, where they come from and how fresh they are. */
+  function percentilesTitle(window, now) {
+    const lines = ["24 h · " + samplesText(window, now)];
+    if (window.samples) {
+      METRICS.forEach(function (metric) {
+        lines.push(metric[1] + " " + QUANTILES.map(function (q) {
+          return q + " " + metric[2](figure(window, metric[0], q));
+        }).join(" · "));
+      });
+    }
+    return lines.join("\n");
+  }
+
+  /** "Tool calls valid 100 %, JSON schema valid 92 % (24 h)"; a kind without probes is "not probed". */
+  function validityText(validity) {
+    const rates = validity || {};
+    if (!VALIDITY.some(function (kind) { return M.isNumber(rates[kind[0]]); })) {
+      return "Tool calls and JSON schema: not probed";
+    }
+    return VALIDITY.map(function (kind) {
+      const rate = rates[kind[0]];
+      return kind[1] + (M.isNumber(rate) ? " valid " + M.percent(rate) : " not probed");
+    }).join(", ") + " (24 h)";
+  }
+
+  /** The history panel's figures: the validity line and a small table of the three windows. */
+  function renderFigures(entry) {
+    const box = entry.historyRow ? entry.historyRow.querySelector(".figures") : null;
+    if (!box || !entry.data) return;
+    const data = entry.data;
+    const now = Date.now();
+    const validity = document.createElement("p");
+    validity.className = "validity";
+    validity.textContent = validityText(data.validity_24h);
+    const table = document.createElement("table");
+    table.className = "window-figures";
+    const head = table.createTHead().insertRow();
+    head.appendChild(document.createElement("th"));
+    WINDOWS.forEach(function (w) {
+      const th = document.createElement("th");
+      th.scope = "col";
+      th.className = "num";
+      th.textContent = w[1];
+      head.appendChild(th);
+    });
+    const body = table.createTBody();
+    function addRow(label, key, text) {
+      const row = body.insertRow();
+      row.dataset.figure = key;
+      const th = document.createElement("th");
+      th.scope = "row";
+      th.textContent = label;
+      row.appendChild(th);
+      WINDOWS.forEach(function (w) {
+        const td = row.insertCell();
+        td.className = "num";
+        td.dataset.window = w[0];
+        td.textContent = text(latencyWindow(data, w[0]));
+      });
+    }
+    addRow("Probes", "probes", function (w) { return ((w.samples_by_source || {}).probes || 0).toLocaleString(); });
+    addRow("Requests", "traffic", function (w) { return ((w.samples_by_source || {}).traffic || 0).toLocaleString(); });
+    addRow("Newest", "newest_at", function (w) { return w.newest_at ? M.relativeTime(w.newest_at, now) : "–"; });
+    METRICS.forEach(function (metric) {
+      QUANTILES.forEach(function (q) {
+        addRow(metric[1] + " " + q, metric[0] + "." + q, function (w) { return metric[2](figure(w, metric[0], q)); });
+      });
+    });
+    box.replaceChildren(validity, table);
+  }
+
   function createEntry(id, provider) {
     const row = rowTemplate.content.firstElementChild.cloneNode(true);
     row.dataset.model = id;
@@ -127,6 +237,10 @@
     const ttfb = cell(row, "ttfb_ms");
     ttfb.textContent = M.duration(data.ttfb_ms);
     ttfb.title = spread(data.p50_ttfb_ms, data.p95_ttfb_ms, M.duration);
+
+    const typical = cell(row, "ttft_p50_p95");
+    typical.textContent = ttftPair(latencyWindow(data, "24h"));
+    typical.title = percentilesTitle(latencyWindow(data, "24h"), Date.now());
 
     const tps = cell(row, "tokens_per_sec");
     tps.textContent = M.rate(data.tokens_per_sec);
@@ -221,6 +335,7 @@
     if (key === "status") return M.BUCKETS.indexOf(data.status);
     if (key === "availability_24h") return data.availability ? data.availability["24h"] : null;
     if (key === "checked_at") return data.checked_at ? Date.parse(data.checked_at) : null;
+    if (key === "ttft_p50_p95") return figure(latencyWindow(data, "24h"), "ttft_ms", "p95");
     return data[key];
   }
 
@@ -314,6 +429,7 @@
       entry.data = data;
       renderRow(entry, previous);
       renderCard(entry);
+      if (openHistory === entry.id) renderFigures(entry);
       if (openHistory === entry.id && previous && previous.checked_at !== data.checked_at) loadHistory(entry.id);
     });
     entries.forEach(function (entry) { if (!seen.has(entry.id)) removeEntry(entry); });
@@ -613,12 +729,14 @@
       '<div class="history"><div class="history-head"><strong class="history-title"></strong>' +
       '<span class="legend"><span class="key key-total"></span>Total time <span class="key key-ttfb"></span>TTFT' +
       ' <span class="key key-limit"></span>Bucket limits <span class="key key-error"></span>Failed</span></div>' +
-      '<div class="chart-box" data-state="loading"><p class="muted">Loading history…</p></div></div>';
+      '<div class="chart-box" data-state="loading"><p class="muted">Loading history…</p></div>' +
+      '<div class="figures"></div></div>';
     td.querySelector(".history-title").textContent = id + " · last " + HISTORY_HOURS + " hours";
     row.appendChild(td);
     entry.historyRow = row;
     entry.row.after(row);
     entry.row.setAttribute("aria-expanded", "true");
+    renderFigures(entry);
     loadHistory(id);
   }
 

@@ -1,5 +1,6 @@
 /* How every page writes its figures: one unit system for energy (mWh below a watt-hour, then Wh, kWh), one for
- * mass, rates with their unit, all with the reader's thousands separators. Loaded by base.html; no build step. */
+ * mass, rates and durations with their unit, all with the reader's thousands separators. Loaded by base.html;
+ * no build step. */
 (function () {
   "use strict";
 
@@ -46,6 +47,14 @@
     };
   }
 
+  /** A time span in milliseconds: 120 → "120 ms", 1534 → "1.53 s", 65000 → "65.0 s". */
+  function duration(ms) {
+    if (!isNumber(ms)) return "–";
+    if (ms < 1000) return Math.round(ms) + " ms";
+    if (ms < 10000) return (ms / 1000).toFixed(2) + " s";
+    return (ms / 1000).toFixed(1) + " s";
+  }
+
   /** Tokens per second: "1,234 tok/s", "45.6 tok/s". */
   function rate(tps) {
     if (!isNumber(tps)) return "–";
@@ -64,5 +73,6 @@
     energyRange: function (low, central, high) { return range(low, central, high, ENERGY_UNITS); },
     massRange: function (low, central, high) { return range(low, central, high, MASS_UNITS); },
     rate: rate,
+    duration: duration,
   };
 })();
