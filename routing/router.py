@@ -108,14 +108,16 @@ def explicit_route(config: RoutingConfig, *, model: str | None, category: str | 
     """The route a request names itself (a model id, a category by name or in ``model``, or a model alias
     in ``model``), else None.
 
-    A model or category that does not exist is a 404 (pure: async jobs check it when they are submitted).
+    A model or category that does not exist is a 404, a category without a model a 409 (pure: async jobs
+    check it when they are submitted).
     Names are looked up in that order; an alias cannot be created with a category's or a model's name.
     """
+    named_by = "category"
     if model is not None and model not in ROUTER_ALIASES:
         if model in config.models:
             return Route(category="", chain=(model,), route_mode="model")
         if model in config.categories:
-            category = model
+            category, named_by = model, "model"
         elif model in config.aliases:
             return alias_route(config, config.aliases[model])
         else:
@@ -130,6 +132,15 @@ def explicit_route(config: RoutingConfig, *, model: str | None, category: str | 
                 reason=Reason.NOT_FOUND,
                 code="category_not_found",
                 param="category",
+            )
+        if not info.chain:
+            # The client named it: its request cannot be served as the configuration stands, whatever the
+            # providers do (a category the router picks by itself and finds empty is a 503 of the gateway).
+            raise GatewayError(
+                f"The category {category!r} has no model: give it a chain first (admin or the routing API).",
+                reason=Reason.CONFLICT,
+                code="category_has_no_models",
+                param=named_by,
             )
         return Route(category=info.name, chain=info.chain, route_mode="category")
     return None

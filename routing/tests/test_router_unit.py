@@ -10,6 +10,7 @@ import pytest
 from django.conf import settings
 
 from routing.errors import GatewayError, Reason
+from routing.models import Category
 from routing.router import ROUTING_MODES, Route, choose_route, keyword_category, parse_category_answer, routing_text
 from routing.seed import seed_defaults
 from routing.selectors import AliasInfo, RoutingConfig, load_routing_config
@@ -216,6 +217,19 @@ def test_unknown_models_and_categories_are_not_found(config: RoutingConfig) -> N
         route(config, "hi", category="nope")
     assert category_error.value.reason is Reason.NOT_FOUND
     assert (category_error.value.code, category_error.value.param) == ("category_not_found", "category")
+
+
+def test_a_category_named_without_a_model_is_a_conflict(db: None) -> None:
+    seed_defaults()
+    Category.objects.create(name="empty")
+    config = load_routing_config()
+    with pytest.raises(GatewayError) as by_category:
+        route(config, "hi", category="empty")
+    with pytest.raises(GatewayError) as by_model:
+        route(config, "hi", model="empty")
+    for error, param in ((by_category.value, "category"), (by_model.value, "model")):
+        assert error.reason is Reason.CONFLICT
+        assert (error.code, error.param) == ("category_has_no_models", param)
 
 
 def test_tools_go_to_the_tools_category_in_every_mode(config: RoutingConfig) -> None:
