@@ -21,7 +21,8 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import replace
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -495,24 +496,10 @@ class OpenAICompatProvider(Provider):
         acc = StreamAccumulator()
         iterator = chunks.__aiter__()
         try:
-            while True:
-                deadline = first_deadline if acc.first_token_at is None else total_deadline
-                try:
-                    # The timeout wraps only the read, never a `yield`: the consumer's own awaits between
-                    # events must not be cancelled by our deadline.
-                    async with asyncio.timeout_at(deadline):
-                        chunk = await iterator.__anext__()
-                except StopAsyncIteration:
-                    break
-                except TimeoutError as exc:
-                    if acc.first_token_at is None:
-                        raise self._deadline_error(first_deadline, total_deadline, request.model) from exc
-                    raise self._timeout_error("total", request.model) from exc
-                except _SDK_ERRORS as exc:
-                    pending = first_deadline < total_deadline and acc.first_token_at is None
-                    raise self._map_error(exc, request.model, in_body=True, first_token_pending=pending) from exc
-                for event in self._apply_chunk(chunk, acc, request.model):
-                    yield event
+            async with aclosing(self._payloads(iterator, acc, first_deadline, total_deadline, request.model)) as reads:
+                async for chunk in reads:
+                    for event in self._apply_chunk(chunk, acc, request.model):
+                        yield event
         finally:
             await chunks.close()
         yield self._finish_stream(acc, request, start)
@@ -585,28 +572,43 @@ class OpenAICompatProvider(Provider):
         state = ResponsesStreamState()
         iterator = events.__aiter__()
         try:
-            while True:
-                deadline = first_deadline if acc.first_token_at is None else total_deadline
-                try:
-                    async with asyncio.timeout_at(deadline):  # the read only, never a `yield` (see astream)
-                        payload = await iterator.__anext__()
-                except StopAsyncIteration:
-                    break
-                except TimeoutError as exc:
-                    if acc.first_token_at is None:
-                        raise self._deadline_error(first_deadline, total_deadline, request.model) from exc
-                    raise self._timeout_error("total", request.model) from exc
-                except _SDK_ERRORS as exc:
-                    pending = first_deadline < total_deadline and acc.first_token_at is None
-                    raise self._map_error(exc, request.model, in_body=True, first_token_pending=pending) from exc
-                event = self._apply_response_event(payload, acc, state, request.model)
-                if event is not None:
-                    yield event
+            async with aclosing(self._payloads(iterator, acc, first_deadline, total_deadline, request.model)) as reads:
+                async for payload in reads:
+                    event = self._apply_response_event(payload, acc, state, request.model)
+                    if event is not None:
+                        yield event
         finally:
             await events.close()
         if state.final is None:
             raise self._invalid("the stream ended before the response did", request.model)
         yield state.finish(acc.done_event(provider=self.name, request=request, start=start, end=self._clock()))
+
+    async def _payloads(
+        self,
+        iterator: AsyncIterator[object],
+        acc: StreamAccumulator,
+        first_deadline: float,
+        total_deadline: float,
+        model: str,
+    ) -> AsyncGenerator[object, None]:
+        """Each payload of an SDK stream (chat chunks, Responses events), each read under its deadline: the
+        first token's until ``acc`` has one, then the whole call's. The timeout wraps only the read, never a
+        ``yield``: the consumer's own awaits between payloads must not be cancelled by our deadline."""
+        while True:
+            deadline = first_deadline if acc.first_token_at is None else total_deadline
+            try:
+                async with asyncio.timeout_at(deadline):
+                    payload = await iterator.__anext__()
+            except StopAsyncIteration:
+                return
+            except TimeoutError as exc:
+                if acc.first_token_at is None:
+                    raise self._deadline_error(first_deadline, total_deadline, model) from exc
+                raise self._timeout_error("total", model) from exc
+            except _SDK_ERRORS as exc:
+                pending = first_deadline < total_deadline and acc.first_token_at is None
+                raise self._map_error(exc, model, in_body=True, first_token_pending=pending) from exc
+            yield payload
 
     def _apply_response_event(
         self, payload: object, acc: StreamAccumulator, state: ResponsesStreamState, model: str

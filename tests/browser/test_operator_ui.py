@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -26,7 +27,7 @@ from routing.models import Category, ChainEntry, CircuitBreaker, LLMModel
 from routing.selectors import routing_config
 from routing.services import providers_sync
 from tests.browser.probing import probe
-from tests.fixtures import Fake, Gateway
+from tests.fixtures import Fake, Gateway, _stop, start_gateway
 from tests.helpers import ROOT
 
 pytestmark = [
@@ -386,17 +387,41 @@ def test_the_breakers_list_shows_every_model_and_resets_the_chosen_ones(
     assert set(CircuitBreaker.objects.values_list("state", flat=True)) == {"closed"}
 
 
+@pytest.fixture
+def admin_on_own_server(browser: Any, seeded: Fake) -> Iterator[tuple[Any, Gateway]]:
+    """A page logged in to the admin of a server started for this test. An admin save records a LogEntry
+    with the model's content type id, which each process caches; the test database's flush between tests
+    renumbers the content types, so the session's long-running server would write a stale id (a deployed
+    server never sees its content types renumbered)."""
+    from django.contrib.auth import get_user_model
+
+    server = start_gateway()
+    get_user_model().objects.create_superuser("sortable-admin", "", "sortable-password-123")
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(server.url + "/admin/login/")
+        page.fill("#id_username", "sortable-admin")
+        page.fill("#id_password", "sortable-password-123")
+        page.click("input[type=submit]")
+        page.wait_for_url(server.url + "/admin/")
+        yield page, server
+    finally:
+        context.close()
+        _stop(server.proc)
+
+
 def test_a_category_chain_is_reordered_by_drag_and_drop_and_keywords_are_a_list(
-    logged_in_page: Any, gateway: Gateway, fake: Fake
+    admin_on_own_server: tuple[Any, Gateway],
 ) -> None:
     category = Category.objects.create(name="writing", keywords=["essay", "poem"])
     fast = LLMModel.objects.get(provider__name="demo", name="demo-fast")
     smart = LLMModel.objects.get(provider__name="demo", name="demo-smart")
     ChainEntry.objects.create(category=category, model=fast, position=1)
     ChainEntry.objects.create(category=category, model=smart, position=2)
-    page = logged_in_page
+    page, server = admin_on_own_server
     page.set_viewport_size({"width": DESKTOP, "height": 900})
-    page.goto(gateway.url + f"/admin/routing/category/{category.pk}/change/")
+    page.goto(server.url + f"/admin/routing/category/{category.pk}/change/")
     assert page.input_value("#id_keywords") == "essay\npoem"
     page.fill("#id_keywords", "Essay, sonnet\n  short story \n\npoem")
     handles = page.locator("#chain-group tbody tr.has_original td.original p")
