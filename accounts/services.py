@@ -86,14 +86,19 @@ def apikey_create(
     return key, raw
 
 
+def _save_settings(row: ApiKey | Team, allowed: tuple[str, ...], what: str, changes: dict[str, Any]) -> None:
+    """Set ``changes`` (only fields named in ``allowed``) on ``row`` and save it: one audited update."""
+    unknown = set(changes) - set(allowed)
+    if unknown:
+        raise TypeError(f"unknown {what} settings: {sorted(unknown)}")
+    for field, value in changes.items():
+        setattr(row, field, value)
+    row.save()
+
+
 def apikey_update(*, key: ApiKey, **changes: Any) -> ApiKey:
     """Change some of a key's ``KEY_SETTINGS``; every process sees the change within a second."""
-    unknown = set(changes) - set(KEY_SETTINGS)
-    if unknown:
-        raise TypeError(f"unknown key settings: {sorted(unknown)}")
-    for field, value in changes.items():
-        setattr(key, field, value)
-    key.save()
+    _save_settings(key, KEY_SETTINGS, "key", changes)
     return key
 
 
@@ -133,12 +138,8 @@ def team_create(**values: Any) -> Team:
 
 
 def team_update(*, team: Team, **changes: Any) -> Team:
-    unknown = set(changes) - set(TEAM_SETTINGS)
-    if unknown:
-        raise TypeError(f"unknown team settings: {sorted(unknown)}")
-    for field, value in changes.items():
-        setattr(team, field, value)
-    team.save()
+    """Change some of a team's ``TEAM_SETTINGS``; its keys' limits follow within a second."""
+    _save_settings(team, TEAM_SETTINGS, "team", changes)
     return team
 
 
